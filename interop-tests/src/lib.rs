@@ -1,0 +1,2 @@
+//! Helpers for interop tests against third-party peers.
+#![forbid(unsafe_code)]

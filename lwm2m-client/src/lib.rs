@@ -1,0 +1,2 @@
+//! LwM2M client library.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! CoAP (RFC 7252, RFC 8323, RFC 7959, RFC 7641) for LwM2M.

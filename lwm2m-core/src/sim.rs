@@ -1,0 +1,1 @@
+//! Deterministic simulated network for tests.
