@@ -5,6 +5,8 @@
 //! model is unknown they keep raw values (opaque bytes) rather than failing.
 //! Encodings are deterministic: the same node always gives the same bytes.
 
+pub mod link;
+
 use core::fmt;
 
 /// A CoAP Content-Format number. An open set: unknown numbers are kept as they are.
