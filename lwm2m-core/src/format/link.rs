@@ -8,9 +8,9 @@
 //!   panics, bounds its work with [`LinkLimits`] and reports typed
 //!   [`LinkError`]s with byte offsets.
 //! * LwM2M meaning: the Register/Update payload ([`RegistrationLinks`], TS Core
-//!   §6.2.1 / 1.2 §6.2.1), Discover output ([`encode_discover`] /
-//!   [`decode_discover`], TS Core 1.1 §5.4.2 / 1.2 §6.3.2) and Bootstrap-Discover
-//!   output ([`BootstrapDiscover`], TS Core 1.1 §5.2.7.1 / 1.2 §6.1.7.3).
+//!   §6.2.1), Discover output ([`encode_discover`] / [`decode_discover`], TS
+//!   Core 1.0 §5.4.2) and Bootstrap-Discover output ([`BootstrapDiscover`], TS
+//!   Core 1.2 §6.1.7.3).
 //!
 //! Why there is no `decode`/`encode` of [`Node`]s here: a link-format payload
 //! carries links to resources and their attributes, never resource values. LwM2M
@@ -694,9 +694,9 @@ fn target_path(target: &str, root: Option<&str>) -> Result<Path, PathError> {
 }
 
 /// Normalises an alternate path: `/` → `None`; `/a/b` (or `/a/b/`) → `Some("/a/b")`.
-/// Segments must be non-empty and not purely numeric, or they would be
-/// confused with object ids (TS Transport §6.4.1: "The alternate path MUST NOT
-/// contain a numeric segment"... in spirit: `</12>;rt="oma.lwm2m"` is unusable).
+/// Segments must be non-empty and not purely numeric: a numeric segment would
+/// be read as an object id (`</12>;rt="oma.lwm2m"` makes `/12/3/0` ambiguous),
+/// and TS Transport §6.4.1 does not allow one in the alternate path.
 fn normalize_root(target: &str) -> Result<Option<String>, ()> {
     let rest = target.strip_prefix('/').ok_or(())?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -763,8 +763,8 @@ fn content_format_param(cfs: &[u16]) -> LinkParam {
 // LwM2M: registration payload
 // ---------------------------------------------------------------------------
 
-/// The link-format payload of Register and Update (TS Core 1.1 §5.3.1 / 1.2
-/// §6.2.1; Transport §6.4.1 for the alternate path).
+/// The link-format payload of Register and Update (TS Core 1.2 §6.2.1; the
+/// alternate path `rt="oma.lwm2m"` is TS Transport §6.4.1).
 ///
 /// ```
 /// use lwm2m_core::format::link::RegistrationLinks;
@@ -1365,7 +1365,7 @@ mod tests {
 
     #[test]
     fn registration_ts_example_plain() {
-        // TS Core 1.1 §6.2.1 / 1.2 §6.2.1 example payload.
+        // TS Core 1.2 §6.2.1 example payload.
         let text = "</1/0>,</1/1>,</2/0>,</2/1>,</2/2>,</2/3>,</2/4>,</3/0>,</4/0>,</5>";
         let r = reg(text).unwrap();
         assert_eq!(r.root, None);
@@ -1392,7 +1392,7 @@ mod tests {
 
     #[test]
     fn registration_ts_example_with_content_formats() {
-        // TS Core 1.1 §6.2.1: "</>;ct=110, </1/0>,..." (note the space, as printed).
+        // TS Core 1.2 §6.2.1: "</>;ct=110, </1/0>,..." (note the space, as printed).
         let r =
             reg("</>;ct=110, </1/0>,</1/1>,</2/0>,</2/1>,</2/2>,</2/3>,</2/4>,</3/0>,</4/0>,</5>")
                 .unwrap();
@@ -1423,7 +1423,7 @@ mod tests {
                 ],
             }
         );
-        // Object versions on object links (TS 1.1 §7.2.2 style), quoted or not.
+        // Object versions on object links (object versioning), quoted or not.
         let r = reg(r#"</3>;ver=1.1,</3/0>,</3303>;ver="1.1",</3303/0>"#).unwrap();
         assert_eq!(
             r.objects,
@@ -1618,7 +1618,7 @@ mod tests {
 
     #[test]
     fn discover_ts_example_object() {
-        // TS Core 1.0/1.1 §5.4.2, Discover on /3 (as printed, with spaces).
+        // TS Core 1.0 §5.4.2, Discover on /3 (as printed, with spaces).
         let text = "</3>;pmin=10,</3/0>,</3/0/1>, </3/0/2>, </3/0/3>, </3/0/4>, </3/0/6>,</3/0/7>,</3/0/8>,</3/0/11>,</3/0/16>";
         let e = decode_discover(text.as_bytes(), None).unwrap();
         assert_eq!(e.len(), 11);
@@ -1630,7 +1630,7 @@ mod tests {
 
     #[test]
     fn discover_ts_example_instance() {
-        // TS Core 1.0/1.1 §5.4.2, Discover on /3/0.
+        // TS Core 1.0 §5.4.2, Discover on /3/0.
         let text = "</3/0>;pmax=60, </3/0/1>, </3/0/2>, </3/0/3>, </3/0/4>, </3/0/6>;dim=8,</3/0/7>;dim=8;gt=50;lt=42.2,</3/0/8>;dim=8,</3/0/11>,</3/0/16>";
         let e = decode_discover(text.as_bytes(), None).unwrap();
         assert_eq!(e[0].attributes, attrs(&["pmax=60"]));
@@ -1644,7 +1644,7 @@ mod tests {
 
     #[test]
     fn discover_ts_example_resource_with_inherited_attributes() {
-        // TS Core 1.0/1.1 §5.4.2, Discover on /3/0/7: "pmin assigned at the
+        // TS Core 1.0 §5.4.2, Discover on /3/0/7: "pmin assigned at the
         // Object level, and pmax assigned at the Object Instance level".
         let object = attrs(&["pmin=10"]);
         let instance = attrs(&["pmax=60"]);

@@ -6,9 +6,9 @@
 //!
 //! Sources: TS Core 1.1 §5.1.2 (Table 5.1.2-1 `<PROPERTIES>`, Table 5.1.2-2
 //! `<NOTIFICATION>`) and TS Core 1.2 §7.3 (Tables 7.3.1-1 and 7.3.2-1, which
-//! add edge, con and hqmax). Write-Attributes is TS Core 1.1 §5.4.4 / 1.2
-//! §6.3.4; its CoAP mapping (attributes as Uri-Query options, a name without
-//! value unsets) is TS Transport §6.4.4.
+//! add edge, con and hqmax). Write-Attributes: TS Core 1.0 §5.4.4 (Table 13: a
+//! name without value unsets the attribute); on CoAP the attributes travel as
+//! Uri-Query options (TS Transport, Write-Attributes mapping).
 //!
 //! ```
 //! use lwm2m_core::model::{Attributes, Path};
@@ -242,7 +242,7 @@ pub enum AttributeError {
 
 impl AttributeError {
     /// The CoAP response code for this error: always 4.00 Bad Request
-    /// (TS Transport §6.4.4, Table 6.7-3 for Write-Attributes).
+    /// (invalid attributes "MUST be rejected", TS Core 1.1 §5.1.2 / 1.2 §7.3.2).
     pub fn coap_code(&self) -> (u8, u8) {
         (4, 0)
     }
@@ -599,9 +599,8 @@ impl Attributes {
     /// The attributes in effect at the most specific of `levels`: `levels` go
     /// from the least specific (object) to the most specific (object →
     /// instance → resource → resource instance), and for each notification
-    /// attribute the most specific level that sets it wins (TS Core 1.1
-    /// §5.1.1, 1.2 §7.3.2: "an attribute attached to a lower level overrides
-    /// the one of a higher level").
+    /// attribute the most specific level that sets it wins (precedence rules
+    /// of TS Core 1.0 §5.1.1, 1.2 §7.3.2: a lower level overrides a higher one).
     ///
     /// Properties (dim, ssid, uri, ver, lwm2m) describe one entity and are not
     /// inherited: they come from the most specific level only.
@@ -671,7 +670,7 @@ pub enum AttributeChange<T> {
     /// `?name=value`: set the attribute at the target level.
     Set(T),
     /// `?name` without value: remove the attribute at the target level
-    /// (TS Core 1.1 Table 13 / 1.2 §6.3.4: "When an Attribute is specified
+    /// (TS Core 1.0 §5.4.4 Table 13: "When an Attribute is specified
     /// without value, it means this Attribute value is unset").
     Unset,
 }
@@ -1372,7 +1371,7 @@ mod tests {
 
     #[test]
     fn inheritance_most_specific_wins_per_attribute() {
-        // TS 1.1 §5.4.2 example: </3/0/7>;dim=8;pmin=10;pmax=60;gt=50;lt=42.2
+        // TS Core 1.0 §5.4.2 example: </3/0/7>;dim=8;pmin=10;pmax=60;gt=50;lt=42.2
         // "with pmin assigned at the Object level, and pmax assigned at the Object Instance level".
         let object = Attributes {
             pmin: Some(10),
