@@ -8,6 +8,7 @@
 pub mod opaque;
 pub mod text;
 pub mod tlv;
+pub mod link;
 
 use core::fmt;
 

@@ -4,12 +4,18 @@
 //! * [`Value`]: one typed resource value.
 //! * [`Node`]: what a Read returns or a Write carries at a path.
 //! * [`ObjectModel`] / [`ResourceModel`]: the object definitions (from OMA DDF files).
+//! * [`Attributes`]: notification attributes and properties (Write-Attributes, Discover).
 
+mod attributes;
 mod node;
 mod object;
 mod path;
 mod value;
 
+pub use attributes::{
+    write_attributes, AttributeChange, AttributeError, AttributeName, AttributeUpdate, Attributes,
+    Version, VersionError,
+};
 pub use node::{Instance, Node, ObjectNode, Resource, ResourceValue, TimestampedValue};
 pub use object::{
     ModelLookup, NoModels, ObjectModel, Operations, ResourceModel, ResourceType, NO_MODELS,
