@@ -532,6 +532,23 @@ fn value_names_use_the_common_prefix() {
         r#"[{"bn":"/3/0/","n":"1","v":1,"t":10},{"n":"7/2","v":2}]"#
     );
     assert_eq!(decode_values(text.as_bytes(), &NO_MODELS).unwrap(), values);
+    // The common prefix is itself one of the paths: the base name moves up a level.
+    let values = [
+        tv("/3/0/1", Value::Integer(1), None),
+        tv("/3/0/1/0", Value::Integer(2), None),
+    ];
+    let text = enc_values(&values);
+    assert_eq!(text, r#"[{"bn":"/3/0/","n":"1","v":1},{"n":"1/0","v":2}]"#);
+    assert_eq!(decode_values(text.as_bytes(), &NO_MODELS).unwrap(), values);
+    // Different objects: full names, no base name (TS Table 7.4.4-7 shape).
+    let values = [
+        tv("/3/0/1", Value::Integer(1), None),
+        tv("/4/0/1", Value::Integer(2), None),
+    ];
+    assert_eq!(
+        enc_values(&values),
+        r#"[{"n":"/3/0/1","v":1},{"n":"/4/0/1","v":2}]"#
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -30,7 +30,8 @@
 //!   [`FormatError::InvalidPath`].
 //! * **Times** are `bt + t` in seconds, kept as the raw value: RFC 8428 says
 //!   values below 2^28 are relative to "now", but the decoder does not know
-//!   "now", so the caller interprets them ([`TimestampedValue::time`]).
+//!   "now", so the caller interprets them ([`TimestampedValue::time`],
+//!   [`RELATIVE_TIME_LIMIT`]).
 //!   [`decode`] ignores times; [`decode_values`] keeps them.
 //! * **Opaque** `vd` is written in base64url without padding as RFC 8428
 //!   says; the decoder also accepts the standard alphabet and padding,
@@ -60,6 +61,12 @@ use crate::model::{
     Instance, ModelLookup, Node, ObjLnk, ObjectNode, Path, Resource, ResourceType, ResourceValue,
     TimestampedValue, Value,
 };
+
+/// RFC 8428 §4.5.3: a resolved time below 2^28 seconds is relative to the
+/// time the receiver got the pack (negative: in the past); at or above it is
+/// seconds since the Unix epoch. The decoders keep times as sent; a caller
+/// that knows "now" compares against this to turn relative times absolute.
+pub const RELATIVE_TIME_LIMIT: f64 = 268_435_456.0;
 
 /// Decodes a SenML JSON payload that belongs to request path `path` (a Read
 /// response or a Write request) into the node at that path.
