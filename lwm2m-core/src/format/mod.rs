@@ -12,6 +12,10 @@ pub mod link;
 
 use core::fmt;
 
+pub mod json;
+pub mod lwm2m_json;
+pub mod senml_json;
+
 /// A CoAP Content-Format number. An open set: unknown numbers are kept as they are.
 ///
 /// ```
