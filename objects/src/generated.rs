@@ -10,12 +10,15 @@ use crate::static_model::StaticObject;
 #[doc = "Every generated object model (all versions), sorted by id then version."]
 pub static OBJECTS: &[&StaticObject] = &[
     &security::v1_0::MODEL,
+    &security::v1_1::MODEL,
     &security::v1_2::MODEL,
     &server::v1_0::MODEL,
     &server::v1_1::MODEL,
     &server::v1_2::MODEL,
-    &access_control::MODEL,
+    &access_control::v1_0::MODEL,
+    &access_control::v1_1::MODEL,
     &device::v1_0::MODEL,
+    &device::v1_1::MODEL,
     &device::v1_2::MODEL,
     &connectivity_monitoring::MODEL,
     &firmware_update::v1_0::MODEL,
@@ -29,7 +32,7 @@ pub static OBJECTS: &[&StaticObject] = &[
     &oscore::v1_1::MODEL,
 ];
 
-#[doc = "LWM2M Security (object 0), versions 1.0, 1.2. The items here are those of the latest version, 1.2; each version has its own module."]
+#[doc = "LWM2M Security (object 0), versions 1.0, 1.1, 1.2. The items here are those of the latest version, 1.2; each version has its own module."]
 pub mod security {
     #[doc = "Object id."]
     pub const ID: u16 = 0;
@@ -222,6 +225,262 @@ pub mod security {
                     range: "",
                     units: "s",
                     description: "The LwM2M Client MUST purge the LwM2M Bootstrap-Server Account after the timeout value given by this resource. The lowest timeout value is 1.\nIf the value is set to 0, or if this resource is not instantiated, the Bootstrap-Server Account lifetime is infinite.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "LWM2M Security version 1.1."]
+    pub mod v1_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.1";
+        #[doc = "Resource 0, \"LWM2M  Server URI\": no operation, single, mandatory, String."]
+        pub const LWM2M_SERVER_URI: u16 = 0;
+        #[doc = "Resource 1, \"Bootstrap-Server\": no operation, single, mandatory, Boolean."]
+        pub const BOOTSTRAP_SERVER: u16 = 1;
+        #[doc = "Resource 2, \"Security Mode\": no operation, single, mandatory, Integer."]
+        pub const SECURITY_MODE: u16 = 2;
+        #[doc = "Resource 3, \"Public Key or Identity\": no operation, single, mandatory, Opaque."]
+        pub const PUBLIC_KEY_OR_IDENTITY: u16 = 3;
+        #[doc = "Resource 4, \"Server Public Key\": no operation, single, mandatory, Opaque."]
+        pub const SERVER_PUBLIC_KEY: u16 = 4;
+        #[doc = "Resource 5, \"Secret Key\": no operation, single, mandatory, Opaque."]
+        pub const SECRET_KEY: u16 = 5;
+        #[doc = "Resource 6, \"SMS Security Mode\": no operation, single, optional, Integer."]
+        pub const SMS_SECURITY_MODE: u16 = 6;
+        #[doc = "Resource 7, \"SMS Binding Key Parameters\": no operation, single, optional, Opaque."]
+        pub const SMS_BINDING_KEY_PARAMETERS: u16 = 7;
+        #[doc = "Resource 8, \"SMS Binding Secret Key(s)\": no operation, single, optional, Opaque."]
+        pub const SMS_BINDING_SECRET_KEY_S: u16 = 8;
+        #[doc = "Resource 9, \"LwM2M Server SMS Number\": no operation, single, optional, String."]
+        pub const LWM2M_SERVER_SMS_NUMBER: u16 = 9;
+        #[doc = "Resource 10, \"Short Server ID\": no operation, single, optional, Integer."]
+        pub const SHORT_SERVER_ID: u16 = 10;
+        #[doc = "Resource 11, \"Client Hold Off Time\": no operation, single, optional, Integer."]
+        pub const CLIENT_HOLD_OFF_TIME: u16 = 11;
+        #[doc = "Resource 12, \"Bootstrap-Server Account Timeout\": no operation, single, optional, Integer."]
+        pub const BOOTSTRAP_SERVER_ACCOUNT_TIMEOUT: u16 = 12;
+        #[doc = "Resource 13, \"Matching Type\": no operation, single, optional, Unsigned Integer."]
+        pub const MATCHING_TYPE: u16 = 13;
+        #[doc = "Resource 14, \"SNI\": no operation, single, optional, String."]
+        pub const SNI: u16 = 14;
+        #[doc = "Resource 15, \"Certificate Usage\": no operation, single, optional, Integer."]
+        pub const CERTIFICATE_USAGE: u16 = 15;
+        #[doc = "Resource 16, \"DTLS/TLS Ciphersuite\": no operation, multiple, optional, Integer."]
+        pub const DTLS_TLS_CIPHERSUITE: u16 = 16;
+        #[doc = "Resource 17, \"OSCORE Security Mode\": no operation, single, optional, Objlnk."]
+        pub const OSCORE_SECURITY_MODE: u16 = 17;
+
+        #[doc = "The definition of LWM2M Security version 1.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 0,
+            name: "LWM2M Security",
+            version: "1.1",
+            lwm2m_version: "1.1",
+            multiple: true,
+            mandatory: true,
+            description: "This LwM2M Object provides the keying material of a LwM2M Client appropriate to access a specified LwM2M Server. One Object Instance SHOULD address a LwM2M Bootstrap-Server.\nThese LwM2M Object Resources MUST only be changed by a LwM2M Bootstrap-Server or Bootstrap from Smartcard and MUST NOT be accessible by any other LwM2M Server.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "LWM2M  Server URI",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "Uniquely identifies the LwM2M Server or LwM2M Bootstrap-Server. The format of the CoAP URI is defined in Section 6 of RFC 7252.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Bootstrap-Server",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Boolean,
+                    range: "",
+                    units: "",
+                    description: "Determines if the current instance concerns a LwM2M Bootstrap-Server (true) or a standard LwM2M Server (false)",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Security Mode",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..4",
+                    units: "",
+                    description: "Determines which security mode is used\n0: Pre-Shared Key mode\n1: Raw Public Key mode\n2: Certificate mode\n3: NoSec mode\n4: Certificate mode with EST",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Public Key or Identity",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Stores the LwM2M Client's certificate, public key (RPK mode) or PSK Identity (PSK mode).",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "Server Public Key",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Stores the LwM2M Server's, respectively LwM2M Bootstrap-Server's, certificate, public key (RPK mode) or trust anchor. The Certificate Mode Resource determines the content of this resource.",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Secret Key",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Stores the secret key (PSK mode) or private key (RPK or certificate mode).",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "SMS Security Mode",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..255",
+                    units: "",
+                    description: "Determines which SMS security mode is used: \n0: Reserved for future use\n1: DTLS mode (Device terminated) PSK mode assumed\n2: Secure Packet Structure mode (Smartcard terminated)\n3: NoSec mode\n4: Reserved mode (DTLS mode with multiplexing Security Association support)\n5-203 : Reserved for future use\n204-255: Proprietary modes",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "SMS Binding Key Parameters",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "6",
+                    units: "",
+                    description: "Stores the KIc, KID, SPI and TAR.",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "SMS Binding Secret Key(s)",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "16,32,48",
+                    units: "",
+                    description: "Stores the values of the key(s) for the SMS binding.",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "LwM2M Server SMS Number",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "MSISDN used by the LwM2M Client to send messages to the LwM2M Server via the SMS binding.",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "Short Server ID",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "1..65534",
+                    units: "",
+                    description: "This identifier uniquely identifies each LwM2M Server configured for the LwM2M Client.\nThis Resource MUST be set when the Bootstrap-Server Resource has a value of 'false'. \nThe values ID:0 and ID:65535 values MUST NOT be used for identifying the LwM2M Server.",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "Client Hold Off Time",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "s",
+                    description: "The number of seconds to wait before initiating a Client Initiated Bootstrap once the LwM2M Client has determined it should initiate this bootstrap mode.\nIn case client initiated bootstrap is supported by the LwM2M Client, this resource MUST be supported. This information is relevant for use with a Bootstrap-Server only.",
+                },
+                StaticResource {
+                    id: 12,
+                    name: "Bootstrap-Server Account Timeout",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "s",
+                    description: "The LwM2M Client MUST purge the LwM2M Bootstrap-Server Account after the timeout value given by this resource. The lowest timeout value is 1.\nIf the value is set to 0, or if this resource is not instantiated, the Bootstrap-Server Account lifetime is infinite.",
+                },
+                StaticResource {
+                    id: 13,
+                    name: "Matching Type",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::UnsignedInteger,
+                    range: "0..3",
+                    units: "s",
+                    description: "The Matching Type Resource specifies how the certificate or raw public key in in the Server Public Key is presented. Four values are currently defined:\n                0: Exact match. This is the default value and also corresponds to the functionality of LwM2M v1.0. Hence, if this resource is not present then the content of the Server Public Key Resource corresponds to this value.\n                1: SHA-256 hash [RFC6234]\n                2: SHA-384 hash [RFC6234]\n                3: SHA-512 hash [RFC6234]",
+                },
+                StaticResource {
+                    id: 14,
+                    name: "SNI",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "This resource holds the value of the Server Name Indication (SNI) value to be used during the TLS handshake. When this resource is present then the LwM2M Server URI acts as the address of the service while the SNI value is used for matching a presented certificate, or PSK identity.",
+                },
+                StaticResource {
+                    id: 15,
+                    name: "Certificate Usage",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..3",
+                    units: "s",
+                    description: "The Certificate Usage Resource specifies the semantic of the certificate or \n                raw public key stored in the Server Public Key Resource, which is used to match \n                the certificate presented in the TLS/DTLS handshake. The currently defined values are \n                0 for \"CA constraint\", 1 for \"service certificate constraint\", 2 for \"trust anchor \n                assertion\", and 3 for \"domain-issued certificate\". When this resource is absent, \n                value (3) for domain issued certificate mode is assumed. More details about the \n                semantic of each value can be found in the security consideration section of the \n                LwM2M specification.",
+                },
+                StaticResource {
+                    id: 16,
+                    name: "DTLS/TLS Ciphersuite",
+                    operations: Op::None,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "When this resource is present it instructs the TLS/DTLS client to propose the indicated ciphersuite(s) in the ClientHello of the handshake. A ciphersuite is indicated as a 32-bit integer value. The IANA TLS ciphersuite registry is maintained at https://www.iana.org/assignments/tls-parameters/tls-parameters.xhtml. As an example, the TLS_PSK_WITH_AES_128_CCM_8 ciphersuite is represented with the following string \"0xC0,0xA8\". To form an integer value the two values are concatenated. In this example, the value is 0xc0a8 or 49320.",
+                },
+                StaticResource {
+                    id: 17,
+                    name: "OSCORE Security Mode",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "If this resource is defined, it provides a link to the OSCORE Object Instance.",
                 },
             ],
         };
@@ -1520,84 +1779,163 @@ pub mod server {
     }
 }
 
-#[doc = "LwM2M Access Control (object 2), version 1.1."]
+#[doc = "LwM2M Access Control (object 2), versions 1.0, 1.1. The items here are those of the latest version, 1.1; each version has its own module."]
 pub mod access_control {
     #[doc = "Object id."]
     pub const ID: u16 = 2;
 
-    use crate::static_model::{StaticObject, StaticResource};
-    use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+    pub use self::v1_1::*;
 
-    #[doc = "Object version of this module."]
-    pub const VERSION: &str = "1.1";
-    #[doc = "Resource 0, \"Object ID\": R, single, mandatory, Integer."]
-    pub const OBJECT_ID: u16 = 0;
-    #[doc = "Resource 1, \"Object Instance ID\": R, single, mandatory, Integer."]
-    pub const OBJECT_INSTANCE_ID: u16 = 1;
-    #[doc = "Resource 2, \"ACL\": RW, multiple, optional, Integer."]
-    pub const ACL: u16 = 2;
-    #[doc = "Resource 3, \"Access Control Owner\": RW, single, mandatory, Integer."]
-    pub const ACCESS_CONTROL_OWNER: u16 = 3;
+    #[doc = "LwM2M Access Control version 1.0."]
+    pub mod v1_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
 
-    #[doc = "The definition of LwM2M Access Control version 1.1."]
-    pub static MODEL: StaticObject = StaticObject {
-        id: 2,
-        name: "LwM2M Access Control",
-        version: "1.1",
-        lwm2m_version: "1.0",
-        multiple: true,
-        mandatory: false,
-        description: "Access Control Object is used to check whether the LwM2M Server has access right for performing an operation.",
-        resources: &[
-            StaticResource {
-                id: 0,
-                name: "Object ID",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "1..65534",
-                units: "",
-                description: "Resources 0 and 1 point to the Object Instance for which the Instances of the ACL Resource of that Access Control Object Instance are applicable.",
-            },
-            StaticResource {
-                id: 1,
-                name: "Object Instance ID",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "0..65535",
-                units: "",
-                description: "See above",
-            },
-            StaticResource {
-                id: 2,
-                name: "ACL",
-                operations: Op::ReadWrite,
-                multiple: true,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "0..31",
-                units: "",
-                description: "The Resource Instance ID MUST be the Short Server ID of a certain LwM2M Server for which associated access rights are contained in the Resource Instance value.\nThe Resource Instance ID 0 is a specific ID, determining the ACL Instance which contains the default access rights.\nEach bit set in the Resource Instance value, grants an access right to the LwM2M Server to the corresponding operation.\nThe bit order is specified as below.\n1st LSB: R(Read, Observe, Write-Attributes)\n2nd LSB: W(Write)\n3rd LSB: E(Execute)\n4th LSB: D(Delete)\n5th LSB: C(Create)\nOther bits are reserved for future use.",
-            },
-            StaticResource {
-                id: 3,
-                name: "Access Control Owner",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "0..65535",
-                units: "",
-                description: "Short Server ID of a certain LwM2M Server; only such an LwM2M Server can manage the Resources of this Object Instance. \nThe specific value MAX_ID=65535 means this Access Control Object Instance is created and modified during a Bootstrap phase only.",
-            },
-        ],
-    };
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.0";
+        #[doc = "Resource 0, \"Object ID\": R, single, mandatory, Integer."]
+        pub const OBJECT_ID: u16 = 0;
+        #[doc = "Resource 1, \"Object Instance ID\": R, single, mandatory, Integer."]
+        pub const OBJECT_INSTANCE_ID: u16 = 1;
+        #[doc = "Resource 2, \"ACL\": RW, multiple, optional, Integer."]
+        pub const ACL: u16 = 2;
+        #[doc = "Resource 3, \"Access Control Owner\": RW, single, mandatory, Integer."]
+        pub const ACCESS_CONTROL_OWNER: u16 = 3;
+
+        #[doc = "The definition of LwM2M Access Control version 1.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 2,
+            name: "LwM2M Access Control",
+            version: "1.0",
+            lwm2m_version: "1.0",
+            multiple: true,
+            mandatory: false,
+            description: "Access Control Object is used to check whether the LwM2M Server has access right for performing an operation.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Object ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "1..65534",
+                    units: "",
+                    description: "Resources 0 and 1 point to the Object Instance for which the Instances of the ACL Resource of that Access Control Object Instance are applicable.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Object Instance ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..65535",
+                    units: "",
+                    description: "See above",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "ACL",
+                    operations: Op::ReadWrite,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "16-bit",
+                    units: "",
+                    description: "The Resource Instance ID MUST be the Short Server ID of a certain LwM2M Server for which associated access rights are contained in the Resource Instance value.\nThe Resource Instance ID 0 is a specific ID, determining the ACL Instance which contains the default access rights.\nEach bit set in the Resource Instance value, grants an access right to the LwM2M Server to the corresponding operation.\nThe bit order is specified as below.\n1st LSB: R(Read, Observe, Write-Attributes)\n2nd LSB: W(Write)\n3rd LSB: E(Execute)\n4th LSB: D(Delete)\n5th LSB: C(Create)\nOther bits are reserved for future use.",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Access Control Owner",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..65535",
+                    units: "",
+                    description: "Short Server ID of a certain LwM2M Server; only such an LwM2M Server can manage the Resources of this Object Instance. \nThe specific value MAX_ID=65535 means this Access Control Object Instance is created and modified during a Bootstrap phase only.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "LwM2M Access Control version 1.1."]
+    pub mod v1_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.1";
+        #[doc = "Resource 0, \"Object ID\": R, single, mandatory, Integer."]
+        pub const OBJECT_ID: u16 = 0;
+        #[doc = "Resource 1, \"Object Instance ID\": R, single, mandatory, Integer."]
+        pub const OBJECT_INSTANCE_ID: u16 = 1;
+        #[doc = "Resource 2, \"ACL\": RW, multiple, optional, Integer."]
+        pub const ACL: u16 = 2;
+        #[doc = "Resource 3, \"Access Control Owner\": RW, single, mandatory, Integer."]
+        pub const ACCESS_CONTROL_OWNER: u16 = 3;
+
+        #[doc = "The definition of LwM2M Access Control version 1.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 2,
+            name: "LwM2M Access Control",
+            version: "1.1",
+            lwm2m_version: "1.0",
+            multiple: true,
+            mandatory: false,
+            description: "Access Control Object is used to check whether the LwM2M Server has access right for performing an operation.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Object ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "1..65534",
+                    units: "",
+                    description: "Resources 0 and 1 point to the Object Instance for which the Instances of the ACL Resource of that Access Control Object Instance are applicable.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Object Instance ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..65535",
+                    units: "",
+                    description: "See above",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "ACL",
+                    operations: Op::ReadWrite,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..31",
+                    units: "",
+                    description: "The Resource Instance ID MUST be the Short Server ID of a certain LwM2M Server for which associated access rights are contained in the Resource Instance value.\nThe Resource Instance ID 0 is a specific ID, determining the ACL Instance which contains the default access rights.\nEach bit set in the Resource Instance value, grants an access right to the LwM2M Server to the corresponding operation.\nThe bit order is specified as below.\n1st LSB: R(Read, Observe, Write-Attributes)\n2nd LSB: W(Write)\n3rd LSB: E(Execute)\n4th LSB: D(Delete)\n5th LSB: C(Create)\nOther bits are reserved for future use.",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Access Control Owner",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..65535",
+                    units: "",
+                    description: "Short Server ID of a certain LwM2M Server; only such an LwM2M Server can manage the Resources of this Object Instance. \nThe specific value MAX_ID=65535 means this Access Control Object Instance is created and modified during a Bootstrap phase only.",
+                },
+            ],
+        };
+    }
 }
 
-#[doc = "Device (object 3), versions 1.0, 1.2. The items here are those of the latest version, 1.2; each version has its own module."]
+#[doc = "Device (object 3), versions 1.0, 1.1, 1.2. The items here are those of the latest version, 1.2; each version has its own module."]
 pub mod device {
     #[doc = "Object id."]
     pub const ID: u16 = 3;
@@ -1920,6 +2258,327 @@ pub mod device {
                     range: "",
                     units: "",
                     description: "Reference to external “Device” object instance containing information. For example, such an external device can be a Host Device, which is a device into which the Device containing the LwM2M client is embedded. This Resource may be used to retrieve information about the Host Device.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Device version 1.1."]
+    pub mod v1_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.1";
+        #[doc = "Resource 0, \"Manufacturer\": R, single, optional, String."]
+        pub const MANUFACTURER: u16 = 0;
+        #[doc = "Resource 1, \"Model Number\": R, single, optional, String."]
+        pub const MODEL_NUMBER: u16 = 1;
+        #[doc = "Resource 2, \"Serial Number\": R, single, optional, String."]
+        pub const SERIAL_NUMBER: u16 = 2;
+        #[doc = "Resource 3, \"Firmware Version\": R, single, optional, String."]
+        pub const FIRMWARE_VERSION: u16 = 3;
+        #[doc = "Resource 4, \"Reboot\": E, single, mandatory, no type."]
+        pub const REBOOT: u16 = 4;
+        #[doc = "Resource 5, \"Factory Reset\": E, single, optional, no type."]
+        pub const FACTORY_RESET: u16 = 5;
+        #[doc = "Resource 6, \"Available Power Sources\": R, multiple, optional, Integer."]
+        pub const AVAILABLE_POWER_SOURCES: u16 = 6;
+        #[doc = "Resource 7, \"Power Source Voltage\": R, multiple, optional, Integer."]
+        pub const POWER_SOURCE_VOLTAGE: u16 = 7;
+        #[doc = "Resource 8, \"Power Source Current\": R, multiple, optional, Integer."]
+        pub const POWER_SOURCE_CURRENT: u16 = 8;
+        #[doc = "Resource 9, \"Battery Level\": R, single, optional, Integer."]
+        pub const BATTERY_LEVEL: u16 = 9;
+        #[doc = "Resource 10, \"Memory Free\": R, single, optional, Integer."]
+        pub const MEMORY_FREE: u16 = 10;
+        #[doc = "Resource 11, \"Error Code\": R, multiple, mandatory, Integer."]
+        pub const ERROR_CODE: u16 = 11;
+        #[doc = "Resource 12, \"Reset Error Code\": E, single, optional, no type."]
+        pub const RESET_ERROR_CODE: u16 = 12;
+        #[doc = "Resource 13, \"Current Time\": RW, single, optional, Time."]
+        pub const CURRENT_TIME: u16 = 13;
+        #[doc = "Resource 14, \"UTC Offset\": RW, single, optional, String."]
+        pub const UTC_OFFSET: u16 = 14;
+        #[doc = "Resource 15, \"Timezone\": RW, single, optional, String."]
+        pub const TIMEZONE: u16 = 15;
+        #[doc = "Resource 16, \"Supported Binding and Modes\": R, single, mandatory, String."]
+        pub const SUPPORTED_BINDING_AND_MODES: u16 = 16;
+        #[doc = "Resource 17, \"Device Type\": R, single, optional, String."]
+        pub const DEVICE_TYPE: u16 = 17;
+        #[doc = "Resource 18, \"Hardware Version\": R, single, optional, String."]
+        pub const HARDWARE_VERSION: u16 = 18;
+        #[doc = "Resource 19, \"Software Version\": R, single, optional, String."]
+        pub const SOFTWARE_VERSION: u16 = 19;
+        #[doc = "Resource 20, \"Battery Status\": R, single, optional, Integer."]
+        pub const BATTERY_STATUS: u16 = 20;
+        #[doc = "Resource 21, \"Memory Total\": R, single, optional, Integer."]
+        pub const MEMORY_TOTAL: u16 = 21;
+        #[doc = "Resource 22, \"ExtDevInfo\": R, multiple, optional, Objlnk."]
+        pub const EXT_DEV_INFO: u16 = 22;
+
+        #[doc = "The definition of Device version 1.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 3,
+            name: "Device",
+            version: "1.1",
+            lwm2m_version: "1.1",
+            multiple: false,
+            mandatory: true,
+            description: "This LwM2M Object provides a range of device related information which can be queried by the LwM2M Server, and a device reboot and factory reset function.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Manufacturer",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Human readable manufacturer name",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Model Number",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "A model identifier (manufacturer specified string)",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Serial Number",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Serial Number",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Firmware Version",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Current firmware version of the Device.The Firmware Management function could rely on this resource.",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "Reboot",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Reboot the LwM2M Device to restore the Device from unexpected firmware failure.",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Factory Reset",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Perform factory reset of the LwM2M Device to make the LwM2M Device to go through initial deployment sequence where provisioning and bootstrap sequence is performed. This requires client ensuring post factory reset to have minimal information to allow it to carry out one of the bootstrap methods specified in section 5.2.3. \nWhen this Resource is executed, \"De-register\" operation MAY be sent to the LwM2M Server(s) before factory reset of the LwM2M Device.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Available Power Sources",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..7",
+                    units: "",
+                    description: "0: DC power\n1: Internal Battery\n2: External Battery\n3: Fuel Cell\n4: Power over Ethernet\n5: USB\n6: AC (Mains) power\n7: Solar\nThe same Resource Instance ID MUST be used to associate a given Power Source (Resource ID:6) with its Present Voltage (Resource ID:7) and its Present Current (Resource ID:8)",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "Power Source Voltage",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Present voltage for each Available Power Sources Resource Instance. The unit used for this resource is in mV.",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Power Source Current",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Present current for each Available Power Source. The unit used for this resource is in mA.",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "Battery Level",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..100",
+                    units: "%",
+                    description: "Contains the current battery level as a percentage (with a range from 0 to 100). This value is only valid for the Device internal Battery if present (one Available Power Sources Resource Instance is 1).",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "Memory Free",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Estimated current available amount of storage space which can store data and software in the LwM2M Device (expressed in kilobytes).",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "Error Code",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..8",
+                    units: "",
+                    description: "0=No error\n1=Low battery power\n2=External power supply off\n3=GPS module failure\n4=Low received signal strength\n5=Out of memory\n6=SMS failure\n7=IP connectivity failure\n8=Peripheral malfunction\n\nWhen the single Device Object Instance is initiated, there is only one error code Resource Instance whose value is equal to 0 that means no error. When the first error happens, the LwM2M Client changes error code Resource Instance to any non-zero value to indicate the error type. When any other error happens, a new error code Resource Instance is created. When an error associated with a Resource Instance is no longer present, that Resource Instance is deleted. When the single existing error is no longer present, the LwM2M Client returns to the original no error state where Instance 0 has value 0.\nThis error code Resource MAY be observed by the LwM2M Server. How to deal with LwM2M Client’s error report depends on the policy of the LwM2M Server.",
+                },
+                StaticResource {
+                    id: 12,
+                    name: "Reset Error Code",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Delete all error code Resource Instances and create only one zero-value error code that implies no error, then re-evaluate all error conditions and update and create Resources Instances to capture all current error conditions.",
+                },
+                StaticResource {
+                    id: 13,
+                    name: "Current Time",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Time,
+                    range: "",
+                    units: "",
+                    description: "Current UNIX time of the LwM2M Client.\nThe LwM2M Client should be responsible to increase this time value as every second elapses.\nThe LwM2M Server is able to write this Resource to make the LwM2M Client synchronized with the LwM2M Server.",
+                },
+                StaticResource {
+                    id: 14,
+                    name: "UTC Offset",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Indicates the UTC offset currently in effect for this LwM2M Device. UTC+X [ISO 8601].",
+                },
+                StaticResource {
+                    id: 15,
+                    name: "Timezone",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Indicates in which time zone the LwM2M Device is located, in IANA Timezone (TZ) database format.",
+                },
+                StaticResource {
+                    id: 16,
+                    name: "Supported Binding and Modes",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Indicates which bindings and modes are supported in the LwM2M Client. The possible values are those listed in the LwM2M Core Specification.",
+                },
+                StaticResource {
+                    id: 17,
+                    name: "Device Type",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Type of the device (manufacturer specified string: e.g. smart meters / dev Class / ...)",
+                },
+                StaticResource {
+                    id: 18,
+                    name: "Hardware Version",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Current hardware version of the device",
+                },
+                StaticResource {
+                    id: 19,
+                    name: "Software Version",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Current software version of the device (manufacturer specified string). On elaborated LwM2M device, SW could be split in 2 parts: a firmware one and a higher level software on top.\nBoth pieces of Software are together managed by LwM2M Firmware Update Object (Object ID 5)",
+                },
+                StaticResource {
+                    id: 20,
+                    name: "Battery Status",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..6",
+                    units: "",
+                    description: "This value is only valid for the Device Internal Battery if present (one Available Power Sources Resource Instance value is 1).\nBattery\nStatus\tMeaning\tDescription\n0\tNormal\tThe battery is operating normally and not on power.\n1\tCharging\tThe battery is currently charging.\n2\tCharge Complete\tThe battery is fully charged and still on power.\n3\tDamaged\tThe battery has some problem.\n4\tLow Battery\tThe battery is low on charge.\n5\tNot Installed\tThe battery is not installed.\n6\tUnknown\tThe battery information is not available.",
+                },
+                StaticResource {
+                    id: 21,
+                    name: "Memory Total",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Total amount of storage space which can store data and software in the LwM2M Device (expressed in kilobytes).",
+                },
+                StaticResource {
+                    id: 22,
+                    name: "ExtDevInfo",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "Reference to external \"Device\" object instance containing information. For example, such an external device can be a Host Device, which is a device into which the Device containing the LwM2M client is embedded. This Resource may be used to retrieve information about the Host Device.",
                 },
             ],
         };

@@ -88,6 +88,32 @@ fn server_versions_differ() {
 }
 
 #[test]
+fn security_versions_differ() {
+    let registry = Registry::standard();
+    let max = |v: &str| {
+        registry
+            .object_version(0, v)
+            .and_then(|m| m.resources.keys().copied().max())
+    };
+    assert_eq!(max("1.0"), Some(12));
+    assert_eq!(max("1.1"), Some(17));
+    assert_eq!(max("1.2"), Some(30));
+    let oscore = registry
+        .object_version(0, "1.1")
+        .unwrap()
+        .resource(17)
+        .unwrap();
+    assert_eq!(oscore.name, "OSCORE Security Mode");
+    assert_eq!(oscore.resource_type, ResourceType::ObjLnk);
+    // No operation at all: only the Bootstrap-Server touches Security.
+    assert!(registry
+        .iter()
+        .filter(|m| m.id == 0)
+        .flat_map(|m| m.resources.values())
+        .all(|r| r.operations == Operations::None));
+}
+
+#[test]
 fn default_is_latest_until_pinned() {
     let mut registry = Registry::standard();
     assert_eq!(
@@ -194,6 +220,12 @@ fn iteration_is_sorted_and_complete() {
         .collect();
     assert!(defaults.contains(&(0, "1.2")));
     assert!(defaults.contains(&(21, "1.1")));
+    assert!(defaults.contains(&(3, "1.2")));
+    assert_eq!(
+        registry.versions(3).collect::<Vec<_>>(),
+        ["1.0", "1.1", "1.2"]
+    );
+    assert_eq!(registry.versions(2).collect::<Vec<_>>(), ["1.0", "1.1"]);
     assert_eq!(defaults.len(), 12);
     assert_eq!((&registry).into_iter().count(), registry.len());
     let rebuilt: Registry = registry.iter().cloned().collect();
