@@ -317,7 +317,7 @@ fn generated_tables_are_well_formed() {
     }
 }
 
-#[cfg(feature = "ddf")]
+#[cfg(all(feature = "ddf", feature = "std"))]
 mod loading {
     use super::*;
     use lwm2m_objects::ddf::{DdfError, LoadError};
