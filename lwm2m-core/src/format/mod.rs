@@ -5,16 +5,15 @@
 //! model is unknown they keep raw values (opaque bytes) rather than failing.
 //! Encodings are deterministic: the same node always gives the same bytes.
 
+pub mod json;
+pub mod link;
+pub mod lwm2m_json;
 pub mod opaque;
+pub mod senml_json;
 pub mod text;
 pub mod tlv;
-pub mod link;
 
 use core::fmt;
-
-pub mod json;
-pub mod lwm2m_json;
-pub mod senml_json;
 
 /// A CoAP Content-Format number. An open set: unknown numbers are kept as they are.
 ///
