@@ -8,7 +8,7 @@
 //!
 //! * [`coap`]: RFC 7252 / RFC 8323 codec, message layer, block-wise and observe.
 //! * [`model`]: LwM2M paths, values, nodes, object models and attributes.
-//! * [`format`]: LwM2M content formats (TLV, SenML, LwM2M CBOR, ...).
+//! * [`format`](mod@format): LwM2M content formats (TLV, SenML, LwM2M CBOR, ...).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 

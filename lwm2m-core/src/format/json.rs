@@ -22,8 +22,7 @@
 //! whitespace, keys in the order the caller writes them, `f64` in the shortest
 //! form that parses back to the same bits, integers as plain digits.
 //!
-//! The module also holds the base64 helpers both JSON formats need for opaque
-//! values ([`base64_encode`], [`base64_decode`]).
+//! Opaque values are base64 text; the codec is in [`super::base64`].
 
 use alloc::borrow::Cow;
 use alloc::string::String;
@@ -895,126 +894,6 @@ fn write_f64(out: &mut Vec<u8>, v: f64, force_fraction: bool) {
     }
 }
 
-/// The two base64 alphabets of RFC 4648.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Base64Alphabet {
-    /// `+` and `/` (RFC 4648 §4), used by legacy LwM2M JSON and text.
-    Standard,
-    /// `-` and `_` (RFC 4648 §5), used by SenML `vd`.
-    UrlSafe,
-}
-
-/// Base64-encodes `data`, with `=` padding if `pad`.
-///
-/// ```
-/// use lwm2m_core::format::json::{base64_encode, Base64Alphabet};
-/// assert_eq!(base64_encode(&[1, 2, 3, 4, 5], Base64Alphabet::Standard, true), "AQIDBAU=");
-/// assert_eq!(base64_encode(&[0xfb, 0xff], Base64Alphabet::UrlSafe, false), "-_8");
-/// ```
-pub fn base64_encode(data: &[u8], alphabet: Base64Alphabet, pad: bool) -> String {
-    let table: &[u8; 64] = match alphabet {
-        Base64Alphabet::Standard => {
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-        }
-        Base64Alphabet::UrlSafe => {
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-        }
-    };
-    let sym = |i: u32| char::from(table[(i & 63) as usize]);
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b0 = u32::from(chunk.first().copied().unwrap_or(0));
-        let b1 = u32::from(chunk.get(1).copied().unwrap_or(0));
-        let b2 = u32::from(chunk.get(2).copied().unwrap_or(0));
-        let n = (b0 << 16) | (b1 << 8) | b2;
-        s.push(sym(n >> 18));
-        s.push(sym(n >> 12));
-        if chunk.len() > 1 {
-            s.push(sym(n >> 6));
-        } else if pad {
-            s.push('=');
-        }
-        if chunk.len() > 2 {
-            s.push(sym(n));
-        } else if pad {
-            s.push('=');
-        }
-    }
-    s
-}
-
-/// Decodes base64 text leniently as to form and strictly as to content:
-/// either alphabet (`+/` or `-_`) and padding optional, because LwM2M peers
-/// disagree (the TS says base64, RFC 8428 says base64url without padding),
-/// but no whitespace, no characters outside the alphabets, padding only at
-/// the end and only as much as the length needs, and unused low bits of the
-/// last symbol zero (so each byte string has one accepted unpadded spelling
-/// per alphabet). `None` if the text is not valid base64.
-///
-/// ```
-/// use lwm2m_core::format::json::base64_decode;
-/// assert_eq!(base64_decode("AQIDBAU=").unwrap(), [1, 2, 3, 4, 5]);
-/// assert_eq!(base64_decode("AQIDBAU").unwrap(), [1, 2, 3, 4, 5]);
-/// assert_eq!(base64_decode("-_8").unwrap(), [0xfb, 0xff]);
-/// assert!(base64_decode("AQIDBA=U").is_none());
-/// assert!(base64_decode("A").is_none());
-/// ```
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let unpadded = bytes.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
-    let pad = bytes.len() - unpadded;
-    if pad > 0 && (bytes.len() % 4 != 0 || pad > 2) {
-        return None;
-    }
-    let body = bytes.get(..unpadded)?;
-    if body.len() % 4 == 1 {
-        return None;
-    }
-    // Padding must be exactly what the unpadded length implies.
-    if pad > 0 && (4 - body.len() % 4) % 4 != pad {
-        return None;
-    }
-    let val = |b: u8| -> Option<u32> {
-        Some(u32::from(match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        }))
-    };
-    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
-    for chunk in body.chunks(4) {
-        let mut n: u32 = 0;
-        for &b in chunk {
-            n = (n << 6) | val(b)?;
-        }
-        match chunk.len() {
-            4 => {
-                out.push((n >> 16) as u8);
-                out.push((n >> 8) as u8);
-                out.push(n as u8);
-            }
-            3 => {
-                if n & 0x3 != 0 {
-                    return None;
-                }
-                out.push((n >> 10) as u8);
-                out.push((n >> 2) as u8);
-            }
-            2 => {
-                if n & 0xf != 0 {
-                    return None;
-                }
-                out.push((n >> 4) as u8);
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1321,24 +1200,5 @@ mod tests {
             panic!()
         };
         assert_eq!(m[0].1.value.as_str(), Some("a\\b\n\u{1}\u{1f}é/"));
-    }
-
-    #[test]
-    fn base64_round_trips_and_rejects_garbage() {
-        for len in 0..10 {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 250) as u8).collect();
-            for alpha in [Base64Alphabet::Standard, Base64Alphabet::UrlSafe] {
-                for pad in [true, false] {
-                    let text = base64_encode(&data, alpha, pad);
-                    assert_eq!(base64_decode(&text).as_deref(), Some(&data[..]), "{text}");
-                }
-            }
-        }
-        for bad in [
-            "A", "AB=", "A===", "AB=C", "QQ==QQ==", "QR==", "QUJ=", "a b=", "AQ\n", "@@@@", "AQ=",
-        ] {
-            assert!(base64_decode(bad).is_none(), "{bad:?}");
-        }
-        assert_eq!(base64_decode("").unwrap(), Vec::<u8>::new());
     }
 }

@@ -33,7 +33,8 @@ use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::json::{base64_encode, parse, Base64Alphabet, Element, JsonValue, JsonWriter};
+use super::base64::{encode as base64_encode, Alphabet as Base64Alphabet};
+use super::json::{parse, Element, JsonValue, JsonWriter};
 use super::senml_json::{
     build_node, flatten, format_objlnk, keep_whole, relative_name, resolve_path, time_number,
     type_value, value_names, Raw,

@@ -5,6 +5,7 @@
 //! model is unknown they keep raw values (opaque bytes) rather than failing.
 //! Encodings are deterministic: the same node always gives the same bytes.
 
+pub mod base64;
 pub mod json;
 pub mod link;
 pub mod lwm2m_json;

@@ -53,9 +53,10 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::json::{
-    base64_decode, base64_encode, parse, Base64Alphabet, Element, JsonNumber, JsonValue, JsonWriter,
+use super::base64::{
+    decode_lenient as base64_decode, encode as base64_encode, Alphabet as Base64Alphabet,
 };
+use super::json::{parse, Element, JsonNumber, JsonValue, JsonWriter};
 use super::FormatError;
 use crate::model::{
     Instance, ModelLookup, Node, ObjLnk, ObjectNode, Path, Resource, ResourceType, ResourceValue,

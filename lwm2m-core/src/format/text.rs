@@ -27,7 +27,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::FormatError;
+use super::{base64, FormatError};
 use crate::model::{ModelLookup, Node, ObjLnk, Path, Resource, ResourceType, ResourceValue, Value};
 
 /// Decodes a text/plain payload that belongs to `path` (`/O/I/R` or `/O/I/R/RI`).
@@ -91,7 +91,7 @@ pub fn parse_value(text: &str, ty: ResourceType) -> Result<Value, FormatError> {
         ResourceType::String | ResourceType::None => Value::String(String::from(text)),
         ResourceType::CoreLnk => Value::CoreLnk(String::from(text)),
         ResourceType::ObjLnk => Value::ObjLnk(parse_objlnk(text)?),
-        ResourceType::Opaque => Value::Opaque(base64_decode(text)?),
+        ResourceType::Opaque => Value::Opaque(base64::decode_strict(text)?),
     })
 }
 
@@ -187,128 +187,11 @@ pub fn format_value(value: &Value) -> Result<String, FormatError> {
         Value::String(t) | Value::CoreLnk(t) => write!(s, "{t}"),
         Value::ObjLnk(l) => write!(s, "{}:{}", l.object, l.instance),
         Value::Opaque(b) => {
-            s = base64_encode(b);
+            s = base64::encode(b, base64::Alphabet::Standard, true);
             Ok(())
         }
     };
     Ok(s)
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Base64 (RFC 4648 §4: standard alphabet, `=` padding).
-///
-/// ```
-/// use lwm2m_core::format::text::base64_encode;
-/// assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
-/// ```
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextet = |shift: u32| char::from(ALPHABET[((n >> shift) & 0x3F) as usize]);
-        s.push(sextet(18));
-        s.push(sextet(12));
-        s.push(if chunk.len() > 1 { sextet(6) } else { '=' });
-        s.push(if chunk.len() > 2 { sextet(0) } else { '=' });
-    }
-    s
-}
-
-fn base64_sextet(c: u8) -> Option<u8> {
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    })
-}
-
-/// Strict base64 decoding (RFC 4648 §4): the length must be a multiple of 4,
-/// only the standard alphabet, `=` only as one or two final padding
-/// characters, and the unused bits before the padding must be zero (so every
-/// byte string has exactly one accepted text). No whitespace.
-///
-/// ```
-/// use lwm2m_core::format::text::base64_decode;
-/// assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
-/// assert!(base64_decode("Zm9vYg=").is_err());
-/// ```
-pub fn base64_decode(text: &str) -> Result<Vec<u8>, FormatError> {
-    let bytes = text.as_bytes();
-    // Report a stray character (whitespace, URL-safe alphabet...) where it is,
-    // before complaining about the length it causes.
-    if let Some(bad) = bytes
-        .iter()
-        .position(|&c| c != b'=' && base64_sextet(c).is_none())
-    {
-        return Err(FormatError::Syntax {
-            offset: bad,
-            expected: "a base64 character (A-Z a-z 0-9 + /) or final '=' padding",
-        });
-    }
-    if bytes.len() % 4 != 0 {
-        return Err(FormatError::Syntax {
-            offset: bytes.len(),
-            expected: "base64 text whose length is a multiple of 4 (with = padding)",
-        });
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    let groups = bytes.len() / 4;
-    for (g, quad) in bytes.chunks_exact(4).enumerate() {
-        let base = g * 4;
-        let last = g + 1 == groups;
-        // Padding: only in the last group, only at its end, one or two '='.
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(FormatError::Syntax {
-                offset: base + 4 - pad,
-                expected: "base64 padding: at most two '=' at the very end",
-            });
-        }
-        let mut n = 0u32;
-        for (k, &c) in quad.iter().enumerate() {
-            let v = if k >= 4 - pad {
-                0
-            } else {
-                base64_sextet(c).ok_or(FormatError::Syntax {
-                    offset: base + k,
-                    expected: "a base64 character (A-Z a-z 0-9 + /) or final '=' padding",
-                })?
-            };
-            n = (n << 6) | u32::from(v);
-        }
-        let [_, b0, b1, b2] = n.to_be_bytes();
-        match pad {
-            0 => out.extend_from_slice(&[b0, b1, b2]),
-            1 => {
-                if b2 != 0 {
-                    return Err(FormatError::Syntax {
-                        offset: base + 2,
-                        expected: "a base64 character whose unused low bits are zero",
-                    });
-                }
-                out.extend_from_slice(&[b0, b1]);
-            }
-            _ => {
-                if b1 != 0 {
-                    return Err(FormatError::Syntax {
-                        offset: base + 1,
-                        expected: "a base64 character whose unused low bits are zero",
-                    });
-                }
-                out.push(b0);
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -598,11 +481,14 @@ mod tests {
             (b"foobar", "Zm9vYmFy"),
         ];
         for (raw, text) in vectors {
-            assert_eq!(base64_encode(raw), text);
-            assert_eq!(base64_decode(text).as_deref(), Ok(raw));
+            assert_eq!(base64::encode(raw, base64::Alphabet::Standard, true), text);
+            assert_eq!(base64::decode_strict(text).as_deref(), Ok(raw));
         }
-        assert_eq!(base64_encode(&[0xFB, 0xFF, 0xBF]), "+/+/");
-        assert_eq!(base64_decode("+/+/"), Ok(vec![0xFB, 0xFF, 0xBF]));
+        assert_eq!(
+            base64::encode(&[0xFB, 0xFF, 0xBF], base64::Alphabet::Standard, true),
+            "+/+/"
+        );
+        assert_eq!(base64::decode_strict("+/+/"), Ok(vec![0xFB, 0xFF, 0xBF]));
     }
 
     #[test]
@@ -620,7 +506,7 @@ mod tests {
             ("Zm-v", 2),     // URL alphabet is not base64
         ];
         for (text, offset) in bad {
-            match base64_decode(text) {
+            match base64::decode_strict(text) {
                 Err(FormatError::Syntax { offset: o, .. }) => assert_eq!(o, offset, "{text:?}"),
                 other => panic!("{text:?} must be refused, got {other:?}"),
             }
@@ -684,9 +570,9 @@ mod tests {
 
         #[test]
         fn base64_roundtrips(data in prop::collection::vec(any::<u8>(), 0..200)) {
-            let text = base64_encode(&data);
+            let text = base64::encode(&data, base64::Alphabet::Standard, true);
             prop_assert_eq!(text.len() % 4, 0);
-            prop_assert_eq!(base64_decode(&text).unwrap(), data);
+            prop_assert_eq!(base64::decode_strict(&text).unwrap(), data);
         }
 
         #[test]
