@@ -21,7 +21,7 @@ pub enum Alphabet {
 /// Base64-encodes `data`, with `=` padding if `pad`.
 ///
 /// ```
-/// use lwm2m_core::format::json::{base64_encode, Alphabet};
+/// use lwm2m_core::format::base64::{encode, Alphabet};
 /// assert_eq!(encode(&[1, 2, 3, 4, 5], Alphabet::Standard, true), "AQIDBAU=");
 /// assert_eq!(encode(&[0xfb, 0xff], Alphabet::UrlSafe, false), "-_8");
 /// ```
