@@ -14,7 +14,10 @@ pub mod senml_json;
 pub mod text;
 pub mod tlv;
 
+use alloc::vec::Vec;
 use core::fmt;
+
+use crate::model::{ModelLookup, Node, Path, TimestampedValue};
 
 /// A CoAP Content-Format number. An open set: unknown numbers are kept as they are.
 ///
@@ -164,3 +167,100 @@ impl fmt::Display for FormatError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for FormatError {}
+
+/// Decodes `payload` in content format `cf`, for request path `path`.
+///
+/// ```
+/// use lwm2m_core::format::{decode, ContentFormat};
+/// use lwm2m_core::model::{Node, Path, Value, NO_MODELS};
+/// let node = decode(ContentFormat::TEXT, b"42", &Path::Resource(3, 0, 9), &NO_MODELS).unwrap();
+/// assert!(matches!(node, Node::Resource(r) if r.id == 9));
+/// assert!(decode(ContentFormat(9999), b"", &Path::Object(3), &NO_MODELS).is_err());
+/// ```
+pub fn decode(
+    cf: ContentFormat,
+    payload: &[u8],
+    path: &Path,
+    models: &dyn ModelLookup,
+) -> Result<Node, FormatError> {
+    match cf {
+        ContentFormat::TEXT => text::decode(payload, path, models),
+        ContentFormat::OPAQUE => opaque::decode(payload, path, models),
+        ContentFormat::TLV | ContentFormat::LEGACY_TLV => tlv::decode(payload, path, models),
+        ContentFormat::LWM2M_JSON | ContentFormat::LEGACY_JSON => {
+            lwm2m_json::decode(payload, path, models)
+        }
+        ContentFormat::SENML_JSON => senml_json::decode(payload, path, models),
+        _ => Err(FormatError::UnsupportedFormat(cf)),
+    }
+}
+
+/// Encodes `node`, which sits at `path`, in content format `cf`, appending to `out`.
+pub fn encode(
+    cf: ContentFormat,
+    node: &Node,
+    path: &Path,
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    match cf {
+        ContentFormat::TEXT => text::encode(node, path, out),
+        ContentFormat::OPAQUE => opaque::encode(node, path, out),
+        ContentFormat::TLV | ContentFormat::LEGACY_TLV => tlv::encode(node, path, out),
+        ContentFormat::LWM2M_JSON | ContentFormat::LEGACY_JSON => {
+            lwm2m_json::encode(node, path, out)
+        }
+        ContentFormat::SENML_JSON => senml_json::encode(node, path, out),
+        _ => Err(FormatError::UnsupportedFormat(cf)),
+    }
+}
+
+/// Decodes timestamped path/value records (Send, composite operations,
+/// notifications) in a format that carries paths.
+pub fn decode_values(
+    cf: ContentFormat,
+    payload: &[u8],
+    models: &dyn ModelLookup,
+) -> Result<Vec<TimestampedValue>, FormatError> {
+    match cf {
+        ContentFormat::SENML_JSON => senml_json::decode_values(payload, models),
+        ContentFormat::LWM2M_JSON | ContentFormat::LEGACY_JSON => {
+            lwm2m_json::decode_values(payload, models)
+        }
+        _ => Err(FormatError::UnsupportedFormat(cf)),
+    }
+}
+
+/// Encodes timestamped path/value records in a format that carries paths.
+pub fn encode_values(
+    cf: ContentFormat,
+    values: &[TimestampedValue],
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    match cf {
+        ContentFormat::SENML_JSON => senml_json::encode_values(values, out),
+        ContentFormat::LWM2M_JSON | ContentFormat::LEGACY_JSON => {
+            lwm2m_json::encode_values(values, out)
+        }
+        _ => Err(FormatError::UnsupportedFormat(cf)),
+    }
+}
+
+/// Decodes the path list of a Read-Composite or Observe-Composite request.
+pub fn decode_paths(cf: ContentFormat, payload: &[u8]) -> Result<Vec<Path>, FormatError> {
+    match cf {
+        ContentFormat::SENML_JSON => senml_json::decode_paths(payload),
+        _ => Err(FormatError::UnsupportedFormat(cf)),
+    }
+}
+
+/// Encodes the path list of a Read-Composite or Observe-Composite request.
+pub fn encode_paths(
+    cf: ContentFormat,
+    paths: &[Path],
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    match cf {
+        ContentFormat::SENML_JSON => senml_json::encode_paths(paths, out),
+        _ => Err(FormatError::UnsupportedFormat(cf)),
+    }
+}
