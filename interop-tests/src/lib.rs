@@ -113,12 +113,35 @@ impl From<io::Error> for RunError {
     }
 }
 
+/// A datagram the driver sent or received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRecord {
+    /// When, on the driver's clock.
+    pub at: Instant,
+    /// Sent by us (true) or received (false).
+    pub outgoing: bool,
+    /// The other side.
+    pub peer: SocketAddr,
+    /// The datagram.
+    pub bytes: Vec<u8>,
+    /// An outgoing datagram the loss filter dropped instead of sending.
+    pub dropped: bool,
+}
+
+impl WireRecord {
+    /// The datagram parsed, `None` if it is not a valid CoAP message.
+    pub fn message(&self) -> Option<Message<'_>> {
+        Message::parse(&self.bytes).ok()
+    }
+}
+
 /// Runs an [`Endpoint`] over a blocking UDP socket bound to `127.0.0.1:0`.
 ///
 /// Nothing happens in the background: I/O and timers run only inside
 /// [`UdpDriver::run_until`] (and [`UdpDriver::request`]), which bound their
 /// own time. Every datagram is logged to stderr in one line (the test
-/// harness shows it only when a test fails).
+/// harness shows it only when a test fails) and kept in [`UdpDriver::wire`]
+/// for tests that check what went over the wire.
 pub struct UdpDriver {
     socket: UdpSocket,
     /// The endpoint; use it freely between runs (send requests, respond...).
@@ -127,7 +150,12 @@ pub struct UdpDriver {
     tick: Duration,
     name: &'static str,
     buf: Vec<u8>,
+    wire: Vec<WireRecord>,
+    loss: Option<LossFilter>,
 }
+
+/// Decides which outgoing datagrams are lost: see [`UdpDriver::set_outgoing_loss`].
+pub type LossFilter = Box<dyn FnMut(&Message<'_>) -> bool>;
 
 impl fmt::Debug for UdpDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,6 +179,8 @@ impl UdpDriver {
             name,
             // Largest UDP payload: nothing a peer sends is cut short.
             buf: vec![0; 65_536],
+            wire: Vec::new(),
+            loss: None,
         })
     }
 
@@ -172,17 +202,44 @@ impl UdpDriver {
         self.tick = tick.max(Duration::from_millis(1));
     }
 
+    /// Every datagram sent and received so far, in order.
+    pub fn wire(&self) -> &[WireRecord] {
+        &self.wire
+    }
+
+    /// Simulates the loss of our own datagrams: every outgoing datagram for
+    /// which `filter` returns true is dropped instead of sent (and recorded
+    /// with `dropped` set). `None` sends everything again.
+    pub fn set_outgoing_loss(&mut self, filter: Option<LossFilter>) {
+        self.loss = filter;
+    }
+
     /// Sends everything the endpoint has queued.
     pub fn flush(&mut self) -> io::Result<()> {
         while let Some(t) = self.endpoint.poll_transmit() {
+            let now = self.clock.now();
+            let dropped = match (&mut self.loss, Message::parse(&t.bytes)) {
+                (Some(filter), Ok(m)) => filter(&m),
+                _ => false,
+            };
             eprintln!(
-                "[{} +{}ms] -> {} {}",
+                "[{} +{}ms] -> {} {}{}",
                 self.name,
-                self.clock.now().as_millis(),
+                now.as_millis(),
                 t.peer,
-                describe(&t.bytes)
+                describe(&t.bytes),
+                if dropped { " (dropped)" } else { "" }
             );
-            self.socket.send_to(&t.bytes, t.peer)?;
+            if !dropped {
+                self.socket.send_to(&t.bytes, t.peer)?;
+            }
+            self.wire.push(WireRecord {
+                at: now,
+                outgoing: true,
+                peer: t.peer,
+                bytes: t.bytes,
+                dropped,
+            });
         }
         Ok(())
     }
@@ -238,6 +295,13 @@ impl UdpDriver {
                         describe(bytes)
                     );
                     self.endpoint.handle_datagram(now, from, bytes);
+                    self.wire.push(WireRecord {
+                        at: now,
+                        outgoing: false,
+                        peer: from,
+                        bytes: bytes.to_vec(),
+                        dropped: false,
+                    });
                 }
                 Err(e)
                     if matches!(
@@ -322,6 +386,9 @@ pub fn describe(bytes: &[u8]) -> String {
             }
             number::URI_PATH => {
                 s.push_str(&format!("path:{}", String::from_utf8_lossy(o.value)));
+            }
+            number::URI_QUERY => {
+                s.push_str(&format!("query:{}", String::from_utf8_lossy(o.value)));
             }
             number::OBSERVE => s.push_str(&format!("obs:{}", uint())),
             n if o.value.len() <= 4 => s.push_str(&format!("{n}:{}", uint())),
