@@ -25,9 +25,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
+use lwm2m_core::coap::endpoint::{CancelReason, ObservationId};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{
-    BlockValue, Endpoint, EndpointConfig, Event, Message, MessageType, Request, Response,
+    BlockValue, Code, Endpoint, EndpointConfig, Event, Message, MessageType, Request, Response,
 };
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
@@ -397,6 +398,129 @@ pub fn describe(bytes: &[u8]) -> String {
     }
     s.push_str(&format!("] {}B", msg.payload.len()));
     s
+}
+
+// ---------------------------------------------------------------------------
+// A small server application for third-party clients
+// ---------------------------------------------------------------------------
+
+/// The resources our endpoint serves to third-party clients:
+///
+/// * `GET /hello`: [`DemoServer::hello`], text;
+/// * `GET /big`: [`DemoServer::big`] (block-wise when larger than a block);
+/// * `PUT /upload`: stores the body in [`DemoServer::uploaded`], 2.04;
+/// * `GET /counter`: `n=<counter>`, observable; while observed, the counter
+///   goes up and a CON notification goes out every 200 ms.
+///
+/// Anything else is 4.04.
+#[derive(Debug)]
+pub struct DemoServer {
+    /// Body of /hello.
+    pub hello: Vec<u8>,
+    /// Body of /big.
+    pub big: Vec<u8>,
+    /// Last body PUT to /upload.
+    pub uploaded: Option<Vec<u8>>,
+    /// PUTs to /upload the application saw.
+    pub puts: usize,
+    /// Observations of /counter being served.
+    pub observers: Vec<ObservationId>,
+    /// Notifications sent so far (the counter's value).
+    pub counter: u32,
+    /// Why observations ended, in order.
+    pub cancelled: Vec<CancelReason>,
+    next_notify: Option<Instant>,
+}
+
+impl DemoServer {
+    /// The resources, with `big` as the body of /big.
+    pub fn new(big: Vec<u8>) -> DemoServer {
+        DemoServer {
+            hello: b"hello from lwm2m-rs".to_vec(),
+            big,
+            uploaded: None,
+            puts: 0,
+            observers: Vec::new(),
+            counter: 0,
+            cancelled: Vec::new(),
+            next_notify: None,
+        }
+    }
+
+    /// Handles one step of [`UdpDriver::run_until`]: answers requests, and
+    /// on ticks sends the counter's notifications when due.
+    pub fn handle(&mut self, ep: &mut UdpEndpoint, now: Instant, event: Option<Event<SocketAddr>>) {
+        match event {
+            Some(Event::Request { id, request, .. }) => {
+                let path = request.path();
+                let observe = request.options.uint(number::OBSERVE);
+                let response = match (request.code, path.as_str()) {
+                    (Code::GET, "/hello") => {
+                        Response::new(Code::CONTENT).with_payload(0, self.hello.clone())
+                    }
+                    (Code::GET, "/big") => {
+                        Response::new(Code::CONTENT).with_payload(42, self.big.clone())
+                    }
+                    (Code::PUT, "/upload") => {
+                        self.uploaded = Some(request.payload);
+                        self.puts += 1;
+                        Response::new(Code::CHANGED)
+                    }
+                    (Code::GET, "/counter") => {
+                        let r = Response::new(Code::CONTENT)
+                            .with_payload(0, format!("n={}", self.counter).into_bytes());
+                        if observe == Some(0) {
+                            if let Some(obs) = ep.respond_observe(now, id, r) {
+                                self.observers.push(obs);
+                                self.next_notify = Some(now + Duration::from_millis(200));
+                            }
+                            return;
+                        }
+                        r
+                    }
+                    _ => Response::new(Code::NOT_FOUND),
+                };
+                ep.respond(now, id, response);
+            }
+            Some(Event::ObservationCancelled { id, reason }) => {
+                eprintln!("observation {id:?} cancelled: {reason:?}");
+                self.observers.retain(|o| *o != id);
+                self.cancelled.push(reason);
+            }
+            Some(_) => {}
+            None => {
+                if self.next_notify.is_some_and(|t| t <= now) && !self.observers.is_empty() {
+                    self.counter += 1;
+                    let payload = format!("n={}", self.counter).into_bytes();
+                    for &obs in &self.observers {
+                        // CON, so a lost notification is retransmitted.
+                        let r = Response::new(Code::CONTENT).with_payload(0, payload.clone());
+                        ep.notify(now, obs, r, true);
+                    }
+                    self.next_notify = Some(now + Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Serves through `driver` until `peer` exits; panics (with the peer's
+    /// output) if it is still running after `timeout`.
+    pub fn serve_until_exit(
+        &mut self,
+        driver: &mut UdpDriver,
+        peer: &mut PeerProcess,
+        timeout: Duration,
+    ) -> ExitStatus {
+        let status = driver
+            .run_until(timeout, |ep, now, e| {
+                self.handle(ep, now, e);
+                peer.try_wait()
+            })
+            .unwrap_or_else(|e| panic!("{} did not finish: {e}\n{}", peer.name(), peer.output()));
+        // All of its output is read once it has exited.
+        peer.wait_timeout(Duration::from_secs(1));
+        status
+    }
 }
 
 // ---------------------------------------------------------------------------

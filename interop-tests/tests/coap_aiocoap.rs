@@ -1,6 +1,7 @@
 //! Interop with aiocoap (PyPI, pinned in scripts/install-test-deps): our
 //! [`Endpoint`] as a client of the aiocoap server in
-//! `interop-tests/peers/aiocoap_server.py`.
+//! `interop-tests/peers/aiocoap_server.py`, and as a server for the aiocoap
+//! client in `interop-tests/peers/aiocoap_client.py`.
 //!
 //! Python: `$AIOCOAP_PYTHON`, else `<repo>/.venv/bin/python`. A missing
 //! interpreter or aiocoap fails the test with installation advice
@@ -11,7 +12,9 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use interop_tests::{aiocoap_python, free_udp_port, repo_root, PeerProcess, UdpDriver};
+use interop_tests::{
+    aiocoap_python, free_udp_port, repo_root, DemoServer, PeerProcess, TempDir, UdpDriver,
+};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{BlockValue, Code, EndpointConfig, Event, MessageType, Request, Response};
 use lwm2m_core::rng::RandomSource;
@@ -249,4 +252,94 @@ fn client_observes_counter() {
             .collect();
         assert_eq!(answers, [MessageType::Rst], "answer to notification {mid}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Our endpoint as a server for an aiocoap client
+// ---------------------------------------------------------------------------
+
+/// Runs `aiocoap_client.py <args...>` (with `{}` in an argument replaced by
+/// our endpoint's address) and serves `served` until it exits. Returns its
+/// output lines; panics if it failed.
+fn run_aiocoap_client(ours: &mut UdpDriver, served: &mut DemoServer, args: &[&str]) -> Vec<String> {
+    let python = aiocoap_python();
+    let script = repo_root().join("interop-tests/peers/aiocoap_client.py");
+    let base = format!("coap://{}", ours.local_addr());
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .args(args.iter().map(|a| a.replace("{}", &base)));
+    let mut peer = PeerProcess::spawn(cmd, PEER_LIFETIME).expect("start the aiocoap client");
+    let status = served.serve_until_exit(ours, &mut peer, Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "{} failed ({status}):\n{}",
+        peer.name(),
+        peer.output()
+    );
+    peer.output()
+        .lines()
+        .filter(|l| !l.starts_with("stderr: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn server_get_and_blockwise_get_from_aiocoap_client() {
+    let mut ours = client(1024);
+    let mut served = DemoServer::new(random_body(LARGE_SIZE));
+    let out = run_aiocoap_client(&mut ours, &mut served, &["get", "{}/hello"]);
+    let hello = &served.hello;
+    assert_eq!(out, [format!("2.05 {} {}", hello.len(), sha256_hex(hello))]);
+
+    // 20 KiB in our 1024-byte blocks, then in 64-byte blocks aiocoap asks for.
+    let big = format!("2.05 {} {}", served.big.len(), sha256_hex(&served.big));
+    let out = run_aiocoap_client(&mut ours, &mut served, &["get", "{}/big"]);
+    assert_eq!(out, std::slice::from_ref(&big));
+    let out = run_aiocoap_client(&mut ours, &mut served, &["get", "{}/big", "2"]);
+    assert_eq!(out, [big]);
+
+    let out = run_aiocoap_client(&mut ours, &mut served, &["get", "{}/nothing"]);
+    assert!(
+        out.first().is_some_and(|l| l.starts_with("4.04 ")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn server_blockwise_put_from_aiocoap_client() {
+    let mut ours = client(1024);
+    let mut served = DemoServer::new(Vec::new());
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("upload.bin");
+    for (len, szx) in [(10 * 1024 + 3, None), (3000, Some("0"))] {
+        let body = random_body(len);
+        std::fs::write(&file, &body).unwrap();
+        let path = file.to_str().unwrap();
+        let mut args = vec!["put", "{}/upload", path];
+        args.extend(szx);
+        let out = run_aiocoap_client(&mut ours, &mut served, &args);
+        assert_eq!(out.first().map(|l| l.trim_end()), Some("2.04"), "{out:?}");
+        let got = served
+            .uploaded
+            .take()
+            .expect("no PUT reached the application");
+        assert_eq!(got.len(), body.len(), "szx {szx:?}");
+        assert!(got == body, "{len} bytes: reassembled body differs");
+    }
+    assert_eq!(served.puts, 2);
+}
+
+#[test]
+fn server_observe_from_aiocoap_client() {
+    let mut ours = client(1024);
+    let mut served = DemoServer::new(Vec::new());
+    let out = run_aiocoap_client(&mut ours, &mut served, &["observe", "{}/counter", "3"]);
+    let values: Vec<u32> = out
+        .iter()
+        .filter_map(|l| l.strip_prefix("2.05 n="))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    // The first response and three notifications, in order.
+    assert_eq!(values.len(), 4, "{out:?}");
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
 }

@@ -12,14 +12,14 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use interop_tests::{
-    coap_client, coap_server, free_udp_port, libcoap_version, wait_for_coap_ping, PeerProcess,
-    TempDir, UdpDriver, UdpEndpoint, WireRecord,
+    coap_client, coap_server, free_udp_port, libcoap_version, wait_for_coap_ping, DemoServer,
+    PeerProcess, TempDir, UdpDriver, WireRecord,
 };
-use lwm2m_core::coap::endpoint::{CancelReason, ObservationId};
+use lwm2m_core::coap::endpoint::CancelReason;
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{BlockValue, Code, EndpointConfig, Event, MessageType, Request, Response};
 use lwm2m_core::rng::RandomSource;
-use lwm2m_core::time::{Duration, Instant};
+use lwm2m_core::time::Duration;
 
 /// Bound on each exchange; on loopback they take milliseconds.
 const STEP: Duration = Duration::from_secs(10);
@@ -337,91 +337,9 @@ fn client_acknowledges_a_retransmitted_separate_response_again() {
 // Our endpoint as a server for libcoap's coap-client
 // ---------------------------------------------------------------------------
 
-/// What our test server serves.
-struct Served {
-    hello: Vec<u8>,
-    big: Vec<u8>,
-    uploaded: Option<Vec<u8>>,
-    puts: usize,
-    observers: Vec<ObservationId>,
-    counter: u32,
-    next_notify: Option<Instant>,
-    cancelled: Vec<CancelReason>,
-}
-
-impl Served {
-    fn new() -> Served {
-        Served {
-            hello: b"hello from lwm2m-rs".to_vec(),
-            big: random_body(5 * 1024),
-            uploaded: None,
-            puts: 0,
-            observers: Vec::new(),
-            counter: 0,
-            next_notify: None,
-            cancelled: Vec::new(),
-        }
-    }
-
-    /// Answers one event; ticks the observed counter every 200 ms.
-    fn handle(&mut self, ep: &mut UdpEndpoint, now: Instant, event: Option<Event<SocketAddr>>) {
-        match event {
-            Some(Event::Request { id, request, .. }) => {
-                let path = request.path();
-                let observe = request.options.uint(number::OBSERVE);
-                let response = match (request.code, path.as_str()) {
-                    (Code::GET, "/hello") => {
-                        Response::new(Code::CONTENT).with_payload(0, self.hello.clone())
-                    }
-                    (Code::GET, "/big") => {
-                        Response::new(Code::CONTENT).with_payload(42, self.big.clone())
-                    }
-                    (Code::PUT, "/upload") => {
-                        self.uploaded = Some(request.payload);
-                        self.puts += 1;
-                        Response::new(Code::CHANGED)
-                    }
-                    (Code::GET, "/counter") => {
-                        let r = Response::new(Code::CONTENT)
-                            .with_payload(0, format!("n={}", self.counter).into_bytes());
-                        if observe == Some(0) {
-                            if let Some(obs) = ep.respond_observe(now, id, r) {
-                                self.observers.push(obs);
-                                self.next_notify = Some(now + Duration::from_millis(200));
-                            }
-                            return;
-                        }
-                        r
-                    }
-                    _ => Response::new(Code::NOT_FOUND),
-                };
-                ep.respond(now, id, response);
-            }
-            Some(Event::ObservationCancelled { id, reason }) => {
-                eprintln!("observation {id:?} cancelled: {reason:?}");
-                self.observers.retain(|o| *o != id);
-                self.cancelled.push(reason);
-            }
-            Some(_) => {}
-            None => {
-                if self.next_notify.is_some_and(|t| t <= now) && !self.observers.is_empty() {
-                    self.counter += 1;
-                    let payload = format!("n={}", self.counter).into_bytes();
-                    for &obs in &self.observers {
-                        // CON, so a lost notification is retransmitted.
-                        let r = Response::new(Code::CONTENT).with_payload(0, payload.clone());
-                        ep.notify(now, obs, r, true);
-                    }
-                    self.next_notify = Some(now + Duration::from_millis(200));
-                }
-            }
-        }
-    }
-}
-
 /// Runs `coap-client` with `args` against our endpoint, serving `served`
 /// until the client exits. Returns the client's captured output.
-fn run_coap_client(served: &mut Served, args: &[&str], path: &str) -> (String, PeerProcess) {
+fn run_coap_client(served: &mut DemoServer, args: &[&str], path: &str) -> (String, PeerProcess) {
     let (log, peer, _) = run_coap_client_on(client(1024), served, args, path);
     (log, peer)
 }
@@ -430,7 +348,7 @@ fn run_coap_client(served: &mut Served, args: &[&str], path: &str) -> (String, P
 /// size), handed back for its wire log.
 fn run_coap_client_on(
     mut ours: UdpDriver,
-    served: &mut Served,
+    served: &mut DemoServer,
     args: &[&str],
     path: &str,
 ) -> (String, PeerProcess, UdpDriver) {
@@ -441,14 +359,7 @@ fn run_coap_client_on(
     // -B: coap-client gives up by itself after 10 s.
     cmd.args(["-B", "10"]).args(args).arg(&uri);
     let mut peer = PeerProcess::spawn(cmd, PEER_LIFETIME).expect("start coap-client");
-    let status = ours
-        .run_until(Duration::from_secs(15), |ep, now, e| {
-            served.handle(ep, now, e);
-            peer.try_wait()
-        })
-        .unwrap_or_else(|e| panic!("{} did not finish: {e}\n{}", peer.name(), peer.output()));
-    // All of its output is read once it has exited.
-    peer.wait_timeout(Duration::from_secs(1));
+    let status = served.serve_until_exit(&mut ours, &mut peer, Duration::from_secs(15));
     assert!(
         status.success(),
         "{} failed ({status}):\n{}",
@@ -460,7 +371,7 @@ fn run_coap_client_on(
 
 #[test]
 fn server_get_from_coap_client() {
-    let mut served = Served::new();
+    let mut served = DemoServer::new(random_body(5 * 1024));
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("hello.out");
     let (log, _) = run_coap_client(
@@ -474,7 +385,7 @@ fn server_get_from_coap_client() {
 
 #[test]
 fn server_blockwise_get_from_coap_client() {
-    let mut served = Served::new();
+    let mut served = DemoServer::new(random_body(5 * 1024));
     let dir = TempDir::new().unwrap();
     // The client asks for 64-byte blocks (early negotiation): 80 blocks.
     let out = dir.path().join("big64.out");
@@ -503,7 +414,7 @@ fn server_blockwise_get_from_coap_client() {
 
 #[test]
 fn server_blockwise_put_from_coap_client() {
-    let mut served = Served::new();
+    let mut served = DemoServer::new(random_body(5 * 1024));
     let dir = TempDir::new().unwrap();
     let file = dir.path().join("upload.bin");
     // 5000 bytes: 78 full 64-byte blocks and a short last one.
@@ -524,7 +435,7 @@ fn server_blockwise_put_from_coap_client() {
 
 #[test]
 fn server_observe_from_coap_client() {
-    let mut served = Served::new();
+    let mut served = DemoServer::new(random_body(5 * 1024));
     // -s 2: observe for 2 s; we notify every 200 ms. -w: one line per body.
     let (log, _) = run_coap_client(&mut served, &["-m", "get", "-s", "2", "-w"], "/counter");
     let bodies: Vec<u32> = log
@@ -579,7 +490,7 @@ fn answered_again(ours: &UdpDriver) -> (Vec<u16>, Vec<u16>) {
 
 #[test]
 fn server_blockwise_get_survives_lost_responses() {
-    let mut served = Served::new();
+    let mut served = DemoServer::new(random_body(5 * 1024));
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("big64.out");
     let mut ours = client(1024);
@@ -606,7 +517,7 @@ fn server_blockwise_get_survives_lost_responses() {
 
 #[test]
 fn server_blockwise_put_survives_lost_responses() {
-    let mut served = Served::new();
+    let mut served = DemoServer::new(random_body(5 * 1024));
     let dir = TempDir::new().unwrap();
     let file = dir.path().join("upload.bin");
     let body = random_body(5000);
