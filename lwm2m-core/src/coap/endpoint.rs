@@ -907,7 +907,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         }
     }
 
-    fn send_rst(&mut self, peer: P, mid: u16) {
+    fn send_rst(&mut self, peer: P, mid: u16) -> Vec<u8> {
         let bytes = encode(
             MessageType::Rst,
             Code::EMPTY,
@@ -916,7 +916,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             &OptionList::new(),
             &[],
         );
-        self.transmits.push_back(Transmit { peer, bytes });
+        self.transmits.push_back(Transmit {
+            peer,
+            bytes: bytes.clone(),
+        });
+        bytes
     }
 
     fn send_empty_ack(&mut self, peer: P, mid: u16) -> Vec<u8> {
@@ -994,27 +998,34 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
     }
 
     fn handle_separate_response(&mut self, now: Instant, peer: P, msg: &Message<'_>) {
-        // Acknowledge (or re-acknowledge) CON responses first; duplicates are
-        // only acknowledged again.
-        if msg.mtype == MessageType::Con {
-            if self.is_duplicate(&peer, msg.message_id) {
-                return;
+        let confirmable = msg.mtype == MessageType::Con;
+        // A duplicate (its ACK or RST was lost) gets the same answer again
+        // (RFC 7252 §4.5) and is not processed twice. Without the new ACK the
+        // server retransmits until it gives up, and drops an observation.
+        if let Some(reply) = self.cached_reply(&peer, msg.message_id) {
+            if let (true, Reply::Bytes(b)) = (confirmable, reply) {
+                let bytes = b.clone();
+                self.transmits.push_back(Transmit { peer, bytes });
             }
+            return;
+        }
+        let id = Token::new(msg.token)
+            .and_then(|token| self.by_token.get(&(peer.clone(), token)).copied());
+        let Some(id) = id else {
+            // Unknown token: reject, which also cancels a forgotten
+            // observation (RFC 7641 §3.6). A CON is rejected with RST
+            // *instead of* an ACK (RFC 7252 §5.3.2): an ACK first tells the
+            // server the notification was wanted, and it ignores the RST.
+            let rst = self.send_rst(peer.clone(), msg.message_id);
+            self.remember(now, &peer, msg.message_id, Reply::Bytes(rst), confirmable);
+            return;
+        };
+        if confirmable {
             let ack = self.send_empty_ack(peer.clone(), msg.message_id);
             self.remember(now, &peer, msg.message_id, Reply::Bytes(ack), true);
-        } else if self.is_duplicate(&peer, msg.message_id) {
-            return;
         } else {
             self.remember(now, &peer, msg.message_id, Reply::Nothing, false);
         }
-        let Some(token) = Token::new(msg.token) else {
-            return;
-        };
-        let Some(&id) = self.by_token.get(&(peer.clone(), token)) else {
-            // Unknown token: reject, which also cancels a forgotten observation.
-            self.send_rst(peer, msg.message_id);
-            return;
-        };
         if let Some(Phase::AwaitingAck(mid)) = self.out.get(&id).map(|r| r.phase) {
             // The response overtook the ACK: stop retransmitting (RFC 7252 §5.2.2).
             self.pending.remove(&(peer.clone(), mid));
@@ -1222,12 +1233,6 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             self.peer(&peer).outstanding += 1;
             self.transmit_request(now, id);
         }
-    }
-
-    fn is_duplicate(&mut self, peer: &P, mid: u16) -> bool {
-        self.peers
-            .get(peer)
-            .is_some_and(|p| p.dedup.iter().any(|d| d.mid == mid))
     }
 
     /// Records a received message id (and what was answered) for duplicate detection.
