@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use lwm2m_core::format::lwm2m_json::{decode, decode_values, encode, encode_values};
 use lwm2m_core::model::{ModelLookup, NO_MODELS};
 
-#[path = "json_fuzz_models.rs"]
+#[path = "../common/json_fuzz_models.rs"]
 mod json_fuzz_models;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@ use lwm2m_core::format::senml_json::{
 };
 use lwm2m_core::model::{ModelLookup, NO_MODELS};
 
-#[path = "json_fuzz_models.rs"]
+#[path = "../common/json_fuzz_models.rs"]
 mod json_fuzz_models;
 
 fuzz_target!(|data: &[u8]| {
