@@ -7,6 +7,10 @@
 
 use core::fmt;
 
+pub mod cbor;
+pub mod lwm2m_cbor;
+pub mod senml_cbor;
+
 /// A CoAP Content-Format number. An open set: unknown numbers are kept as they are.
 ///
 /// ```
