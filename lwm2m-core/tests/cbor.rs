@@ -126,7 +126,12 @@ fn paths_and_nodes_that_do_not_fit() {
         cbor::decode(&hex("01"), &Path::Resource(3, 0, 6), &models()),
         Err(FormatError::NotRepresentable(_))
     ));
-    // ... but one instance of it is fine.
+    // A single-instance resource has no instances.
+    assert!(matches!(
+        cbor::decode(&hex("01"), &Path::ResourceInstance(3, 0, 9, 0), &models()),
+        Err(FormatError::NotRepresentable(_))
+    ));
+    // ... but one instance of a multiple resource is fine.
     assert_eq!(
         cbor::decode(&hex("01"), &Path::ResourceInstance(3, 0, 6, 0), &models()),
         Ok(Node::ResourceInstance {

@@ -1,5 +1,6 @@
 //! `application/cbor` (60): one resource or resource-instance value as a
-//! single CBOR data item (LwM2M 1.1 TS Core §7.4.6 / 1.2 §7.4.5).
+//! single CBOR data item (the CBOR data format of LwM2M TS Core §7.4, added
+//! in LwM2M 1.1).
 //!
 //! | resource type    | written as                           | also accepted when decoding             |
 //! |------------------|--------------------------------------|-----------------------------------------|
@@ -67,12 +68,18 @@ pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<N
         }
     };
     let model = models.resource(o, r);
-    if let (Path::Resource(..), Some(m)) = (path, model) {
-        if m.multiple {
+    match (path, model.map(|m| m.multiple)) {
+        (Path::Resource(..), Some(true)) => {
             return Err(FormatError::NotRepresentable(
                 "a multiple-instance resource needs a format with ids (SenML, LwM2M CBOR, TLV)",
-            ));
+            ))
         }
+        (Path::ResourceInstance(..), Some(false)) => {
+            return Err(FormatError::NotRepresentable(
+                "a single-instance resource has no resource instances",
+            ))
+        }
+        _ => {}
     }
     let mut rd = Reader::new(payload);
     let scalar = rd.scalar()?;
@@ -840,6 +847,11 @@ impl<'m> NodeBuilder<'m> {
         self.request.is_prefix_of(path)
     }
 
+    /// Whether the model says resource `r` of object `o` is multiple (`None`: unknown).
+    fn multiple(&self, o: u16, r: u16) -> Option<bool> {
+        self.models.resource(o, r).map(|m| m.multiple)
+    }
+
     fn instance_mut(&mut self, o: u16, i: u16) -> &mut Instance {
         self.objects
             .entry(o)
@@ -866,20 +878,13 @@ impl<'m> NodeBuilder<'m> {
         if !self.covers(&path) {
             return Err(FormatError::InvalidPath);
         }
-        let multiple = self
-            .models
-            .resource(
-                path.object_id().unwrap_or(0),
-                path.resource_id().unwrap_or(0),
-            )
-            .map(|m| m.multiple);
         let dup = FormatError::Syntax {
             offset,
             expected: DUPLICATE,
         };
         match path {
             Path::Resource(o, i, r) => {
-                if multiple == Some(true) {
+                if self.multiple(o, r) == Some(true) {
                     return Err(FormatError::InvalidValue {
                         what: "single value for a multiple-instance resource",
                     });
@@ -891,7 +896,7 @@ impl<'m> NodeBuilder<'m> {
                 inst.resources.insert(r, Resource::single(r, value));
             }
             Path::ResourceInstance(o, i, r, ri) => {
-                if multiple == Some(false) {
+                if self.multiple(o, r) == Some(false) {
                     return Err(FormatError::InvalidValue {
                         what: "resource instance of a single-instance resource",
                     });
@@ -939,8 +944,7 @@ impl<'m> NodeBuilder<'m> {
                 self.instance_mut(o, i);
             }
             Path::Resource(o, i, r) => {
-                let multiple = self.models.resource(o, r).map(|m| m.multiple);
-                if multiple == Some(false) {
+                if self.multiple(o, r) == Some(false) {
                     return Err(FormatError::InvalidValue {
                         what: "resource instances for a single-instance resource",
                     });
@@ -999,12 +1003,10 @@ impl<'m> NodeBuilder<'m> {
                 match res {
                     Some(res) => Ok(Node::Resource(res)),
                     // A multiple-instance resource may legitimately have no instances.
-                    None if self.models.resource(o, r).map(|m| m.multiple) == Some(true) => {
-                        Ok(Node::Resource(Resource {
-                            id: r,
-                            value: ResourceValue::Multiple(BTreeMap::new()),
-                        }))
-                    }
+                    None if self.multiple(o, r) == Some(true) => Ok(Node::Resource(Resource {
+                        id: r,
+                        value: ResourceValue::Multiple(BTreeMap::new()),
+                    })),
                     None => Err(missing),
                 }
             }

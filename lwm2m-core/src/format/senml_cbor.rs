@@ -49,22 +49,72 @@ use super::cbor::{
 use super::FormatError;
 use crate::model::{ModelLookup, Node, Path, PathError, ResourceType, TimestampedValue, Value};
 
-// SenML CBOR labels (RFC 8428 Table 6).
-const BVER: i128 = -1;
-const BN: i128 = -2;
-const BT: i128 = -3;
-const BU: i128 = -4;
-const BV: i128 = -5;
-const BS: i128 = -6;
-const N: i128 = 0;
-const U: i128 = 1;
-const V: i128 = 2;
-const VS: i128 = 3;
-const VB: i128 = 4;
-const S: i128 = 5;
-const T: i128 = 6;
-const UT: i128 = 7;
-const VD: i128 = 8;
+/// The SenML labels this decoder knows (RFC 8428 Table 6, plus `vlo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Bver,
+    Bn,
+    Bt,
+    Bu,
+    Bv,
+    Bs,
+    N,
+    U,
+    V,
+    Vs,
+    Vb,
+    S,
+    T,
+    Ut,
+    Vd,
+    Vlo,
+}
+
+impl Label {
+    /// The label for a CBOR integer key (RFC 8428 Table 6).
+    fn from_int(key: i128) -> Option<Label> {
+        Some(match key {
+            -1 => Label::Bver,
+            -2 => Label::Bn,
+            -3 => Label::Bt,
+            -4 => Label::Bu,
+            -5 => Label::Bv,
+            -6 => Label::Bs,
+            0 => Label::N,
+            1 => Label::U,
+            2 => Label::V,
+            3 => Label::Vs,
+            4 => Label::Vb,
+            5 => Label::S,
+            6 => Label::T,
+            7 => Label::Ut,
+            8 => Label::Vd,
+            _ => return None,
+        })
+    }
+
+    fn is_value(self) -> bool {
+        matches!(
+            self,
+            Label::V | Label::Vs | Label::Vb | Label::Vd | Label::Vlo
+        )
+    }
+
+    /// One bit per label, to find repeated labels in a record.
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+// The integer keys the encoder writes (RFC 8428 Table 6).
+const KEY_BN: i8 = -2;
+const KEY_BT: i8 = -3;
+const KEY_N: i8 = 0;
+const KEY_V: i8 = 2;
+const KEY_VS: i8 = 3;
+const KEY_VB: i8 = 4;
+const KEY_VD: i8 = 8;
+
 /// The object-link value label of the LwM2M TS (a text label).
 const VLO: &str = "vlo";
 
@@ -330,7 +380,7 @@ fn parse_fields<'b>(rd: &mut Reader<'b>) -> Result<Fields<'b>, FormatError> {
         });
     }
     let mut f = Fields::default();
-    // Labels seen in this record, to reject duplicates (bit per known label).
+    // Labels seen in this record, to reject repeats.
     let mut seen = 0u16;
     let mut seq = rd.map()?;
     while seq.next(rd)? {
@@ -339,7 +389,7 @@ fn parse_fields<'b>(rd: &mut Reader<'b>) -> Result<Fields<'b>, FormatError> {
             Type::String | Type::StringIndef => {
                 let key = rd.text()?;
                 if key == VLO {
-                    Some(VLO_BIT)
+                    Some(Label::Vlo)
                 } else if key.ends_with('_') {
                     return Err(FormatError::Syntax {
                         offset: at,
@@ -357,11 +407,7 @@ fn parse_fields<'b>(rd: &mut Reader<'b>) -> Result<Fields<'b>, FormatError> {
             | Type::I16
             | Type::I32
             | Type::I64
-            | Type::Int => {
-                let key = rd.int()?;
-                // Known labels are in -6..=8; a bit per label from -6.
-                (-6..=8).contains(&key).then(|| (key + 6) as u16)
-            }
+            | Type::Int => Label::from_int(rd.int()?),
             _ => {
                 return Err(FormatError::Syntax {
                     offset: at,
@@ -369,53 +415,45 @@ fn parse_fields<'b>(rd: &mut Reader<'b>) -> Result<Fields<'b>, FormatError> {
                 })
             }
         };
-        let Some(bit) = label else {
+        let Some(label) = label else {
             // Unknown label: ignored, as RFC 8428 §4.4 asks.
             rd.skip()?;
             continue;
         };
-        if seen & (1 << bit) != 0 {
+        if seen & label.bit() != 0 {
             return Err(FormatError::Syntax {
                 offset: at,
                 expected: "each label once per record",
             });
         }
-        seen |= 1 << bit;
-        let is_value = bit == VLO_BIT || [V, VS, VB, VD].contains(&(i128::from(bit) - 6));
-        if is_value && f.value.is_some() {
+        seen |= label.bit();
+        if label.is_value() && f.value.is_some() {
             return Err(FormatError::Syntax {
                 offset: at,
                 expected: "at most one value field (v, vs, vb, vd, vlo) per record",
             });
         }
-        if bit == VLO_BIT {
-            f.value = Some(RecordValue::ObjLnk(rd.text()?));
-            continue;
-        }
-        match i128::from(bit) - 6 {
-            BN => f.bn = Some(rd.text()?),
-            BT => f.bt = Some(number_f64(rd)?),
-            N => f.n = Some(rd.text()?),
-            T => f.t = Some(number_f64(rd)?),
-            V => f.value = Some(RecordValue::Number(rd.number()?)),
-            VS => f.value = Some(RecordValue::Text(rd.text()?)),
-            VB => f.value = Some(RecordValue::Bool(rd.bool()?)),
-            VD => f.value = Some(RecordValue::Data(rd.bytes()?)),
-            BV | BS => {
+        match label {
+            Label::Bn => f.bn = Some(rd.text()?),
+            Label::Bt => f.bt = Some(number_f64(rd)?),
+            Label::N => f.n = Some(rd.text()?),
+            Label::T => f.t = Some(number_f64(rd)?),
+            Label::V => f.value = Some(RecordValue::Number(rd.number()?)),
+            Label::Vs => f.value = Some(RecordValue::Text(rd.text()?)),
+            Label::Vb => f.value = Some(RecordValue::Bool(rd.bool()?)),
+            Label::Vd => f.value = Some(RecordValue::Data(rd.bytes()?)),
+            Label::Vlo => f.value = Some(RecordValue::ObjLnk(rd.text()?)),
+            Label::Bv | Label::Bs => {
                 return Err(FormatError::InvalidValue {
                     what: "SenML base value / base sum (bv, bs) are not used by LwM2M",
                 })
             }
-            // bver, bu, u, s, ut: known but meaningless for LwM2M.
-            BVER | BU | U | S | UT => rd.skip()?,
-            _ => rd.skip()?,
+            // Known but meaningless for LwM2M: version, units, sum, update time.
+            Label::Bver | Label::Bu | Label::U | Label::S | Label::Ut => rd.skip()?,
         }
     }
     Ok(f)
 }
-
-/// Bit for `vlo` in the per-record duplicate mask (labels -6..=8 use 0..=14).
-const VLO_BIT: u16 = 15;
 
 fn number_f64(rd: &mut Reader<'_>) -> Result<f64, FormatError> {
     Ok(match rd.number()? {
@@ -493,30 +531,28 @@ fn write_record(
         + u64::from(value.is_some());
     done(enc(out).map(len));
     if let Some(bn) = bn {
-        done(enc(out).i8(BN as i8).and_then(|e| e.str(bn)));
+        done(enc(out).i8(KEY_BN).and_then(|e| e.str(bn)));
     }
     if let Some(bt) = bt {
-        done(enc(out).i8(BT as i8));
+        done(enc(out).i8(KEY_BT));
         write_number(out, bt);
     }
     if let Some(n) = n {
-        done(enc(out).i8(N as i8).and_then(|e| e.str(n)));
+        done(enc(out).i8(KEY_N).and_then(|e| e.str(n)));
     }
     if let Some(v) = value {
         match v {
-            Value::Integer(i) | Value::Time(i) => {
-                done(enc(out).i8(V as i8).and_then(|e| e.i64(*i)))
-            }
-            Value::UnsignedInteger(u) => done(enc(out).i8(V as i8).and_then(|e| e.u64(*u))),
+            Value::Integer(i) | Value::Time(i) => done(enc(out).i8(KEY_V).and_then(|e| e.i64(*i))),
+            Value::UnsignedInteger(u) => done(enc(out).i8(KEY_V).and_then(|e| e.u64(*u))),
             Value::Float(x) => {
-                done(enc(out).i8(V as i8));
+                done(enc(out).i8(KEY_V));
                 write_float(out, *x);
             }
-            Value::Boolean(b) => done(enc(out).i8(VB as i8).and_then(|e| e.bool(*b))),
+            Value::Boolean(b) => done(enc(out).i8(KEY_VB).and_then(|e| e.bool(*b))),
             Value::String(s) | Value::CoreLnk(s) => {
-                done(enc(out).i8(VS as i8).and_then(|e| e.str(s)))
+                done(enc(out).i8(KEY_VS).and_then(|e| e.str(s)))
             }
-            Value::Opaque(d) => done(enc(out).i8(VD as i8).and_then(|e| e.bytes(d))),
+            Value::Opaque(d) => done(enc(out).i8(KEY_VD).and_then(|e| e.bytes(d))),
             Value::ObjLnk(l) => done(enc(out).str(VLO).and_then(|e| e.str(&format_objlnk(l)))),
         }
     }
