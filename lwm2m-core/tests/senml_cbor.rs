@@ -430,6 +430,31 @@ fn regression_huge_declared_array_length() {
 }
 
 #[test]
+fn regression_item_cap() {
+    // One record with 40000 unknown labels {_ 23: 0, 23: 0, ...}: each pair
+    // and each skipped value counts, so the cap (65536) stops it.
+    let mut payload = hex("81 bf");
+    for _ in 0..40_000 {
+        payload.extend_from_slice(&[0x17, 0x00]);
+    }
+    payload.push(0xff);
+    assert!(matches!(
+        senml_cbor::decode_paths(&payload),
+        Err(FormatError::InvalidLength { .. })
+    ));
+    // 20000 pairs stay under the cap (and the record then lacks a name).
+    let mut payload = hex("81 bf");
+    for _ in 0..20_000 {
+        payload.extend_from_slice(&[0x17, 0x00]);
+    }
+    payload.push(0xff);
+    assert!(matches!(
+        senml_cbor::decode_paths(&payload),
+        Err(FormatError::Syntax { .. })
+    ));
+}
+
+#[test]
 fn regression_truncated_float() {
     // {bn: "/3/0/9", v: <double cut after 3 bytes>}
     let payload = hex("81 a2 21 66 2f332f302f39 02 fb 4059 00");

@@ -44,7 +44,8 @@ use crate::model::{
     Value,
 };
 
-/// Most data items (records, map entries, ids) one payload may hold. Each
+/// Most data items (records, map entries, ids, skipped values) one payload
+/// may hold; past it decoding fails with [`FormatError::InvalidLength`]. Each
 /// decoded item costs far more memory than its one or two bytes on the wire,
 /// so this caps what a peer can make us allocate.
 pub const MAX_ITEMS: usize = 65_536;
