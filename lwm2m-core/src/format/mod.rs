@@ -6,10 +6,13 @@
 //! Encodings are deterministic: the same node always gives the same bytes.
 
 pub mod base64;
+pub mod cbor;
 pub mod json;
 pub mod link;
+pub mod lwm2m_cbor;
 pub mod lwm2m_json;
 pub mod opaque;
+pub mod senml_cbor;
 pub mod senml_json;
 pub mod text;
 pub mod tlv;
@@ -191,6 +194,9 @@ pub fn decode(
             lwm2m_json::decode(payload, path, models)
         }
         ContentFormat::SENML_JSON => senml_json::decode(payload, path, models),
+        ContentFormat::CBOR => cbor::decode(payload, path, models),
+        ContentFormat::SENML_CBOR => senml_cbor::decode(payload, path, models),
+        ContentFormat::LWM2M_CBOR => lwm2m_cbor::decode(payload, path, models),
         _ => Err(FormatError::UnsupportedFormat(cf)),
     }
 }
@@ -210,6 +216,9 @@ pub fn encode(
             lwm2m_json::encode(node, path, out)
         }
         ContentFormat::SENML_JSON => senml_json::encode(node, path, out),
+        ContentFormat::CBOR => cbor::encode(node, path, out),
+        ContentFormat::SENML_CBOR => senml_cbor::encode(node, path, out),
+        ContentFormat::LWM2M_CBOR => lwm2m_cbor::encode(node, path, out),
         _ => Err(FormatError::UnsupportedFormat(cf)),
     }
 }
@@ -223,6 +232,8 @@ pub fn decode_values(
 ) -> Result<Vec<TimestampedValue>, FormatError> {
     match cf {
         ContentFormat::SENML_JSON => senml_json::decode_values(payload, models),
+        ContentFormat::SENML_CBOR => senml_cbor::decode_values(payload, models),
+        ContentFormat::LWM2M_CBOR => lwm2m_cbor::decode_values(payload, models),
         ContentFormat::LWM2M_JSON | ContentFormat::LEGACY_JSON => {
             lwm2m_json::decode_values(payload, models)
         }
@@ -238,6 +249,8 @@ pub fn encode_values(
 ) -> Result<(), FormatError> {
     match cf {
         ContentFormat::SENML_JSON => senml_json::encode_values(values, out),
+        ContentFormat::SENML_CBOR => senml_cbor::encode_values(values, out),
+        ContentFormat::LWM2M_CBOR => lwm2m_cbor::encode_values(values, out),
         ContentFormat::LWM2M_JSON | ContentFormat::LEGACY_JSON => {
             lwm2m_json::encode_values(values, out)
         }
@@ -249,6 +262,8 @@ pub fn encode_values(
 pub fn decode_paths(cf: ContentFormat, payload: &[u8]) -> Result<Vec<Path>, FormatError> {
     match cf {
         ContentFormat::SENML_JSON => senml_json::decode_paths(payload),
+        ContentFormat::SENML_CBOR => senml_cbor::decode_paths(payload),
+        ContentFormat::LWM2M_CBOR => lwm2m_cbor::decode_paths(payload),
         _ => Err(FormatError::UnsupportedFormat(cf)),
     }
 }
@@ -261,6 +276,8 @@ pub fn encode_paths(
 ) -> Result<(), FormatError> {
     match cf {
         ContentFormat::SENML_JSON => senml_json::encode_paths(paths, out),
+        ContentFormat::SENML_CBOR => senml_cbor::encode_paths(paths, out),
+        ContentFormat::LWM2M_CBOR => lwm2m_cbor::encode_paths(paths, out),
         _ => Err(FormatError::UnsupportedFormat(cf)),
     }
 }
