@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use lwm2m_core::format::senml_cbor;
 use lwm2m_core::model::{ModelLookup, NO_MODELS};
 
-#[path = "cbor_models.rs"]
+#[path = "../common/cbor_models.rs"]
 mod cbor_models;
 
 fuzz_target!(|data: &[u8]| {
