@@ -447,3 +447,54 @@ proptest! {
         let _ = tcp::parse(&bytes);
     }
 }
+
+#[test]
+fn tcp_signalling_messages_7_01_to_7_05() {
+    use lwm2m_core::coap::tcp::signal_option;
+    let sig = |code: Code, opts: &[(u16, &[u8])]| {
+        let mut buf = Vec::new();
+        let mut w = MessageWriter::tcp(&mut buf, code, &[]).unwrap();
+        for (n, v) in opts {
+            w.option(*n, v).unwrap();
+        }
+        w.finish(&[]);
+        buf
+    };
+    let cases: [(Code, Vec<u8>); 5] = [
+        (
+            Code::CSM,
+            sig(
+                Code::CSM,
+                &[
+                    (signal_option::MAX_MESSAGE_SIZE, &[0x04, 0x80]),
+                    (signal_option::BLOCK_WISE_TRANSFER, &[]),
+                ],
+            ),
+        ),
+        (
+            Code::PING,
+            sig(Code::PING, &[(signal_option::CUSTODY, &[])]),
+        ),
+        (Code::PONG, sig(Code::PONG, &[])),
+        (
+            Code::RELEASE,
+            sig(Code::RELEASE, &[(signal_option::HOLD_OFF, &[30])]),
+        ),
+        (
+            Code::ABORT,
+            sig(Code::ABORT, &[(signal_option::BAD_CSM_OPTION, &[2])]),
+        ),
+    ];
+    // Len 4: Max-Message-Size (3 bytes) + Block-Wise-Transfer (1 byte).
+    assert_eq!(cases[0].1, [0x40, 0xE1, 0x22, 0x04, 0x80, 0x20]);
+    assert_eq!(cases[2].1, [0x00, 0xE3]);
+    for (code, frame) in cases {
+        let m = tcp::parse(&frame).unwrap();
+        assert!(m.code.is_signalling());
+        assert_eq!(m.code, code);
+    }
+    let release = tcp::parse(&sig(Code::RELEASE, &[(signal_option::HOLD_OFF, &[30])]))
+        .unwrap()
+        .uint_option(signal_option::HOLD_OFF);
+    assert_eq!(release, Some(30));
+}

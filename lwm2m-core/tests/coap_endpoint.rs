@@ -917,3 +917,32 @@ fn dedup_memory_is_bounded_per_peer_and_overall() {
     );
     assert_eq!(server.requests.len(), 1000);
 }
+
+#[test]
+fn mtu_drops_oversized_datagrams_and_smaller_blocks_get_through() {
+    fn big(_: &Request) -> Response {
+        Response::new(Code::CONTENT).with_payload(42, pseudo_random_body(4000, 3))
+    }
+    let link = LinkConfig {
+        mtu: 600,
+        ..LinkConfig::default()
+    };
+    // 1024-byte blocks never fit a 600-byte MTU: the exchange times out.
+    let (mut net, c, s) = pair(41, link.clone(), Handling::Answer(big));
+    let id = send(&mut net, c, s, Request::new(Code::GET).with_path("/big"));
+    net.run_until(secs(600), |n| n.node(c).done(id));
+    assert_eq!(net.node(c).failure_for(id), Some(RequestError::Timeout));
+    assert!(net.stats().too_big >= 5, "{:?}", net.stats());
+    // With 512-byte blocks the same body arrives.
+    let mut net = Network::new(41, link);
+    let c = net.add(App::new(1, EndpointConfig::default(), Handling::Hold));
+    let small = EndpointConfig {
+        block_size: 512,
+        ..EndpointConfig::default()
+    };
+    let s = net.add(App::new(2, small, Handling::Answer(big)));
+    let id = send(&mut net, c, s, Request::new(Code::GET).with_path("/big"));
+    net.run_until(secs(600), |n| n.node(c).done(id));
+    assert!(net.node(c).response_for(id).unwrap().payload == pseudo_random_body(4000, 3));
+    assert_eq!(net.stats().too_big, 0);
+}
