@@ -721,6 +721,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         let (peer, token) = (r.peer.clone(), r.token);
         let mut request = r.request.clone();
         request.options.set_uint(number::OBSERVE, 1);
+        // The block size kept from a block-wise first response is not part of the deregistration.
+        request.options.remove(number::BLOCK2);
         self.cancel_request(now, id);
         let new_id = RequestId(self.next_handle());
         self.by_token.insert((peer.clone(), token), new_id);
