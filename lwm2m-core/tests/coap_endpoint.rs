@@ -22,6 +22,8 @@ enum Handling {
     Hold,
     /// Answer observe requests with `respond_observe`.
     Observe,
+    /// Answer observe requests with `respond_observe` and a 3000-byte body.
+    ObserveBig,
 }
 
 /// An endpoint plus the application logic a test needs.
@@ -55,8 +57,12 @@ impl App {
                             let resp = f(&request);
                             assert!(self.ep.respond(self.now, id, resp));
                         }
-                        Handling::Observe => {
-                            let resp = Response::new(Code::CONTENT).with_payload(0, b"v0".to_vec());
+                        Handling::Observe | Handling::ObserveBig => {
+                            let body = match self.handling {
+                                Handling::ObserveBig => vec![b'x'; 3000],
+                                _ => b"v0".to_vec(),
+                            };
+                            let resp = Response::new(Code::CONTENT).with_payload(0, body);
                             if let Some(obs) = self.ep.respond_observe(self.now, id, resp) {
                                 self.observations.push(obs);
                             }
@@ -945,4 +951,36 @@ fn mtu_drops_oversized_datagrams_and_smaller_blocks_get_through() {
     net.run_until(secs(600), |n| n.node(c).done(id));
     assert!(net.node(c).response_for(id).unwrap().payload == pseudo_random_body(4000, 3));
     assert_eq!(net.stats().too_big, 0);
+}
+
+#[test]
+fn deregistration_after_blockwise_first_response_carries_no_block2() {
+    let (mut net, c, s) = pair(42, LinkConfig::default(), Handling::ObserveBig);
+    net.enable_trace();
+    let id = send(
+        &mut net,
+        c,
+        s,
+        Request::new(Code::GET)
+            .with_path("/3/0")
+            .with_uint_option(number::OBSERVE, 0),
+    );
+    net.run_until(secs(10), |n| n.node(c).done(id));
+    assert_eq!(net.node(c).response_for(id).unwrap().payload.len(), 3000);
+    let now = net.now();
+    let cancel = net.node_mut(c).ep.cancel_observe(now, id).unwrap();
+    net.run_until(secs(20), |n| n.node(c).done(cancel));
+    let deregistration = net
+        .trace()
+        .iter()
+        .map(|t| Message::parse(&t.bytes).unwrap())
+        .find(|m| m.code == Code::GET && m.observe() == Some(1))
+        .expect("a GET with Observe=1 went out")
+        .clone();
+    assert_eq!(deregistration.block2(), None);
+    // Its answer (the whole resource again) was reassembled.
+    assert_eq!(
+        net.node(c).response_for(cancel).unwrap().payload.len(),
+        3000
+    );
 }
