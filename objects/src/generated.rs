@@ -20,16 +20,26 @@ pub static OBJECTS: &[&StaticObject] = &[
     &device::v1_0::MODEL,
     &device::v1_1::MODEL,
     &device::v1_2::MODEL,
-    &connectivity_monitoring::MODEL,
+    &connectivity_monitoring::v1_0::MODEL,
+    &connectivity_monitoring::v1_1::MODEL,
+    &connectivity_monitoring::v1_2::MODEL,
+    &connectivity_monitoring::v1_3::MODEL,
     &firmware_update::v1_0::MODEL,
     &firmware_update::v1_1::MODEL,
-    &location::MODEL,
+    &location::v1_0::MODEL,
+    &location::v1_1::MODEL,
     &connectivity_statistics::MODEL,
-    &software_management::MODEL,
+    &software_management::v1_0::MODEL,
+    &software_management::v1_1::MODEL,
     &binary_app_data_container::MODEL,
-    &event_log::MODEL,
+    &event_log::v1_0::MODEL,
+    &event_log::v2_0::MODEL,
+    &event_log::v2_1::MODEL,
+    &event_log::v3_0::MODEL,
+    &event_log::v3_1::MODEL,
     &oscore::v1_0::MODEL,
     &oscore::v1_1::MODEL,
+    &oscore::v2_0::MODEL,
 ];
 
 #[doc = "LWM2M Security (object 0), versions 1.0, 1.1, 1.2. The items here are those of the latest version, 1.2; each version has its own module."]
@@ -2906,211 +2916,750 @@ pub mod device {
     }
 }
 
-#[doc = "Connectivity Monitoring (object 4), version 1.3."]
+#[doc = "Connectivity Monitoring (object 4), versions 1.0, 1.1, 1.2, 1.3. The items here are those of the latest version, 1.3; each version has its own module."]
 pub mod connectivity_monitoring {
     #[doc = "Object id."]
     pub const ID: u16 = 4;
 
-    use crate::static_model::{StaticObject, StaticResource};
-    use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+    pub use self::v1_3::*;
 
-    #[doc = "Object version of this module."]
-    pub const VERSION: &str = "1.3";
-    #[doc = "Resource 0, \"Network Bearer\": R, single, mandatory, Integer."]
-    pub const NETWORK_BEARER: u16 = 0;
-    #[doc = "Resource 1, \"Available Network Bearer\": R, multiple, mandatory, Integer."]
-    pub const AVAILABLE_NETWORK_BEARER: u16 = 1;
-    #[doc = "Resource 2, \"Radio Signal Strength\": R, single, mandatory, Integer."]
-    pub const RADIO_SIGNAL_STRENGTH: u16 = 2;
-    #[doc = "Resource 3, \"Link Quality\": R, single, optional, Integer."]
-    pub const LINK_QUALITY: u16 = 3;
-    #[doc = "Resource 4, \"IP Addresses\": R, multiple, mandatory, String."]
-    pub const IP_ADDRESSES: u16 = 4;
-    #[doc = "Resource 5, \"Router IP Addresses\": R, multiple, optional, String."]
-    pub const ROUTER_IP_ADDRESSES: u16 = 5;
-    #[doc = "Resource 6, \"Link Utilization\": R, single, optional, Integer."]
-    pub const LINK_UTILIZATION: u16 = 6;
-    #[doc = "Resource 7, \"APN\": R, multiple, optional, String."]
-    pub const APN: u16 = 7;
-    #[doc = "Resource 8, \"Cell ID\": R, single, optional, Integer."]
-    pub const CELL_ID: u16 = 8;
-    #[doc = "Resource 9, \"SMNC\": R, single, optional, Integer."]
-    pub const SMNC: u16 = 9;
-    #[doc = "Resource 10, \"SMCC\": R, single, optional, Integer."]
-    pub const SMCC: u16 = 10;
-    #[doc = "Resource 11, \"SignalSNR\": R, single, optional, Integer."]
-    pub const SIGNAL_SNR: u16 = 11;
-    #[doc = "Resource 12, \"LAC\": R, single, optional, Integer."]
-    pub const LAC: u16 = 12;
-    #[doc = "Resource 13, \"Coverage Enhancement Level\": R, single, optional, Integer."]
-    pub const COVERAGE_ENHANCEMENT_LEVEL: u16 = 13;
+    #[doc = "Connectivity Monitoring version 1.0."]
+    pub mod v1_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
 
-    #[doc = "The definition of Connectivity Monitoring version 1.3."]
-    pub static MODEL: StaticObject = StaticObject {
-        id: 4,
-        name: "Connectivity Monitoring",
-        version: "1.3",
-        lwm2m_version: "1.1",
-        multiple: false,
-        mandatory: false,
-        description: "This LwM2M Object enables monitoring of parameters related to network connectivity.\nIn this general connectivity Object, the Resources are limited to the most general cases common to most network bearers. It is recommended to read the description, which refers to relevant standard development organizations (e.g. 3GPP, IEEE).\nThe goal of the Connectivity Monitoring Object is to carry information reflecting the more up to date values of the current connection for monitoring purposes. Resources such as Link Quality, Radio Signal Strength, Cell ID are retrieved during connected mode at least for cellular networks.",
-        resources: &[
-            StaticResource {
-                id: 0,
-                name: "Network Bearer",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "0..50",
-                units: "",
-                description: "Indicates the network bearer used for the current LwM2M communication session from the network bearer list below. \nThe number range is split into three categories:\n0 - 20 are Cellular Bearers \n21 - 40 are Wireless Bearers \n41 - 50 are Wireline Bearers\nMore specifically: \n0: GSM cellular network\n1: TD-SCDMA cellular network\n2: WCDMA cellular network\n3: CDMA2000 cellular network\n4: WiMAX cellular network\n5: LTE-TDD cellular network\n6: LTE-FDD cellular network\n7: NB-IoT\n8: 5G-NR TDD\n9: 5G-NR FDD\n10 - 20: Reserved for other types of cellular network\n21: WLAN network\n22: Bluetooth network\n23: IEEE 802.15.4 network\n24 - 40: Reserved for other types of local wireless network\n41: Ethernet\n42: DSL\n43: PLC\n44 - 50: reserved for other types of wireline networks.",
-            },
-            StaticResource {
-                id: 1,
-                name: "Available Network Bearer",
-                operations: Op::Read,
-                multiple: true,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "0..50",
-                units: "",
-                description: "Indicates a list of current available network bearer. Each Resource Instance has a value from the network bearer list.",
-            },
-            StaticResource {
-                id: 2,
-                name: "Radio Signal Strength",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "",
-                units: "",
-                description: "Indicates the average value of the received signal strength indication used in the\ncurrent network bearer (as indicated by Resource 0 of this Object). The value is expressed in dBm. For the following network bearers the signal strength parameters indicated below are represented by this resource:\nGSM:    RSSI\nUMTS:   RSCP\nLTE:    RSRP\nNB-IoT: NRSRP\nFor more details on Network Measurement Report, refer to the appropriate Cellular or Wireless Network standards, (e.g. for LTE Cellular Network\nrefer to 3GPP TS 36.133 specification).",
-            },
-            StaticResource {
-                id: 3,
-                name: "Link Quality",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "",
-                units: "",
-                description: "This contains received link quality  e.g. LQI for IEEE 802.15.4 (range 0...255), RxQual Downlink for GSM (range 0...7, refer to [3GPP 44.018] for more details on Network Measurement Report encoding), RSRQ for LTE, (refer to [3GPP 36.214]), NRSRQ for NB-IoT (refer to [3GPP 36.214]).",
-            },
-            StaticResource {
-                id: 4,
-                name: "IP Addresses",
-                operations: Op::Read,
-                multiple: true,
-                mandatory: true,
-                resource_type: Ty::String,
-                range: "",
-                units: "",
-                description: "The IP addresses assigned to the connectivity interface. (e.g. IPv4, IPv6, etc.)",
-            },
-            StaticResource {
-                id: 5,
-                name: "Router IP Addresses",
-                operations: Op::Read,
-                multiple: true,
-                mandatory: false,
-                resource_type: Ty::String,
-                range: "",
-                units: "",
-                description: "The IP address of the next-hop IP router, on each of the interfaces specified in resource 4 (IP Addresses).\nNote: This IP Address doesn't indicate the Server IP address.",
-            },
-            StaticResource {
-                id: 6,
-                name: "Link Utilization",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "0..100",
-                units: "/100",
-                description: "The percentage indicating the average utilization of the link to the next-hop IP router.",
-            },
-            StaticResource {
-                id: 7,
-                name: "APN",
-                operations: Op::Read,
-                multiple: true,
-                mandatory: false,
-                resource_type: Ty::String,
-                range: "",
-                units: "",
-                description: "Access Point Name in case Network Bearer Resource is a Cellular Network.",
-            },
-            StaticResource {
-                id: 8,
-                name: "Cell ID",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "",
-                units: "",
-                description: "Serving Cell ID in case Network Bearer Resource is a Cellular Network.\nAs specified in TS [3GPP 23.003] and in [3GPP. 24.008]. Range (0...65535) in GSM/EDGE\nUTRAN Cell ID has a length of 28 bits.\nCell Identity in WCDMA/TD-SCDMA. Range: (0...268435455).\nLTE Cell ID has a length of 28 bits.\nParameter definitions in [3GPP 25.331].",
-            },
-            StaticResource {
-                id: 9,
-                name: "SMNC",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "0..999",
-                units: "",
-                description: "Serving Mobile Network Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
-            },
-            StaticResource {
-                id: 10,
-                name: "SMCC",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "0..999",
-                units: "",
-                description: "Serving Mobile Country Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
-            },
-            StaticResource {
-                id: 11,
-                name: "SignalSNR",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "",
-                units: "dB",
-                description: "SINR: Signal to Interference plus Noise Ratio SINR is the ratio of the strength of the received signal to the strength of the received interference signal (noise and interference).",
-            },
-            StaticResource {
-                id: 12,
-                name: "LAC",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "",
-                units: "",
-                description: "Location Area Code in case Network Bearer Resource is a Cellular Network. As specified in TS [3GPP 23.003] and in [3GPP. 24.008]",
-            },
-            StaticResource {
-                id: 13,
-                name: "Coverage Enhancement Level",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "0..4",
-                units: "",
-                description: "Indicates the Coverage Enhancement Level of the UE in the serving cell. The Coverage Enhancement levels are defined and specified in 3GPP TS 36.331 and 36.213.\n\t\t0: No Coverage Enhancement in the serving cell\n\t\t1: Coverage Enhancement level 0\n\t\t2: Coverage Enhancement level 1\n\t\t3: Coverage Enhancement level 2\n\t\t4: Coverage Enhancement level 3",
-            },
-        ],
-    };
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.0";
+        #[doc = "Resource 0, \"Network Bearer\": R, single, mandatory, Integer."]
+        pub const NETWORK_BEARER: u16 = 0;
+        #[doc = "Resource 1, \"Available Network Bearer\": R, multiple, mandatory, Integer."]
+        pub const AVAILABLE_NETWORK_BEARER: u16 = 1;
+        #[doc = "Resource 2, \"Radio Signal Strength\": R, single, mandatory, Integer."]
+        pub const RADIO_SIGNAL_STRENGTH: u16 = 2;
+        #[doc = "Resource 3, \"Link Quality\": R, single, optional, Integer."]
+        pub const LINK_QUALITY: u16 = 3;
+        #[doc = "Resource 4, \"IP Addresses\": R, multiple, mandatory, String."]
+        pub const IP_ADDRESSES: u16 = 4;
+        #[doc = "Resource 5, \"Router IP Addresses\": R, multiple, optional, String."]
+        pub const ROUTER_IP_ADDRESSES: u16 = 5;
+        #[doc = "Resource 6, \"Link Utilization\": R, single, optional, Integer."]
+        pub const LINK_UTILIZATION: u16 = 6;
+        #[doc = "Resource 7, \"APN\": R, multiple, optional, String."]
+        pub const APN: u16 = 7;
+        #[doc = "Resource 8, \"Cell ID\": R, single, optional, Integer."]
+        pub const CELL_ID: u16 = 8;
+        #[doc = "Resource 9, \"SMNC\": R, single, optional, Integer."]
+        pub const SMNC: u16 = 9;
+        #[doc = "Resource 10, \"SMCC\": R, single, optional, Integer."]
+        pub const SMCC: u16 = 10;
+
+        #[doc = "The definition of Connectivity Monitoring version 1.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 4,
+            name: "Connectivity Monitoring",
+            version: "1.0",
+            lwm2m_version: "1.0",
+            multiple: false,
+            mandatory: false,
+            description: "This LwM2M Object enables monitoring of parameters related to network connectivity.\nIn this general connectivity Object, the Resources are limited to the most general cases common to most network bearers. It is recommended to read the description, which refers to relevant standard development organizations (e.g. 3GPP, IEEE).\nThe goal of the Connectivity Monitoring Object is to carry information reflecting the more up to date values of the current connection for monitoring purposes. Resources such as Link Quality, Radio Signal Strength, Cell ID are retrieved during connected mode at least for cellular networks.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Network Bearer",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0-50",
+                    units: "",
+                    description: "Indicates the network bearer used for the current LwM2M communication session from the network bearer list below. \nThe number range is split into three categories:\n0 - 20 are Cellular Bearers \n21 - 40 are Wireless Bearers \n41 - 50 are Wireline Bearers\n\nMore specifically: \n0: GSM cellular network\n1: TD-SCDMA cellular network\n2: WCDMA cellular network\n3: CDMA2000 cellular network\n4: WiMAX cellular network\n5: LTE-TDD cellular network\n6: LTE-FDD cellular network\n7: NB-IoT\n8 - 20: Reserved for other types of cellular network\n21: WLAN network\n22: Bluetooth network\n23: IEEE 802.15.4 network\n24 - 40: Reserved for other types of local wireless network\n41: Ethernet\n42: DSL\n43: PLC\n44 - 50: reserved for other types of wireline networks.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Available Network Bearer",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0-50",
+                    units: "",
+                    description: "Indicates a list of current available network bearer. Each Resource Instance has a value from the network bearer list.",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Radio Signal Strength",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "dBm",
+                    description: "Indicates the average value of the received signal strength indication used in the\ncurrent network bearer (as indicated by Resource 0 of this Object). For the following network bearers the signal strength parameters indicated below are represented by this resource:\nGSM:    RSSI\nUMTS:   RSCP\nLTE:    RSRP\nNB-IoT: NRSRP\n\nFor more details on Network Measurement Report, refer to the appropriate Cellular or Wireless Network standards, (e.g. for LTE Cellular Network\nrefer to 3GPP TS 36.133 specification).",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Link Quality",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "This contains received link quality  e.g. LQI for IEEE 802.15.4 (range 0...255), RxQual Downlink for GSM (range 0...7, refer to [3GPP 44.018] for more details on Network Measurement Report encoding), RSRQ for LTE, (refer to [3GPP 36.214]), NRSRQ for NB-IoT (refer to [3GPP 36.214]).",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP addresses assigned to the connectivity interface. (e.g. IPv4, IPv6, etc.)",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Router IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP address of the next-hop IP router, on each of the interfaces specified in resource 4 (IP Addresses).\nNote: This IP Address doesn’t indicate the Server IP address.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Link Utilization",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0-100",
+                    units: "%",
+                    description: "The percentage indicating the average utilization of the link to the next-hop IP router.",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "APN",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Access Point Name in case Network Bearer Resource is a Cellular Network.",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Cell ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Serving Cell ID in case Network Bearer Resource is a Cellular Network.\nAs specified in TS [3GPP 23.003] and in [3GPP. 24.008]. Range (0...65535) in GSM/EDGE\nUTRAN Cell ID has a length of 28 bits.\nCell Identity in WCDMA/TD-SCDMA. Range: (0...268435455).\nLTE Cell ID has a length of 28 bits.\nParameter definitions in [3GPP 25.331].",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "SMNC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0-999",
+                    units: "%",
+                    description: "Serving Mobile Network Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "SMCC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0-999",
+                    units: "",
+                    description: "Serving Mobile Country Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Connectivity Monitoring version 1.1."]
+    pub mod v1_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.1";
+        #[doc = "Resource 0, \"Network Bearer\": R, single, mandatory, Integer."]
+        pub const NETWORK_BEARER: u16 = 0;
+        #[doc = "Resource 1, \"Available Network Bearer\": R, multiple, mandatory, Integer."]
+        pub const AVAILABLE_NETWORK_BEARER: u16 = 1;
+        #[doc = "Resource 2, \"Radio Signal Strength\": R, single, mandatory, Integer."]
+        pub const RADIO_SIGNAL_STRENGTH: u16 = 2;
+        #[doc = "Resource 3, \"Link Quality\": R, single, optional, Integer."]
+        pub const LINK_QUALITY: u16 = 3;
+        #[doc = "Resource 4, \"IP Addresses\": R, multiple, mandatory, String."]
+        pub const IP_ADDRESSES: u16 = 4;
+        #[doc = "Resource 5, \"Router IP Addresses\": R, multiple, optional, String."]
+        pub const ROUTER_IP_ADDRESSES: u16 = 5;
+        #[doc = "Resource 6, \"Link Utilization\": R, single, optional, Integer."]
+        pub const LINK_UTILIZATION: u16 = 6;
+        #[doc = "Resource 7, \"APN\": R, multiple, optional, String."]
+        pub const APN: u16 = 7;
+        #[doc = "Resource 8, \"Cell ID\": R, single, optional, Integer."]
+        pub const CELL_ID: u16 = 8;
+        #[doc = "Resource 9, \"SMNC\": R, single, optional, Integer."]
+        pub const SMNC: u16 = 9;
+        #[doc = "Resource 10, \"SMCC\": R, single, optional, Integer."]
+        pub const SMCC: u16 = 10;
+        #[doc = "Resource 11, \"SignalSNR\": R, single, optional, Integer."]
+        pub const SIGNAL_SNR: u16 = 11;
+
+        #[doc = "The definition of Connectivity Monitoring version 1.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 4,
+            name: "Connectivity Monitoring",
+            version: "1.1",
+            lwm2m_version: "1.0",
+            multiple: false,
+            mandatory: false,
+            description: "This LwM2M Object enables monitoring of parameters related to network connectivity.\nIn this general connectivity Object, the Resources are limited to the most general cases common to most network bearers. It is recommended to read the description, which refers to relevant standard development organizations (e.g. 3GPP, IEEE).\nThe goal of the Connectivity Monitoring Object is to carry information reflecting the more up to date values of the current connection for monitoring purposes. Resources such as Link Quality, Radio Signal Strength, Cell ID are retrieved during connected mode at least for cellular networks.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Network Bearer",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0-50",
+                    units: "",
+                    description: "Indicates the network bearer used for the current LwM2M communication session from the network bearer list below. \nThe number range is split into three categories:\n0 - 20 are Cellular Bearers \n21 - 40 are Wireless Bearers \n41 - 50 are Wireline Bearers\n\nMore specifically: \n0: GSM cellular network\n1: TD-SCDMA cellular network\n2: WCDMA cellular network\n3: CDMA2000 cellular network\n4: WiMAX cellular network\n5: LTE-TDD cellular network\n6: LTE-FDD cellular network\n7: NB-IoT\n8 - 20: Reserved for other types of cellular network\n21: WLAN network\n22: Bluetooth network\n23: IEEE 802.15.4 network\n24 - 40: Reserved for other types of local wireless network\n41: Ethernet\n42: DSL\n43: PLC\n44 - 50: reserved for other types of wireline networks.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Available Network Bearer",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0-50",
+                    units: "",
+                    description: "Indicates a list of current available network bearer. Each Resource Instance has a value from the network bearer list.",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Radio Signal Strength",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "dBm",
+                    description: "Indicates the average value of the received signal strength indication used in the\ncurrent network bearer (as indicated by Resource 0 of this Object). For the following network bearers the signal strength parameters indicated below are represented by this resource:\nGSM:    RSSI\nUMTS:   RSCP\nLTE:    RSRP\nNB-IoT: NRSRP\n\nFor more details on Network Measurement Report, refer to the appropriate Cellular or Wireless Network standards, (e.g. for LTE Cellular Network\nrefer to 3GPP TS 36.133 specification).",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Link Quality",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "This contains received link quality  e.g. LQI for IEEE 802.15.4 (range 0...255), RxQual Downlink for GSM (range 0...7, refer to [3GPP 44.018] for more details on Network Measurement Report encoding), RSRQ for LTE, (refer to [3GPP 36.214]), NRSRQ for NB-IoT (refer to [3GPP 36.214]).",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP addresses assigned to the connectivity interface. (e.g. IPv4, IPv6, etc.)",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Router IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP address of the next-hop IP router, on each of the interfaces specified in resource 4 (IP Addresses).\nNote: This IP Address doesn’t indicate the Server IP address.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Link Utilization",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0-100",
+                    units: "%",
+                    description: "The percentage indicating the average utilization of the link to the next-hop IP router.",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "APN",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Access Point Name in case Network Bearer Resource is a Cellular Network.",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Cell ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Serving Cell ID in case Network Bearer Resource is a Cellular Network.\nAs specified in TS [3GPP 23.003] and in [3GPP. 24.008]. Range (0...65535) in GSM/EDGE\nUTRAN Cell ID has a length of 28 bits.\nCell Identity in WCDMA/TD-SCDMA. Range: (0...268435455).\nLTE Cell ID has a length of 28 bits.\nParameter definitions in [3GPP 25.331].",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "SMNC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0-999",
+                    units: "%",
+                    description: "Serving Mobile Network Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "SMCC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0-999",
+                    units: "",
+                    description: "Serving Mobile Country Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "SignalSNR",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "dB",
+                    description: "SINR: Signal to Interference plus Noise Ratio SINR is the ratio of the strength of the received signal to the strength of the received interference signal (noise and interference).",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Connectivity Monitoring version 1.2."]
+    pub mod v1_2 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.2";
+        #[doc = "Resource 0, \"Network Bearer\": R, single, mandatory, Integer."]
+        pub const NETWORK_BEARER: u16 = 0;
+        #[doc = "Resource 1, \"Available Network Bearer\": R, multiple, mandatory, Integer."]
+        pub const AVAILABLE_NETWORK_BEARER: u16 = 1;
+        #[doc = "Resource 2, \"Radio Signal Strength\": R, single, mandatory, Integer."]
+        pub const RADIO_SIGNAL_STRENGTH: u16 = 2;
+        #[doc = "Resource 3, \"Link Quality\": R, single, optional, Integer."]
+        pub const LINK_QUALITY: u16 = 3;
+        #[doc = "Resource 4, \"IP Addresses\": R, multiple, mandatory, String."]
+        pub const IP_ADDRESSES: u16 = 4;
+        #[doc = "Resource 5, \"Router IP Addresses\": R, multiple, optional, String."]
+        pub const ROUTER_IP_ADDRESSES: u16 = 5;
+        #[doc = "Resource 6, \"Link Utilization\": R, single, optional, Integer."]
+        pub const LINK_UTILIZATION: u16 = 6;
+        #[doc = "Resource 7, \"APN\": R, multiple, optional, String."]
+        pub const APN: u16 = 7;
+        #[doc = "Resource 8, \"Cell ID\": R, single, optional, Integer."]
+        pub const CELL_ID: u16 = 8;
+        #[doc = "Resource 9, \"SMNC\": R, single, optional, Integer."]
+        pub const SMNC: u16 = 9;
+        #[doc = "Resource 10, \"SMCC\": R, single, optional, Integer."]
+        pub const SMCC: u16 = 10;
+        #[doc = "Resource 11, \"SignalSNR\": R, single, optional, Integer."]
+        pub const SIGNAL_SNR: u16 = 11;
+        #[doc = "Resource 12, \"LAC\": R, single, optional, Integer."]
+        pub const LAC: u16 = 12;
+
+        #[doc = "The definition of Connectivity Monitoring version 1.2."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 4,
+            name: "Connectivity Monitoring",
+            version: "1.2",
+            lwm2m_version: "1.1",
+            multiple: false,
+            mandatory: false,
+            description: "This LwM2M Object enables monitoring of parameters related to network connectivity.\nIn this general connectivity Object, the Resources are limited to the most general cases common to most network bearers. It is recommended to read the description, which refers to relevant standard development organizations (e.g. 3GPP, IEEE).\nThe goal of the Connectivity Monitoring Object is to carry information reflecting the more up to date values of the current connection for monitoring purposes. Resources such as Link Quality, Radio Signal Strength, Cell ID are retrieved during connected mode at least for cellular networks.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Network Bearer",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..50",
+                    units: "",
+                    description: "Indicates the network bearer used for the current LwM2M communication session from the network bearer list below. \nThe number range is split into three categories:\n0 - 20 are Cellular Bearers \n21 - 40 are Wireless Bearers \n41 - 50 are Wireline Bearers\nMore specifically: \n0: GSM cellular network\n1: TD-SCDMA cellular network\n2: WCDMA cellular network\n3: CDMA2000 cellular network\n4: WiMAX cellular network\n5: LTE-TDD cellular network\n6: LTE-FDD cellular network\n7: NB-IoT\n8 - 20: Reserved for other types of cellular network\n21: WLAN network\n22: Bluetooth network\n23: IEEE 802.15.4 network\n24 - 40: Reserved for other types of local wireless network\n41: Ethernet\n42: DSL\n43: PLC\n44 - 50: reserved for other types of wireline networks.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Available Network Bearer",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..50",
+                    units: "",
+                    description: "Indicates a list of current available network bearer. Each Resource Instance has a value from the network bearer list.",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Radio Signal Strength",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Indicates the average value of the received signal strength indication used in the\ncurrent network bearer (as indicated by Resource 0 of this Object). The value is expressed in dBm. For the following network bearers the signal strength parameters indicated below are represented by this resource:\nGSM:    RSSI\nUMTS:   RSCP\nLTE:    RSRP\nNB-IoT: NRSRP\nFor more details on Network Measurement Report, refer to the appropriate Cellular or Wireless Network standards, (e.g. for LTE Cellular Network\nrefer to 3GPP TS 36.133 specification).",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Link Quality",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "This contains received link quality  e.g. LQI for IEEE 802.15.4 (range 0...255), RxQual Downlink for GSM (range 0...7, refer to [3GPP 44.018] for more details on Network Measurement Report encoding), RSRQ for LTE, (refer to [3GPP 36.214]), NRSRQ for NB-IoT (refer to [3GPP 36.214]).",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP addresses assigned to the connectivity interface. (e.g. IPv4, IPv6, etc.)",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Router IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP address of the next-hop IP router, on each of the interfaces specified in resource 4 (IP Addresses).\nNote: This IP Address doesn't indicate the Server IP address.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Link Utilization",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..100",
+                    units: "%",
+                    description: "The percentage indicating the average utilization of the link to the next-hop IP router.",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "APN",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Access Point Name in case Network Bearer Resource is a Cellular Network.",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Cell ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Serving Cell ID in case Network Bearer Resource is a Cellular Network.\nAs specified in TS [3GPP 23.003] and in [3GPP. 24.008]. Range (0...65535) in GSM/EDGE\nUTRAN Cell ID has a length of 28 bits.\nCell Identity in WCDMA/TD-SCDMA. Range: (0...268435455).\nLTE Cell ID has a length of 28 bits.\nParameter definitions in [3GPP 25.331].",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "SMNC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..999",
+                    units: "",
+                    description: "Serving Mobile Network Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "SMCC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..999",
+                    units: "",
+                    description: "Serving Mobile Country Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "SignalSNR",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "dB",
+                    description: "SINR: Signal to Interference plus Noise Ratio SINR is the ratio of the strength of the received signal to the strength of the received interference signal (noise and interference).",
+                },
+                StaticResource {
+                    id: 12,
+                    name: "LAC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Location Area Code in case Network Bearer Resource is a Cellular Network. As specified in TS [3GPP 23.003] and in [3GPP. 24.008]",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Connectivity Monitoring version 1.3."]
+    pub mod v1_3 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.3";
+        #[doc = "Resource 0, \"Network Bearer\": R, single, mandatory, Integer."]
+        pub const NETWORK_BEARER: u16 = 0;
+        #[doc = "Resource 1, \"Available Network Bearer\": R, multiple, mandatory, Integer."]
+        pub const AVAILABLE_NETWORK_BEARER: u16 = 1;
+        #[doc = "Resource 2, \"Radio Signal Strength\": R, single, mandatory, Integer."]
+        pub const RADIO_SIGNAL_STRENGTH: u16 = 2;
+        #[doc = "Resource 3, \"Link Quality\": R, single, optional, Integer."]
+        pub const LINK_QUALITY: u16 = 3;
+        #[doc = "Resource 4, \"IP Addresses\": R, multiple, mandatory, String."]
+        pub const IP_ADDRESSES: u16 = 4;
+        #[doc = "Resource 5, \"Router IP Addresses\": R, multiple, optional, String."]
+        pub const ROUTER_IP_ADDRESSES: u16 = 5;
+        #[doc = "Resource 6, \"Link Utilization\": R, single, optional, Integer."]
+        pub const LINK_UTILIZATION: u16 = 6;
+        #[doc = "Resource 7, \"APN\": R, multiple, optional, String."]
+        pub const APN: u16 = 7;
+        #[doc = "Resource 8, \"Cell ID\": R, single, optional, Integer."]
+        pub const CELL_ID: u16 = 8;
+        #[doc = "Resource 9, \"SMNC\": R, single, optional, Integer."]
+        pub const SMNC: u16 = 9;
+        #[doc = "Resource 10, \"SMCC\": R, single, optional, Integer."]
+        pub const SMCC: u16 = 10;
+        #[doc = "Resource 11, \"SignalSNR\": R, single, optional, Integer."]
+        pub const SIGNAL_SNR: u16 = 11;
+        #[doc = "Resource 12, \"LAC\": R, single, optional, Integer."]
+        pub const LAC: u16 = 12;
+        #[doc = "Resource 13, \"Coverage Enhancement Level\": R, single, optional, Integer."]
+        pub const COVERAGE_ENHANCEMENT_LEVEL: u16 = 13;
+
+        #[doc = "The definition of Connectivity Monitoring version 1.3."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 4,
+            name: "Connectivity Monitoring",
+            version: "1.3",
+            lwm2m_version: "1.1",
+            multiple: false,
+            mandatory: false,
+            description: "This LwM2M Object enables monitoring of parameters related to network connectivity.\nIn this general connectivity Object, the Resources are limited to the most general cases common to most network bearers. It is recommended to read the description, which refers to relevant standard development organizations (e.g. 3GPP, IEEE).\nThe goal of the Connectivity Monitoring Object is to carry information reflecting the more up to date values of the current connection for monitoring purposes. Resources such as Link Quality, Radio Signal Strength, Cell ID are retrieved during connected mode at least for cellular networks.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Network Bearer",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..50",
+                    units: "",
+                    description: "Indicates the network bearer used for the current LwM2M communication session from the network bearer list below. \nThe number range is split into three categories:\n0 - 20 are Cellular Bearers \n21 - 40 are Wireless Bearers \n41 - 50 are Wireline Bearers\nMore specifically: \n0: GSM cellular network\n1: TD-SCDMA cellular network\n2: WCDMA cellular network\n3: CDMA2000 cellular network\n4: WiMAX cellular network\n5: LTE-TDD cellular network\n6: LTE-FDD cellular network\n7: NB-IoT\n8: 5G-NR TDD\n9: 5G-NR FDD\n10 - 20: Reserved for other types of cellular network\n21: WLAN network\n22: Bluetooth network\n23: IEEE 802.15.4 network\n24 - 40: Reserved for other types of local wireless network\n41: Ethernet\n42: DSL\n43: PLC\n44 - 50: reserved for other types of wireline networks.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Available Network Bearer",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..50",
+                    units: "",
+                    description: "Indicates a list of current available network bearer. Each Resource Instance has a value from the network bearer list.",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Radio Signal Strength",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Indicates the average value of the received signal strength indication used in the\ncurrent network bearer (as indicated by Resource 0 of this Object). The value is expressed in dBm. For the following network bearers the signal strength parameters indicated below are represented by this resource:\nGSM:    RSSI\nUMTS:   RSCP\nLTE:    RSRP\nNB-IoT: NRSRP\nFor more details on Network Measurement Report, refer to the appropriate Cellular or Wireless Network standards, (e.g. for LTE Cellular Network\nrefer to 3GPP TS 36.133 specification).",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Link Quality",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "This contains received link quality  e.g. LQI for IEEE 802.15.4 (range 0...255), RxQual Downlink for GSM (range 0...7, refer to [3GPP 44.018] for more details on Network Measurement Report encoding), RSRQ for LTE, (refer to [3GPP 36.214]), NRSRQ for NB-IoT (refer to [3GPP 36.214]).",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP addresses assigned to the connectivity interface. (e.g. IPv4, IPv6, etc.)",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Router IP Addresses",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "The IP address of the next-hop IP router, on each of the interfaces specified in resource 4 (IP Addresses).\nNote: This IP Address doesn't indicate the Server IP address.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Link Utilization",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..100",
+                    units: "/100",
+                    description: "The percentage indicating the average utilization of the link to the next-hop IP router.",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "APN",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Access Point Name in case Network Bearer Resource is a Cellular Network.",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Cell ID",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Serving Cell ID in case Network Bearer Resource is a Cellular Network.\nAs specified in TS [3GPP 23.003] and in [3GPP. 24.008]. Range (0...65535) in GSM/EDGE\nUTRAN Cell ID has a length of 28 bits.\nCell Identity in WCDMA/TD-SCDMA. Range: (0...268435455).\nLTE Cell ID has a length of 28 bits.\nParameter definitions in [3GPP 25.331].",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "SMNC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..999",
+                    units: "",
+                    description: "Serving Mobile Network Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "SMCC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..999",
+                    units: "",
+                    description: "Serving Mobile Country Code. This is applicable when the Network Bearer Resource value is referring to a cellular network.\nAs specified in TS [3GPP 23.003].",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "SignalSNR",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "dB",
+                    description: "SINR: Signal to Interference plus Noise Ratio SINR is the ratio of the strength of the received signal to the strength of the received interference signal (noise and interference).",
+                },
+                StaticResource {
+                    id: 12,
+                    name: "LAC",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "Location Area Code in case Network Bearer Resource is a Cellular Network. As specified in TS [3GPP 23.003] and in [3GPP. 24.008]",
+                },
+                StaticResource {
+                    id: 13,
+                    name: "Coverage Enhancement Level",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..4",
+                    units: "",
+                    description: "Indicates the Coverage Enhancement Level of the UE in the serving cell. The Coverage Enhancement levels are defined and specified in 3GPP TS 36.331 and 36.213.\n\t\t0: No Coverage Enhancement in the serving cell\n\t\t1: Coverage Enhancement level 0\n\t\t2: Coverage Enhancement level 1\n\t\t3: Coverage Enhancement level 2\n\t\t4: Coverage Enhancement level 3",
+                },
+            ],
+        };
+    }
 }
 
 #[doc = "Firmware Update (object 5), versions 1.0, 1.1. The items here are those of the latest version, 1.1; each version has its own module."]
@@ -3451,185 +4000,303 @@ pub mod firmware_update {
     }
 }
 
-#[doc = "Location (object 6), version 1.1."]
+#[doc = "Location (object 6), versions 1.0, 1.1. The items here are those of the latest version, 1.1; each version has its own module."]
 pub mod location {
     #[doc = "Object id."]
     pub const ID: u16 = 6;
 
-    use crate::static_model::{StaticObject, StaticResource};
-    use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+    pub use self::v1_1::*;
 
-    #[doc = "Object version of this module."]
-    pub const VERSION: &str = "1.1";
-    #[doc = "Resource 0, \"Latitude\": RW, single, mandatory, Float."]
-    pub const LATITUDE: u16 = 0;
-    #[doc = "Resource 1, \"Longitude\": RW, single, mandatory, Float."]
-    pub const LONGITUDE: u16 = 1;
-    #[doc = "Resource 2, \"Altitude\": RW, single, optional, Float."]
-    pub const ALTITUDE: u16 = 2;
-    #[doc = "Resource 3, \"Radius\": R, single, optional, Float."]
-    pub const RADIUS: u16 = 3;
-    #[doc = "Resource 4, \"Velocity\": R, single, optional, Opaque."]
-    pub const VELOCITY: u16 = 4;
-    #[doc = "Resource 5, \"Timestamp\": R, single, mandatory, Time."]
-    pub const TIMESTAMP: u16 = 5;
-    #[doc = "Resource 6, \"Speed\": R, single, optional, Float."]
-    pub const SPEED: u16 = 6;
-    #[doc = "Resource 8, \"Expected Latitude\": RW, single, optional, Float."]
-    pub const EXPECTED_LATITUDE: u16 = 8;
-    #[doc = "Resource 9, \"Expected Longitude\": RW, single, optional, Float."]
-    pub const EXPECTED_LONGITUDE: u16 = 9;
-    #[doc = "Resource 10, \"Expected Altitude\": RW, single, optional, Float."]
-    pub const EXPECTED_ALTITUDE: u16 = 10;
-    #[doc = "Resource 11, \"Location Change Threshold\": RW, single, optional, Float."]
-    pub const LOCATION_CHANGE_THRESHOLD: u16 = 11;
-    #[doc = "Resource 12, \"Location Changed\": R, single, optional, Boolean."]
-    pub const LOCATION_CHANGED: u16 = 12;
+    #[doc = "Location version 1.0."]
+    pub mod v1_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
 
-    #[doc = "The definition of Location version 1.1."]
-    pub static MODEL: StaticObject = StaticObject {
-        id: 6,
-        name: "Location",
-        version: "1.1",
-        lwm2m_version: "1.0",
-        multiple: false,
-        mandatory: false,
-        description: "This LwM2M Object provides a range of location telemetry related information which can be queried by the LwM2M Server.",
-        resources: &[
-            StaticResource {
-                id: 0,
-                name: "Latitude",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Float,
-                range: "",
-                units: "lat",
-                description: "The decimal notation of latitude, e.g. -43.5723 [World Geodetic System 1984].",
-            },
-            StaticResource {
-                id: 1,
-                name: "Longitude",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Float,
-                range: "",
-                units: "lon",
-                description: "The decimal notation of longitude, e.g. 153.21760 [World Geodetic System 1984].",
-            },
-            StaticResource {
-                id: 2,
-                name: "Altitude",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Float,
-                range: "",
-                units: "m",
-                description: "The decimal notation of altitude in meters above sea level.",
-            },
-            StaticResource {
-                id: 3,
-                name: "Radius",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Float,
-                range: "",
-                units: "m",
-                description: "The value in this resource indicates the radius of a circular area in meters. The circular area is used to describe uncertainty about a point for coordinates in a two-dimensional coordinate reference systems (CRS). The center point of a circular area is specified by using the Latitude and the Longitude Resources.",
-            },
-            StaticResource {
-                id: 4,
-                name: "Velocity",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Opaque,
-                range: "",
-                units: "",
-                description: "The velocity of the LwM2M Client, as defined in [3GPP-TS_23.032].",
-            },
-            StaticResource {
-                id: 5,
-                name: "Timestamp",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Time,
-                range: "",
-                units: "",
-                description: "The timestamp of when the location measurement was performed.",
-            },
-            StaticResource {
-                id: 6,
-                name: "Speed",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Float,
-                range: "",
-                units: "m/s",
-                description: "Speed is the time rate of change in position of a LwM2M Client without regard for direction: the scalar component of velocity.",
-            },
-            StaticResource {
-                id: 8,
-                name: "Expected Latitude",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Float,
-                range: "",
-                units: "lat",
-                description: "Expected latitude configured by the user",
-            },
-            StaticResource {
-                id: 9,
-                name: "Expected Longitude",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Float,
-                range: "",
-                units: "lon",
-                description: "Expected longitude configured by the user",
-            },
-            StaticResource {
-                id: 10,
-                name: "Expected Altitude",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Float,
-                range: "",
-                units: "m",
-                description: "Expected altitude configured by the user",
-            },
-            StaticResource {
-                id: 11,
-                name: "Location Change Threshold",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Float,
-                range: "",
-                units: "m",
-                description: "Distance threshold from the expected location beyond which the location changed resource will be set. Ignored if 0 or NaN",
-            },
-            StaticResource {
-                id: 12,
-                name: "Location Changed",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Boolean,
-                range: "",
-                units: "",
-                description: "True if the current position is distant more than the configured threshold from the expected location",
-            },
-        ],
-    };
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.0";
+        #[doc = "Resource 0, \"Latitude\": R, single, mandatory, Float."]
+        pub const LATITUDE: u16 = 0;
+        #[doc = "Resource 1, \"Longitude\": R, single, mandatory, Float."]
+        pub const LONGITUDE: u16 = 1;
+        #[doc = "Resource 2, \"Altitude\": R, single, optional, Float."]
+        pub const ALTITUDE: u16 = 2;
+        #[doc = "Resource 3, \"Radius\": R, single, optional, Float."]
+        pub const RADIUS: u16 = 3;
+        #[doc = "Resource 4, \"Velocity\": R, single, optional, Opaque."]
+        pub const VELOCITY: u16 = 4;
+        #[doc = "Resource 5, \"Timestamp\": R, single, mandatory, Time."]
+        pub const TIMESTAMP: u16 = 5;
+        #[doc = "Resource 6, \"Speed\": R, single, optional, Float."]
+        pub const SPEED: u16 = 6;
+
+        #[doc = "The definition of Location version 1.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 6,
+            name: "Location",
+            version: "1.0",
+            lwm2m_version: "1.0",
+            multiple: false,
+            mandatory: false,
+            description: "This LwM2M Object provides a range of location telemetry related information which can be queried by the LwM2M Server.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Latitude",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "lat",
+                    description: "The decimal notation of latitude, e.g. -43.5723 [World Geodetic System 1984].",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Longitude",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "lon",
+                    description: "The decimal notation of longitude, e.g. 153.21760 [World Geodetic System 1984].",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Altitude",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m",
+                    description: "The decimal notation of altitude in meters above sea level.",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Radius",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m",
+                    description: "The value in this resource indicates the radius of a circular area in meters. The circular area is used to describe uncertainty about a point for coordinates in a two-dimensional coordinate reference systems (CRS). The center point of a circular area is specified by using the Latitude and the Longitude Resources.",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "Velocity",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "The velocity of the LwM2M Client, as defined in [3GPP-TS_23.032].",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Timestamp",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Time,
+                    range: "",
+                    units: "",
+                    description: "The timestamp of when the location measurement was performed.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Speed",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m/s",
+                    description: "Speed is the time rate of change in position of a LwM2M Client without regard for direction: the scalar component of velocity.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Location version 1.1."]
+    pub mod v1_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.1";
+        #[doc = "Resource 0, \"Latitude\": RW, single, mandatory, Float."]
+        pub const LATITUDE: u16 = 0;
+        #[doc = "Resource 1, \"Longitude\": RW, single, mandatory, Float."]
+        pub const LONGITUDE: u16 = 1;
+        #[doc = "Resource 2, \"Altitude\": RW, single, optional, Float."]
+        pub const ALTITUDE: u16 = 2;
+        #[doc = "Resource 3, \"Radius\": R, single, optional, Float."]
+        pub const RADIUS: u16 = 3;
+        #[doc = "Resource 4, \"Velocity\": R, single, optional, Opaque."]
+        pub const VELOCITY: u16 = 4;
+        #[doc = "Resource 5, \"Timestamp\": R, single, mandatory, Time."]
+        pub const TIMESTAMP: u16 = 5;
+        #[doc = "Resource 6, \"Speed\": R, single, optional, Float."]
+        pub const SPEED: u16 = 6;
+        #[doc = "Resource 8, \"Expected Latitude\": RW, single, optional, Float."]
+        pub const EXPECTED_LATITUDE: u16 = 8;
+        #[doc = "Resource 9, \"Expected Longitude\": RW, single, optional, Float."]
+        pub const EXPECTED_LONGITUDE: u16 = 9;
+        #[doc = "Resource 10, \"Expected Altitude\": RW, single, optional, Float."]
+        pub const EXPECTED_ALTITUDE: u16 = 10;
+        #[doc = "Resource 11, \"Location Change Threshold\": RW, single, optional, Float."]
+        pub const LOCATION_CHANGE_THRESHOLD: u16 = 11;
+        #[doc = "Resource 12, \"Location Changed\": R, single, optional, Boolean."]
+        pub const LOCATION_CHANGED: u16 = 12;
+
+        #[doc = "The definition of Location version 1.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 6,
+            name: "Location",
+            version: "1.1",
+            lwm2m_version: "1.0",
+            multiple: false,
+            mandatory: false,
+            description: "This LwM2M Object provides a range of location telemetry related information which can be queried by the LwM2M Server.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "Latitude",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "lat",
+                    description: "The decimal notation of latitude, e.g. -43.5723 [World Geodetic System 1984].",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "Longitude",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "lon",
+                    description: "The decimal notation of longitude, e.g. 153.21760 [World Geodetic System 1984].",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Altitude",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m",
+                    description: "The decimal notation of altitude in meters above sea level.",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Radius",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m",
+                    description: "The value in this resource indicates the radius of a circular area in meters. The circular area is used to describe uncertainty about a point for coordinates in a two-dimensional coordinate reference systems (CRS). The center point of a circular area is specified by using the Latitude and the Longitude Resources.",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "Velocity",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "The velocity of the LwM2M Client, as defined in [3GPP-TS_23.032].",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Timestamp",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Time,
+                    range: "",
+                    units: "",
+                    description: "The timestamp of when the location measurement was performed.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Speed",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m/s",
+                    description: "Speed is the time rate of change in position of a LwM2M Client without regard for direction: the scalar component of velocity.",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Expected Latitude",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "lat",
+                    description: "Expected latitude configured by the user",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "Expected Longitude",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "lon",
+                    description: "Expected longitude configured by the user",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "Expected Altitude",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m",
+                    description: "Expected altitude configured by the user",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "Location Change Threshold",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Float,
+                    range: "",
+                    units: "m",
+                    description: "Distance threshold from the expected location beyond which the location changed resource will be set. Ignored if 0 or NaN",
+                },
+                StaticResource {
+                    id: 12,
+                    name: "Location Changed",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Boolean,
+                    range: "",
+                    units: "",
+                    description: "True if the current position is distant more than the configured threshold from the expected location",
+                },
+            ],
+        };
+    }
 }
 
 #[doc = "Connectivity Statistics (object 7), version 1.0."]
@@ -3774,328 +4441,602 @@ pub mod connectivity_statistics {
     };
 }
 
-#[doc = "LWM2M Software Management (object 9), version 1.1."]
+#[doc = "LWM2M Software Management (object 9), versions 1.0, 1.1. The items here are those of the latest version, 1.1; each version has its own module."]
 pub mod software_management {
     #[doc = "Object id."]
     pub const ID: u16 = 9;
 
-    use crate::static_model::{StaticObject, StaticResource};
-    use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+    pub use self::v1_1::*;
 
-    #[doc = "Object version of this module."]
-    pub const VERSION: &str = "1.1";
-    #[doc = "Resource 0, \"PkgName\": R, single, mandatory, String."]
-    pub const PKG_NAME: u16 = 0;
-    #[doc = "Resource 1, \"PkgVersion\": R, single, mandatory, String."]
-    pub const PKG_VERSION: u16 = 1;
-    #[doc = "Resource 2, \"Package\": W, single, optional, Opaque."]
-    pub const PACKAGE: u16 = 2;
-    #[doc = "Resource 3, \"Package URI\": W, single, optional, String."]
-    pub const PACKAGE_URI: u16 = 3;
-    #[doc = "Resource 4, \"Install\": E, single, mandatory, no type."]
-    pub const INSTALL: u16 = 4;
-    #[doc = "Resource 5, \"Checkpoint\": R, single, optional, Objlnk."]
-    pub const CHECKPOINT: u16 = 5;
-    #[doc = "Resource 6, \"Uninstall\": E, single, mandatory, no type."]
-    pub const UNINSTALL: u16 = 6;
-    #[doc = "Resource 7, \"Update State\": R, single, mandatory, Integer."]
-    pub const UPDATE_STATE: u16 = 7;
-    #[doc = "Resource 8, \"Update Supported Objects\": RW, single, optional, Boolean."]
-    pub const UPDATE_SUPPORTED_OBJECTS: u16 = 8;
-    #[doc = "Resource 9, \"Update Result\": R, single, mandatory, Integer."]
-    pub const UPDATE_RESULT: u16 = 9;
-    #[doc = "Resource 10, \"Activate\": E, single, mandatory, no type."]
-    pub const ACTIVATE: u16 = 10;
-    #[doc = "Resource 11, \"Deactivate\": E, single, mandatory, no type."]
-    pub const DEACTIVATE: u16 = 11;
-    #[doc = "Resource 12, \"Activation State\": R, single, mandatory, Boolean."]
-    pub const ACTIVATION_STATE: u16 = 12;
-    #[doc = "Resource 13, \"Package Settings\": RW, single, optional, Objlnk."]
-    pub const PACKAGE_SETTINGS: u16 = 13;
-    #[doc = "Resource 14, \"User Name\": W, single, optional, String."]
-    pub const USER_NAME: u16 = 14;
-    #[doc = "Resource 15, \"Password\": W, single, optional, String."]
-    pub const PASSWORD: u16 = 15;
-    #[doc = "Resource 16, \"Status Reason\": R, single, optional, String."]
-    pub const STATUS_REASON: u16 = 16;
-    #[doc = "Resource 17, \"Software Component Link\": R, multiple, optional, Objlnk."]
-    pub const SOFTWARE_COMPONENT_LINK: u16 = 17;
-    #[doc = "Resource 18, \"Software Component tree length\": R, single, optional, Integer."]
-    pub const SOFTWARE_COMPONENT_TREE_LENGTH: u16 = 18;
-    #[doc = "Resource 19, \"Start\": E, single, mandatory, no type."]
-    pub const START: u16 = 19;
-    #[doc = "Resource 20, \"Stop\": E, single, mandatory, no type."]
-    pub const STOP: u16 = 20;
-    #[doc = "Resource 21, \"Operational State\": R, single, mandatory, Unsigned Integer."]
-    pub const OPERATIONAL_STATE: u16 = 21;
-    #[doc = "Resource 22, \"Purge\": E, single, optional, no type."]
-    pub const PURGE: u16 = 22;
+    #[doc = "LWM2M Software Management version 1.0."]
+    pub mod v1_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
 
-    #[doc = "The definition of LWM2M Software Management version 1.1."]
-    pub static MODEL: StaticObject = StaticObject {
-        id: 9,
-        name: "LWM2M Software Management",
-        version: "1.1",
-        lwm2m_version: "1.1",
-        multiple: true,
-        mandatory: false,
-        description: "This LwM2M objects provides the resources needed to perform software management on the device. Each software component is managed via a dedicated Software Management Object instance.",
-        resources: &[
-            StaticResource {
-                id: 0,
-                name: "PkgName",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::String,
-                range: "0..255 bytes",
-                units: "",
-                description: "Name of the software package",
-            },
-            StaticResource {
-                id: 1,
-                name: "PkgVersion",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::String,
-                range: "0..255 bytes",
-                units: "",
-                description: "Version of the software package",
-            },
-            StaticResource {
-                id: 2,
-                name: "Package",
-                operations: Op::Write,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Opaque,
-                range: "",
-                units: "",
-                description: "Software package\nThe package can be in one single software component, or any delivery material used by the Device to determine the software component(s) and proceed to their installation.\nCan be archive file, executable, manifest. This resource to be used when it is single block of delivery.",
-            },
-            StaticResource {
-                id: 3,
-                name: "Package URI",
-                operations: Op::Write,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::String,
-                range: "0..255 bytes",
-                units: "",
-                description: "URI from where the device can download the software package by an alternative mechanism. As soon the device has received the Package URI it performs the download at the next practical opportunity.\nCan be direct link to a single software component or link to archive file, executable, or manifest, used by the Device to determine, then access to the software component(s). This resource to be used when it is single block of delivery.",
-            },
-            StaticResource {
-                id: 4,
-                name: "Install",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "Installs software from the package either stored in Package resource, or, downloaded from the Package URI. This Resource is only executable when the value of the State Resource is DELIVERED.",
-            },
-            StaticResource {
-                id: 5,
-                name: "Checkpoint",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::ObjLnk,
-                range: "",
-                units: "",
-                description: "Link to a \"Checkpoint\" object which allows to specify conditions/dependencies for a software update. E.g. power connected, sufficient memory, target system.",
-            },
-            StaticResource {
-                id: 6,
-                name: "Uninstall",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "Uninstalls the software package.\nThis executable resource may have one argument.\nIf used with no argument or argument is 0, the Package is removed i from the Device. If the argument is 1 (\"ForUpdate\"), the Client MUST prepare itself for receiving a Package used to upgrade the Software already in place. Update State is set back to INITIAL state.",
-            },
-            StaticResource {
-                id: 7,
-                name: "Update State",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "0..4",
-                units: "",
-                description: "Indicates current state with respect to this software update. This value is set by the LwM2M Client.\n0: INITIAL\nBefore downloading.\n(see 5.1.2.1)\n1: DOWNLOAD STARTED\nThe downloading process has started and is on-going.\n(see 5.1.2.2)\n2: DOWNLOADED\nThe package has been completely downloaded \n(see 5.1.2.3)\n3: DELIVERED\nIn that state, the package has been correctly downloaded and is ready to be installed. \n(see 5.1.2.4)\nIf executing the Install Resource failed, the state remains at DELIVERED.\nIf executing the Install Resource was successful, the state changes from DELIVERED to INSTALLED.\nAfter executing the UnInstall Resource, the state changes to INITIAL.\n4: INSTALLED\nIn that state the software is correctly installed and can be activated or deactivated according to the Activation State Machine.\n(see 5.1.2.5)",
-            },
-            StaticResource {
-                id: 8,
-                name: "Update Supported Objects",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Boolean,
-                range: "",
-                units: "",
-                description: "If this value is true, the LwM2M Client MUST inform the registered LwM2M Servers of Objects and Object Instances parameter by sending an Update or Registration message after the software update operation at the next practical opportunity if supported Objects in the LwM2M Client have changed, in order for the LwM2M Servers to promptly manage newly installed Objects. \nIf false, Objects and Object Instances parameter MUST be reported at the next periodic Update message.\nThe default value is false.",
-            },
-            StaticResource {
-                id: 9,
-                name: "Update Result",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Integer,
-                range: "0..200",
-                units: "",
-                description: "Contains the result of downloading or installing/uninstalling the software\n0: Initial value. Prior to download any new package in the Device, Update Result MUST be reset to this initial value. One side effect of executing the Uninstall resource is to reset Update Result to this initial value \"0\".\n1: Downloading. The package downloading process is on-going.\n2: Software successfully installed.\n3: Successfully Downloaded and package integrity verified\n(( 4-49, for expansion, of other scenarios))\n50: Not enough storage for the new software package.\n51: Out of memory during downloading process.\n52: Connection lost during downloading process.\n53: Package integrity check failure.\n54: Unsupported package type.\n56: Invalid URI\n57: Device defined update error\n58: Software installation failure\n59: Uninstallation Failure during forUpdate(arg=0)\n60-200 : (for expansion, selection to be in blocks depending on new introduction of features)\nThis Resource MAY be reported by sending Observe operation.",
-            },
-            StaticResource {
-                id: 10,
-                name: "Activate",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "This action activates the software previously successfully installed (the Package Installation State Machine is currently in the INSTALLED state)",
-            },
-            StaticResource {
-                id: 11,
-                name: "Deactivate",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "This action deactivates softwareif the Package Installation State Machine is currently in the INSTALLED state.",
-            },
-            StaticResource {
-                id: 12,
-                name: "Activation State",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Boolean,
-                range: "",
-                units: "",
-                description: "Indicates the current activation state of this software:\n0: DISABLED\nActivation State is DISABLED if the Software Activation State Machine is in the INACTIVE state or not alive.\n1: ENABLED\nActivation State is ENABLED only if the Software Activation State Machine is in the ACTIVE state",
-            },
-            StaticResource {
-                id: 13,
-                name: "Package Settings",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::ObjLnk,
-                range: "",
-                units: "",
-                description: "Link to \"Package Settings\" object which allows to modify at any time software configuration settings. This is an application specific object. \nNote: OMA might provide a template for a Package Settings object in a future release of this specification.",
-            },
-            StaticResource {
-                id: 14,
-                name: "User Name",
-                operations: Op::Write,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::String,
-                range: "0..255 bytes",
-                units: "",
-                description: "User Name for access to SW Update Package in pull mode.\nKey based mechanism can alternatively use for talking to the component server instead of user name and password combination.",
-            },
-            StaticResource {
-                id: 15,
-                name: "Password",
-                operations: Op::Write,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::String,
-                range: "0..255 bytes",
-                units: "",
-                description: "Password for access to SW Update Package in pull mode.",
-            },
-            StaticResource {
-                id: 16,
-                name: "Status Reason",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::String,
-                range: "",
-                units: "",
-                description: "Contains the status of the actions done by the client on the SW Component(s) referred by the present SW Update Package. The status is defined in Appendix B.",
-            },
-            StaticResource {
-                id: 17,
-                name: "Software Component Link",
-                operations: Op::Read,
-                multiple: true,
-                mandatory: false,
-                resource_type: Ty::ObjLnk,
-                range: "",
-                units: "",
-                description: "Reference to SW Components downloaded and installed in scope of the present SW Update Package Note: When resource 17 objlink exist, resources 2, 3 and 12 in this table are ignored.",
-            },
-            StaticResource {
-                id: 18,
-                name: "Software Component tree length",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "0..255",
-                units: "",
-                description: "Software Component tree length indicates the number of instances existing for this software package in the Software Component Object.",
-            },
-            StaticResource {
-                id: 19,
-                name: "Start",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "This action Starts the software application if the Software Activation State Machine is currently in the ACTIVE state.",
-            },
-            StaticResource {
-                id: 20,
-                name: "Stop",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "This action Stops the software application if the Software Activation State Machine is currently in the ACTIVE state.",
-            },
-            StaticResource {
-                id: 21,
-                name: "Operational State",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::UnsignedInteger,
-                range: "0..15",
-                units: "",
-                description: "Indicates the current operational state of the software application:\n\t\t\t\t\t0: Initializing\n\t\t\t\t\t1: Running\n\t\t\t\t\t2: Shutting Down\n\t\t\t\t\t3: Stopped\n\t\t\t\t\t4: Failed\n\t\t\t\t\t5: Defunct\n\t\t\t\t\t6-15: Reserved",
-            },
-            StaticResource {
-                id: 22,
-                name: "Purge",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "This action deletes existing local application data without modifying the application installation or activation states.",
-            },
-        ],
-    };
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.0";
+        #[doc = "Resource 0, \"PkgName\": R, single, mandatory, String."]
+        pub const PKG_NAME: u16 = 0;
+        #[doc = "Resource 1, \"PkgVersion\": R, single, mandatory, String."]
+        pub const PKG_VERSION: u16 = 1;
+        #[doc = "Resource 2, \"Package\": W, single, optional, Opaque."]
+        pub const PACKAGE: u16 = 2;
+        #[doc = "Resource 3, \"Package URI\": W, single, optional, String."]
+        pub const PACKAGE_URI: u16 = 3;
+        #[doc = "Resource 4, \"Install\": E, single, mandatory, no type."]
+        pub const INSTALL: u16 = 4;
+        #[doc = "Resource 5, \"Checkpoint\": R, single, optional, Objlnk."]
+        pub const CHECKPOINT: u16 = 5;
+        #[doc = "Resource 6, \"Uninstall\": E, single, mandatory, no type."]
+        pub const UNINSTALL: u16 = 6;
+        #[doc = "Resource 7, \"Update State\": R, single, mandatory, Integer."]
+        pub const UPDATE_STATE: u16 = 7;
+        #[doc = "Resource 8, \"Update Supported Objects\": RW, single, optional, Boolean."]
+        pub const UPDATE_SUPPORTED_OBJECTS: u16 = 8;
+        #[doc = "Resource 9, \"Update Result\": R, single, mandatory, Integer."]
+        pub const UPDATE_RESULT: u16 = 9;
+        #[doc = "Resource 10, \"Activate\": E, single, mandatory, no type."]
+        pub const ACTIVATE: u16 = 10;
+        #[doc = "Resource 11, \"Deactivate\": E, single, mandatory, no type."]
+        pub const DEACTIVATE: u16 = 11;
+        #[doc = "Resource 12, \"Activation State\": R, single, mandatory, Boolean."]
+        pub const ACTIVATION_STATE: u16 = 12;
+        #[doc = "Resource 13, \"Package Settings\": RW, single, optional, Objlnk."]
+        pub const PACKAGE_SETTINGS: u16 = 13;
+        #[doc = "Resource 14, \"User Name\": W, single, optional, String."]
+        pub const USER_NAME: u16 = 14;
+        #[doc = "Resource 15, \"Password\": W, single, optional, String."]
+        pub const PASSWORD: u16 = 15;
+        #[doc = "Resource 16, \"Status Reason\": R, single, optional, String."]
+        pub const STATUS_REASON: u16 = 16;
+        #[doc = "Resource 17, \"Software Component Link\": R, multiple, optional, Objlnk."]
+        pub const SOFTWARE_COMPONENT_LINK: u16 = 17;
+        #[doc = "Resource 18, \"Software Component tree length\": R, single, optional, Integer."]
+        pub const SOFTWARE_COMPONENT_TREE_LENGTH: u16 = 18;
+
+        #[doc = "The definition of LWM2M Software Management version 1.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 9,
+            name: "LWM2M Software Management",
+            version: "1.0",
+            lwm2m_version: "1.0",
+            multiple: true,
+            mandatory: false,
+            description: "This LwM2M objects provides the resources needed to perform software management on the device. Each software component is managed via a dedicated Software Management Object instance.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "PkgName",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "Name of the software package",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "PkgVersion",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "Version of the software package",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Package",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Software package\nThe package can be in one single software component, or any delivery material used by the Device to determine the software component(s) and proceed to their installation.\nCan be archive file, executable, manifest. This resource to be used when it is single block of delivery.",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Package URI",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "URI from where the device can download the software package by an alternative mechanism. As soon the device has received the Package URI it performs the download at the next practical opportunity.\nCan be direct link to a single software component or link to archive file, executable, or manifest, used by the Device to determine, then access to the software component(s). This resource to be used when it is single block of delivery.",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "Install",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Installs software from the package either stored in Package resource, or, downloaded from the Package URI. This Resource is only executable when the value of the State Resource is DELIVERED.",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Checkpoint",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "Link to a Checkpoint“ object which allows to specify conditions/dependencies for a software update. E.g. power connected, sufficient memory, target system.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Uninstall",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Uninstalls the software package.\nThis executable resource may have one argument.\nIf used with no argument or argument is 0, the Package is removed i from the Device. If the argument is 1 (“ForUpdate”), the Client MUST prepare itself for receiving a Package used to upgrade the Software already in place. Update State is set back to INITIAL state.",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "Update State",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..4",
+                    units: "",
+                    description: "Indicates current state with respect to this software update. This value is set by the LwM2M Client.\n0: INITIAL\nBefore downloading.\n(see 5.1.2.1)\n1: DOWNLOAD STARTED\nThe downloading process has started and is on-going.\n(see 5.1.2.2)\n2: DOWNLOADED\nThe package has been completely downloaded \n(see 5.1.2.3)\n3: DELIVERED\nIn that state, the package has been correctly downloaded and is ready to be installed. \n(see 5.1.2.4)\nIf executing the Install Resource failed, the state remains at DELIVERED.\nIf executing the Install Resource was successful, the state changes from DELIVERED to INSTALLED.\nAfter executing the UnInstall Resource, the state changes to INITIAL.\n4: INSTALLED\nIn that state the software is correctly installed and can be activated or deactivated according to the Activation State Machine.\n(see 5.1.2.5)",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Update Supported Objects",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Boolean,
+                    range: "",
+                    units: "",
+                    description: "If this value is true, the LwM2M Client MUST inform the registered LwM2M Servers of Objects and Object Instances parameter by sending an Update or Registration message after the software update operation at the next practical opportunity if supported Objects in the LwM2M Client have changed, in order for the LwM2M Servers to promptly manage newly installed Objects. \nIf false, Objects and Object Instances parameter MUST be reported at the next periodic Update message.\nThe default value is false.",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "Update Result",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..200",
+                    units: "",
+                    description: "Contains the result of downloading or installing/uninstalling the software\n0: Initial value. Prior to download any new package in the Device, Update Result MUST be reset to this initial value. One side effect of executing the Uninstall resource is to reset Update Result to this initial value “0”.\n1: Downloading. The package downloading process is on-going.\n2: Software successfully installed.\n3: Successfully Downloaded and package integrity verified\n(( 4-49, for expansion, of other scenarios))\n50: Not enough storage for the new software package.\n51: Out of memory during downloading process.\n52: Connection lost during downloading process.\n53: Package integrity check failure.\n54: Unsupported package type.\n56: Invalid URI\n57: Device defined update error\n58: Software installation failure\n59: Uninstallation Failure during forUpdate(arg=0)\n60-200 : (for expansion, selection to be in blocks depending on new introduction of features)\nThis Resource MAY be reported by sending Observe operation.",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "Activate",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "This action activates the software previously successfully installed (the Package Installation State Machine is currently in the INSTALLED state)",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "Deactivate",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "This action deactivates softwareif the Package Installation State Machine is currently in the INSTALLED state.",
+                },
+                StaticResource {
+                    id: 12,
+                    name: "Activation State",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Boolean,
+                    range: "",
+                    units: "",
+                    description: "Indicates the current activation state of this software:\n0: DISABLED\nActivation State is DISABLED if the Software Activation State Machine is in the INACTIVE state or not alive.\n1: ENABLED\nActivation State is ENABLED only if the Software Activation State Machine is in the ACTIVE state",
+                },
+                StaticResource {
+                    id: 13,
+                    name: "Package Settings",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "Link to “Package Settings” object which allows to modify at any time software configuration settings. This is an application specific object. \nNote: OMA might provide a template for a Package Settings object in a future release of this specification.",
+                },
+                StaticResource {
+                    id: 14,
+                    name: "User Name",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "User Name for access to SW Update Package in pull mode.\nKey based mechanism can alternatively use for talking to the component server instead of user name and password combination.",
+                },
+                StaticResource {
+                    id: 15,
+                    name: "Password",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "Password for access to SW Update Package in pull mode.",
+                },
+                StaticResource {
+                    id: 16,
+                    name: "Status Reason",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Contains the status of the actions done by the client on the SW Component(s) referred by the present SW Update Package. The status is defined in Appendix B.",
+                },
+                StaticResource {
+                    id: 17,
+                    name: "Software Component Link",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "Reference to SW Components downloaded and installed in scope of the present SW Update Package Note: When resource 17 objlink exist, resources 2, 3 and 12 in this table are ignored.",
+                },
+                StaticResource {
+                    id: 18,
+                    name: "Software Component tree length",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..255",
+                    units: "",
+                    description: "Software Component tree length indicates the number of instances existing for this software package in the Software Component Object.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "LWM2M Software Management version 1.1."]
+    pub mod v1_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.1";
+        #[doc = "Resource 0, \"PkgName\": R, single, mandatory, String."]
+        pub const PKG_NAME: u16 = 0;
+        #[doc = "Resource 1, \"PkgVersion\": R, single, mandatory, String."]
+        pub const PKG_VERSION: u16 = 1;
+        #[doc = "Resource 2, \"Package\": W, single, optional, Opaque."]
+        pub const PACKAGE: u16 = 2;
+        #[doc = "Resource 3, \"Package URI\": W, single, optional, String."]
+        pub const PACKAGE_URI: u16 = 3;
+        #[doc = "Resource 4, \"Install\": E, single, mandatory, no type."]
+        pub const INSTALL: u16 = 4;
+        #[doc = "Resource 5, \"Checkpoint\": R, single, optional, Objlnk."]
+        pub const CHECKPOINT: u16 = 5;
+        #[doc = "Resource 6, \"Uninstall\": E, single, mandatory, no type."]
+        pub const UNINSTALL: u16 = 6;
+        #[doc = "Resource 7, \"Update State\": R, single, mandatory, Integer."]
+        pub const UPDATE_STATE: u16 = 7;
+        #[doc = "Resource 8, \"Update Supported Objects\": RW, single, optional, Boolean."]
+        pub const UPDATE_SUPPORTED_OBJECTS: u16 = 8;
+        #[doc = "Resource 9, \"Update Result\": R, single, mandatory, Integer."]
+        pub const UPDATE_RESULT: u16 = 9;
+        #[doc = "Resource 10, \"Activate\": E, single, mandatory, no type."]
+        pub const ACTIVATE: u16 = 10;
+        #[doc = "Resource 11, \"Deactivate\": E, single, mandatory, no type."]
+        pub const DEACTIVATE: u16 = 11;
+        #[doc = "Resource 12, \"Activation State\": R, single, mandatory, Boolean."]
+        pub const ACTIVATION_STATE: u16 = 12;
+        #[doc = "Resource 13, \"Package Settings\": RW, single, optional, Objlnk."]
+        pub const PACKAGE_SETTINGS: u16 = 13;
+        #[doc = "Resource 14, \"User Name\": W, single, optional, String."]
+        pub const USER_NAME: u16 = 14;
+        #[doc = "Resource 15, \"Password\": W, single, optional, String."]
+        pub const PASSWORD: u16 = 15;
+        #[doc = "Resource 16, \"Status Reason\": R, single, optional, String."]
+        pub const STATUS_REASON: u16 = 16;
+        #[doc = "Resource 17, \"Software Component Link\": R, multiple, optional, Objlnk."]
+        pub const SOFTWARE_COMPONENT_LINK: u16 = 17;
+        #[doc = "Resource 18, \"Software Component tree length\": R, single, optional, Integer."]
+        pub const SOFTWARE_COMPONENT_TREE_LENGTH: u16 = 18;
+        #[doc = "Resource 19, \"Start\": E, single, mandatory, no type."]
+        pub const START: u16 = 19;
+        #[doc = "Resource 20, \"Stop\": E, single, mandatory, no type."]
+        pub const STOP: u16 = 20;
+        #[doc = "Resource 21, \"Operational State\": R, single, mandatory, Unsigned Integer."]
+        pub const OPERATIONAL_STATE: u16 = 21;
+        #[doc = "Resource 22, \"Purge\": E, single, optional, no type."]
+        pub const PURGE: u16 = 22;
+
+        #[doc = "The definition of LWM2M Software Management version 1.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 9,
+            name: "LWM2M Software Management",
+            version: "1.1",
+            lwm2m_version: "1.1",
+            multiple: true,
+            mandatory: false,
+            description: "This LwM2M objects provides the resources needed to perform software management on the device. Each software component is managed via a dedicated Software Management Object instance.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "PkgName",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "Name of the software package",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "PkgVersion",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "Version of the software package",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "Package",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Software package\nThe package can be in one single software component, or any delivery material used by the Device to determine the software component(s) and proceed to their installation.\nCan be archive file, executable, manifest. This resource to be used when it is single block of delivery.",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "Package URI",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "URI from where the device can download the software package by an alternative mechanism. As soon the device has received the Package URI it performs the download at the next practical opportunity.\nCan be direct link to a single software component or link to archive file, executable, or manifest, used by the Device to determine, then access to the software component(s). This resource to be used when it is single block of delivery.",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "Install",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Installs software from the package either stored in Package resource, or, downloaded from the Package URI. This Resource is only executable when the value of the State Resource is DELIVERED.",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "Checkpoint",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "Link to a \"Checkpoint\" object which allows to specify conditions/dependencies for a software update. E.g. power connected, sufficient memory, target system.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "Uninstall",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Uninstalls the software package.\nThis executable resource may have one argument.\nIf used with no argument or argument is 0, the Package is removed i from the Device. If the argument is 1 (\"ForUpdate\"), the Client MUST prepare itself for receiving a Package used to upgrade the Software already in place. Update State is set back to INITIAL state.",
+                },
+                StaticResource {
+                    id: 7,
+                    name: "Update State",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..4",
+                    units: "",
+                    description: "Indicates current state with respect to this software update. This value is set by the LwM2M Client.\n0: INITIAL\nBefore downloading.\n(see 5.1.2.1)\n1: DOWNLOAD STARTED\nThe downloading process has started and is on-going.\n(see 5.1.2.2)\n2: DOWNLOADED\nThe package has been completely downloaded \n(see 5.1.2.3)\n3: DELIVERED\nIn that state, the package has been correctly downloaded and is ready to be installed. \n(see 5.1.2.4)\nIf executing the Install Resource failed, the state remains at DELIVERED.\nIf executing the Install Resource was successful, the state changes from DELIVERED to INSTALLED.\nAfter executing the UnInstall Resource, the state changes to INITIAL.\n4: INSTALLED\nIn that state the software is correctly installed and can be activated or deactivated according to the Activation State Machine.\n(see 5.1.2.5)",
+                },
+                StaticResource {
+                    id: 8,
+                    name: "Update Supported Objects",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Boolean,
+                    range: "",
+                    units: "",
+                    description: "If this value is true, the LwM2M Client MUST inform the registered LwM2M Servers of Objects and Object Instances parameter by sending an Update or Registration message after the software update operation at the next practical opportunity if supported Objects in the LwM2M Client have changed, in order for the LwM2M Servers to promptly manage newly installed Objects. \nIf false, Objects and Object Instances parameter MUST be reported at the next periodic Update message.\nThe default value is false.",
+                },
+                StaticResource {
+                    id: 9,
+                    name: "Update Result",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Integer,
+                    range: "0..200",
+                    units: "",
+                    description: "Contains the result of downloading or installing/uninstalling the software\n0: Initial value. Prior to download any new package in the Device, Update Result MUST be reset to this initial value. One side effect of executing the Uninstall resource is to reset Update Result to this initial value \"0\".\n1: Downloading. The package downloading process is on-going.\n2: Software successfully installed.\n3: Successfully Downloaded and package integrity verified\n(( 4-49, for expansion, of other scenarios))\n50: Not enough storage for the new software package.\n51: Out of memory during downloading process.\n52: Connection lost during downloading process.\n53: Package integrity check failure.\n54: Unsupported package type.\n56: Invalid URI\n57: Device defined update error\n58: Software installation failure\n59: Uninstallation Failure during forUpdate(arg=0)\n60-200 : (for expansion, selection to be in blocks depending on new introduction of features)\nThis Resource MAY be reported by sending Observe operation.",
+                },
+                StaticResource {
+                    id: 10,
+                    name: "Activate",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "This action activates the software previously successfully installed (the Package Installation State Machine is currently in the INSTALLED state)",
+                },
+                StaticResource {
+                    id: 11,
+                    name: "Deactivate",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "This action deactivates softwareif the Package Installation State Machine is currently in the INSTALLED state.",
+                },
+                StaticResource {
+                    id: 12,
+                    name: "Activation State",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Boolean,
+                    range: "",
+                    units: "",
+                    description: "Indicates the current activation state of this software:\n0: DISABLED\nActivation State is DISABLED if the Software Activation State Machine is in the INACTIVE state or not alive.\n1: ENABLED\nActivation State is ENABLED only if the Software Activation State Machine is in the ACTIVE state",
+                },
+                StaticResource {
+                    id: 13,
+                    name: "Package Settings",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "Link to \"Package Settings\" object which allows to modify at any time software configuration settings. This is an application specific object. \nNote: OMA might provide a template for a Package Settings object in a future release of this specification.",
+                },
+                StaticResource {
+                    id: 14,
+                    name: "User Name",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "User Name for access to SW Update Package in pull mode.\nKey based mechanism can alternatively use for talking to the component server instead of user name and password combination.",
+                },
+                StaticResource {
+                    id: 15,
+                    name: "Password",
+                    operations: Op::Write,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "0..255 bytes",
+                    units: "",
+                    description: "Password for access to SW Update Package in pull mode.",
+                },
+                StaticResource {
+                    id: 16,
+                    name: "Status Reason",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "Contains the status of the actions done by the client on the SW Component(s) referred by the present SW Update Package. The status is defined in Appendix B.",
+                },
+                StaticResource {
+                    id: 17,
+                    name: "Software Component Link",
+                    operations: Op::Read,
+                    multiple: true,
+                    mandatory: false,
+                    resource_type: Ty::ObjLnk,
+                    range: "",
+                    units: "",
+                    description: "Reference to SW Components downloaded and installed in scope of the present SW Update Package Note: When resource 17 objlink exist, resources 2, 3 and 12 in this table are ignored.",
+                },
+                StaticResource {
+                    id: 18,
+                    name: "Software Component tree length",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "0..255",
+                    units: "",
+                    description: "Software Component tree length indicates the number of instances existing for this software package in the Software Component Object.",
+                },
+                StaticResource {
+                    id: 19,
+                    name: "Start",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "This action Starts the software application if the Software Activation State Machine is currently in the ACTIVE state.",
+                },
+                StaticResource {
+                    id: 20,
+                    name: "Stop",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "This action Stops the software application if the Software Activation State Machine is currently in the ACTIVE state.",
+                },
+                StaticResource {
+                    id: 21,
+                    name: "Operational State",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::UnsignedInteger,
+                    range: "0..15",
+                    units: "",
+                    description: "Indicates the current operational state of the software application:\n\t\t\t\t\t0: Initializing\n\t\t\t\t\t1: Running\n\t\t\t\t\t2: Shutting Down\n\t\t\t\t\t3: Stopped\n\t\t\t\t\t4: Failed\n\t\t\t\t\t5: Defunct\n\t\t\t\t\t6-15: Reserved",
+                },
+                StaticResource {
+                    id: 22,
+                    name: "Purge",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "This action deletes existing local application data without modifying the application installation or activation states.",
+                },
+            ],
+        };
+    }
 }
 
 #[doc = "BinaryAppDataContainer (object 19), version 1.0."]
@@ -4201,115 +5142,611 @@ pub mod binary_app_data_container {
     };
 }
 
-#[doc = "Event Log (object 20), version 1.0."]
+#[doc = "Event Log (object 20), versions 1.0, 2.0, 2.1, 3.0, 3.1. The items here are those of the latest version, 3.1; each version has its own module."]
 pub mod event_log {
     #[doc = "Object id."]
     pub const ID: u16 = 20;
 
-    use crate::static_model::{StaticObject, StaticResource};
-    use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+    pub use self::v3_1::*;
 
-    #[doc = "Object version of this module."]
-    pub const VERSION: &str = "1.0";
-    #[doc = "Resource 4010, \"LogClass\": RW, single, optional, Integer."]
-    pub const LOG_CLASS: u16 = 4010;
-    #[doc = "Resource 4011, \"LogStart\": E, single, optional, no type."]
-    pub const LOG_START: u16 = 4011;
-    #[doc = "Resource 4012, \"LogStop\": E, single, optional, no type."]
-    pub const LOG_STOP: u16 = 4012;
-    #[doc = "Resource 4013, \"LogStatus\": R, single, optional, Integer."]
-    pub const LOG_STATUS: u16 = 4013;
-    #[doc = "Resource 4014, \"LogData\": R, single, mandatory, Opaque."]
-    pub const LOG_DATA: u16 = 4014;
-    #[doc = "Resource 4015, \"LogDataFormat\": RW, single, optional, Integer."]
-    pub const LOG_DATA_FORMAT: u16 = 4015;
+    #[doc = "Event Log version 1.0."]
+    pub mod v1_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
 
-    #[doc = "The definition of Event Log version 1.0."]
-    pub static MODEL: StaticObject = StaticObject {
-        id: 20,
-        name: "Event Log",
-        version: "1.0",
-        lwm2m_version: "1.0",
-        multiple: false,
-        mandatory: false,
-        description: "The Event Log Object is a single Instance Object defined for logging data in a straightforward and generic way.\nThe Resources of that Object are based on the OMA LwM2M set of reusable Resources dedicated to logging event activity.",
-        resources: &[
-            StaticResource {
-                id: 4010,
-                name: "LogClass",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "255",
-                units: "",
-                description: "Define the Log Event Class: 0: generic (default)  1: system   2: security  3: event   4: trace   5: panic   6: charging [7-99]: reserved [100-255]: vendor specific",
-            },
-            StaticResource {
-                id: 4011,
-                name: "LogStart",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "Actions:\na) Start data collection(DC)\nb) LogStatus is set to 0 (running)\nc) DC is emptied (default) or extended according arg'0' value \nArguments definitions are described in the table below.",
-            },
-            StaticResource {
-                id: 4012,
-                name: "LogStop",
-                operations: Op::Execute,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::None,
-                range: "",
-                units: "",
-                description: "Actions: a) Stop data collection(DC) b)  1st LSB of LogStatus is set to \"1\"(stopped) c) DC is kept (default) or emptied according arg'0' value Arguments definitions are described in the table below.",
-            },
-            StaticResource {
-                id: 4013,
-                name: "LogStatus",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "8-Bits",
-                units: "",
-                description: "Data Collection process status: Each bit of this Resource Instance value defines specific status: 1st LSB 0=running, 1=stopped 2nd LSB 1=LogData contains Valid Data 0=LogData doesn’t contain Valid Data 3rd LSB 1=Error occurred during Data Collection 0=No error [4th -7th ] LSB:reserved 8th LSB: vendor specific.",
-            },
-            StaticResource {
-                id: 4014,
-                name: "LogData",
-                operations: Op::Read,
-                multiple: false,
-                mandatory: true,
-                resource_type: Ty::Opaque,
-                range: "",
-                units: "",
-                description: "Read Access on that Resource returns the Data Collection associated to the current Object Instance.",
-            },
-            StaticResource {
-                id: 4015,
-                name: "LogDataFormat",
-                operations: Op::ReadWrite,
-                multiple: false,
-                mandatory: false,
-                resource_type: Ty::Integer,
-                range: "255",
-                units: "",
-                description: "when set by the Server, this Resource indicates to the Client, what is the Server preferred data format to use when the LogData Resource is returned\n. when retrieved by the Server, this Resource indicates which specific data format is used when the LogData Resource is returned to the Server \n0  or Resource not present : no specific data format (sequence of bytes)\n1 : OMA-LwM2M TLV format\n2 : OMA-LwM2M JSON format\n3:  OMA-LwM2M CBOR format\n[4..99] reserved\n[100..255] vendor specific data format",
-            },
-        ],
-    };
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "1.0";
+        #[doc = "Resource 4010, \"LogClass\": RW, single, optional, Integer."]
+        pub const LOG_CLASS: u16 = 4010;
+        #[doc = "Resource 4011, \"LogStart\": E, single, optional, no type."]
+        pub const LOG_START: u16 = 4011;
+        #[doc = "Resource 4012, \"LogStop\": E, single, optional, no type."]
+        pub const LOG_STOP: u16 = 4012;
+        #[doc = "Resource 4013, \"LogStatus\": R, single, optional, Integer."]
+        pub const LOG_STATUS: u16 = 4013;
+        #[doc = "Resource 4014, \"LogData\": R, single, mandatory, Opaque."]
+        pub const LOG_DATA: u16 = 4014;
+        #[doc = "Resource 4015, \"LogDataFormat\": RW, single, optional, Integer."]
+        pub const LOG_DATA_FORMAT: u16 = 4015;
+
+        #[doc = "The definition of Event Log version 1.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 20,
+            name: "Event Log",
+            version: "1.0",
+            lwm2m_version: "1.0",
+            multiple: false,
+            mandatory: false,
+            description: "The Event Log Object is a single Instance Object defined for logging data in a straightforward and generic way.\nThe Resources of that Object are based on the OMA LwM2M set of reusable Resources dedicated to logging event activity.",
+            resources: &[
+                StaticResource {
+                    id: 4010,
+                    name: "LogClass",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "Define the Log Event Class: 0: generic (default)  1: system   2: security  3: event   4: trace   5: panic   6: charging [7-99]: reserved [100-255]: vendor specific",
+                },
+                StaticResource {
+                    id: 4011,
+                    name: "LogStart",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions:\na) Start data collection(DC)\nb) LogStatus is set to 0 (running)\nc) DC is emptied (default) or extended according arg'0' value \nArguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4012,
+                    name: "LogStop",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions: a) Stop data collection(DC) b)  1st LSB of LogStatus is set to \"1\"(stopped) c) DC is kept (default) or emptied according arg'0' value Arguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4013,
+                    name: "LogStatus",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "8-Bits",
+                    units: "",
+                    description: "Data Collection process status: Each bit of this Resource Instance value defines specific status: 1st LSB 0=running, 1=stopped 2nd LSB 1=LogData contains Valid Data 0=LogData doesn’t contain Valid Data 3rd LSB 1=Error occurred during Data Collection 0=No error [4th -7th ] LSB:reserved 8th LSB: vendor specific.",
+                },
+                StaticResource {
+                    id: 4014,
+                    name: "LogData",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Read Access on that Resource returns the Data Collection associated to the current Object Instance.",
+                },
+                StaticResource {
+                    id: 4015,
+                    name: "LogDataFormat",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "when set by the Server, this Resource indicates to the Client, what is the Server preferred data format to use when the LogData Resource is returned\n. when retrieved by the Server, this Resource indicates which specific data format is used when the LogData Resource is returned to the Server \n0  or Resource not present : no specific data format (sequence of bytes)\n1 : OMA-LwM2M TLV format\n2 : OMA-LwM2M JSON format\n3:  OMA-LwM2M CBOR format\n[4..99] reserved\n[100..255] vendor specific data format",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Event Log version 2.0."]
+    pub mod v2_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "2.0";
+        #[doc = "Resource 4010, \"LogClass\": RW, single, optional, Integer."]
+        pub const LOG_CLASS: u16 = 4010;
+        #[doc = "Resource 4011, \"LogStart\": E, single, optional, no type."]
+        pub const LOG_START: u16 = 4011;
+        #[doc = "Resource 4012, \"LogStop\": E, single, optional, no type."]
+        pub const LOG_STOP: u16 = 4012;
+        #[doc = "Resource 4013, \"LogStatus\": R, single, optional, Integer."]
+        pub const LOG_STATUS: u16 = 4013;
+        #[doc = "Resource 4014, \"LogData\": R, single, mandatory, Opaque."]
+        pub const LOG_DATA: u16 = 4014;
+        #[doc = "Resource 4015, \"LogDataFormat\": RW, single, optional, Integer."]
+        pub const LOG_DATA_FORMAT: u16 = 4015;
+
+        #[doc = "The definition of Event Log version 2.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 20,
+            name: "Event Log",
+            version: "2.0",
+            lwm2m_version: "1.0",
+            multiple: true,
+            mandatory: false,
+            description: "The Event Log Object is a multiple Instances Object defined for logging data in a straightforward and generic way.\nThe Resources of that Object are based on the OMA LwM2M set of reusable Resources dedicated to logging event activity.",
+            resources: &[
+                StaticResource {
+                    id: 4010,
+                    name: "LogClass",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "Define the Log Event Class: 0: generic (default)  1: system   2: security  3: event   4: trace   5: panic   6: charging [7-99]: reserved [100-255]: vendor specific",
+                },
+                StaticResource {
+                    id: 4011,
+                    name: "LogStart",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions:\na) Start data collection(DC)\nb) LogStatus is set to 0 (running)\nc) DC is emptied (default) or extended according arg'0' value \nArguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4012,
+                    name: "LogStop",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions: a) Stop data collection(DC) b)  1st LSB of LogStatus is set to \"1\"(stopped) c) DC is kept (default) or emptied according arg'0' value Arguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4013,
+                    name: "LogStatus",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "8-Bits",
+                    units: "",
+                    description: "Data Collection process status: Each bit of this Resource Instance value defines specific status: 1st LSB 0=running, 1=stopped 2nd LSB 1=LogData contains Valid Data 0=LogData doesn’t contain Valid Data 3rd LSB 1=Error occurred during Data Collection 0=No error [4th -7th ] LSB:reserved 8th LSB: vendor specific.",
+                },
+                StaticResource {
+                    id: 4014,
+                    name: "LogData",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Read Access on that Resource returns the Data Collection associated to the current Object Instance.",
+                },
+                StaticResource {
+                    id: 4015,
+                    name: "LogDataFormat",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "when set by the Server, this Resource indicates to the Client, what is the Server preferred data format to use when the LogData Resource is returned\n. when retrieved by the Server, this Resource indicates which specific data format is used when the LogData Resource is returned to the Server \n0  or Resource not present : no specific data format (sequence of bytes)\n1 : OMA-LwM2M TLV format\n2 : OMA-LwM2M JSON format\n3:  OMA-LwM2M CBOR format\n[4..99] reserved\n[100..255] vendor specific data format",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Event Log version 2.1."]
+    pub mod v2_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "2.1";
+        #[doc = "Resource 4010, \"LogClass\": RW, single, optional, Integer."]
+        pub const LOG_CLASS: u16 = 4010;
+        #[doc = "Resource 4011, \"LogStart\": E, single, optional, no type."]
+        pub const LOG_START: u16 = 4011;
+        #[doc = "Resource 4012, \"LogStop\": E, single, optional, no type."]
+        pub const LOG_STOP: u16 = 4012;
+        #[doc = "Resource 4013, \"LogStatus\": R, single, optional, Integer."]
+        pub const LOG_STATUS: u16 = 4013;
+        #[doc = "Resource 4014, \"LogData\": R, single, mandatory, Opaque."]
+        pub const LOG_DATA: u16 = 4014;
+        #[doc = "Resource 4015, \"LogDataFormat\": RW, single, optional, Integer."]
+        pub const LOG_DATA_FORMAT: u16 = 4015;
+        #[doc = "Resource 4016, \"LogDataIncremental\": no operation, single, optional, Opaque."]
+        pub const LOG_DATA_INCREMENTAL: u16 = 4016;
+        #[doc = "Resource 4017, \"LogDataIncrementalMinimumSendInterval\": RW, single, optional, Unsigned Integer."]
+        pub const LOG_DATA_INCREMENTAL_MINIMUM_SEND_INTERVAL: u16 = 4017;
+
+        #[doc = "The definition of Event Log version 2.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 20,
+            name: "Event Log",
+            version: "2.1",
+            lwm2m_version: "1.1",
+            multiple: true,
+            mandatory: false,
+            description: "The Event Log Object is a multiple Instances Object defined for logging data in a straightforward and generic way.\nThe Resources of that Object are based on the OMA LwM2M set of reusable Resources dedicated to logging event activity.",
+            resources: &[
+                StaticResource {
+                    id: 4010,
+                    name: "LogClass",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "Define the Log Event Class: 0: generic (default)  1: system   2: security  3: event   4: trace   5: panic   6: charging [7-99]: reserved [100-255]: vendor specific",
+                },
+                StaticResource {
+                    id: 4011,
+                    name: "LogStart",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions:\na) Start data collection(DC)\nb) LogStatus is set to 0 (running)\nc) DC is emptied (default) or extended according arg'0' value \nArguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4012,
+                    name: "LogStop",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions: a) Stop data collection(DC) b)  1st LSB of LogStatus is set to \"1\"(stopped) c) DC is kept (default) or emptied according arg'0' value Arguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4013,
+                    name: "LogStatus",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "8-Bits",
+                    units: "",
+                    description: "Data Collection process status: Each bit of this Resource Instance value defines specific status: 1st LSB 0=running, 1=stopped 2nd LSB 1=LogData contains Valid Data 0=LogData doesn't contain Valid Data 3rd LSB 1=Error occurred during Data Collection 0=No error [4th -7th ] LSB:reserved 8th LSB: vendor specific.",
+                },
+                StaticResource {
+                    id: 4014,
+                    name: "LogData",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Read Access on that Resource returns the Data Collection associated to the current Object Instance.",
+                },
+                StaticResource {
+                    id: 4015,
+                    name: "LogDataFormat",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "when set by the Server, this Resource indicates to the Client, what is the Server preferred data format to use when the LogData Resource is returned\n. when retrieved by the Server, this Resource indicates which specific data format is used when the LogData Resource is returned to the Server \n0  or Resource not present : no specific data format (sequence of bytes)\n1 : OMA-LwM2M TLV format\n2 : OMA-LwM2M JSON format\n3:  OMA-LwM2M CBOR format\n[4..99] reserved\n[100..255] vendor specific data format",
+                },
+                StaticResource {
+                    id: 4016,
+                    name: "LogDataIncremental",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Log data collected since the last Send operation described for the LogDataIncremental Minimum Send Interval resource, or since that interval has been set to a positive value if the first Send operation has not yet been performed.\nThe data shall have the same format as the LogData resource, but its collection and emptying is independent from it and from the LogStart/LogStop logic.\nThis resource may only be included in a Send operation payload. Attempting to access it via the Device Management and Service Enablement Interface shall result in generating the Method Not Allowed error.",
+                },
+                StaticResource {
+                    id: 4017,
+                    name: "LogDataIncrementalMinimumSendInterval",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::UnsignedInteger,
+                    range: "",
+                    units: "",
+                    description: "Minimum number of seconds between consecutive Send operations containing the LogDataIncremental resource. If this resource is zero or not present, then LogDataIncremental shall never be sent in a Send operation. If set to a positive number, a Send operation containing the LogDataIncremental resource shall be performed after the specified number of seconds since the previous one or when a new log information is generated, whichever happens later, and the data collection shall be atomically emptied upon successful delivery.\nIf the LwM2M client is connected to multiple servers, this resource SHOULD be handled independently for each server.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Event Log version 3.0."]
+    pub mod v3_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "3.0";
+        #[doc = "Resource 4010, \"LogClass\": RW, single, optional, Integer."]
+        pub const LOG_CLASS: u16 = 4010;
+        #[doc = "Resource 4011, \"LogStart\": E, single, optional, no type."]
+        pub const LOG_START: u16 = 4011;
+        #[doc = "Resource 4012, \"LogStop\": E, single, optional, no type."]
+        pub const LOG_STOP: u16 = 4012;
+        #[doc = "Resource 4013, \"LogStatus\": R, single, optional, Integer."]
+        pub const LOG_STATUS: u16 = 4013;
+        #[doc = "Resource 4014, \"LogData\": R, single, mandatory, Opaque."]
+        pub const LOG_DATA: u16 = 4014;
+        #[doc = "Resource 4015, \"LogDataFormat\": RW, single, optional, Integer."]
+        pub const LOG_DATA_FORMAT: u16 = 4015;
+        #[doc = "Resource 4016, \"LogDataIncremental\": no operation, single, optional, Opaque."]
+        pub const LOG_DATA_INCREMENTAL: u16 = 4016;
+        #[doc = "Resource 4017, \"LogDataIncrementalMinimumSendInterval\": RW, single, optional, Unsigned Integer."]
+        pub const LOG_DATA_INCREMENTAL_MINIMUM_SEND_INTERVAL: u16 = 4017;
+
+        #[doc = "The definition of Event Log version 3.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 20,
+            name: "Event Log",
+            version: "3.0",
+            lwm2m_version: "1.1",
+            multiple: true,
+            mandatory: false,
+            description: "The Event Log Object is a multiple Instances Object defined for logging data in a straightforward and generic way.\nThe Resources of that Object are based on the OMA LwM2M set of reusable Resources dedicated to logging event activity.",
+            resources: &[
+                StaticResource {
+                    id: 4010,
+                    name: "LogClass",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "Define the Log Event Class: 0: generic (default)  1: system   2: security  3: event   4: trace   5: panic   6: charging [7-99]: reserved [100-255]: vendor specific",
+                },
+                StaticResource {
+                    id: 4011,
+                    name: "LogStart",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions:\na) Start data collection(DC)\nb) LogStatus is set to 0 (running)\nc) DC is emptied (default) or extended according arg'0' value \nArguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4012,
+                    name: "LogStop",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions: a) Stop data collection(DC) b)  1st LSB of LogStatus is set to \"1\"(stopped) c) DC is kept (default) or emptied according arg'0' value Arguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4013,
+                    name: "LogStatus",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "8-Bits",
+                    units: "",
+                    description: "Data Collection process status: Each bit of this Resource Instance value defines specific status: 1st LSB 0=running, 1=stopped 2nd LSB 1=LogData contains Valid Data 0=LogData doesn't contain Valid Data 3rd LSB 1=Error occurred during Data Collection 0=No error [4th -7th ] LSB:reserved 8th LSB: vendor specific.",
+                },
+                StaticResource {
+                    id: 4014,
+                    name: "LogData",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Read Access on that Resource returns the Data Collection associated to the current Object Instance.",
+                },
+                StaticResource {
+                    id: 4015,
+                    name: "LogDataFormat",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "when set by the Server, this Resource indicates to the Client, what is the Server preferred data format to use when the LogData Resource is returned\n. when retrieved by the Server, this Resource indicates which specific data format is used when the LogData Resource is returned to the Server \n0  or Resource not present : no specific data format (sequence of bytes)\n1 : OMA-LwM2M TLV format (only container for logs; does not define any semantics for the logs themselve)\n2 : OMA-LwM2M JSON format (only container for logs; does not define any semantics for the logs themselve)\n3 : OMA-LwM2M CBOR format (only container for logs; does not define any semantics for the logs themselve)\n4 : Syslog Format(RFC5424)\n5 : Common Log Format(RFC6872)\n[6..99] reserved\n[100..255] vendor specific data format",
+                },
+                StaticResource {
+                    id: 4016,
+                    name: "LogDataIncremental",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Log data collected since the last Send operation described for the LogDataIncremental Minimum Send Interval resource, or since that interval has been set to a positive value if the first Send operation has not yet been performed.\nThe data shall have the same format as the LogData resource, but its collection and emptying is independent from it and from the LogStart/LogStop logic.\nThis resource may only be included in a Send operation payload. Attempting to access it via the Device Management and Service Enablement Interface shall result in generating the Method Not Allowed error.",
+                },
+                StaticResource {
+                    id: 4017,
+                    name: "LogDataIncrementalMinimumSendInterval",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::UnsignedInteger,
+                    range: "",
+                    units: "",
+                    description: "Minimum number of seconds between consecutive Send operations containing the LogDataIncremental resource. If this resource is zero or not present, then LogDataIncremental shall never be sent in a Send operation. If set to a positive number, a Send operation containing the LogDataIncremental resource shall be performed after the specified number of seconds since the previous one or when a new log information is generated, whichever happens later, and the data collection shall be atomically emptied upon successful delivery.\nIf the LwM2M client is connected to multiple servers, this resource SHOULD be handled independently for each server.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "Event Log version 3.1."]
+    pub mod v3_1 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "3.1";
+        #[doc = "Resource 4010, \"LogClass\": RW, single, optional, Integer."]
+        pub const LOG_CLASS: u16 = 4010;
+        #[doc = "Resource 4011, \"LogStart\": E, single, optional, no type."]
+        pub const LOG_START: u16 = 4011;
+        #[doc = "Resource 4012, \"LogStop\": E, single, optional, no type."]
+        pub const LOG_STOP: u16 = 4012;
+        #[doc = "Resource 4013, \"LogStatus\": R, single, optional, Integer."]
+        pub const LOG_STATUS: u16 = 4013;
+        #[doc = "Resource 4014, \"LogData\": R, single, mandatory, Opaque."]
+        pub const LOG_DATA: u16 = 4014;
+        #[doc = "Resource 4015, \"LogDataFormat\": RW, single, optional, Integer."]
+        pub const LOG_DATA_FORMAT: u16 = 4015;
+        #[doc = "Resource 4016, \"LogDataIncremental\": no operation, single, optional, Opaque."]
+        pub const LOG_DATA_INCREMENTAL: u16 = 4016;
+        #[doc = "Resource 4017, \"LogDataIncrementalMinimumSendInterval\": RW, single, optional, Unsigned Integer."]
+        pub const LOG_DATA_INCREMENTAL_MINIMUM_SEND_INTERVAL: u16 = 4017;
+        #[doc = "Resource 4050, \"AppID\": RW, single, mandatory, Unsigned Integer."]
+        pub const APP_ID: u16 = 4050;
+
+        #[doc = "The definition of Event Log version 3.1."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 20,
+            name: "Event Log",
+            version: "3.1",
+            lwm2m_version: "1.1",
+            multiple: true,
+            mandatory: false,
+            description: "The Event Log Object is a multiple Instances Object defined for logging data in a straightforward and generic way.\nThe Resources of that Object are based on the OMA LwM2M set of reusable Resources dedicated to logging event activity.",
+            resources: &[
+                StaticResource {
+                    id: 4010,
+                    name: "LogClass",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "Define the Log Event Class: 0: generic (default)  1: system   2: security  3: event   4: trace   5: panic   6: charging [7-99]: reserved [100-255]: vendor specific",
+                },
+                StaticResource {
+                    id: 4011,
+                    name: "LogStart",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions:\na) Start data collection(DC)\nb) LogStatus is set to 0 (running)\nc) DC is emptied (default) or extended according arg'0' value \nArguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4012,
+                    name: "LogStop",
+                    operations: Op::Execute,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::None,
+                    range: "",
+                    units: "",
+                    description: "Actions: a) Stop data collection(DC) b)  1st LSB of LogStatus is set to \"1\"(stopped) c) DC is kept (default) or emptied according arg'0' value Arguments definitions are described in the table below.",
+                },
+                StaticResource {
+                    id: 4013,
+                    name: "LogStatus",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "8-Bits",
+                    units: "",
+                    description: "Data Collection process status: Each bit of this Resource Instance value defines specific status: 1st LSB 0=running, 1=stopped 2nd LSB 1=LogData contains Valid Data 0=LogData doesn't contain Valid Data 3rd LSB 1=Error occurred during Data Collection 0=No error [4th -7th ] LSB:reserved 8th LSB: vendor specific.",
+                },
+                StaticResource {
+                    id: 4014,
+                    name: "LogData",
+                    operations: Op::Read,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Read Access on that Resource returns the Data Collection associated to the current Object Instance.",
+                },
+                StaticResource {
+                    id: 4015,
+                    name: "LogDataFormat",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "255",
+                    units: "",
+                    description: "when set by the Server, this Resource indicates to the Client, what is the Server preferred data format to use when the LogData Resource is returned\n. when retrieved by the Server, this Resource indicates which specific data format is used when the LogData Resource is returned to the Server \n0  or Resource not present : no specific data format (sequence of bytes)\n1 : OMA-LwM2M TLV format (only container for logs; does not define any semantics for the logs themselve)\n2 : OMA-LwM2M JSON format (only container for logs; does not define any semantics for the logs themselve)\n3 : OMA-LwM2M CBOR format (only container for logs; does not define any semantics for the logs themselve)\n4 : Syslog Format(RFC5424)\n5 : Common Log Format(RFC6872)\n[6..99] reserved\n[100..255] vendor specific data format",
+                },
+                StaticResource {
+                    id: 4016,
+                    name: "LogDataIncremental",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "Log data collected since the last Send operation described for the LogDataIncremental Minimum Send Interval resource, or since that interval has been set to a positive value if the first Send operation has not yet been performed.\nThe data shall have the same format as the LogData resource, but its collection and emptying is independent from it and from the LogStart/LogStop logic.\nThis resource may only be included in a Send operation payload. Attempting to access it via the Device Management and Service Enablement Interface shall result in generating the Method Not Allowed error.",
+                },
+                StaticResource {
+                    id: 4017,
+                    name: "LogDataIncrementalMinimumSendInterval",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::UnsignedInteger,
+                    range: "",
+                    units: "",
+                    description: "Minimum number of seconds between consecutive Send operations containing the LogDataIncremental resource. If this resource is zero or not present, then LogDataIncremental shall never be sent in a Send operation. If set to a positive number, a Send operation containing the LogDataIncremental resource shall be performed after the specified number of seconds since the previous one or when a new log information is generated, whichever happens later, and the data collection shall be atomically emptied upon successful delivery.\nIf the LwM2M client is connected to multiple servers, this resource SHOULD be handled independently for each server.",
+                },
+                StaticResource {
+                    id: 4050,
+                    name: "AppID",
+                    operations: Op::ReadWrite,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::UnsignedInteger,
+                    range: "2 bytes",
+                    units: "",
+                    description: "A unique local-scope identifier for distinguishing edge applications within a specific deployment environment.",
+                },
+            ],
+        };
+    }
 }
 
-#[doc = "LWM2M OSCORE (object 21), versions 1.0, 1.1. The items here are those of the latest version, 1.1; each version has its own module."]
+#[doc = "LWM2M OSCORE (object 21), versions 1.0, 1.1, 2.0. The items here are those of the latest version, 2.0; each version has its own module."]
 pub mod oscore {
     #[doc = "Object id."]
     pub const ID: u16 = 21;
 
-    pub use self::v1_1::*;
+    pub use self::v2_0::*;
 
     #[doc = "LWM2M OSCORE version 1.0."]
     pub mod v1_0 {
@@ -4516,6 +5953,119 @@ pub mod oscore {
                     multiple: false,
                     mandatory: false,
                     resource_type: Ty::String,
+                    range: "",
+                    units: "",
+                    description: "This resource MUST be used to store an OSCORE identifier called ID Context. This identifier is used to identify the Common Context and derive the security context used by OSCORE.",
+                },
+            ],
+        };
+    }
+
+    #[doc = "LWM2M OSCORE version 2.0."]
+    pub mod v2_0 {
+        use crate::static_model::{StaticObject, StaticResource};
+        use lwm2m_core::model::{Operations as Op, ResourceType as Ty};
+
+        #[doc = "Object version of this module."]
+        pub const VERSION: &str = "2.0";
+        #[doc = "Resource 0, \"OSCORE Master Secret\": no operation, single, mandatory, Opaque."]
+        pub const OSCORE_MASTER_SECRET: u16 = 0;
+        #[doc = "Resource 1, \"OSCORE Sender ID\": no operation, single, mandatory, Opaque."]
+        pub const OSCORE_SENDER_ID: u16 = 1;
+        #[doc = "Resource 2, \"OSCORE Recipient ID\": no operation, single, mandatory, Opaque."]
+        pub const OSCORE_RECIPIENT_ID: u16 = 2;
+        #[doc = "Resource 3, \"OSCORE AEAD Algorithm\": no operation, single, optional, Integer."]
+        pub const OSCORE_AEAD_ALGORITHM: u16 = 3;
+        #[doc = "Resource 4, \"OSCORE HMAC Algorithm\": no operation, single, optional, Integer."]
+        pub const OSCORE_HMAC_ALGORITHM: u16 = 4;
+        #[doc = "Resource 5, \"OSCORE Master Salt\": no operation, single, optional, Opaque."]
+        pub const OSCORE_MASTER_SALT: u16 = 5;
+        #[doc = "Resource 6, \"OSCORE ID Context\": no operation, single, optional, Opaque."]
+        pub const OSCORE_ID_CONTEXT: u16 = 6;
+
+        #[doc = "The definition of LWM2M OSCORE version 2.0."]
+        pub static MODEL: StaticObject = StaticObject {
+            id: 21,
+            name: "LWM2M OSCORE",
+            version: "2.0",
+            lwm2m_version: "1.1",
+            multiple: true,
+            mandatory: false,
+            description: "This LwM2M Object provides the keying material and related information of a LwM2M Client appropriate to access a specified LwM2M Server using OSCORE. One Object Instance MAY address a LwM2M Bootstrap-Server. These LwM2M Object Resources MUST only be changed by a LwM2M Bootstrap-Server or Bootstrap from Smartcard and MUST NOT be accessible by any other LwM2M Server.\nInstances of this Object are linked from Instances of Object 0 using the OSCORE Security Mode Resource of Object 0. Instances of this Object MUST NOT be linked from more than one Instance of Object 0.",
+            resources: &[
+                StaticResource {
+                    id: 0,
+                    name: "OSCORE Master Secret",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "This resource MUST be used to store the pre-shared key used in LwM2M Client and LwM2M Server/Bootstrap-Server, called the Master Secret.",
+                },
+                StaticResource {
+                    id: 1,
+                    name: "OSCORE Sender ID",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "This resource MUST store an OSCORE identifier for the LwM2M Client called the Sender ID.",
+                },
+                StaticResource {
+                    id: 2,
+                    name: "OSCORE Recipient ID",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: true,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "This resource MUST store an OSCORE identifier for the LwM2M Client called the Recipient ID.",
+                },
+                StaticResource {
+                    id: 3,
+                    name: "OSCORE AEAD Algorithm",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "This resource MUST be used to store the encoding of the AEAD Algorithm as defined in Table 10 of RFC 8152. The AEAD is used by OSCORE for encryption and integrity protection of CoAP message fields.",
+                },
+                StaticResource {
+                    id: 4,
+                    name: "OSCORE HMAC Algorithm",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Integer,
+                    range: "",
+                    units: "",
+                    description: "This resource MUST be used to store the encoding of the HMAC Algorithm used in the HKDF. The encoding of HMAC algorithms are defined in Table 7 of RFC 8152. The HKDF is used to derive the security context used by OSCORE.",
+                },
+                StaticResource {
+                    id: 5,
+                    name: "OSCORE Master Salt",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
+                    range: "",
+                    units: "",
+                    description: "This resource MUST be used to store a non-secret random value called the Master Salt. The Master Salt is used to derive the security context used by OSCORE.",
+                },
+                StaticResource {
+                    id: 6,
+                    name: "OSCORE ID Context",
+                    operations: Op::None,
+                    multiple: false,
+                    mandatory: false,
+                    resource_type: Ty::Opaque,
                     range: "",
                     units: "",
                     description: "This resource MUST be used to store an OSCORE identifier called ID Context. This identifier is used to identify the Common Context and derive the security context used by OSCORE.",

@@ -114,6 +114,132 @@ fn security_versions_differ() {
 }
 
 #[test]
+fn connectivity_monitoring_versions_differ() {
+    let registry = Registry::standard();
+    let v = |version| registry.object_version(4, version).unwrap();
+    let (v10, v11, v12, v13) = (v("1.0"), v("1.1"), v("1.2"), v("1.3"));
+    // 1.0 ends at SMCC (10); each later version adds one resource.
+    assert_eq!(v10.resources.keys().copied().max(), Some(10));
+    assert!(v10.resource(11).is_none());
+    assert_eq!(v11.resource(11).unwrap().name, "SignalSNR");
+    assert!(v11.resource(12).is_none());
+    assert_eq!(v12.resource(12).unwrap().name, "LAC");
+    assert!(v12.resource(13).is_none());
+    let cel = v13.resource(13).unwrap();
+    assert_eq!(cel.name, "Coverage Enhancement Level");
+    assert_eq!(cel.range, "0..4");
+    // Coverage Enhancement Level exists only in 1.3, the default version.
+    assert_eq!(registry.object(4).unwrap().version, "1.3");
+    assert_eq!(
+        registry.resource(4, 13).unwrap().name,
+        "Coverage Enhancement Level"
+    );
+    // Ranges and units were respelled along the way.
+    assert_eq!(v10.resource(0).unwrap().range, "0-50");
+    assert_eq!(v13.resource(0).unwrap().range, "0..50");
+    assert_eq!(v10.resource(2).unwrap().units, "dBm");
+    assert_eq!(v12.resource(2).unwrap().units, "");
+    assert_eq!(v12.resource(6).unwrap().units, "%");
+    assert_eq!(v13.resource(6).unwrap().units, "/100");
+    assert!(!v10.resource(0).unwrap().description.contains("5G-NR"));
+    assert!(v13
+        .resource(0)
+        .unwrap()
+        .description
+        .contains("8: 5G-NR TDD"));
+    assert_eq!(v10.lwm2m_version, "1.0");
+    // The 1.1 DDF has no <LWM2MVersion>; the schema default 1.0 applies.
+    assert_eq!(v11.lwm2m_version, "1.0");
+    assert_eq!(v12.lwm2m_version, "1.1");
+    // Pinning 1.0 hides the newer resources from the default lookup.
+    let mut pinned = Registry::standard();
+    assert!(pinned.set_default(4, "1.0"));
+    assert!(pinned.resource(4, 11).is_none());
+    assert_eq!(pinned.resource(4, 10).unwrap().name, "SMCC");
+}
+
+#[test]
+fn location_and_software_management_versions_differ() {
+    let registry = Registry::standard();
+    let l10 = registry.object_version(6, "1.0").unwrap();
+    let l11 = registry.object_version(6, "1.1").unwrap();
+    assert_eq!(
+        l10.resources.keys().copied().collect::<Vec<_>>(),
+        (0..=6).collect::<Vec<_>>()
+    );
+    // Latitude became writable in 1.1, which also adds the expected position.
+    assert_eq!(l10.resource(0).unwrap().operations, Operations::Read);
+    assert_eq!(l11.resource(0).unwrap().operations, Operations::ReadWrite);
+    assert!(l10.resource(8).is_none());
+    assert_eq!(l11.resource(8).unwrap().name, "Expected Latitude");
+
+    let s10 = registry.object_version(9, "1.0").unwrap();
+    let s11 = registry.object_version(9, "1.1").unwrap();
+    assert_eq!(s10.resources.keys().copied().max(), Some(18));
+    assert_eq!(s10.lwm2m_version, "1.0");
+    for id in 19..=22 {
+        assert!(s10.resource(id).is_none(), "1.0 has no resource {id}");
+    }
+    let state = s11.resource(21).unwrap();
+    assert_eq!(state.name, "Operational State");
+    assert_eq!(state.resource_type, ResourceType::UnsignedInteger);
+    // The 1.0 text keeps its typographic quotes.
+    assert!(s10
+        .resource(6)
+        .unwrap()
+        .description
+        .contains("(\u{201c}ForUpdate\u{201d})"));
+    assert!(s11
+        .resource(6)
+        .unwrap()
+        .description
+        .contains("(\"ForUpdate\")"));
+}
+
+#[test]
+fn event_log_and_oscore_versions_differ() {
+    let registry = Registry::standard();
+    let e = |version| registry.object_version(20, version).unwrap();
+    // 2.0 made Event Log multiple-instance.
+    assert!(!e("1.0").multiple);
+    assert!(e("2.0").multiple);
+    assert_eq!(e("1.0").resources.len(), e("2.0").resources.len());
+    // 2.1 added the incremental log, which no operation may touch (Send only).
+    assert!(e("2.0").resource(4016).is_none());
+    let incremental = e("2.1").resource(4016).unwrap();
+    assert_eq!(incremental.name, "LogDataIncremental");
+    assert_eq!(incremental.operations, Operations::None);
+    // 3.0 documents more log data formats; 3.1 adds the mandatory AppID.
+    let formats = |version| e(version).resource(4015).unwrap().description.clone();
+    assert!(!formats("2.1").contains("Syslog"));
+    assert!(formats("3.0").contains("4 : Syslog Format(RFC5424)"));
+    assert!(e("3.0").resource(4050).is_none());
+    let app_id = e("3.1").resource(4050).unwrap();
+    assert_eq!(app_id.name, "AppID");
+    assert!(app_id.mandatory);
+    assert_eq!(registry.object(20).unwrap().version, "3.1");
+
+    // OSCORE 2.0 stores its keys and identifiers as Opaque, 1.1 as String.
+    let o11 = registry.object_version(21, "1.1").unwrap();
+    let o20 = registry.object_version(21, "2.0").unwrap();
+    for id in [0, 1, 2, 5, 6] {
+        assert_eq!(
+            o11.resource(id).unwrap().resource_type,
+            ResourceType::String
+        );
+        assert_eq!(
+            o20.resource(id).unwrap().resource_type,
+            ResourceType::Opaque
+        );
+    }
+    assert_eq!(
+        o20.resource(3).unwrap().resource_type,
+        ResourceType::Integer
+    );
+    assert_eq!(registry.object(21).unwrap().version, "2.0");
+}
+
+#[test]
 fn default_is_latest_until_pinned() {
     let mut registry = Registry::standard();
     assert_eq!(
@@ -218,14 +344,32 @@ fn iteration_is_sorted_and_complete() {
         .defaults()
         .map(|m| (m.id, m.version.as_str()))
         .collect();
-    assert!(defaults.contains(&(0, "1.2")));
-    assert!(defaults.contains(&(21, "1.1")));
-    assert!(defaults.contains(&(3, "1.2")));
-    assert_eq!(
-        registry.versions(3).collect::<Vec<_>>(),
-        ["1.0", "1.1", "1.2"]
-    );
-    assert_eq!(registry.versions(2).collect::<Vec<_>>(), ["1.0", "1.1"]);
+    // The default of every object is its latest version.
+    for (id, latest) in [
+        (0, "1.2"),
+        (1, "1.2"),
+        (2, "1.1"),
+        (3, "1.2"),
+        (4, "1.3"),
+        (5, "1.1"),
+        (6, "1.1"),
+        (7, "1.0"),
+        (9, "1.1"),
+        (19, "1.0"),
+        (20, "3.1"),
+        (21, "2.0"),
+    ] {
+        assert!(defaults.contains(&(id, latest)), "default of {id}");
+        assert_eq!(registry.versions(id).last(), Some(latest), "latest of {id}");
+    }
+    let versions = |id| registry.versions(id).collect::<Vec<_>>();
+    assert_eq!(versions(3), ["1.0", "1.1", "1.2"]);
+    assert_eq!(versions(2), ["1.0", "1.1"]);
+    assert_eq!(versions(4), ["1.0", "1.1", "1.2", "1.3"]);
+    assert_eq!(versions(6), ["1.0", "1.1"]);
+    assert_eq!(versions(9), ["1.0", "1.1"]);
+    assert_eq!(versions(20), ["1.0", "2.0", "2.1", "3.0", "3.1"]);
+    assert_eq!(versions(21), ["1.0", "1.1", "2.0"]);
     assert_eq!(defaults.len(), 12);
     assert_eq!((&registry).into_iter().count(), registry.len());
     let rebuilt: Registry = registry.iter().cloned().collect();
@@ -263,6 +407,17 @@ fn generated_constants() {
     assert_eq!(lwm2m_objects::oscore::OSCORE_ID_CONTEXT, 6);
     assert_eq!(lwm2m_objects::event_log::LOG_DATA_FORMAT, 4015);
     assert_eq!(lwm2m_objects::connectivity_monitoring::SIGNAL_SNR, 11);
+    assert_eq!(
+        lwm2m_objects::connectivity_monitoring::COVERAGE_ENHANCEMENT_LEVEL,
+        13
+    );
+    assert_eq!(lwm2m_objects::connectivity_monitoring::VERSION, "1.3");
+    assert_eq!(lwm2m_objects::connectivity_monitoring::v1_0::SMCC, 10);
+    assert_eq!(lwm2m_objects::event_log::APP_ID, 4050);
+    assert_eq!(lwm2m_objects::event_log::v1_0::VERSION, "1.0");
+    assert_eq!(lwm2m_objects::location::v1_0::SPEED, 6);
+    assert_eq!(lwm2m_objects::software_management::PURGE, 22);
+    assert_eq!(lwm2m_objects::oscore::VERSION, "2.0");
     // The module's MODEL is its latest version, also reachable by version.
     assert!(std::ptr::eq(&server::MODEL, &server::v1_2::MODEL));
     assert_eq!(server::MODEL.version, server::VERSION);
