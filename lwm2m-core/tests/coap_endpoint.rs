@@ -984,3 +984,95 @@ fn deregistration_after_blockwise_first_response_carries_no_block2() {
         3000
     );
 }
+
+#[test]
+fn one_expiry_timer_serves_all_remembered_ids() {
+    let mut server = App::new(3, EndpointConfig::default(), Handling::Answer(echo_path));
+    for mid in 0..1000u16 {
+        let at = Instant::from_millis(u64::from(mid));
+        server.handle_datagram(at, mid % 50, &raw_request(mid, &[1], Code::GET, &[], &[]));
+        server.poll_transmit();
+    }
+    assert_eq!(server.ep.remembered_ids(), 1000);
+    // Piggyback timers of answered requests and one expiry timer; not one timer per id.
+    assert!(
+        server.ep.timer_count() <= 1001,
+        "{} timers",
+        server.ep.timer_count()
+    );
+    server.handle_timeout(secs(2));
+    assert_eq!(server.ep.timer_count(), 1, "only the expiry timer is left");
+    // Ids expire in order as time passes; the timer follows the oldest.
+    server.handle_timeout(Instant::from_millis(247_000 + 499));
+    assert_eq!(server.ep.remembered_ids(), 500);
+    server.handle_timeout(secs(248));
+    assert_eq!(server.ep.remembered_ids(), 0);
+    assert_eq!(server.ep.timer_count(), 0);
+}
+
+#[test]
+fn unanswered_requests_are_dropped_after_exchange_lifetime() {
+    let config = EndpointConfig {
+        max_pending_incoming: 2,
+        ..EndpointConfig::default()
+    };
+    let mut server = App::new(3, config, Handling::Hold);
+    server.handle_datagram(Instant::ZERO, 1, &raw_request(1, &[1], Code::GET, &[], &[]));
+    server.handle_datagram(Instant::ZERO, 1, &raw_request(2, &[2], Code::GET, &[], &[]));
+    server.handle_datagram(Instant::ZERO, 1, &raw_request(3, &[3], Code::GET, &[], &[]));
+    let replies: Vec<Vec<u8>> =
+        std::iter::from_fn(|| server.poll_transmit().map(|t| t.1)).collect();
+    assert_eq!(
+        Message::parse(replies.last().unwrap()).unwrap().code,
+        Code::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(server.ep.pending_incoming(), 2);
+    server.handle_timeout(secs(1));
+    server.handle_timeout(secs(249));
+    assert_eq!(server.ep.pending_incoming(), 0);
+    let (held, _, _) = server.requests[0].clone();
+    assert!(!server
+        .ep
+        .respond(secs(249), held, Response::new(Code::CONTENT)));
+    // Room again for new requests.
+    server.handle_datagram(secs(250), 1, &raw_request(4, &[4], Code::GET, &[], &[]));
+    assert_eq!(server.ep.pending_incoming(), 1);
+}
+
+#[test]
+fn concurrent_block1_uploads_are_bounded() {
+    let config = EndpointConfig {
+        max_blockwise_transfers: 2,
+        ..EndpointConfig::default()
+    };
+    let mut server = App::new(3, config, Handling::Answer(echo_body));
+    let (b, n) =
+        lwm2m_core::coap::option::encode_uint(BlockValue::new(0, true, 1024).unwrap().encode());
+    let block0 = b[4 - n..].to_vec();
+    let codes: Vec<Code> = (0..3u16)
+        .map(|i| {
+            let path = format!("f{i}");
+            server.handle_datagram(
+                Instant::ZERO,
+                1,
+                &raw_request(
+                    i,
+                    &[1],
+                    Code::PUT,
+                    &[
+                        (number::URI_PATH, path.as_bytes()),
+                        (number::BLOCK1, &block0),
+                    ],
+                    &[0; 1024],
+                ),
+            );
+            Message::parse(&server.poll_transmit().unwrap().1)
+                .unwrap()
+                .code
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [Code::CONTINUE, Code::CONTINUE, Code::SERVICE_UNAVAILABLE]
+    );
+}

@@ -96,6 +96,10 @@ pub struct EndpointConfig {
     /// whole transfer fails. One lost block should not cost a firmware
     /// download of a thousand blocks.
     pub max_block_retries: u8,
+    /// Block-wise transfers held at once, each direction: Block1 uploads
+    /// being reassembled (a new one beyond this is answered 5.03) and Block2
+    /// bodies kept for the next blocks (the oldest is dropped).
+    pub max_blockwise_transfers: usize,
 }
 
 impl Default for EndpointConfig {
@@ -118,6 +122,7 @@ impl Default for EndpointConfig {
             max_body_size: 16 << 20,
             blockwise_timeout: Duration::from_secs(247),
             max_block_retries: 2,
+            max_blockwise_transfers: 64,
         }
     }
 }
@@ -449,6 +454,8 @@ enum Timer<P> {
     Retransmit(P, u16),
     Deadline(RequestId),
     Piggyback(IncomingId),
+    /// An incoming request the application never answered is dropped after EXCHANGE_LIFETIME.
+    Abandon(IncomingId),
     Expire,
 }
 
@@ -469,6 +476,9 @@ pub struct Endpoint<P, R> {
     block1_recv: BTreeMap<(P, Vec<u8>), Block1Recv>,
     block2_cache: BTreeMap<(P, Vec<u8>), Block2Cache>,
     dedup_order: VecDeque<(Instant, P, u16)>,
+    /// When the Expire timer for `dedup_order` is due: one timer for the
+    /// queue, not one per remembered message.
+    dedup_timer: Option<Instant>,
     timers: BTreeMap<(Instant, u64), Timer<P>>,
     timer_seq: u64,
     next_id: u64,
@@ -504,6 +514,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             block1_recv: BTreeMap::new(),
             block2_cache: BTreeMap::new(),
             dedup_order: VecDeque::new(),
+            dedup_timer: None,
             timers: BTreeMap::new(),
             timer_seq: 0,
             next_id: 1,
@@ -535,6 +546,16 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
     /// Number of peers with state (outstanding exchanges, queued requests or remembered message ids).
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Number of timers waiting (diagnostics: memory use grows with it).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Number of incoming requests the application has not answered yet.
+    pub fn pending_incoming(&self) -> usize {
+        self.incoming.len()
     }
 
     /// Number of received message ids remembered for duplicate detection.
@@ -1257,7 +1278,18 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 self.forget_mid(&p, m);
             }
         }
-        self.schedule(now + lifetime, Timer::Expire);
+        self.schedule_dedup_expiry();
+    }
+
+    /// Keeps one Expire timer at the expiry of the oldest remembered id.
+    fn schedule_dedup_expiry(&mut self) {
+        let front = self.dedup_order.front().map(|(at, _, _)| *at);
+        if let Some(at) = front {
+            if self.dedup_timer != Some(at) {
+                self.dedup_timer = Some(at);
+                self.schedule(at, Timer::Expire);
+            }
+        }
     }
 
     fn forget_mid(&mut self, peer: &P, mid: u16) {
@@ -1405,6 +1437,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         );
         if confirmable {
             self.schedule(now + self.config.piggyback_delay, Timer::Piggyback(id));
+        } else {
+            self.schedule(now + self.config.exchange_lifetime, Timer::Abandon(id));
         }
         let request = Request {
             code: msg.code,
@@ -1492,6 +1526,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 .encode(),
             );
             self.answer_directly(peer, msg, resp);
+            return Block1Outcome::Answered;
+        }
+        if b1.num == 0 && self.block1_recv.len() >= self.config.max_blockwise_transfers {
+            self.answer_directly(peer, msg, Response::new(Code::SERVICE_UNAVAILABLE));
             return Block1Outcome::Answered;
         }
         if b1.offset() != received || (b1.num > 0 && !self.block1_recv.contains_key(&map_key)) {
@@ -1760,8 +1798,21 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         let expires = now + self.config.blockwise_timeout;
         let mut options = response.options.clone();
         options.set_uint(number::SIZE2, response.payload.len() as u32);
+        let map_key = (peer.clone(), key);
+        if !self.block2_cache.contains_key(&map_key)
+            && self.block2_cache.len() >= self.config.max_blockwise_transfers
+        {
+            let oldest = self
+                .block2_cache
+                .iter()
+                .min_by_key(|(_, c)| c.expires)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.block2_cache.remove(&k);
+            }
+        }
         self.block2_cache.insert(
-            (peer.clone(), key),
+            map_key,
             Block2Cache {
                 code: response.code,
                 options,
@@ -1883,7 +1934,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                             self.send_empty_ack(peer.clone(), mid);
                             self.set_reply(&peer, mid, Reply::EmptyAck);
                         }
+                        let abandon = now + self.config.exchange_lifetime;
+                        self.schedule(abandon, Timer::Abandon(id));
                     }
+                }
+                Timer::Abandon(id) => {
+                    self.incoming.remove(&id);
                 }
                 Timer::Expire => self.expire(now),
             }
@@ -1942,6 +1998,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             let (_, peer, mid) = self.dedup_order.pop_front().expect("front exists");
             self.forget_mid(&peer, mid);
         }
+        if self.dedup_timer.is_some_and(|t| t <= now) {
+            self.dedup_timer = None;
+        }
+        self.schedule_dedup_expiry();
         self.block1_recv.retain(|_, s| s.expires > now);
         self.block2_cache.retain(|_, s| s.expires > now);
     }
