@@ -69,19 +69,19 @@ impl ClientNode {
     }
 }
 
-pub enum Node {
+pub enum SimPeer {
     Server(Box<ServerNode>),
     Client(Box<ClientNode>),
 }
 
-impl SimNode for Node {
+impl SimNode for SimPeer {
     fn handle_datagram(&mut self, now: Instant, from: SimAddr, bytes: &[u8]) {
         match self {
-            Node::Server(s) => {
+            SimPeer::Server(s) => {
                 s.engine.handle_datagram(now, from, bytes);
                 s.drain();
             }
-            Node::Client(c) => {
+            SimPeer::Client(c) => {
                 c.now = now;
                 c.ep.handle_datagram(now, from, bytes);
                 c.drain();
@@ -90,23 +90,23 @@ impl SimNode for Node {
     }
     fn poll_transmit(&mut self) -> Option<(SimAddr, Vec<u8>)> {
         match self {
-            Node::Server(s) => s.engine.poll_transmit().map(|t| (t.peer, t.bytes)),
-            Node::Client(c) => c.ep.poll_transmit().map(|t| (t.peer, t.bytes)),
+            SimPeer::Server(s) => s.engine.poll_transmit().map(|t| (t.peer, t.bytes)),
+            SimPeer::Client(c) => c.ep.poll_transmit().map(|t| (t.peer, t.bytes)),
         }
     }
     fn poll_timeout(&self) -> Option<Instant> {
         match self {
-            Node::Server(s) => s.engine.poll_timeout(),
-            Node::Client(c) => c.ep.poll_timeout(),
+            SimPeer::Server(s) => s.engine.poll_timeout(),
+            SimPeer::Client(c) => c.ep.poll_timeout(),
         }
     }
     fn handle_timeout(&mut self, now: Instant) {
         match self {
-            Node::Server(s) => {
+            SimPeer::Server(s) => {
                 s.engine.handle_timeout(now);
                 s.drain();
             }
-            Node::Client(c) => {
+            SimPeer::Client(c) => {
                 c.now = now;
                 c.ep.handle_timeout(now);
                 c.drain();
@@ -122,7 +122,7 @@ pub fn standard_models() -> Box<dyn lwm2m_core::model::ModelLookup + Send> {
     Box::new(lwm2m_objects::Registry::standard())
 }
 
-pub fn server_node(seed: u64, config: ServerConfig) -> Node {
+pub fn server_node(seed: u64, config: ServerConfig) -> SimPeer {
     let engine = Engine::new(
         config,
         SplitMix64::new(seed ^ 0x5eed),
@@ -131,14 +131,14 @@ pub fn server_node(seed: u64, config: ServerConfig) -> Node {
         standard_models(),
     )
     .unwrap();
-    Node::Server(Box::new(ServerNode {
+    SimPeer::Server(Box::new(ServerNode {
         engine,
         events: Vec::new(),
     }))
 }
 
-pub fn client_node(seed: u64, handler: Option<fn(&Request) -> Response>) -> Node {
-    Node::Client(Box::new(ClientNode {
+pub fn client_node(seed: u64, handler: Option<fn(&Request) -> Response>) -> SimPeer {
+    SimPeer::Client(Box::new(ClientNode {
         ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed)),
         responses: Vec::new(),
         failures: Vec::new(),
@@ -156,7 +156,7 @@ pub fn network(
     config: ServerConfig,
     clients: usize,
     handler: Option<fn(&Request) -> Response>,
-) -> Network<Node> {
+) -> Network<SimPeer> {
     let mut net = Network::new(seed, link);
     net.add(server_node(seed, config));
     for i in 0..clients {
@@ -165,17 +165,17 @@ pub fn network(
     net
 }
 
-pub fn server(net: &mut Network<Node>) -> &mut ServerNode {
+pub fn server(net: &mut Network<SimPeer>) -> &mut ServerNode {
     match net.node_mut(SERVER) {
-        Node::Server(s) => s,
-        Node::Client(_) => panic!("node 0 is the server"),
+        SimPeer::Server(s) => s,
+        SimPeer::Client(_) => panic!("node 0 is the server"),
     }
 }
 
-pub fn client(net: &mut Network<Node>, addr: SimAddr) -> &mut ClientNode {
+pub fn client(net: &mut Network<SimPeer>, addr: SimAddr) -> &mut ClientNode {
     match net.node_mut(addr) {
-        Node::Client(c) => c,
-        Node::Server(_) => panic!("node {addr} is the server"),
+        SimPeer::Client(c) => c,
+        SimPeer::Server(_) => panic!("node {addr} is the server"),
     }
 }
 
@@ -193,7 +193,7 @@ pub fn request(code: Code, path: &str, query: &str, cf: Option<u16>, payload: &[
 }
 
 /// Sends `req` from `from` and runs the network until it is answered or failed.
-pub fn exchange(net: &mut Network<Node>, from: SimAddr, req: Request) -> Option<Response> {
+pub fn exchange(net: &mut Network<SimPeer>, from: SimAddr, req: Request) -> Option<Response> {
     let now = net.now();
     let id = client(net, from).ep.send_request(now, SERVER, req).unwrap();
     let deadline = net.now() + Duration::from_secs(300);
@@ -205,7 +205,7 @@ pub fn exchange(net: &mut Network<Node>, from: SimAddr, req: Request) -> Option<
 }
 
 /// Registers with `query` and a small object list; returns the response.
-pub fn register(net: &mut Network<Node>, from: SimAddr, query: &str) -> Response {
+pub fn register(net: &mut Network<SimPeer>, from: SimAddr, query: &str) -> Response {
     exchange(
         net,
         from,
@@ -225,7 +225,7 @@ pub fn location(resp: &Response) -> String {
 }
 
 /// Runs the network for `d` of virtual time.
-pub fn run_for(net: &mut Network<Node>, d: Duration) {
+pub fn run_for(net: &mut Network<SimPeer>, d: Duration) {
     let until = net.now() + d;
     net.run_until(until, |_| false);
     net.advance_to(until);
