@@ -150,6 +150,8 @@ pub enum DmError {
     Send(SendError),
     /// The CoAP exchange failed (timeout, reset...).
     Request(RequestError),
+    /// The server (driver) stopped before the request was answered.
+    ServerStopped,
     /// The response payload did not decode.
     Decode {
         /// The response code.
@@ -172,6 +174,7 @@ impl fmt::Display for DmError {
             DmError::Encode(e) => write!(f, "cannot encode request payload: {e}"),
             DmError::Send(e) => write!(f, "cannot send request: {e}"),
             DmError::Request(e) => write!(f, "request failed: {e:?}"),
+            DmError::ServerStopped => f.write_str("server stopped"),
             DmError::Decode { code, error } => {
                 write!(f, "response {code:?} payload did not decode: {error}")
             }
