@@ -907,7 +907,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         }
     }
 
-    fn send_rst(&mut self, peer: P, mid: u16) {
+    fn send_rst(&mut self, peer: P, mid: u16) -> Vec<u8> {
         let bytes = encode(
             MessageType::Rst,
             Code::EMPTY,
@@ -916,7 +916,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             &OptionList::new(),
             &[],
         );
-        self.transmits.push_back(Transmit { peer, bytes });
+        self.transmits.push_back(Transmit {
+            peer,
+            bytes: bytes.clone(),
+        });
+        bytes
     }
 
     fn send_empty_ack(&mut self, peer: P, mid: u16) -> Vec<u8> {
@@ -994,23 +998,32 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
     }
 
     fn handle_separate_response(&mut self, now: Instant, peer: P, msg: &Message<'_>) {
+        let known = Token::new(msg.token)
+            .and_then(|token| self.by_token.get(&(peer.clone(), token)).copied());
         // Acknowledge (or re-acknowledge) CON responses first; duplicates are
-        // only acknowledged again.
+        // only acknowledged again. A CON response with an unknown token is
+        // rejected with RST *instead of* an ACK (RFC 7252 §4.2, RFC 7641
+        // §3.6): an ACK first would make the peer ignore the RST, and a
+        // forgotten observation served with CON notifications never ended.
         if msg.mtype == MessageType::Con {
             if self.is_duplicate(&peer, msg.message_id) {
                 return;
             }
-            let ack = self.send_empty_ack(peer.clone(), msg.message_id);
-            self.remember(now, &peer, msg.message_id, Reply::Bytes(ack), true);
+            let reply = if known.is_some() {
+                self.send_empty_ack(peer.clone(), msg.message_id)
+            } else {
+                self.send_rst(peer.clone(), msg.message_id)
+            };
+            self.remember(now, &peer, msg.message_id, Reply::Bytes(reply), true);
+            if known.is_none() {
+                return;
+            }
         } else if self.is_duplicate(&peer, msg.message_id) {
             return;
         } else {
             self.remember(now, &peer, msg.message_id, Reply::Nothing, false);
         }
-        let Some(token) = Token::new(msg.token) else {
-            return;
-        };
-        let Some(&id) = self.by_token.get(&(peer.clone(), token)) else {
+        let Some(id) = known else {
             // Unknown token: reject, which also cancels a forgotten observation.
             self.send_rst(peer, msg.message_id);
             return;
