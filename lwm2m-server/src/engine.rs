@@ -23,7 +23,12 @@
 //!   endpoint name that is already registered replaces it and never counts
 //!   against the limits.
 //! - **Duplicate endpoint names**: the newer Register wins; the old
-//!   registration is reported in [`ServerEvent::Registered::replaced`].
+//!   registration is reported in `ServerEvent::Registered { replaced }`, its
+//!   observations end, requests held for it carry over to the new one.
+//! - **Update from another address** moves the registration there (NAT
+//!   rebinding); the per-address limit applies to Register only. Anyone who
+//!   knows a registration id can update it: without DTLS the id's 80 random
+//!   bits are the only protection.
 //! - **Queue mode**: a client in queue mode is taken to listen for
 //!   [`ServerConfig::awake_time`] (default 93 s, MAX_TRANSMIT_WAIT) after its
 //!   Register or Update. Requests for it outside that window are held (at
@@ -501,12 +506,20 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                 });
             }
         }
-        // Observations of this client end with it: forget them so a late
-        // notification is answered with RST (passive cancel, RFC 7641 §3.6).
+        self.end_observations(now, &c.reg.endpoint);
+        Some(c.reg)
+    }
+
+    /// Observations of a client end with its registration (and with a new
+    /// Register, after which the client holds none, TS Core §6.4.1): forget
+    /// them so a late notification is answered with RST (passive cancel,
+    /// RFC 7641 §3.6), and tell the application with a final notification
+    /// event carrying [`DmError::Deregistered`].
+    fn end_observations(&mut self, now: Instant, endpoint: &str) {
         let ended: Vec<DmRequestId> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.endpoint == c.reg.endpoint && p.established)
+            .filter(|(_, p)| p.endpoint == endpoint && p.established)
             .map(|(id, _)| *id)
             .collect();
         for dm in ended {
@@ -515,9 +528,13 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                     self.by_coap.remove(&coap);
                     self.endpoint.cancel_request(now, coap);
                 }
+                self.events.push_back(ServerEvent::Notification {
+                    id: dm,
+                    endpoint: p.endpoint,
+                    result: Err(DmError::Deregistered),
+                });
             }
         }
-        Some(c.reg)
     }
 
     fn store_put(&mut self, id: &str) {
@@ -665,6 +682,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             Some(old) => match self.unlink(&old) {
                 Some(c) => {
                     self.store_remove(&old);
+                    self.end_observations(now, &c.reg.endpoint);
                     (Some(c.reg), c.queue)
                 }
                 None => (None, VecDeque::new()),
@@ -1054,7 +1072,12 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             self.by_coap.remove(&coap);
             return;
         };
-        let keep = p.kind == Kind::Observe && response.code.is_success();
+        // Same rule as the CoAP endpoint: an observation exists only if the
+        // success response carries Observe (RFC 7641 §3.2 otherwise means
+        // "not observed, here is the plain answer").
+        let keep = p.kind == Kind::Observe
+            && response.code.is_success()
+            && response.options.contains(number::OBSERVE);
         p.established = keep;
         let root = self
             .by_endpoint

@@ -460,3 +460,50 @@ fn deregistration_fails_held_requests() {
     assert_eq!(resp.code, Code::DELETED);
     assert_eq!(response_of(&mut net, id), Err(DmError::Deregistered));
 }
+
+#[test]
+fn observations_end_when_the_client_registers_again() {
+    let mut net = network(37, LinkConfig::default(), ServerConfig::default(), 1, None);
+    assert_eq!(register(&mut net, 1, "ep=obs").code, Code::CREATED);
+    let now = net.now();
+    let id = server(&mut net)
+        .engine
+        .observe(now, "obs", Path::Resource(3, 0, 9), None)
+        .unwrap();
+    run_for(&mut net, Duration::from_secs(1));
+    let (incoming, _) = client(&mut net, 1).held.pop().expect("observe request");
+    let now = net.now();
+    let obs = client(&mut net, 1)
+        .ep
+        .respond_observe(
+            now,
+            incoming,
+            Response::new(Code::CONTENT).with_payload(0, b"1".to_vec()),
+        )
+        .unwrap();
+    assert!(response_of(&mut net, id).is_ok());
+
+    // A new Register (the device rebooted): the server drops the observation...
+    assert_eq!(register(&mut net, 1, "ep=obs").code, Code::CREATED);
+    assert!(server(&mut net).events.iter().any(|e| matches!(
+        e,
+        ServerEvent::Notification { id: i, result: Err(DmError::Deregistered), .. } if *i == id
+    )));
+    // ...and answers a stale notification with RST, which ends it at the client.
+    let now = net.now();
+    let sent = client(&mut net, 1).ep.notify(
+        now,
+        obs,
+        Response::new(Code::CONTENT).with_payload(0, b"2".to_vec()),
+        true,
+    );
+    assert!(sent);
+    run_for(&mut net, Duration::from_secs(5));
+    assert_eq!(client(&mut net, 1).ep.observation_count(), 0);
+    let notes = server(&mut net)
+        .events
+        .iter()
+        .filter(|e| matches!(e, ServerEvent::Notification { id: i, result: Ok(_), .. } if *i == id))
+        .count();
+    assert_eq!(notes, 0);
+}
