@@ -9,11 +9,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+#[cfg(feature = "sqlite")]
 use std::net::SocketAddr;
+#[cfg(feature = "sqlite")]
 use std::path::Path;
 
+#[cfg(feature = "sqlite")]
 use lwm2m_core::format::link::RegistrationLinks;
+#[cfg(feature = "sqlite")]
 use lwm2m_core::model::Version;
+#[cfg(feature = "sqlite")]
 use lwm2m_core::time::Instant;
 
 use crate::Registration;
@@ -48,6 +53,7 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+#[cfg(feature = "sqlite")]
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Database(e.to_string())
@@ -105,6 +111,7 @@ impl<P: Clone + Send> RegistrationStore<P> for MemoryStore<P> {
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// Registrations in a SQLite database `registrations.sqlite3` inside a data
 /// directory, in WAL mode (readers do not block the writer, and each commit
 /// is one sequential append, which suits a write per Update).
@@ -113,6 +120,7 @@ pub struct SqliteStore {
     conn: rusqlite::Connection,
 }
 
+#[cfg(feature = "sqlite")]
 impl SqliteStore {
     /// File name of the database inside the data directory.
     pub const FILE_NAME: &'static str = "registrations.sqlite3";
@@ -152,10 +160,12 @@ impl SqliteStore {
     }
 }
 
+#[cfg(feature = "sqlite")]
 fn to_i64(t: Instant) -> i64 {
     i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
 }
 
+#[cfg(feature = "sqlite")]
 impl RegistrationStore<SocketAddr> for SqliteStore {
     fn load(&mut self) -> Result<Vec<Registration<SocketAddr>>, StoreError> {
         type Row = (
@@ -257,7 +267,7 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
     use lwm2m_core::model::Path as LPath;
@@ -326,6 +336,7 @@ mod tests {
         s.put(&sample("a")).unwrap();
         s.put(&sample("a")).unwrap();
         assert_eq!(s.len(), 1);
+        assert_eq!(s.load().unwrap(), vec![sample("a")]);
         s.remove("a").unwrap();
         assert!(s.is_empty());
     }

@@ -1,6 +1,7 @@
 //! End to end over real UDP on 127.0.0.1 with the tokio driver: a scripted
 //! client (lwm2m-core's CoAP endpoint on a socket), a restart with the
 //! SQLite store, and libcoap's coap-client registering by hand.
+#![cfg(all(feature = "sqlite", feature = "tokio"))]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
