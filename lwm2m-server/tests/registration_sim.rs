@@ -638,3 +638,66 @@ fn queue_mode_in_the_1_0_binding() {
     assert!(reg.queue_mode);
     assert_eq!(reg.binding, "UQ");
 }
+
+#[test]
+fn restored_registrations_keep_their_ids_and_expire_on_time() {
+    use lwm2m_core::format::link::RegistrationLinks;
+    use lwm2m_core::rng::SplitMix64;
+    use lwm2m_server::{Engine, MemoryStore, Registration, RegistrationStore};
+
+    let stored = |id: &str, ep: &str, last_update_s: u64| Registration {
+        id: id.into(),
+        endpoint: ep.into(),
+        address: 1,
+        lifetime: 100,
+        lwm2m_version: Version::new(1, 1),
+        binding: "U".into(),
+        sms: None,
+        queue_mode: false,
+        links: RegistrationLinks::decode(b"</3/0>").unwrap(),
+        registered_at: Instant::ZERO,
+        last_update: Instant::from_millis(last_update_s * 1000),
+    };
+    let mut store = MemoryStore::new();
+    store.put(&stored("aaaa", "early", 0)).unwrap();
+    store.put(&stored("bbbb", "late", 50)).unwrap();
+    // Two rows for one endpoint (not something the engine writes): the newer wins.
+    store.put(&stored("cccc", "late", 10)).unwrap();
+    let engine = Engine::new(
+        ServerConfig::default(),
+        SplitMix64::new(1),
+        SplitMix64::new(2),
+        Box::new(store),
+        standard_models(),
+    )
+    .unwrap();
+    assert_eq!(engine.registration_count(), 2);
+    assert_eq!(engine.registration("late").unwrap().id, "bbbb");
+
+    let mut net = lwm2m_core::sim::Network::new(50, LinkConfig::default());
+    net.add(SimPeer::Server(Box::new(ServerNode {
+        engine,
+        events: Vec::new(),
+    })));
+    net.add(client_node(51, None));
+    // The old id still works for Update, at 60 s ("early" would expire at 115 s).
+    run_for(&mut net, Duration::from_secs(60));
+    let resp = exchange(&mut net, 1, request(Code::POST, "/rd/aaaa", "", None, b"")).unwrap();
+    assert_eq!(resp.code, Code::CHANGED);
+    // "late" expires at 50 + 100 + 15 = 165 s, from its stored last update;
+    // "early" now at about 175 s.
+    net.run_until(Instant::from_millis(164_900), |_| false);
+    assert_eq!(server(&mut net).engine.registration_count(), 2);
+    net.run_until(Instant::from_millis(170_000), |_| false);
+    let s = server(&mut net);
+    let expired: Vec<&str> = s
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Expired { registration } => Some(registration.endpoint.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expired, ["late"]);
+    assert!(s.engine.registration("early").is_some());
+}
