@@ -507,3 +507,69 @@ fn observations_end_when_the_client_registers_again() {
         .count();
     assert_eq!(notes, 0);
 }
+
+/// Runs `f` until it gives `Some`, at most three times (a real client or
+/// application retries an exchange that failed at the CoAP layer).
+fn retry<T>(
+    net: &mut Network<SimPeer>,
+    mut f: impl FnMut(&mut Network<SimPeer>) -> Option<T>,
+) -> T {
+    for _ in 0..3 {
+        if let Some(v) = f(net) {
+            return v;
+        }
+    }
+    panic!("three attempts failed");
+}
+
+#[test]
+fn read_and_queue_flush_at_20_percent_loss() {
+    use lwm2m_core::sim::{seeds, SeedGuard};
+    for seed in seeds(40, 8) {
+        let _guard = SeedGuard(seed);
+        let mut net = network(
+            seed,
+            LinkConfig::lossy(20),
+            ServerConfig::default(),
+            1,
+            Some(device_handler),
+        );
+        let loc = retry(&mut net, |n| {
+            let req = common::request(Code::POST, "/rd", "ep=lossy&lt=3600&Q", Some(40), b"</3/0>");
+            exchange(n, 1, req).map(|r| location(&r))
+        });
+        let content = retry(&mut net, |n| {
+            let now = n.now();
+            let id = server(n)
+                .engine
+                .read(
+                    now,
+                    "lossy",
+                    Path::Instance(3, 0),
+                    Some(ContentFormat::SENML_JSON),
+                )
+                .unwrap();
+            response_of(n, id).ok().map(|r| r.content)
+        });
+        assert_eq!(content, Content::Node(Node::Instance(device())));
+
+        // Asleep: the read is held, then flushed by an Update that gets through.
+        run_for(&mut net, Duration::from_secs(200));
+        let now = net.now();
+        let held = server(&mut net)
+            .engine
+            .read(now, "lossy", Path::Instance(3, 0), Some(ContentFormat::TLV))
+            .unwrap();
+        retry(&mut net, |n| {
+            exchange(n, 1, common::request(Code::POST, &loc, "", None, b""))
+        });
+        match response_of(&mut net, held) {
+            Ok(r) => assert_eq!(r.content, Content::Node(Node::Instance(device()))),
+            // Flushed but lost five times over: a CoAP timeout, never a hang.
+            Err(e) => assert_eq!(
+                e,
+                DmError::Request(lwm2m_core::coap::endpoint::RequestError::Timeout)
+            ),
+        }
+    }
+}

@@ -133,7 +133,7 @@ fn memory_per_registration_for_100k_registrations() {
     match (before, after) {
         (Some(b), Some(a)) => println!(
             "{N} registrations: RSS grew by {} KiB, {} bytes per registration \
-             (engine indexes, CoAP peer state and dedup cache included)",
+             (engine indexes plus CoAP peer state and the dedup cache, which is bounded by max_dedup_total and freed after EXCHANGE_LIFETIME, though RSS keeps freed pages)",
             a.saturating_sub(b) / 1024,
             a.saturating_sub(b) / u64::from(N)
         ),
