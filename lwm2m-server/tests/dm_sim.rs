@@ -573,3 +573,33 @@ fn read_and_queue_flush_at_20_percent_loss() {
         }
     }
 }
+
+#[test]
+fn held_requests_carry_over_to_a_new_registration() {
+    let mut net = registered_net(38, "ep=reboot&lt=3600&Q");
+    run_for(&mut net, Duration::from_secs(120));
+    let now = net.now();
+    let id = server(&mut net)
+        .engine
+        .read(
+            now,
+            "reboot",
+            Path::Instance(3, 0),
+            Some(ContentFormat::TLV),
+        )
+        .unwrap();
+    run_for(&mut net, Duration::from_secs(10));
+    assert!(!server(&mut net)
+        .events
+        .iter()
+        .any(|e| matches!(e, ServerEvent::Response { id: i, .. } if *i == id)));
+    // The device rebooted and registers anew: the held read goes to it.
+    assert_eq!(
+        register(&mut net, 1, "ep=reboot&lt=3600&Q").code,
+        Code::CREATED
+    );
+    assert_eq!(
+        response_of(&mut net, id).unwrap().content,
+        Content::Node(Node::Instance(device()))
+    );
+}
