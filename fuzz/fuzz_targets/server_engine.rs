@@ -7,8 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, MessageType, MessageWriter};
-use lwm2m_core::model::{Node, Path, Resource, Value, NO_MODELS};
 use lwm2m_core::format::ContentFormat;
+use lwm2m_core::model::{Node, Path, Resource, Value, NO_MODELS};
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::{Duration, Instant};
 use lwm2m_server::{Engine, MemoryStore, ServerConfig, WriteMode};
@@ -70,8 +70,14 @@ fuzz_target!(|data: &[u8]| {
         let peer = peer % 8;
         mid = mid.wrapping_add(1);
         let first = chunk.first().copied().unwrap_or(0);
-        let loc = e.registrations().nth(usize::from(first % 8)).map(|r| r.id.clone());
-        let endpoint = e.registrations().nth(usize::from(first % 8)).map(|r| r.endpoint.clone());
+        let loc = e
+            .registrations()
+            .nth(usize::from(first % 8))
+            .map(|r| r.id.clone());
+        let endpoint = e
+            .registrations()
+            .nth(usize::from(first % 8))
+            .map(|r| r.endpoint.clone());
         match op % 8 {
             0 => e.handle_datagram(now, peer, chunk),
             1 => {
@@ -106,7 +112,14 @@ fuzz_target!(|data: &[u8]| {
             6 => {
                 if let Some(ep) = endpoint {
                     let node = Node::Resource(Resource::single(1, Value::Opaque(chunk.to_vec())));
-                    let _ = e.write(now, &ep, Path::Resource(5, 0, 1), WriteMode::Replace, ContentFormat::TLV, &node);
+                    let _ = e.write(
+                        now,
+                        &ep,
+                        Path::Resource(5, 0, 1),
+                        WriteMode::Replace,
+                        ContentFormat::TLV,
+                        &node,
+                    );
                 }
             }
             _ => {
