@@ -130,12 +130,38 @@ async fn serve(args: Args) -> ExitCode {
         data_dir = %args.data_dir.display(),
         "LwM2M server listening"
     );
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!("cannot wait for Ctrl-C: {e}");
-    }
+    wait_for_stop_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and
+/// container runtimes send).
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => {
+                        if let Err(e) = r {
+                            // Keep serving; SIGTERM still stops the server.
+                            tracing::error!("cannot wait for Ctrl-C: {e}");
+                            term.recv().await;
+                        }
+                    }
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::error!("cannot wait for SIGTERM: {e}"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!("cannot wait for Ctrl-C: {e}");
+    }
 }
 
 #[cfg(test)]
