@@ -767,6 +767,44 @@ fn observe_notifications_freshness_and_cancellation() {
     assert_eq!(net.node(s).ep.observation_count(), 0);
 }
 
+/// Regression: a CON notification for an observation the client forgot was
+/// acknowledged *and* reset; the ACK came first, so the server ignored the
+/// RST and kept the observation forever. It must get a RST only.
+#[test]
+fn observe_passive_cancel_of_a_con_notification() {
+    let (mut net, c, s) = pair(39, LinkConfig::default(), Handling::Observe);
+    net.enable_trace();
+    let id = send(
+        &mut net,
+        c,
+        s,
+        Request::new(Code::GET)
+            .with_path("/3/0/9")
+            .with_uint_option(number::OBSERVE, 0),
+    );
+    net.run_until(secs(5), |n| n.node(c).done(id));
+    let obs = net.node(s).observations[0];
+    let now = net.now();
+    net.node_mut(c).ep.cancel_request(now, id);
+    let before = net.trace().len();
+    assert!(net
+        .node_mut(s)
+        .ep
+        .notify(now, obs, Response::new(Code::CONTENT), true));
+    net.run_until(net.now() + Duration::from_secs(1), |_| false);
+    assert!(net.node(s).events.contains(&Event::ObservationCancelled {
+        id: obs,
+        reason: CancelReason::Reset
+    }));
+    assert_eq!(net.node(s).ep.observation_count(), 0);
+    let replies: Vec<MessageType> = net.trace()[before..]
+        .iter()
+        .filter(|t| t.from == c)
+        .map(|t| Message::parse(&t.bytes).unwrap().mtype)
+        .collect();
+    assert_eq!(replies, [MessageType::Rst]);
+}
+
 #[test]
 fn observe_active_cancel_and_stale_notification() {
     let (mut net, c, s) = pair(38, LinkConfig::default(), Handling::Observe);

@@ -1,7 +1,214 @@
 //! The LwM2M server binary.
+//!
+//! ```text
+//! lwm2m-server [--coap ADDR] [--data-dir DIR]
+//! ```
+//! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
+//! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
+//! registration database lives. Flags win over environment variables.
+//! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
+//! `info` (`--verbose` for `debug`).
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("lwm2m-server: not yet: the server lands with issue 5; the CoAP layer and data model are in lwm2m-core");
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lwm2m_server::{Server, ServerConfig, SqliteStore};
+
+const USAGE: &str = "usage: lwm2m-server [--coap ADDR] [--data-dir DIR] [--verbose]
+  --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
+  --data-dir DIR   registration database directory (env LWM2M_DATA_DIR, default ./lwm2m-data)
+  --verbose        debug logging";
+
+#[derive(Debug, PartialEq)]
+struct Args {
+    coap: SocketAddr,
+    data_dir: PathBuf,
+    verbose: bool,
+}
+
+/// Three flags do not justify clap's build time on every developer and CI
+/// machine; this parser accepts `--flag VALUE` and `--flag=VALUE`.
+fn parse_args(
+    args: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Args, String> {
+    let mut coap = env("LWM2M_COAP");
+    let mut data_dir = env("LWM2M_DATA_DIR");
+    let mut verbose = false;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "--coap" | "--data-dir" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => it.next().ok_or(format!("{flag} needs a value"))?,
+                };
+                if flag == "--coap" {
+                    coap = Some(value);
+                } else {
+                    data_dir = Some(value);
+                }
+            }
+            "--verbose" | "-v" => verbose = true,
+            "--help" | "-h" => return Err(String::new()),
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    let coap = coap.unwrap_or_else(|| "0.0.0.0:5683".into());
+    let coap = coap
+        .parse()
+        .map_err(|_| format!("--coap {coap:?} is not an address like 0.0.0.0:5683"))?;
+    Ok(Args {
+        coap,
+        data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
+        verbose,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("lwm2m-server: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(if args.verbose {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::INFO
+        })
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> ExitCode {
+    let store = match SqliteStore::open(&args.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e} ({})", args.data_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let models = Box::new(lwm2m_objects::Registry::standard());
+    let server =
+        match Server::start(args.coap, ServerConfig::default(), Box::new(store), models).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    tracing::info!(
+        coap = %server.local_addr(),
+        data_dir = %args.data_dir.display(),
+        "LwM2M server listening"
+    );
+    wait_for_stop_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and
+/// container runtimes send).
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => {
+                        if let Err(e) = r {
+                            // Keep serving; SIGTERM still stops the server.
+                            tracing::error!("cannot wait for Ctrl-C: {e}");
+                            term.recv().await;
+                        }
+                    }
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::error!("cannot wait for SIGTERM: {e}"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!("cannot wait for Ctrl-C: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Args, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_args(args.iter().map(|s| s.to_string()), move |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[], &[]).unwrap();
+        assert_eq!(a.coap, "0.0.0.0:5683".parse().unwrap());
+        assert_eq!(a.data_dir, PathBuf::from("./lwm2m-data"));
+        assert!(!a.verbose);
+    }
+
+    #[test]
+    fn flags_override_env() {
+        let env = [("LWM2M_COAP", "127.0.0.1:1"), ("LWM2M_DATA_DIR", "/e")];
+        let a = parse(&[], &env).unwrap();
+        assert_eq!(a.coap, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(a.data_dir, PathBuf::from("/e"));
+        let a = parse(&["--coap", "[::1]:5684", "--data-dir=/f", "-v"], &env).unwrap();
+        assert_eq!(a.coap, "[::1]:5684".parse().unwrap());
+        assert_eq!(a.data_dir, PathBuf::from("/f"));
+        assert!(a.verbose);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(parse(&["--coap"], &[])
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse(&["--coap", "localhost"], &[])
+            .unwrap_err()
+            .contains("not an address"));
+        assert!(parse(&["--port", "1"], &[])
+            .unwrap_err()
+            .contains("unknown argument"));
+        assert_eq!(parse(&["--help"], &[]), Err(String::new()));
+    }
 }

@@ -1,0 +1,492 @@
+//! The tokio driver: one task owns a UDP socket and the [`Engine`], moves
+//! datagrams and time between them, and serves an async API through a
+//! command channel.
+//!
+//! Time: the engine's [`Instant`] counts milliseconds from the Unix epoch
+//! (wall clock read once at start, then advanced by the monotonic clock), so
+//! registration and update times written to the store keep their meaning
+//! after a restart and restored lifetimes run on.
+//!
+//! Storage calls (SQLite) run inline on the driver task: each is one short
+//! write in WAL mode. A server with very high registration rates would move
+//! them to a blocking thread; this slice keeps the engine's write-through
+//! simple.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use lwm2m_core::format::ContentFormat;
+use lwm2m_core::model::{AttributeUpdate, Instance, ModelLookup, Node, Path};
+use lwm2m_core::rng::RandomSource;
+use lwm2m_core::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::engine::{
+    DmError, DmRequestId, DmResponse, Engine, ServerConfig, ServerEvent, WriteMode,
+};
+use crate::store::RegistrationStore;
+use crate::{Registration, StoreError};
+
+/// Randomness from the operating system (registration ids, CoAP tokens).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRandom;
+
+impl RandomSource for OsRandom {
+    fn fill_bytes(&mut self, buf: &mut [u8]) {
+        // Without an OS random source the server cannot make unguessable ids
+        // or tokens; carrying on with predictable ones would be worse.
+        getrandom::fill(buf).expect("operating system random source failed");
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// Binding the socket failed.
+    Bind(io::Error),
+    /// Loading the registration store failed.
+    Store(StoreError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(e) => write!(f, "cannot bind the CoAP socket: {e}"),
+            StartError::Store(e) => write!(f, "cannot load registrations: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+enum Op {
+    Read(Path, Option<ContentFormat>),
+    Discover(Path),
+    Write(Path, WriteMode, ContentFormat, Node),
+    Execute(Path, Option<String>),
+    Create(u16, ContentFormat, Instance),
+    Delete(Path),
+    WriteAttributes(Path, AttributeUpdate),
+    Observe(Path, Option<ContentFormat>),
+}
+
+type DmReply = oneshot::Sender<Result<(DmRequestId, DmResponse), DmError>>;
+
+enum Command {
+    Dm {
+        endpoint: String,
+        op: Op,
+        reply: DmReply,
+    },
+    CancelObserve {
+        id: DmRequestId,
+        reply: DmReply,
+    },
+    Registrations {
+        reply: oneshot::Sender<Vec<Registration<SocketAddr>>>,
+    },
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] stops the
+/// task once every [`ServerHandle`] is gone too.
+#[derive(Debug)]
+pub struct Server {
+    handle: ServerHandle,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+/// A cheap, cloneable handle to the async API of a running [`Server`].
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<ServerEvent<SocketAddr>>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// Depth of the command channel: callers wait (back-pressure) beyond it.
+const COMMAND_QUEUE: usize = 1024;
+/// Events kept for slow subscribers before they see `Lagged`.
+const EVENT_QUEUE: usize = 4096;
+
+impl Server {
+    /// Binds `addr` and starts the driver task on the current tokio runtime.
+    /// Registrations in `store` are restored.
+    pub async fn start(
+        addr: SocketAddr,
+        config: ServerConfig,
+        store: Box<dyn RegistrationStore<SocketAddr>>,
+        models: Box<dyn ModelLookup + Send>,
+    ) -> Result<Server, StartError> {
+        let socket = UdpSocket::bind(addr).await.map_err(StartError::Bind)?;
+        let local_addr = socket.local_addr().map_err(StartError::Bind)?;
+        let engine =
+            Engine::new(config, OsRandom, OsRandom, store, models).map_err(StartError::Store)?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ev_tx, _) = broadcast::channel(EVENT_QUEUE);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let clock = Clock::new();
+        for reg in engine.registrations() {
+            tracing::info!(endpoint = %reg.endpoint, id = %reg.id, address = %reg.address, "restored registration");
+        }
+        let task = tokio::spawn(run(engine, socket, clock, cmd_rx, ev_tx.clone(), stop_rx));
+        Ok(Server {
+            handle: ServerHandle {
+                commands: cmd_tx,
+                events: ev_tx,
+                local_addr,
+            },
+            shutdown: Some(stop_tx),
+            task,
+        })
+    }
+
+    /// A handle to the async API.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the driver task: pending transmissions are sent, unanswered
+    /// requests fail with [`DmError::ServerStopped`], registrations stay in
+    /// the store for the next start.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerHandle;
+    fn deref(&self) -> &ServerHandle {
+        &self.handle
+    }
+}
+
+impl ServerHandle {
+    /// The address the CoAP socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Registration and device-management events from now on.
+    pub fn events(&self) -> broadcast::Receiver<ServerEvent<SocketAddr>> {
+        self.events.subscribe()
+    }
+
+    /// Every live registration.
+    pub async fn registrations(&self) -> Vec<Registration<SocketAddr>> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Registrations { reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    async fn dm(&self, endpoint: &str, op: Op) -> Result<(DmRequestId, DmResponse), DmError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Dm {
+            endpoint: endpoint.to_string(),
+            op,
+            reply,
+        };
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| DmError::ServerStopped)?;
+        rx.await.map_err(|_| DmError::ServerStopped)?
+    }
+
+    /// Read `path` of `endpoint` in the client's default format.
+    pub async fn read(&self, endpoint: &str, path: Path) -> Result<DmResponse, DmError> {
+        self.read_as(endpoint, path, None).await
+    }
+
+    /// Read with an Accept format.
+    pub async fn read_as(
+        &self,
+        endpoint: &str,
+        path: Path,
+        accept: Option<ContentFormat>,
+    ) -> Result<DmResponse, DmError> {
+        Ok(self.dm(endpoint, Op::Read(path, accept)).await?.1)
+    }
+
+    /// Discover.
+    pub async fn discover(&self, endpoint: &str, path: Path) -> Result<DmResponse, DmError> {
+        Ok(self.dm(endpoint, Op::Discover(path)).await?.1)
+    }
+
+    /// Write `node` at `path`.
+    pub async fn write(
+        &self,
+        endpoint: &str,
+        path: Path,
+        mode: WriteMode,
+        format: ContentFormat,
+        node: Node,
+    ) -> Result<DmResponse, DmError> {
+        Ok(self
+            .dm(endpoint, Op::Write(path, mode, format, node))
+            .await?
+            .1)
+    }
+
+    /// Execute with optional arguments.
+    pub async fn execute(
+        &self,
+        endpoint: &str,
+        path: Path,
+        args: Option<&str>,
+    ) -> Result<DmResponse, DmError> {
+        let args = args.map(str::to_string);
+        Ok(self.dm(endpoint, Op::Execute(path, args)).await?.1)
+    }
+
+    /// Create `instance` in `object`.
+    pub async fn create(
+        &self,
+        endpoint: &str,
+        object: u16,
+        format: ContentFormat,
+        instance: Instance,
+    ) -> Result<DmResponse, DmError> {
+        Ok(self
+            .dm(endpoint, Op::Create(object, format, instance))
+            .await?
+            .1)
+    }
+
+    /// Delete.
+    pub async fn delete(&self, endpoint: &str, path: Path) -> Result<DmResponse, DmError> {
+        Ok(self.dm(endpoint, Op::Delete(path)).await?.1)
+    }
+
+    /// Write-Attributes.
+    pub async fn write_attributes(
+        &self,
+        endpoint: &str,
+        path: Path,
+        update: AttributeUpdate,
+    ) -> Result<DmResponse, DmError> {
+        Ok(self
+            .dm(endpoint, Op::WriteAttributes(path, update))
+            .await?
+            .1)
+    }
+
+    /// Observe: returns the observation handle and the first response;
+    /// notifications arrive as [`ServerEvent::Notification`] on [`ServerHandle::events`].
+    pub async fn observe(
+        &self,
+        endpoint: &str,
+        path: Path,
+        accept: Option<ContentFormat>,
+    ) -> Result<(DmRequestId, DmResponse), DmError> {
+        self.dm(endpoint, Op::Observe(path, accept)).await
+    }
+
+    /// Cancels an observation actively; returns the client's answer (or an
+    /// empty 2.05 if the observe was still held for a sleeping client).
+    pub async fn cancel_observe(&self, id: DmRequestId) -> Result<DmResponse, DmError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::CancelObserve { id, reply })
+            .await
+            .map_err(|_| DmError::ServerStopped)?;
+        Ok(rx.await.map_err(|_| DmError::ServerStopped)??.1)
+    }
+}
+
+/// Engine time from the wall clock at start plus the monotonic clock since.
+struct Clock {
+    base: Instant,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Clock {
+            base: Instant::from_millis(unix_ms),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.base + self.start.elapsed()
+    }
+
+    fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
+        self.start + t.saturating_duration_since(self.base)
+    }
+}
+
+type Eng = Engine<SocketAddr, OsRandom>;
+
+async fn run(
+    mut engine: Eng,
+    socket: UdpSocket,
+    clock: Clock,
+    mut commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<ServerEvent<SocketAddr>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut waiting: HashMap<DmRequestId, DmReply> = HashMap::new();
+    // Largest UDP payload: a datagram is never truncated.
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        flush(&mut engine, &socket, &events, &mut waiting).await;
+        let deadline = engine.poll_timeout().map(|t| clock.to_tokio(t));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    let bytes = buf.get(..n).unwrap_or_default();
+                    engine.handle_datagram(clock.now(), peer, bytes);
+                }
+                // ICMP port unreachable and the like surface here on some
+                // systems; they concern one peer, never the server.
+                Err(e) => tracing::debug!("recv error: {e}"),
+            },
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => command(&mut engine, clock.now(), cmd, &mut waiting),
+                None => break,
+            },
+            () = sleep_until(deadline) => engine.handle_timeout(clock.now()),
+            _ = &mut stop => break,
+        }
+    }
+    flush(&mut engine, &socket, &events, &mut waiting).await;
+    for (_, reply) in waiting.drain() {
+        let _ = reply.send(Err(DmError::ServerStopped));
+    }
+    tracing::info!("server stopped");
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn command(
+    engine: &mut Eng,
+    now: Instant,
+    cmd: Command,
+    waiting: &mut HashMap<DmRequestId, DmReply>,
+) {
+    match cmd {
+        Command::Registrations { reply } => {
+            let _ = reply.send(engine.registrations().cloned().collect());
+        }
+        Command::CancelObserve { id, reply } => match engine.cancel_observe(now, id) {
+            Ok(Some(cancel)) => {
+                waiting.insert(cancel, reply);
+            }
+            Ok(None) => {
+                let empty = DmResponse {
+                    code: lwm2m_core::coap::Code::CONTENT,
+                    content: crate::Content::None,
+                };
+                let _ = reply.send(Ok((id, empty)));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        },
+        Command::Dm {
+            endpoint,
+            op,
+            reply,
+        } => {
+            let ep = endpoint.as_str();
+            let r = match op {
+                Op::Read(p, a) => engine.read(now, ep, p, a),
+                Op::Discover(p) => engine.discover(now, ep, p),
+                Op::Write(p, m, f, n) => engine.write(now, ep, p, m, f, &n),
+                Op::Execute(p, a) => engine.execute(now, ep, p, a.as_deref()),
+                Op::Create(o, f, i) => engine.create(now, ep, o, f, i),
+                Op::Delete(p) => engine.delete(now, ep, p),
+                Op::WriteAttributes(p, u) => engine.write_attributes(now, ep, p, &u),
+                Op::Observe(p, a) => engine.observe(now, ep, p, a),
+            };
+            match r {
+                Ok(id) => {
+                    waiting.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+async fn flush(
+    engine: &mut Eng,
+    socket: &UdpSocket,
+    events: &broadcast::Sender<ServerEvent<SocketAddr>>,
+    waiting: &mut HashMap<DmRequestId, DmReply>,
+) {
+    while let Some(t) = engine.poll_transmit() {
+        if let Err(e) = socket.send_to(&t.bytes, t.peer).await {
+            tracing::debug!(peer = %t.peer, "send error: {e}");
+        }
+    }
+    while let Some(ev) = engine.poll_event() {
+        log_event(&ev);
+        if let ServerEvent::Response { id, result, .. } = &ev {
+            if let Some(reply) = waiting.remove(id) {
+                let _ = reply.send(result.clone().map(|r| (*id, r)));
+            }
+        }
+        // No subscriber is fine: events are also logged.
+        let _ = events.send(ev);
+    }
+}
+
+fn log_event(ev: &ServerEvent<SocketAddr>) {
+    match ev {
+        ServerEvent::Registered {
+            registration: r,
+            replaced,
+        } => tracing::info!(
+            endpoint = %r.endpoint, id = %r.id, address = %r.address, lifetime = r.lifetime,
+            lwm2m = %r.lwm2m_version, binding = %r.binding, queue = r.queue_mode,
+            replaced = replaced.as_ref().map(|o| o.id.as_str()).unwrap_or("-"),
+            "registered"
+        ),
+        ServerEvent::Updated { registration: r } => tracing::info!(
+            endpoint = %r.endpoint, id = %r.id, address = %r.address, lifetime = r.lifetime,
+            "updated"
+        ),
+        ServerEvent::Deregistered { registration: r } => {
+            tracing::info!(endpoint = %r.endpoint, id = %r.id, "deregistered")
+        }
+        ServerEvent::Expired { registration: r } => {
+            tracing::info!(endpoint = %r.endpoint, id = %r.id, lifetime = r.lifetime, "expired")
+        }
+        ServerEvent::StoreFailed { error } => tracing::warn!("store failed: {error}"),
+        ServerEvent::Response { .. } | ServerEvent::Notification { .. } => {}
+    }
+}

@@ -1,0 +1,1186 @@
+//! The sans-IO LwM2M server engine.
+//!
+//! It wraps a CoAP [`Endpoint`] and adds the LwM2M Registration interface on
+//! `/rd` (Register, Update, De-register; TS Core §6.2) and device-management
+//! requests to registered clients (Read, Write, Execute, Discover, Create,
+//! Delete, Write-Attributes, Observe; TS Core §6.3, §6.4). Like the endpoint
+//! it owns no socket, clock or task: the driver feeds it datagrams and time
+//! and sends what [`Engine::poll_transmit`] returns. Randomness (registration
+//! ids, CoAP tokens) comes from the sources passed to [`Engine::new`].
+//!
+//! Decisions where the TS is silent:
+//! - **Registration ids** are 80 random bits as 20 lowercase hex digits, so a
+//!   client's location cannot be guessed to update or delete another's.
+//! - **Expiry** happens at `last update + lifetime + grace`. The grace
+//!   ([`ServerConfig::lifetime_grace`], default 15 s) covers an Update sent
+//!   right at the end of the lifetime that needs its first retransmissions
+//!   (2 + 4 + 8 s at the default ACK_TIMEOUT) and transit delays.
+//! - **Limits**: [`ServerConfig::max_registrations`] in total and
+//!   [`ServerConfig::max_registrations_per_address`] per source address.
+//!   A Register beyond either is answered 5.03 Service Unavailable: the
+//!   condition is the server's, temporary, and a client treats a 5.xx as
+//!   "retry later" rather than a misconfiguration. Re-registering an
+//!   endpoint name that is already registered replaces it and never counts
+//!   against the limits.
+//! - **Duplicate endpoint names**: the newer Register wins; the old
+//!   registration is reported in `ServerEvent::Registered { replaced }`, its
+//!   observations end, requests held for it carry over to the new one.
+//! - **Update from another address** moves the registration there (NAT
+//!   rebinding); the per-address limit applies to Register only. Anyone who
+//!   knows a registration id can update it: without DTLS the id's 80 random
+//!   bits are the only protection.
+//! - **Queue mode**: a client in queue mode is taken to listen for
+//!   [`ServerConfig::awake_time`] (default 93 s, MAX_TRANSMIT_WAIT) after its
+//!   Register or Update. Requests for it outside that window are held (at
+//!   most [`ServerConfig::max_queued_requests`], each for at most
+//!   [`ServerConfig::queued_request_timeout`]) and sent when it is next
+//!   heard from.
+//! - Register with no payload is refused (4.00): TS Core §6.2.1 makes the
+//!   object list mandatory. A Content-Format other than 40 is 4.15; none at
+//!   all is accepted as link-format, since the payload can be nothing else.
+//! - Error responses carry a diagnostic payload (RFC 7252 §5.5.2) saying what
+//!   was wrong and what was expected.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use lwm2m_core::coap::endpoint::{IncomingId, RequestError, SendError};
+use lwm2m_core::coap::option::number;
+use lwm2m_core::coap::{
+    Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Transmit,
+};
+use lwm2m_core::format::link::{decode_discover, DiscoverEntry};
+use lwm2m_core::format::{self, ContentFormat, FormatError};
+use lwm2m_core::model::{AttributeUpdate, Instance, ModelLookup, Node, ObjectNode, Path, Version};
+use lwm2m_core::rng::RandomSource;
+use lwm2m_core::time::{Duration, Instant};
+
+use crate::registration::{parse_links, RegistrationError, RegistrationParams, DEFAULT_LIFETIME};
+use crate::store::RegistrationStore;
+use crate::Registration;
+
+/// Configuration of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// CoAP transmission parameters and bounds.
+    pub coap: EndpointConfig,
+    /// Most registrations at once.
+    pub max_registrations: usize,
+    /// Most registrations from one source address (NATs put many devices
+    /// behind one address, so this is a guard against floods, not a quota).
+    pub max_registrations_per_address: usize,
+    /// Extra time after the lifetime before a registration expires.
+    pub lifetime_grace: Duration,
+    /// How long a queue-mode client listens after Register/Update.
+    pub awake_time: Duration,
+    /// Most requests held for one queue-mode client.
+    pub max_queued_requests: usize,
+    /// How long a request is held for a sleeping queue-mode client.
+    pub queued_request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            coap: EndpointConfig::default(),
+            max_registrations: 1_000_000,
+            max_registrations_per_address: 1_000,
+            lifetime_grace: Duration::from_secs(15),
+            awake_time: Duration::from_secs(93),
+            max_queued_requests: 16,
+            queued_request_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Handle of a device-management request (or observation) the server sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DmRequestId(pub u64);
+
+/// Write mode (TS Core §6.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// PUT: replace the target.
+    Replace,
+    /// POST: partial update.
+    Partial,
+}
+
+/// The decoded body of a device-management response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// No payload (or an error response).
+    None,
+    /// A Read / Observe / Notify payload, decoded.
+    Node(Node),
+    /// A Discover answer.
+    Links(Vec<DiscoverEntry>),
+    /// The instance a Create made (from the Location-Path), if the client said.
+    Created(Option<Path>),
+    /// A payload in a format this server does not decode (yet), kept as is.
+    Raw {
+        /// Its Content-Format, if the response had one.
+        content_format: Option<u16>,
+        /// The bytes.
+        payload: Vec<u8>,
+    },
+}
+
+/// A response to a device-management request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DmResponse {
+    /// CoAP response code (2.05 Content, 4.04 Not Found...).
+    pub code: Code,
+    /// Decoded payload.
+    pub content: Content,
+}
+
+/// Why a device-management request failed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DmError {
+    /// No registered client has this endpoint name.
+    UnknownEndpoint,
+    /// No such request or observation.
+    UnknownRequest,
+    /// The queue of requests held for this queue-mode client is full.
+    QueueFull,
+    /// The client did not wake up before the held request timed out.
+    QueueTimeout,
+    /// The client deregistered or expired before answering.
+    Deregistered,
+    /// The node could not be encoded in the requested format.
+    Encode(FormatError),
+    /// The CoAP layer refused the request.
+    Send(SendError),
+    /// The CoAP exchange failed (timeout, reset...).
+    Request(RequestError),
+    /// The server (driver) stopped before the request was answered.
+    ServerStopped,
+    /// The response payload did not decode.
+    Decode {
+        /// The response code.
+        code: Code,
+        /// What was wrong.
+        error: FormatError,
+    },
+}
+
+impl fmt::Display for DmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DmError::UnknownEndpoint => f.write_str("no client registered with this endpoint name"),
+            DmError::UnknownRequest => f.write_str("no such request or observation"),
+            DmError::QueueFull => f.write_str("too many requests held for this queue-mode client"),
+            DmError::QueueTimeout => {
+                f.write_str("queue-mode client did not wake up before the request timed out")
+            }
+            DmError::Deregistered => f.write_str("client deregistered before answering"),
+            DmError::Encode(e) => write!(f, "cannot encode request payload: {e}"),
+            DmError::Send(e) => write!(f, "cannot send request: {e}"),
+            DmError::Request(e) => write!(f, "request failed: {e:?}"),
+            DmError::ServerStopped => f.write_str("server stopped"),
+            DmError::Decode { code, error } => {
+                write!(f, "response {code:?} payload did not decode: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DmError {}
+
+/// What happened, for the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent<P> {
+    /// A client registered.
+    Registered {
+        /// The new registration.
+        registration: Registration<P>,
+        /// The registration with the same endpoint name it replaced.
+        replaced: Option<Registration<P>>,
+    },
+    /// A client updated its registration.
+    Updated {
+        /// The registration after the Update.
+        registration: Registration<P>,
+    },
+    /// A client deregistered.
+    Deregistered {
+        /// The registration that ended.
+        registration: Registration<P>,
+    },
+    /// A registration's lifetime (plus grace) ran out.
+    Expired {
+        /// The registration that ended.
+        registration: Registration<P>,
+    },
+    /// A device-management request was answered (or failed).
+    Response {
+        /// The request.
+        id: DmRequestId,
+        /// The client's endpoint name.
+        endpoint: String,
+        /// The answer.
+        result: Result<DmResponse, DmError>,
+    },
+    /// A notification for an observation.
+    Notification {
+        /// The observe request.
+        id: DmRequestId,
+        /// The client's endpoint name.
+        endpoint: String,
+        /// The notification.
+        result: Result<DmResponse, DmError>,
+    },
+    /// The registration store failed; the engine carries on in memory.
+    StoreFailed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Discover,
+    Write,
+    Execute,
+    Create,
+    Delete,
+    WriteAttributes,
+    Observe,
+    CancelObserve,
+}
+
+#[derive(Debug)]
+struct Held {
+    id: DmRequestId,
+    request: Request,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    endpoint: String,
+    path: Path,
+    kind: Kind,
+    /// The CoAP request once sent; `None` while held for a queue-mode client.
+    coap: Option<RequestId>,
+    /// An observe whose first response was a success: later events are notifications.
+    established: bool,
+}
+
+#[derive(Debug)]
+struct Client<P> {
+    reg: Registration<P>,
+    expires: Instant,
+    queue: VecDeque<Held>,
+}
+
+/// The LwM2M server engine. `P` is the peer address type (`SocketAddr` for
+/// a real driver, a small integer in the simulator).
+pub struct Engine<P, R> {
+    config: ServerConfig,
+    endpoint: Endpoint<P, R>,
+    rng: R,
+    store: Box<dyn RegistrationStore<P>>,
+    models: Box<dyn ModelLookup + Send>,
+    clients: BTreeMap<String, Client<P>>,
+    by_endpoint: BTreeMap<String, String>,
+    per_address: BTreeMap<P, usize>,
+    expiries: BTreeSet<(Instant, String)>,
+    pending: BTreeMap<DmRequestId, Pending>,
+    by_coap: BTreeMap<RequestId, DmRequestId>,
+    queue_deadlines: BTreeSet<(Instant, DmRequestId)>,
+    events: VecDeque<ServerEvent<P>>,
+    next_dm: u64,
+}
+
+impl<P, R> fmt::Debug for Engine<P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("registrations", &self.clients.len())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn error_response(code: Code, message: &str) -> Response {
+    // Diagnostic payload: no Content-Format (RFC 7252 §5.5.2).
+    let mut r = Response::new(code);
+    r.payload = message.as_bytes().to_vec();
+    r
+}
+
+impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
+    /// A server engine. `rng` makes registration ids and `coap_rng` CoAP
+    /// tokens and message ids; both must be unpredictable in production.
+    /// Registrations already in `store` are restored (their lifetimes run
+    /// from their last update).
+    pub fn new(
+        config: ServerConfig,
+        rng: R,
+        coap_rng: R,
+        mut store: Box<dyn RegistrationStore<P>>,
+        models: Box<dyn ModelLookup + Send>,
+    ) -> Result<Self, crate::StoreError> {
+        let stored = store.load()?;
+        let mut engine = Engine {
+            endpoint: Endpoint::new(config.coap.clone(), coap_rng),
+            config,
+            rng,
+            store,
+            models,
+            clients: BTreeMap::new(),
+            by_endpoint: BTreeMap::new(),
+            per_address: BTreeMap::new(),
+            expiries: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            by_coap: BTreeMap::new(),
+            queue_deadlines: BTreeSet::new(),
+            events: VecDeque::new(),
+            next_dm: 1,
+        };
+        for reg in stored {
+            // Two stored registrations with one endpoint name cannot come from
+            // this engine; if a store has them, the most recent one wins.
+            if let Some(old) = engine.by_endpoint.get(&reg.endpoint) {
+                let newer = engine
+                    .clients
+                    .get(old)
+                    .is_some_and(|c| c.reg.last_update >= reg.last_update);
+                if newer {
+                    continue;
+                }
+                let old = old.clone();
+                engine.unlink(&old);
+            }
+            engine.link(reg, VecDeque::new());
+        }
+        Ok(engine)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Number of live registrations.
+    pub fn registration_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The registration of `endpoint`, if registered.
+    pub fn registration(&self, endpoint: &str) -> Option<&Registration<P>> {
+        let id = self.by_endpoint.get(endpoint)?;
+        self.clients.get(id).map(|c| &c.reg)
+    }
+
+    /// Every live registration, by id.
+    pub fn registrations(&self) -> impl Iterator<Item = &Registration<P>> {
+        self.clients.values().map(|c| &c.reg)
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        self.endpoint.poll_transmit()
+    }
+
+    /// Next event for the application.
+    pub fn poll_event(&mut self) -> Option<ServerEvent<P>> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.endpoint.poll_timeout(),
+            self.expiries.first().map(|(t, _)| *t),
+            self.queue_deadlines.first().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A datagram arrived from `peer`.
+    pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
+        self.endpoint.handle_datagram(now, peer, bytes);
+        self.process(now);
+    }
+
+    /// Time passed: retransmissions, registration expiry, held-request timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        while let Some((t, id)) = self.expiries.first().cloned() {
+            if t > now {
+                break;
+            }
+            if let Some(reg) = self.remove_client(now, &id) {
+                self.events
+                    .push_back(ServerEvent::Expired { registration: reg });
+            } else {
+                self.expiries.remove(&(t, id));
+            }
+        }
+        while let Some((t, id)) = self.queue_deadlines.first().copied() {
+            if t > now {
+                break;
+            }
+            self.queue_deadlines.remove(&(t, id));
+            if let Some(p) = self.pending.remove(&id) {
+                if let Some(c) = self
+                    .by_endpoint
+                    .get(&p.endpoint)
+                    .and_then(|rid| self.clients.get_mut(rid))
+                {
+                    c.queue.retain(|h| h.id != id);
+                }
+                self.events.push_back(ServerEvent::Response {
+                    id,
+                    endpoint: p.endpoint,
+                    result: Err(DmError::QueueTimeout),
+                });
+            }
+        }
+        self.process(now);
+    }
+
+    // ------------------------------------------------------------------
+    // Registration bookkeeping
+    // ------------------------------------------------------------------
+
+    fn expiry_of(&self, reg: &Registration<P>) -> Instant {
+        reg.last_update + Duration::from_secs(u64::from(reg.lifetime)) + self.config.lifetime_grace
+    }
+
+    /// Adds a registration to the indexes (not the store).
+    fn link(&mut self, reg: Registration<P>, queue: VecDeque<Held>) {
+        let expires = self.expiry_of(&reg);
+        self.expiries.insert((expires, reg.id.clone()));
+        self.by_endpoint
+            .insert(reg.endpoint.clone(), reg.id.clone());
+        *self.per_address.entry(reg.address.clone()).or_insert(0) += 1;
+        self.clients.insert(
+            reg.id.clone(),
+            Client {
+                reg,
+                expires,
+                queue,
+            },
+        );
+    }
+
+    /// Removes a registration from the indexes (not the store); returns it
+    /// with its held requests.
+    fn unlink(&mut self, id: &str) -> Option<Client<P>> {
+        let c = self.clients.remove(id)?;
+        self.expiries.remove(&(c.expires, c.reg.id.clone()));
+        if self.by_endpoint.get(&c.reg.endpoint).map(String::as_str) == Some(id) {
+            self.by_endpoint.remove(&c.reg.endpoint);
+        }
+        self.dec_address(&c.reg.address);
+        Some(c)
+    }
+
+    fn dec_address(&mut self, addr: &P) {
+        if let Some(n) = self.per_address.get_mut(addr) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(addr);
+            }
+        }
+    }
+
+    /// Ends a registration: store, held requests, observations.
+    fn remove_client(&mut self, now: Instant, id: &str) -> Option<Registration<P>> {
+        let c = self.unlink(id)?;
+        self.store_remove(id);
+        for h in c.queue {
+            self.queue_deadlines.remove(&(h.deadline, h.id));
+            if let Some(p) = self.pending.remove(&h.id) {
+                self.events.push_back(ServerEvent::Response {
+                    id: h.id,
+                    endpoint: p.endpoint,
+                    result: Err(DmError::Deregistered),
+                });
+            }
+        }
+        self.end_observations(now, &c.reg.endpoint);
+        Some(c.reg)
+    }
+
+    /// Observations of a client end with its registration (and with a new
+    /// Register, after which the client holds none, TS Core §6.4.1): forget
+    /// them so a late notification is answered with RST (passive cancel,
+    /// RFC 7641 §3.6), and tell the application with a final notification
+    /// event carrying [`DmError::Deregistered`].
+    fn end_observations(&mut self, now: Instant, endpoint: &str) {
+        let ended: Vec<DmRequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.endpoint == endpoint && p.established)
+            .map(|(id, _)| *id)
+            .collect();
+        for dm in ended {
+            if let Some(p) = self.pending.remove(&dm) {
+                if let Some(coap) = p.coap {
+                    self.by_coap.remove(&coap);
+                    self.endpoint.cancel_request(now, coap);
+                }
+                self.events.push_back(ServerEvent::Notification {
+                    id: dm,
+                    endpoint: p.endpoint,
+                    result: Err(DmError::Deregistered),
+                });
+            }
+        }
+    }
+
+    fn store_put(&mut self, id: &str) {
+        let Some(c) = self.clients.get(id) else {
+            return;
+        };
+        if let Err(e) = self.store.put(&c.reg) {
+            self.events.push_back(ServerEvent::StoreFailed {
+                error: e.to_string(),
+            });
+        }
+    }
+
+    fn store_remove(&mut self, id: &str) {
+        if let Err(e) = self.store.remove(id) {
+            self.events.push_back(ServerEvent::StoreFailed {
+                error: e.to_string(),
+            });
+        }
+    }
+
+    fn new_registration_id(&mut self) -> String {
+        loop {
+            let mut b = [0u8; 10];
+            self.rng.fill_bytes(&mut b);
+            let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            if !self.clients.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Incoming requests
+    // ------------------------------------------------------------------
+
+    fn process(&mut self, now: Instant) {
+        while let Some(ev) = self.endpoint.poll_event() {
+            match ev {
+                Event::Request { id, peer, request } => self.on_request(now, id, peer, request),
+                Event::Response { id, response } => self.on_response(id, response, false),
+                Event::Notification { id, response } => self.on_response(id, response, true),
+                Event::RequestFailed { id, error } => self.on_failed(id, error),
+                // The server serves no observations.
+                Event::ObservationCancelled { .. } => {}
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, id: IncomingId, peer: P, req: Request) {
+        let segs: Vec<&[u8]> = req.options.get_all(number::URI_PATH).collect();
+        let mut flush = None;
+        let response = match segs.as_slice() {
+            [rd] if *rd == b"rd" => {
+                if req.code == Code::POST {
+                    match self.register(now, peer, &req) {
+                        Ok((reg_id, resp)) => {
+                            flush = Some(reg_id);
+                            resp
+                        }
+                        Err(resp) => resp,
+                    }
+                } else {
+                    error_response(Code::METHOD_NOT_ALLOWED, "/rd accepts POST (Register) only")
+                }
+            }
+            [rd, loc] if *rd == b"rd" => {
+                let loc = String::from_utf8_lossy(loc).into_owned();
+                match req.code {
+                    Code::POST => match self.update(now, peer, &loc, &req) {
+                        Ok(resp) => {
+                            flush = Some(loc);
+                            resp
+                        }
+                        Err(resp) => resp,
+                    },
+                    Code::DELETE => self.deregister(now, &loc),
+                    _ => error_response(
+                        Code::METHOD_NOT_ALLOWED,
+                        "/rd/{id} accepts POST (Update) and DELETE (De-register)",
+                    ),
+                }
+            }
+            _ => error_response(Code::NOT_FOUND, "no such resource on this LwM2M server"),
+        };
+        self.endpoint.respond(now, id, response);
+        if let Some(reg_id) = flush {
+            self.flush(now, &reg_id);
+        }
+    }
+
+    fn check_link_format(req: &Request) -> Result<(), RegistrationError> {
+        match req.options.uint(number::CONTENT_FORMAT) {
+            Some(cf) if cf != u32::from(ContentFormat::LINK_FORMAT.0) => Err(
+                RegistrationError::UnsupportedContentFormat(u16::try_from(cf).unwrap_or(u16::MAX)),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn register(
+        &mut self,
+        now: Instant,
+        peer: P,
+        req: &Request,
+    ) -> Result<(String, Response), Response> {
+        let refuse = |e: RegistrationError| error_response(e.code(), &e.to_string());
+        Self::check_link_format(req).map_err(refuse)?;
+        let params =
+            RegistrationParams::parse(req.options.get_all(number::URI_QUERY)).map_err(refuse)?;
+        let endpoint = params
+            .endpoint
+            .clone()
+            .ok_or(RegistrationError::InvalidEndpoint)
+            .map_err(refuse)?;
+        if req.payload.is_empty() {
+            return Err(refuse(RegistrationError::InvalidPayload(
+                "empty; Register must list the client's objects".into(),
+            )));
+        }
+        let links = parse_links(&req.payload).map_err(refuse)?;
+
+        let existing = self.by_endpoint.get(&endpoint).cloned();
+        let same_address = existing
+            .as_ref()
+            .and_then(|id| self.clients.get(id))
+            .is_some_and(|c| c.reg.address == peer);
+        if existing.is_none() && self.clients.len() >= self.config.max_registrations {
+            return Err(error_response(
+                Code::SERVICE_UNAVAILABLE,
+                "server has reached its registration limit; retry later",
+            ));
+        }
+        let from_address = self.per_address.get(&peer).copied().unwrap_or(0);
+        if !same_address && from_address >= self.config.max_registrations_per_address {
+            return Err(error_response(
+                Code::SERVICE_UNAVAILABLE,
+                "too many registrations from this address; retry later",
+            ));
+        }
+
+        // A re-registration keeps the requests held for the endpoint: they
+        // were meant for the device, which is now awake.
+        let (replaced, queue) = match existing {
+            Some(old) => match self.unlink(&old) {
+                Some(c) => {
+                    self.store_remove(&old);
+                    self.end_observations(now, &c.reg.endpoint);
+                    (Some(c.reg), c.queue)
+                }
+                None => (None, VecDeque::new()),
+            },
+            None => (None, VecDeque::new()),
+        };
+        let binding = params.binding.clone().unwrap_or_else(|| "U".into());
+        let id = self.new_registration_id();
+        let reg = Registration {
+            id: id.clone(),
+            endpoint,
+            address: peer,
+            lifetime: params.lifetime.unwrap_or(DEFAULT_LIFETIME),
+            lwm2m_version: params.version.unwrap_or(Version::new(1, 0)),
+            // 1.0 carries queue mode as a Q in the binding, 1.1+ as the Q parameter.
+            queue_mode: params.queue || binding.contains('Q'),
+            binding,
+            sms: params.sms.clone(),
+            links,
+            registered_at: now,
+            last_update: now,
+        };
+        self.link(reg.clone(), queue);
+        self.store_put(&id);
+        self.events.push_back(ServerEvent::Registered {
+            registration: reg,
+            replaced,
+        });
+        let mut resp = Response::new(Code::CREATED);
+        resp.options.push(number::LOCATION_PATH, b"rd".to_vec());
+        resp.options
+            .push(number::LOCATION_PATH, id.as_bytes().to_vec());
+        Ok((id, resp))
+    }
+
+    fn update(
+        &mut self,
+        now: Instant,
+        peer: P,
+        id: &str,
+        req: &Request,
+    ) -> Result<Response, Response> {
+        let refuse = |e: RegistrationError| error_response(e.code(), &e.to_string());
+        if !self.clients.contains_key(id) {
+            return Err(error_response(
+                Code::NOT_FOUND,
+                "no such registration; register again",
+            ));
+        }
+        if !req.payload.is_empty() {
+            Self::check_link_format(req).map_err(refuse)?;
+        }
+        let params =
+            RegistrationParams::parse(req.options.get_all(number::URI_QUERY)).map_err(refuse)?;
+        let links = if req.payload.is_empty() {
+            None
+        } else {
+            Some(parse_links(&req.payload).map_err(refuse)?)
+        };
+        let Some(mut c) = self.unlink(id) else {
+            return Err(error_response(Code::NOT_FOUND, "no such registration"));
+        };
+        if let Some(lt) = params.lifetime {
+            c.reg.lifetime = lt;
+        }
+        if let Some(b) = params.binding {
+            if c.reg.lwm2m_version == Version::new(1, 0) {
+                c.reg.queue_mode = b.contains('Q');
+            }
+            c.reg.binding = b;
+        }
+        if params.queue {
+            c.reg.queue_mode = true;
+        }
+        if let Some(sms) = params.sms {
+            c.reg.sms = Some(sms);
+        }
+        if let Some(links) = links {
+            c.reg.links = links;
+        }
+        // The client may have moved (NAT rebinding, new bearer): requests go
+        // to where the Update came from.
+        c.reg.address = peer;
+        c.reg.last_update = now;
+        let reg = c.reg.clone();
+        self.link(c.reg, c.queue);
+        self.store_put(id);
+        self.events
+            .push_back(ServerEvent::Updated { registration: reg });
+        Ok(Response::new(Code::CHANGED))
+    }
+
+    fn deregister(&mut self, now: Instant, id: &str) -> Response {
+        match self.remove_client(now, id) {
+            Some(reg) => {
+                self.events
+                    .push_back(ServerEvent::Deregistered { registration: reg });
+                Response::new(Code::DELETED)
+            }
+            None => error_response(Code::NOT_FOUND, "no such registration"),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Device management
+    // ------------------------------------------------------------------
+
+    /// Read (TS Core §6.3.1): GET `path`, optionally with an Accept format.
+    pub fn read(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        path: Path,
+        accept: Option<ContentFormat>,
+    ) -> Result<DmRequestId, DmError> {
+        let mut req = Request::new(Code::GET);
+        if let Some(cf) = accept {
+            req = req.with_uint_option(number::ACCEPT, u32::from(cf.0));
+        }
+        self.submit(now, endpoint, Kind::Read, path, req)
+    }
+
+    /// Discover (TS Core §6.3.2): GET with Accept: application/link-format.
+    pub fn discover(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        path: Path,
+    ) -> Result<DmRequestId, DmError> {
+        let req = Request::new(Code::GET)
+            .with_uint_option(number::ACCEPT, u32::from(ContentFormat::LINK_FORMAT.0));
+        self.submit(now, endpoint, Kind::Discover, path, req)
+    }
+
+    /// Write (TS Core §6.3.3): `node` (at `path`) encoded in `format`, PUT
+    /// for [`WriteMode::Replace`] or POST for [`WriteMode::Partial`].
+    pub fn write(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        path: Path,
+        mode: WriteMode,
+        format: ContentFormat,
+        node: &Node,
+    ) -> Result<DmRequestId, DmError> {
+        let mut payload = Vec::new();
+        format::encode(format, node, &path, &mut payload).map_err(DmError::Encode)?;
+        let code = match mode {
+            WriteMode::Replace => Code::PUT,
+            WriteMode::Partial => Code::POST,
+        };
+        let req = Request::new(code).with_payload(format.0, payload);
+        self.submit(now, endpoint, Kind::Write, path, req)
+    }
+
+    /// Execute (TS Core §6.3.5): POST with the arguments (`0='v',1`) as text.
+    pub fn execute(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        path: Path,
+        args: Option<&str>,
+    ) -> Result<DmRequestId, DmError> {
+        let mut req = Request::new(Code::POST);
+        if let Some(a) = args.filter(|a| !a.is_empty()) {
+            req = req.with_payload(ContentFormat::TEXT.0, a.as_bytes().to_vec());
+        }
+        self.submit(now, endpoint, Kind::Execute, path, req)
+    }
+
+    /// Create (TS Core §6.3.6): POST `/object` with `instance` encoded in `format`.
+    pub fn create(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        object: u16,
+        format: ContentFormat,
+        instance: Instance,
+    ) -> Result<DmRequestId, DmError> {
+        let path = Path::Object(object);
+        let mut node = ObjectNode {
+            id: object,
+            instances: BTreeMap::new(),
+        };
+        node.instances.insert(instance.id, instance);
+        let mut payload = Vec::new();
+        format::encode(format, &Node::Object(node), &path, &mut payload)
+            .map_err(DmError::Encode)?;
+        let req = Request::new(Code::POST).with_payload(format.0, payload);
+        self.submit(now, endpoint, Kind::Create, path, req)
+    }
+
+    /// Delete (TS Core §6.3.7): DELETE `path`.
+    pub fn delete(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        path: Path,
+    ) -> Result<DmRequestId, DmError> {
+        self.submit(
+            now,
+            endpoint,
+            Kind::Delete,
+            path,
+            Request::new(Code::DELETE),
+        )
+    }
+
+    /// Write-Attributes (TS Core §6.3.4): PUT with the attributes as Uri-Query.
+    pub fn write_attributes(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        path: Path,
+        update: &AttributeUpdate,
+    ) -> Result<DmRequestId, DmError> {
+        let mut req = Request::new(Code::PUT);
+        for q in update.to_query() {
+            req = req.with_query(&q);
+        }
+        self.submit(now, endpoint, Kind::WriteAttributes, path, req)
+    }
+
+    /// Observe (TS Core §6.4.1): GET with Observe = 0. The first response
+    /// comes as [`ServerEvent::Response`], later ones as
+    /// [`ServerEvent::Notification`] with the same id.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        path: Path,
+        accept: Option<ContentFormat>,
+    ) -> Result<DmRequestId, DmError> {
+        let mut req = Request::new(Code::GET).with_uint_option(number::OBSERVE, 0);
+        if let Some(cf) = accept {
+            req = req.with_uint_option(number::ACCEPT, u32::from(cf.0));
+        }
+        self.submit(now, endpoint, Kind::Observe, path, req)
+    }
+
+    /// Cancel Observation (TS Core §6.4.2), actively: sends GET with
+    /// Observe = 1; its answer comes as a [`ServerEvent::Response`] for the
+    /// returned id. An observe still held for a sleeping client is dropped
+    /// and `Ok(None)` returned.
+    pub fn cancel_observe(
+        &mut self,
+        now: Instant,
+        id: DmRequestId,
+    ) -> Result<Option<DmRequestId>, DmError> {
+        let p = self.pending.get(&id).ok_or(DmError::UnknownRequest)?;
+        if p.kind != Kind::Observe {
+            return Err(DmError::UnknownRequest);
+        }
+        let Some(coap) = p.coap else {
+            let p = self.pending.remove(&id).ok_or(DmError::UnknownRequest)?;
+            if let Some(c) = self
+                .by_endpoint
+                .get(&p.endpoint)
+                .and_then(|rid| self.clients.get_mut(rid))
+            {
+                if let Some(h) = c.queue.iter().find(|h| h.id == id) {
+                    self.queue_deadlines.remove(&(h.deadline, id));
+                }
+                c.queue.retain(|h| h.id != id);
+            }
+            return Ok(None);
+        };
+        let p = self.pending.remove(&id).ok_or(DmError::UnknownRequest)?;
+        self.by_coap.remove(&coap);
+        let new_coap = self
+            .endpoint
+            .cancel_observe(now, coap)
+            .ok_or(DmError::UnknownRequest)?;
+        let new_id = self.next_dm_id();
+        self.by_coap.insert(new_coap, new_id);
+        self.pending.insert(
+            new_id,
+            Pending {
+                endpoint: p.endpoint,
+                path: p.path,
+                kind: Kind::CancelObserve,
+                coap: Some(new_coap),
+                established: false,
+            },
+        );
+        Ok(Some(new_id))
+    }
+
+    fn next_dm_id(&mut self) -> DmRequestId {
+        let id = DmRequestId(self.next_dm);
+        self.next_dm += 1;
+        id
+    }
+
+    fn submit(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        kind: Kind,
+        path: Path,
+        mut req: Request,
+    ) -> Result<DmRequestId, DmError> {
+        let reg_id = self
+            .by_endpoint
+            .get(endpoint)
+            .cloned()
+            .ok_or(DmError::UnknownEndpoint)?;
+        let c = self.clients.get(&reg_id).ok_or(DmError::UnknownEndpoint)?;
+        // Targets live under the client's alternate path if it announced one.
+        let mut target = c.reg.links.root.clone().unwrap_or_default();
+        if path != Path::Root || target.is_empty() {
+            target.push_str(&path.to_path_string());
+        }
+        req.options.set_uri_path(&target);
+        let asleep = c.reg.queue_mode && now >= c.reg.last_update + self.config.awake_time;
+        if asleep && c.queue.len() >= self.config.max_queued_requests {
+            return Err(DmError::QueueFull);
+        }
+        let address = c.reg.address.clone();
+        let id = self.next_dm_id();
+        let coap = if asleep {
+            let deadline = now + self.config.queued_request_timeout;
+            if let Some(c) = self.clients.get_mut(&reg_id) {
+                c.queue.push_back(Held {
+                    id,
+                    request: req,
+                    deadline,
+                });
+            }
+            self.queue_deadlines.insert((deadline, id));
+            None
+        } else {
+            let coap = self
+                .endpoint
+                .send_request(now, address, req)
+                .map_err(DmError::Send)?;
+            self.by_coap.insert(coap, id);
+            Some(coap)
+        };
+        self.pending.insert(
+            id,
+            Pending {
+                endpoint: endpoint.to_string(),
+                path,
+                kind,
+                coap,
+                established: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Sends the requests held for a queue-mode client that was just heard from.
+    fn flush(&mut self, now: Instant, reg_id: &str) {
+        let Some(c) = self.clients.get_mut(reg_id) else {
+            return;
+        };
+        let address = c.reg.address.clone();
+        let held: Vec<Held> = c.queue.drain(..).collect();
+        for h in held {
+            self.queue_deadlines.remove(&(h.deadline, h.id));
+            match self.endpoint.send_request(now, address.clone(), h.request) {
+                Ok(coap) => {
+                    self.by_coap.insert(coap, h.id);
+                    if let Some(p) = self.pending.get_mut(&h.id) {
+                        p.coap = Some(coap);
+                    }
+                }
+                Err(e) => {
+                    if let Some(p) = self.pending.remove(&h.id) {
+                        self.events.push_back(ServerEvent::Response {
+                            id: h.id,
+                            endpoint: p.endpoint,
+                            result: Err(DmError::Send(e)),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, coap: RequestId, response: Response, notification: bool) {
+        let Some(&id) = self.by_coap.get(&coap) else {
+            return;
+        };
+        let Some(p) = self.pending.get_mut(&id) else {
+            self.by_coap.remove(&coap);
+            return;
+        };
+        // Same rule as the CoAP endpoint: an observation exists only if the
+        // success response carries Observe (RFC 7641 §3.2 otherwise means
+        // "not observed, here is the plain answer").
+        let keep = p.kind == Kind::Observe
+            && response.code.is_success()
+            && response.options.contains(number::OBSERVE);
+        p.established = keep;
+        let root = self
+            .by_endpoint
+            .get(&p.endpoint)
+            .and_then(|rid| self.clients.get(rid))
+            .and_then(|c| c.reg.links.root.clone());
+        let result = decode_response(p.kind, &p.path, root.as_deref(), &*self.models, response);
+        let endpoint = p.endpoint.clone();
+        if !keep {
+            self.by_coap.remove(&coap);
+            self.pending.remove(&id);
+        }
+        self.events.push_back(if notification {
+            ServerEvent::Notification {
+                id,
+                endpoint,
+                result,
+            }
+        } else {
+            ServerEvent::Response {
+                id,
+                endpoint,
+                result,
+            }
+        });
+    }
+
+    fn on_failed(&mut self, coap: RequestId, error: RequestError) {
+        let Some(id) = self.by_coap.remove(&coap) else {
+            return;
+        };
+        if let Some(p) = self.pending.remove(&id) {
+            let result = Err(DmError::Request(error));
+            self.events.push_back(if p.established {
+                ServerEvent::Notification {
+                    id,
+                    endpoint: p.endpoint,
+                    result,
+                }
+            } else {
+                ServerEvent::Response {
+                    id,
+                    endpoint: p.endpoint,
+                    result,
+                }
+            });
+        }
+    }
+}
+
+fn decode_response(
+    kind: Kind,
+    path: &Path,
+    root: Option<&str>,
+    models: &dyn ModelLookup,
+    response: Response,
+) -> Result<DmResponse, DmError> {
+    let code = response.code;
+    let cf = response
+        .options
+        .uint(number::CONTENT_FORMAT)
+        .and_then(|c| u16::try_from(c).ok());
+    if kind == Kind::Create && code == Code::CREATED {
+        let segs: Vec<String> = response
+            .options
+            .get_all(number::LOCATION_PATH)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        // The location is /O/I, possibly under the alternate path: take the
+        // last two segments.
+        let created = match segs.as_slice() {
+            [.., o, i] => Path::from_segments([o.as_str(), i.as_str()]).ok(),
+            _ => None,
+        };
+        return Ok(DmResponse {
+            code,
+            content: Content::Created(created),
+        });
+    }
+    if !code.is_success() || response.payload.is_empty() {
+        return Ok(DmResponse {
+            code,
+            content: Content::None,
+        });
+    }
+    let decode_err = |error| DmError::Decode { code, error };
+    let content = match (kind, cf) {
+        (Kind::Discover, Some(40) | None) => Content::Links(
+            decode_discover(&response.payload, root)
+                .map_err(|e| decode_err(FormatError::from(e)))?,
+        ),
+        (_, Some(cf)) => match format::decode(ContentFormat(cf), &response.payload, path, models) {
+            Ok(node) => Content::Node(node),
+            Err(FormatError::UnsupportedFormat(_)) => Content::Raw {
+                content_format: Some(cf),
+                payload: response.payload,
+            },
+            Err(e) => return Err(decode_err(e)),
+        },
+        (_, None) => Content::Raw {
+            content_format: None,
+            payload: response.payload,
+        },
+    };
+    Ok(DmResponse { code, content })
+}

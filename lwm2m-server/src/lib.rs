@@ -1,0 +1,25 @@
+//! The LwM2M server: a sans-IO [`engine`] (Registration interface on `/rd`
+//! and device-management requests to registered clients), registration
+//! [`store`]s (SQLite, in memory) and a tokio [`driver`] that binds a UDP
+//! socket and exposes an async API.
+//!
+//! Features (both default): `sqlite` ([`store::SqliteStore`]) and `tokio`
+//! ([`driver`]). Without them the crate is the engine and the in-memory
+//! store only, for other drivers and for fuzzing.
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "tokio")]
+pub mod driver;
+pub mod engine;
+pub mod registration;
+pub mod store;
+
+#[cfg(feature = "tokio")]
+pub use driver::{Server, ServerHandle, StartError};
+pub use engine::{
+    Content, DmError, DmRequestId, DmResponse, Engine, ServerConfig, ServerEvent, WriteMode,
+};
+pub use registration::Registration;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
+pub use store::{MemoryStore, RegistrationStore, StoreError};

@@ -1,0 +1,98 @@
+//! The `lwm2m-server` binary: starts with a data directory, logs a
+//! registration made with libcoap's coap-client, stops on SIGTERM and
+//! restores the registration at the next start.
+#![cfg(all(unix, feature = "sqlite", feature = "tokio"))]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(data_dir: &std::path::Path) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server"))
+            .args(["--coap", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("LWM2M_COAP")
+            .env_remove("LWM2M_DATA_DIR")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lwm2m-server");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn expect_line(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn port(&self) -> u16 {
+        let line = self.expect_line("LwM2M server listening");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("coap="))
+            .expect("coap= in the listening line");
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.expect_line("server stopped");
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "{exit:?}");
+    }
+}
+
+fn coap_client() -> String {
+    std::env::var("COAP_CLIENT").unwrap_or_else(|_| "coap-client-notls".into())
+}
+
+#[test]
+fn binary_registers_logs_stops_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start(&data);
+    let port = server.port();
+    let out = Command::new(coap_client())
+        .args(["-m", "post", "-t", "40", "-e", "</3/0>"])
+        .arg(format!("coap://127.0.0.1:{port}/rd?ep=bin-test&lt=60"))
+        .output()
+        .expect(
+            "run libcoap's coap-client-notls (set COAP_CLIENT or run ./scripts/install-test-deps)",
+        );
+    assert!(out.status.success());
+    let line = server.expect_line("registered");
+    assert!(line.contains("endpoint=bin-test"), "{line}");
+    assert!(line.contains("lifetime=60"), "{line}");
+    server.stop();
+    assert!(data.join("registrations.sqlite3").is_file());
+
+    let server = Running::start(&data);
+    let line = server.expect_line("restored registration");
+    assert!(line.contains("endpoint=bin-test"), "{line}");
+    server.stop();
+}
