@@ -975,8 +975,7 @@ fn deregistration_after_blockwise_first_response_carries_no_block2() {
         .iter()
         .map(|t| Message::parse(&t.bytes).unwrap())
         .find(|m| m.code == Code::GET && m.observe() == Some(1))
-        .expect("a GET with Observe=1 went out")
-        .clone();
+        .expect("a GET with Observe=1 went out");
     assert_eq!(deregistration.block2(), None);
     // Its answer (the whole resource again) was reassembled.
     assert_eq!(
