@@ -14,6 +14,7 @@ pub mod lwm2m_json;
 pub mod opaque;
 pub mod senml_cbor;
 pub mod senml_json;
+mod single_value;
 pub mod text;
 pub mod tlv;
 
