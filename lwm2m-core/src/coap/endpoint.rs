@@ -886,7 +886,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                     && MessageType::from_bits(bytes[0] >> 4) == MessageType::Con
                 {
                     let mid = u16::from_be_bytes([bytes[2], bytes[3]]);
-                    self.send_rst(peer, mid);
+                    self.send_empty(peer, MessageType::Rst, mid);
                 }
                 return;
             }
@@ -898,7 +898,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 if msg.code.is_empty() {
                     // CoAP ping (CON Empty) is answered with RST; NON Empty is meaningless.
                     if msg.mtype == MessageType::Con {
-                        self.send_rst(peer, msg.message_id);
+                        self.send_empty(peer, MessageType::Rst, msg.message_id);
                     }
                 } else if msg.code.is_request() {
                     self.handle_request(now, peer, &msg);
@@ -909,25 +909,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         }
     }
 
-    fn send_rst(&mut self, peer: P, mid: u16) -> Vec<u8> {
+    /// Queues an empty message (code 0.00, no token) of type `mtype` (RST
+    /// or ACK) with message id `mid` to `peer`, and returns its bytes so the
+    /// caller can remember them as the reply to a duplicate.
+    fn send_empty(&mut self, peer: P, mtype: MessageType, mid: u16) -> Vec<u8> {
         let bytes = encode(
-            MessageType::Rst,
-            Code::EMPTY,
-            mid,
-            Token::EMPTY,
-            &OptionList::new(),
-            &[],
-        );
-        self.transmits.push_back(Transmit {
-            peer,
-            bytes: bytes.clone(),
-        });
-        bytes
-    }
-
-    fn send_empty_ack(&mut self, peer: P, mid: u16) -> Vec<u8> {
-        let bytes = encode(
-            MessageType::Ack,
+            mtype,
             Code::EMPTY,
             mid,
             Token::EMPTY,
@@ -1018,12 +1005,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             // observation (RFC 7641 §3.6). A CON is rejected with RST
             // *instead of* an ACK (RFC 7252 §5.3.2): an ACK first tells the
             // server the notification was wanted, and it ignores the RST.
-            let rst = self.send_rst(peer.clone(), msg.message_id);
+            let rst = self.send_empty(peer.clone(), MessageType::Rst, msg.message_id);
             self.remember(now, &peer, msg.message_id, Reply::Bytes(rst), confirmable);
             return;
         };
         if confirmable {
-            let ack = self.send_empty_ack(peer.clone(), msg.message_id);
+            let ack = self.send_empty(peer.clone(), MessageType::Ack, msg.message_id);
             self.remember(now, &peer, msg.message_id, Reply::Bytes(ack), true);
         } else {
             self.remember(now, &peer, msg.message_id, Reply::Nothing, false);
@@ -1311,7 +1298,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                     self.transmits.push_back(Transmit { peer, bytes });
                 }
                 Reply::EmptyAck if confirmable => {
-                    self.send_empty_ack(peer, msg.message_id);
+                    self.send_empty(peer, MessageType::Ack, msg.message_id);
                 }
                 _ => {}
             }
@@ -1880,7 +1867,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                         if !req.acked {
                             req.acked = true;
                             let (peer, mid) = (req.peer.clone(), req.mid);
-                            self.send_empty_ack(peer.clone(), mid);
+                            self.send_empty(peer.clone(), MessageType::Ack, mid);
                             self.set_reply(&peer, mid, Reply::EmptyAck);
                         }
                     }
