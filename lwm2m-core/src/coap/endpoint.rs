@@ -1405,36 +1405,31 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
     /// Answers a request without involving the application (errors, 2.31, cached blocks).
     fn answer_directly(&mut self, peer: &P, msg: &Message<'_>, response: Response) {
         let token = Token::new(msg.token).unwrap_or_default();
-        if msg.mtype == MessageType::Con {
-            let bytes = encode(
-                MessageType::Ack,
-                response.code,
-                msg.message_id,
-                token,
-                &response.options,
-                &response.payload,
-            );
-            self.transmits.push_back(Transmit {
-                peer: peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(peer, msg.message_id, Reply::Bytes(bytes));
+        // Piggybacked on the ACK of a CON; a NON gets a NON with a new id.
+        let (mtype, mid) = if msg.mtype == MessageType::Con {
+            (MessageType::Ack, msg.message_id)
         } else {
-            let mid = self.next_mid(peer);
-            let bytes = encode(
-                MessageType::Non,
-                response.code,
-                mid,
-                token,
-                &response.options,
-                &response.payload,
-            );
-            self.transmits.push_back(Transmit {
-                peer: peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(peer, msg.message_id, Reply::Bytes(bytes));
-        }
+            (MessageType::Non, self.next_mid(peer))
+        };
+        let bytes = encode(
+            mtype,
+            response.code,
+            mid,
+            token,
+            &response.options,
+            &response.payload,
+        );
+        self.send_reply(peer, msg.message_id, bytes);
+    }
+
+    /// Queues `bytes` to `peer` and remembers them as the reply to the
+    /// request with message id `request_mid`, for its duplicates.
+    fn send_reply(&mut self, peer: &P, request_mid: u16, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            peer: peer.clone(),
+            bytes: bytes.clone(),
+        });
+        self.set_reply(peer, request_mid, Reply::Bytes(bytes));
     }
 
     fn receive_block1(
@@ -1806,11 +1801,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 &options,
                 payload,
             );
-            self.transmits.push_back(Transmit {
-                peer: req.peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(&req.peer, req.mid, Reply::Bytes(bytes));
+            self.send_reply(&req.peer, req.mid, bytes);
         } else if req.confirmable {
             let mid = self.next_mid(&req.peer);
             let bytes = encode(
@@ -1832,11 +1823,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 &options,
                 payload,
             );
-            self.transmits.push_back(Transmit {
-                peer: req.peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(&req.peer, req.mid, Reply::Bytes(bytes));
+            self.send_reply(&req.peer, req.mid, bytes);
         }
     }
 
