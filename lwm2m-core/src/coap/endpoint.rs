@@ -407,6 +407,26 @@ struct OutRequest<P> {
     block_retries: u8,
 }
 
+impl<P> OutRequest<P> {
+    /// A request not sent yet: queued, no block-wise or observe state.
+    fn queued(peer: P, token: Token, request: Request) -> Self {
+        OutRequest {
+            peer,
+            token,
+            request,
+            phase: Phase::Queued,
+            outstanding: false,
+            deadline: None,
+            block1: None,
+            block2: None,
+            observe: false,
+            last_notification: None,
+            notification_of: None,
+            block_retries: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct InRequest<P> {
     peer: P,
@@ -670,18 +690,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         self.out.insert(
             id,
             OutRequest {
-                peer: peer.clone(),
-                token,
-                request,
-                phase: Phase::Queued,
-                outstanding: false,
-                deadline: None,
-                block1: None,
-                block2: None,
                 observe,
-                last_notification: None,
-                notification_of: None,
-                block_retries: 0,
+                ..OutRequest::queued(peer.clone(), token, request)
             },
         );
         if must_queue {
@@ -726,23 +736,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         self.cancel_request(now, id);
         let new_id = RequestId(self.next_handle());
         self.by_token.insert((peer.clone(), token), new_id);
-        self.out.insert(
-            new_id,
-            OutRequest {
-                peer: peer.clone(),
-                token,
-                request,
-                phase: Phase::Queued,
-                outstanding: false,
-                deadline: None,
-                block1: None,
-                block2: None,
-                observe: false,
-                last_notification: None,
-                notification_of: None,
-                block_retries: 0,
-            },
-        );
+        self.out
+            .insert(new_id, OutRequest::queued(peer.clone(), token, request));
         if self.peer(&peer).outstanding >= self.config.nstart {
             self.peer(&peer).queue.push_back(new_id);
         } else {
@@ -1198,18 +1193,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         self.out.insert(
             id,
             OutRequest {
-                peer: peer.clone(),
-                token,
-                request,
-                phase: Phase::Queued,
-                outstanding: false,
-                deadline: None,
-                block1: None,
                 block2: Some(first.payload),
-                observe: false,
-                last_notification: None,
                 notification_of: Some(parent),
-                block_retries: 0,
+                ..OutRequest::queued(peer.clone(), token, request)
             },
         );
         if self.peer(&peer).outstanding >= self.config.nstart {
