@@ -15,6 +15,8 @@ pub mod opaque;
 pub mod senml_cbor;
 pub mod senml_json;
 mod single_value;
+#[cfg(test)]
+mod test_models;
 pub mod text;
 pub mod tlv;
 

@@ -70,49 +70,24 @@ pub fn encode(node: &Node, path: &Path, out: &mut Vec<u8>) -> Result<(), FormatE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ObjectModel, Operations, Resource, ResourceModel, NO_MODELS};
+    use crate::format::test_models::{object, registry};
+    use crate::model::{ObjectModel, Resource, NO_MODELS};
     use alloc::collections::BTreeMap;
-    use alloc::string::String;
     use alloc::vec;
     use proptest::prelude::*;
 
     /// Object 9000: 0 opaque single, 1 opaque multiple, 2 string, 3 integer.
     fn models() -> BTreeMap<u16, ObjectModel> {
-        let res = |id, resource_type, multiple| ResourceModel {
-            id,
-            name: String::new(),
-            operations: Operations::ReadWrite,
-            multiple,
-            mandatory: false,
-            resource_type,
-            range: String::new(),
-            units: String::new(),
-            description: String::new(),
-        };
-        let resources = [
-            res(0, ResourceType::Opaque, false),
-            res(1, ResourceType::Opaque, true),
-            res(2, ResourceType::String, false),
-            res(3, ResourceType::Integer, false),
-        ]
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
-        let mut m = BTreeMap::new();
-        m.insert(
+        registry([object(
             9000,
-            ObjectModel {
-                id: 9000,
-                name: String::new(),
-                version: "1.0".into(),
-                lwm2m_version: "1.1".into(),
-                multiple: true,
-                mandatory: false,
-                description: String::new(),
-                resources,
-            },
-        );
-        m
+            true,
+            &[
+                (0, ResourceType::Opaque, false),
+                (1, ResourceType::Opaque, true),
+                (2, ResourceType::String, false),
+                (3, ResourceType::Integer, false),
+            ],
+        )])
     }
 
     #[test]

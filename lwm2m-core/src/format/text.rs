@@ -173,9 +173,8 @@ pub fn format_value(value: &Value) -> Result<String, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        ObjectModel, Operations, Resource, ResourceModel, ResourceValue, NO_MODELS,
-    };
+    use crate::format::test_models::{object, registry};
+    use crate::model::{ObjectModel, Resource, ResourceValue, NO_MODELS};
     use alloc::collections::BTreeMap;
     use alloc::vec;
     use proptest::prelude::*;
@@ -196,40 +195,12 @@ mod tests {
     ];
 
     fn models() -> BTreeMap<u16, ObjectModel> {
-        let mut resources = BTreeMap::new();
+        let mut resources = vec![];
         for (i, &resource_type) in TYPES.iter().enumerate() {
-            for (id, multiple) in [(i as u16, false), (10 + i as u16, true)] {
-                resources.insert(
-                    id,
-                    ResourceModel {
-                        id,
-                        name: String::new(),
-                        operations: Operations::ReadWrite,
-                        multiple,
-                        mandatory: false,
-                        resource_type,
-                        range: String::new(),
-                        units: String::new(),
-                        description: String::new(),
-                    },
-                );
-            }
+            resources.push((i as u16, resource_type, false));
+            resources.push((10 + i as u16, resource_type, true));
         }
-        let mut m = BTreeMap::new();
-        m.insert(
-            OBJ,
-            ObjectModel {
-                id: OBJ,
-                name: String::new(),
-                version: "1.0".into(),
-                lwm2m_version: "1.1".into(),
-                multiple: true,
-                mandatory: false,
-                description: String::new(),
-                resources,
-            },
-        );
-        m
+        registry([object(OBJ, true, &resources)])
     }
 
     fn rid(ty: ResourceType) -> u16 {
