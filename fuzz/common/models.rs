@@ -89,7 +89,24 @@ pub fn tlv_models() -> BTreeMap<u16, ObjectModel> {
 }
 
 // ---------------------------------------------------------------------------
-// CBOR formats
+// CBOR and JSON formats
+
+/// Single resources 0..=8, one of each value type (String, Integer, Unsigned
+/// Integer, Float, Boolean, Opaque, Time, Objlnk, Corelnk, in that order).
+fn single_of_each_type() -> Vec<ResourceModel> {
+    use ResourceType::*;
+    vec![
+        res(0, String, false),
+        res(1, Integer, false),
+        res(2, UnsignedInteger, false),
+        res(3, Float, false),
+        res(4, Boolean, false),
+        res(5, Opaque, false),
+        res(6, Time, false),
+        res(7, ObjLnk, false),
+        res(8, CoreLnk, false),
+    ]
+}
 
 /// The CBOR targets' model: part of the Device object and object 10000 with
 /// one resource of each type.
@@ -102,20 +119,12 @@ pub fn cbor_models() -> BTreeMap<u16, ObjectModel> {
         res(13, Time, false),
         res(4, None, false),
     ];
-    let all = vec![
-        res(0, String, false),
-        res(1, Integer, false),
-        res(2, UnsignedInteger, false),
-        res(3, Float, false),
-        res(4, Boolean, false),
-        res(5, Opaque, false),
-        res(6, Time, false),
-        res(7, ObjLnk, false),
-        res(8, CoreLnk, false),
+    let mut all = single_of_each_type();
+    all.extend([
         res(11, Integer, true),
         res(13, Float, true),
         res(17, ObjLnk, true),
-    ];
+    ]);
     registry([object(3, true, device), object(10000, true, all)])
 }
 
@@ -141,9 +150,6 @@ pub fn cbor_request_paths(seen: Option<Path>) -> Vec<Path> {
     paths
 }
 
-// ---------------------------------------------------------------------------
-// JSON formats
-
 /// The JSON targets' model: part of the Device object and object 1024 with
 /// one resource of every type.
 pub fn json_models() -> BTreeMap<u16, ObjectModel> {
@@ -155,18 +161,8 @@ pub fn json_models() -> BTreeMap<u16, ObjectModel> {
         res(9, Integer, false),
         res(13, Time, false),
     ];
-    let all = vec![
-        res(0, String, false),
-        res(1, Integer, false),
-        res(2, UnsignedInteger, false),
-        res(3, Float, false),
-        res(4, Boolean, false),
-        res(5, Opaque, false),
-        res(6, Time, false),
-        res(7, ObjLnk, false),
-        res(8, CoreLnk, false),
-        res(9, Float, true),
-    ];
+    let mut all = single_of_each_type();
+    all.push(res(9, Float, true));
     registry([object(3, true, device), object(1024, true, all)])
 }
 
