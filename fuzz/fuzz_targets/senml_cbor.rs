@@ -6,15 +6,15 @@ use libfuzzer_sys::fuzz_target;
 use lwm2m_core::format::senml_cbor;
 use lwm2m_core::model::{ModelLookup, NO_MODELS};
 
-#[path = "../common/cbor_models.rs"]
-mod cbor_models;
+#[path = "../common/models.rs"]
+mod shared;
 
 fuzz_target!(|data: &[u8]| {
-    let models = cbor_models::models();
+    let models = shared::cbor_models();
     for m in [&NO_MODELS as &dyn ModelLookup, &models] {
         let values = senml_cbor::decode_values(data, m);
         let first = values.as_ref().ok().and_then(|v| v.first()).map(|v| v.path);
-        for path in cbor_models::request_paths(first) {
+        for path in shared::cbor_request_paths(first) {
             if let Ok(node) = senml_cbor::decode(data, &path, m) {
                 let mut out = Vec::new();
                 senml_cbor::encode(&node, &path, &mut out).expect("a decoded node encodes");

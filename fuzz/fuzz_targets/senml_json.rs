@@ -8,15 +8,15 @@ use lwm2m_core::format::senml_json::{
 };
 use lwm2m_core::model::{ModelLookup, NO_MODELS};
 
-#[path = "../common/json_fuzz_models.rs"]
-mod json_fuzz_models;
+#[path = "../common/models.rs"]
+mod shared;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, payload)) = data.split_first() else {
         return;
     };
-    let path = json_fuzz_models::PATHS[usize::from(selector) % json_fuzz_models::PATHS.len()];
-    let models = json_fuzz_models::models();
+    let path = shared::JSON_PATHS[usize::from(selector) % shared::JSON_PATHS.len()];
+    let models = shared::json_models();
     for models in [&NO_MODELS as &dyn ModelLookup, &models] {
         if let Ok(node) = decode(payload, &path, models) {
             let mut out = Vec::new();

@@ -10,60 +10,16 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use lwm2m_core::format::text;
-use lwm2m_core::model::{
-    ModelLookup, ObjectModel, Operations, Path, ResourceModel, ResourceType, NO_MODELS,
-};
+use lwm2m_core::model::{ModelLookup, ObjectModel, Path, NO_MODELS};
 
-const TYPES: [ResourceType; 10] = [
-    ResourceType::Integer,
-    ResourceType::UnsignedInteger,
-    ResourceType::Float,
-    ResourceType::Boolean,
-    ResourceType::String,
-    ResourceType::Opaque,
-    ResourceType::Time,
-    ResourceType::ObjLnk,
-    ResourceType::CoreLnk,
-    ResourceType::None,
-];
+#[path = "../common/models.rs"]
+mod shared;
 
-/// Object 9000: resource i (single) and 10 + i (multiple) have type TYPES[i].
+/// Object 9000: resource i (single) and 10 + i (multiple) have type
+/// `shared::EVERY_TYPE[i]`; built once.
 fn models() -> &'static BTreeMap<u16, ObjectModel> {
     static MODELS: OnceLock<BTreeMap<u16, ObjectModel>> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        let mut resources = BTreeMap::new();
-        for (i, &resource_type) in TYPES.iter().enumerate() {
-            for (id, multiple) in [(i as u16, false), (10 + i as u16, true)] {
-                let m = ResourceModel {
-                    id,
-                    name: String::new(),
-                    operations: Operations::ReadWrite,
-                    multiple,
-                    mandatory: false,
-                    resource_type,
-                    range: String::new(),
-                    units: String::new(),
-                    description: String::new(),
-                };
-                resources.insert(id, m);
-            }
-        }
-        let mut m = BTreeMap::new();
-        m.insert(
-            9000,
-            ObjectModel {
-                id: 9000,
-                name: String::new(),
-                version: "1.0".into(),
-                lwm2m_version: "1.1".into(),
-                multiple: true,
-                mandatory: false,
-                description: String::new(),
-                resources,
-            },
-        );
-        m
-    })
+    MODELS.get_or_init(shared::text_models)
 }
 
 fuzz_target!(|data: &[u8]| {

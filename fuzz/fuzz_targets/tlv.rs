@@ -9,73 +9,17 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use lwm2m_core::format::tlv;
-use lwm2m_core::model::{
-    ModelLookup, ObjectModel, Operations, Path, ResourceModel, ResourceType, NO_MODELS,
-};
+use lwm2m_core::model::{ModelLookup, ObjectModel, Path, NO_MODELS};
 
-fn object(id: u16, multiple: bool, res: &[(u16, ResourceType, bool)]) -> ObjectModel {
-    ObjectModel {
-        id,
-        name: String::new(),
-        version: "1.0".into(),
-        lwm2m_version: "1.1".into(),
-        multiple,
-        mandatory: false,
-        description: String::new(),
-        resources: res
-            .iter()
-            .map(|&(rid, resource_type, multiple)| {
-                let m = ResourceModel {
-                    id: rid,
-                    name: String::new(),
-                    operations: Operations::ReadWrite,
-                    multiple,
-                    mandatory: false,
-                    resource_type,
-                    range: String::new(),
-                    units: String::new(),
-                    description: String::new(),
-                };
-                (rid, m)
-            })
-            .collect(),
-    }
-}
+#[path = "../common/models.rs"]
+mod shared;
 
 /// A small hand-made model: a single-instance object 3 (Device-like) and a
-/// multiple-instance object 9000 with every type, single (0..=9) and multiple (10..=19).
+/// multiple-instance object 9000 with every type, single (0..=9) and multiple
+/// (10..=19); built once.
 fn models() -> &'static BTreeMap<u16, ObjectModel> {
     static MODELS: OnceLock<BTreeMap<u16, ObjectModel>> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        use ResourceType::*;
-        let types = [
-            Integer,
-            UnsignedInteger,
-            Float,
-            Boolean,
-            String,
-            Opaque,
-            Time,
-            ObjLnk,
-            CoreLnk,
-            None,
-        ];
-        let mut all = Vec::new();
-        for (i, &t) in types.iter().enumerate() {
-            all.push((i as u16, t, false));
-            all.push((10 + i as u16, t, true));
-        }
-        let device = [
-            (0, String, false),
-            (6, Integer, true),
-            (9, Integer, false),
-            (13, Time, false),
-        ];
-        let mut m = BTreeMap::new();
-        m.insert(3, object(3, false, &device));
-        m.insert(9000, object(9000, true, &all));
-        m
-    })
+    MODELS.get_or_init(shared::tlv_models)
 }
 
 const PATHS: [Path; 16] = [

@@ -1,10 +1,10 @@
 //! application/cbor (60): one value per payload, every type, and known-bad inputs.
 
-mod common;
+mod support;
 
-use common::{hex, models, ALL_TYPES};
 use lwm2m_core::format::{cbor, FormatError};
 use lwm2m_core::model::{Node, ObjLnk, Path, Resource, Value, NO_MODELS};
+use support::{cbor_models as models, hex, ALL_TYPES};
 
 fn res(r: u16) -> Path {
     Path::Resource(ALL_TYPES, 0, r)

@@ -2,17 +2,17 @@
 //! without object models, and the cross-format check that SenML CBOR and
 //! LwM2M CBOR carry the same node.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{models, ALL_TYPES, TYPES};
 use lwm2m_core::format::{cbor, lwm2m_cbor, senml_cbor};
 use lwm2m_core::model::{
     Instance, Node, ObjLnk, ObjectNode, Path, Resource, ResourceType, ResourceValue,
     TimestampedValue, Value, NO_MODELS,
 };
 use proptest::prelude::*;
+use support::{cbor_models as models, ALL_TYPES, TYPES};
 
 fn ids() -> impl Strategy<Value = u16> {
     prop_oneof![
@@ -283,7 +283,7 @@ fn timestamped_values() -> impl Strategy<Value = Vec<TimestampedValue>> {
 /// The same all-types object under a second id, so values span objects.
 fn two_object_models() -> BTreeMap<u16, lwm2m_core::model::ObjectModel> {
     let mut m = models();
-    let mut second = common::all_types_object();
+    let mut second = support::all_types_object();
     second.id = ALL_TYPES + 1;
     m.insert(second.id, second);
     m

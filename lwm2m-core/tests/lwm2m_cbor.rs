@@ -2,21 +2,13 @@
 //! byte by byte in the nested and the compressed-key forms, the other shapes
 //! the TS allows, and known-bad inputs as named regressions.
 
-mod common;
+mod support;
 
-use common::{hex, models, ALL_TYPES};
 use lwm2m_core::format::{lwm2m_cbor, FormatError};
 use lwm2m_core::model::{
     Instance, Node, ObjectNode, Path, Resource, ResourceValue, TimestampedValue, Value, NO_MODELS,
 };
-
-/// Strips `# comments` and turns the rest into bytes.
-fn bytes(annotated: &str) -> Vec<u8> {
-    hex(&annotated
-        .lines()
-        .map(|l| l.split('#').next().unwrap())
-        .collect::<String>())
-}
+use support::{annotated_hex, cbor_models as models, device_instance, hex, ALL_TYPES};
 
 /// The resources of the Device object instance 0, after the first two map
 /// headers: a map of 13 resources.
@@ -40,36 +32,15 @@ const DEVICE_RESOURCES: &str = "
 /// Read /3/0 in LwM2M CBOR: `{3: {0: {0: "Open Mobile Alliance", ...}}}`.
 fn device_nested() -> Vec<u8> {
     let mut b = hex("a1 03 a1 00");
-    b.extend(bytes(DEVICE_RESOURCES));
+    b.extend(annotated_hex(DEVICE_RESOURCES));
     b
 }
 
 /// The same with the path compressed into an array key: `{[3, 0]: {...}}`.
 fn device_compressed() -> Vec<u8> {
     let mut b = hex("a1 82 03 00");
-    b.extend(bytes(DEVICE_RESOURCES));
+    b.extend(annotated_hex(DEVICE_RESOURCES));
     b
-}
-
-fn device_instance() -> Instance {
-    Instance::new(
-        0,
-        [
-            Resource::single(0, Value::String("Open Mobile Alliance".into())),
-            Resource::single(1, Value::String("Lightweight M2M Client".into())),
-            Resource::single(2, Value::String("345000123".into())),
-            Resource::single(3, Value::String("1.0".into())),
-            Resource::multiple(6, [(0, Value::Integer(1)), (1, Value::Integer(5))]),
-            Resource::multiple(7, [(0, Value::Integer(3800)), (1, Value::Integer(5000))]),
-            Resource::multiple(8, [(0, Value::Integer(125)), (1, Value::Integer(900))]),
-            Resource::single(9, Value::Integer(100)),
-            Resource::single(10, Value::Integer(15)),
-            Resource::multiple(11, [(0, Value::Integer(0))]),
-            Resource::single(13, Value::Time(1_367_491_215)),
-            Resource::single(14, Value::String("+02:00".into())),
-            Resource::single(16, Value::String("U".into())),
-        ],
-    )
 }
 
 #[test]

@@ -2,32 +2,18 @@
 //! LwM2M TS 1.0 §6.4.4 written out by hand, round-trip properties and
 //! known-bad inputs.
 
-mod json_models;
+mod support;
 
-use json_models::{device_instance, models};
 use lwm2m_core::format::lwm2m_json::{decode, decode_values, encode, encode_values};
 use lwm2m_core::format::FormatError;
-use lwm2m_core::model::{
-    Instance, Node, ObjLnk, ObjectNode, Path, Resource, TimestampedValue, Value, NO_MODELS,
-};
+use lwm2m_core::model::{Instance, Node, ObjLnk, ObjectNode, Path, Resource, Value, NO_MODELS};
 use proptest::prelude::*;
-
-fn p(s: &str) -> Path {
-    s.parse().unwrap()
-}
+use support::{device_instance, json_models as models, p, tv};
 
 fn enc(node: &Node, path: &str) -> String {
     let mut out = Vec::new();
     encode(node, &p(path), &mut out).unwrap();
     String::from_utf8(out).unwrap()
-}
-
-fn tv(path: &str, value: Value, time: Option<f64>) -> TimestampedValue {
-    TimestampedValue {
-        path: p(path),
-        value,
-        time,
-    }
 }
 
 /// TS 1.0 §6.4.4: Read on the Device object instance /3/0.
@@ -489,7 +475,7 @@ fn regression_value_type_not_matching_model() {
 
 proptest! {
     #[test]
-    fn typed_instance_round_trips(inst in json_models::arb_typed_instance()) {
+    fn typed_instance_round_trips(inst in support::arb_typed_instance()) {
         let path = Path::Instance(1024, inst.id);
         let node = Node::Instance(inst);
         let mut out = Vec::new();
@@ -498,7 +484,7 @@ proptest! {
     }
 
     #[test]
-    fn untyped_object_round_trips(obj in json_models::arb_untyped_object_legacy()) {
+    fn untyped_object_round_trips(obj in support::arb_untyped_object_legacy()) {
         let path = Path::Object(obj.id);
         let node = Node::Object(obj);
         let mut out = Vec::new();
@@ -507,7 +493,7 @@ proptest! {
     }
 
     #[test]
-    fn values_round_trip(values in json_models::arb_values_legacy()) {
+    fn values_round_trip(values in support::arb_values_legacy()) {
         let mut out = Vec::new();
         encode_values(&values, &mut out).unwrap();
         prop_assert_eq!(decode_values(&out, &NO_MODELS).unwrap(), values);

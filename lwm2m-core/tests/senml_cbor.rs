@@ -1,18 +1,19 @@
 //! SenML CBOR (112): worked examples from the LwM2M TS and RFC 8428 written
 //! out byte by byte, and known-bad inputs as named regressions.
 
-mod common;
+mod support;
 
-use common::{hex, models, ALL_TYPES};
 use lwm2m_core::format::{senml_cbor, FormatError};
 use lwm2m_core::model::{
     Instance, Node, ObjLnk, Path, Resource, TimestampedValue, Value, NO_MODELS,
 };
+use support::{annotated_hex, cbor_models as models, device_instance, hex, ALL_TYPES};
 
 /// LwM2M 1.1 TS Core §7.4.5: Read /3/0 on the example client's Device object,
 /// `[{bn: "/3/0/", n: "0", vs: "Open Mobile Alliance"}, {n: "1", ...}, ...]`.
 fn ts_device_read() -> Vec<u8> {
-    hex("
+    annotated_hex(
+        "
         90                                              # array(16)
         a3 21 65 2f332f302f                             # {bn: \"/3/0/\",
            00 61 30                                     #  n: \"0\",
@@ -32,46 +33,21 @@ fn ts_device_read() -> Vec<u8> {
         a2 00 62 3133 02 1a 5182428f                    # {n: \"13\", v: 1367491215}
         a2 00 62 3134 03 66 2b30323a3030                # {n: \"14\", vs: \"+02:00\"}
         a2 00 62 3136 03 61 55                          # {n: \"16\", vs: \"U\"}
-    "
-    .lines()
-    .map(|l| l.split('#').next().unwrap())
-    .collect::<String>()
-    .as_str())
-}
-
-/// The node the TS example describes (with the Device object model).
-fn ts_device_instance() -> Instance {
-    Instance::new(
-        0,
-        [
-            Resource::single(0, Value::String("Open Mobile Alliance".into())),
-            Resource::single(1, Value::String("Lightweight M2M Client".into())),
-            Resource::single(2, Value::String("345000123".into())),
-            Resource::single(3, Value::String("1.0".into())),
-            Resource::multiple(6, [(0, Value::Integer(1)), (1, Value::Integer(5))]),
-            Resource::multiple(7, [(0, Value::Integer(3800)), (1, Value::Integer(5000))]),
-            Resource::multiple(8, [(0, Value::Integer(125)), (1, Value::Integer(900))]),
-            Resource::single(9, Value::Integer(100)),
-            Resource::single(10, Value::Integer(15)),
-            Resource::multiple(11, [(0, Value::Integer(0))]),
-            Resource::single(13, Value::Time(1_367_491_215)),
-            Resource::single(14, Value::String("+02:00".into())),
-            Resource::single(16, Value::String("U".into())),
-        ],
+    ",
     )
 }
 
 #[test]
 fn ts_device_example_decodes_with_model() {
     let node = senml_cbor::decode(&ts_device_read(), &Path::Instance(3, 0), &models()).unwrap();
-    assert_eq!(node, Node::Instance(ts_device_instance()));
+    assert_eq!(node, Node::Instance(device_instance()));
 }
 
 #[test]
 fn ts_device_example_encodes_byte_for_byte() {
     let mut out = Vec::new();
     senml_cbor::encode(
-        &Node::Instance(ts_device_instance()),
+        &Node::Instance(device_instance()),
         &Path::Instance(3, 0),
         &mut out,
     )
@@ -90,7 +66,7 @@ fn ts_device_example_without_model_keeps_what_the_payload_says() {
         inst.resources[&13],
         Resource::single(13, Value::Integer(1_367_491_215))
     );
-    assert_eq!(inst.resources[&6], ts_device_instance().resources[&6]);
+    assert_eq!(inst.resources[&6], device_instance().resources[&6]);
     assert_eq!(inst.resources.len(), 13);
 }
 
@@ -112,7 +88,7 @@ fn ts_device_example_as_values_and_as_object() {
     else {
         panic!("object expected")
     };
-    assert_eq!(obj.instances[&0], ts_device_instance());
+    assert_eq!(obj.instances[&0], device_instance());
 }
 
 #[test]

@@ -2,9 +2,8 @@
 //! §7.4.4 (Tables 7.4.4-1 to 7.4.4-8, written out by hand), round-trip
 //! properties and known-bad inputs.
 
-mod json_models;
+mod support;
 
-use json_models::{device_instance, models};
 use lwm2m_core::format::senml_json::{
     decode, decode_paths, decode_values, encode, encode_paths, encode_values,
 };
@@ -13,10 +12,7 @@ use lwm2m_core::model::{
     Instance, Node, ObjLnk, ObjectNode, Path, Resource, TimestampedValue, Value, NO_MODELS,
 };
 use proptest::prelude::*;
-
-fn p(s: &str) -> Path {
-    s.parse().unwrap()
-}
+use support::{device_instance, json_models as models, p, tv};
 
 fn enc(node: &Node, path: &str) -> String {
     let mut out = Vec::new();
@@ -28,14 +24,6 @@ fn enc_values(values: &[TimestampedValue]) -> String {
     let mut out = Vec::new();
     encode_values(values, &mut out).unwrap();
     String::from_utf8(out).unwrap()
-}
-
-fn tv(path: &str, value: Value, time: Option<f64>) -> TimestampedValue {
-    TimestampedValue {
-        path: p(path),
-        value,
-        time,
-    }
 }
 
 /// TS 1.1 Table 7.4.4-1: Read on the Device object instance /3/0.
@@ -926,7 +914,7 @@ fn regression_wrong_json_shapes() {
 
 proptest! {
     #[test]
-    fn typed_instance_round_trips(inst in json_models::arb_typed_instance()) {
+    fn typed_instance_round_trips(inst in support::arb_typed_instance()) {
         let node = Node::Instance(inst.clone());
         let path = Path::Instance(1024, inst.id);
         let mut out = Vec::new();
@@ -943,7 +931,7 @@ proptest! {
     }
 
     #[test]
-    fn untyped_object_round_trips(obj in json_models::arb_untyped_object()) {
+    fn untyped_object_round_trips(obj in support::arb_untyped_object()) {
         let path = Path::Object(obj.id);
         let node = Node::Object(obj);
         let mut out = Vec::new();
@@ -952,14 +940,14 @@ proptest! {
     }
 
     #[test]
-    fn values_round_trip(values in json_models::arb_values()) {
+    fn values_round_trip(values in support::arb_values()) {
         let mut out = Vec::new();
         encode_values(&values, &mut out).unwrap();
         prop_assert_eq!(decode_values(&out, &NO_MODELS).unwrap(), values);
     }
 
     #[test]
-    fn paths_round_trip(paths in proptest::collection::vec(json_models::arb_path(), 0..8)) {
+    fn paths_round_trip(paths in proptest::collection::vec(support::arb_path(), 0..8)) {
         let mut out = Vec::new();
         encode_paths(&paths, &mut out).unwrap();
         prop_assert_eq!(decode_paths(&out).unwrap(), paths);

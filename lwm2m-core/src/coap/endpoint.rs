@@ -412,6 +412,26 @@ struct OutRequest<P> {
     block_retries: u8,
 }
 
+impl<P> OutRequest<P> {
+    /// A request not sent yet: queued, no block-wise or observe state.
+    fn queued(peer: P, token: Token, request: Request) -> Self {
+        OutRequest {
+            peer,
+            token,
+            request,
+            phase: Phase::Queued,
+            outstanding: false,
+            deadline: None,
+            block1: None,
+            block2: None,
+            observe: false,
+            last_notification: None,
+            notification_of: None,
+            block_retries: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct InRequest<P> {
     peer: P,
@@ -691,18 +711,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         self.out.insert(
             id,
             OutRequest {
-                peer: peer.clone(),
-                token,
-                request,
-                phase: Phase::Queued,
-                outstanding: false,
-                deadline: None,
-                block1: None,
-                block2: None,
                 observe,
-                last_notification: None,
-                notification_of: None,
-                block_retries: 0,
+                ..OutRequest::queued(peer.clone(), token, request)
             },
         );
         if must_queue {
@@ -747,23 +757,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         self.cancel_request(now, id);
         let new_id = RequestId(self.next_handle());
         self.by_token.insert((peer.clone(), token), new_id);
-        self.out.insert(
-            new_id,
-            OutRequest {
-                peer: peer.clone(),
-                token,
-                request,
-                phase: Phase::Queued,
-                outstanding: false,
-                deadline: None,
-                block1: None,
-                block2: None,
-                observe: false,
-                last_notification: None,
-                notification_of: None,
-                block_retries: 0,
-            },
-        );
+        self.out
+            .insert(new_id, OutRequest::queued(peer.clone(), token, request));
         if self.peer(&peer).outstanding >= self.config.nstart {
             self.peer(&peer).queue.push_back(new_id);
         } else {
@@ -907,7 +902,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                     && MessageType::from_bits(bytes[0] >> 4) == MessageType::Con
                 {
                     let mid = u16::from_be_bytes([bytes[2], bytes[3]]);
-                    self.send_rst(peer, mid);
+                    self.send_empty(peer, MessageType::Rst, mid);
                 }
                 return;
             }
@@ -919,7 +914,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 if msg.code.is_empty() {
                     // CoAP ping (CON Empty) is answered with RST; NON Empty is meaningless.
                     if msg.mtype == MessageType::Con {
-                        self.send_rst(peer, msg.message_id);
+                        self.send_empty(peer, MessageType::Rst, msg.message_id);
                     }
                 } else if msg.code.is_request() {
                     self.handle_request(now, peer, &msg);
@@ -930,25 +925,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         }
     }
 
-    fn send_rst(&mut self, peer: P, mid: u16) -> Vec<u8> {
+    /// Queues an empty message (code 0.00, no token) of type `mtype` (RST
+    /// or ACK) with message id `mid` to `peer`, and returns its bytes so the
+    /// caller can remember them as the reply to a duplicate.
+    fn send_empty(&mut self, peer: P, mtype: MessageType, mid: u16) -> Vec<u8> {
         let bytes = encode(
-            MessageType::Rst,
-            Code::EMPTY,
-            mid,
-            Token::EMPTY,
-            &OptionList::new(),
-            &[],
-        );
-        self.transmits.push_back(Transmit {
-            peer,
-            bytes: bytes.clone(),
-        });
-        bytes
-    }
-
-    fn send_empty_ack(&mut self, peer: P, mid: u16) -> Vec<u8> {
-        let bytes = encode(
-            MessageType::Ack,
+            mtype,
             Code::EMPTY,
             mid,
             Token::EMPTY,
@@ -1039,12 +1021,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             // observation (RFC 7641 §3.6). A CON is rejected with RST
             // *instead of* an ACK (RFC 7252 §5.3.2): an ACK first tells the
             // server the notification was wanted, and it ignores the RST.
-            let rst = self.send_rst(peer.clone(), msg.message_id);
+            let rst = self.send_empty(peer.clone(), MessageType::Rst, msg.message_id);
             self.remember(now, &peer, msg.message_id, Reply::Bytes(rst), confirmable);
             return;
         };
         if confirmable {
-            let ack = self.send_empty_ack(peer.clone(), msg.message_id);
+            let ack = self.send_empty(peer.clone(), MessageType::Ack, msg.message_id);
             self.remember(now, &peer, msg.message_id, Reply::Bytes(ack), true);
         } else {
             self.remember(now, &peer, msg.message_id, Reply::Nothing, false);
@@ -1232,18 +1214,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         self.out.insert(
             id,
             OutRequest {
-                peer: peer.clone(),
-                token,
-                request,
-                phase: Phase::Queued,
-                outstanding: false,
-                deadline: None,
-                block1: None,
                 block2: Some(first.payload),
-                observe: false,
-                last_notification: None,
                 notification_of: Some(parent),
-                block_retries: 0,
+                ..OutRequest::queued(peer.clone(), token, request)
             },
         );
         if self.peer(&peer).outstanding >= self.config.nstart {
@@ -1343,7 +1316,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                     self.transmits.push_back(Transmit { peer, bytes });
                 }
                 Reply::EmptyAck if confirmable => {
-                    self.send_empty_ack(peer, msg.message_id);
+                    self.send_empty(peer, MessageType::Ack, msg.message_id);
                 }
                 _ => {}
             }
@@ -1452,36 +1425,31 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
     /// Answers a request without involving the application (errors, 2.31, cached blocks).
     fn answer_directly(&mut self, peer: &P, msg: &Message<'_>, response: Response) {
         let token = Token::new(msg.token).unwrap_or_default();
-        if msg.mtype == MessageType::Con {
-            let bytes = encode(
-                MessageType::Ack,
-                response.code,
-                msg.message_id,
-                token,
-                &response.options,
-                &response.payload,
-            );
-            self.transmits.push_back(Transmit {
-                peer: peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(peer, msg.message_id, Reply::Bytes(bytes));
+        // Piggybacked on the ACK of a CON; a NON gets a NON with a new id.
+        let (mtype, mid) = if msg.mtype == MessageType::Con {
+            (MessageType::Ack, msg.message_id)
         } else {
-            let mid = self.next_mid(peer);
-            let bytes = encode(
-                MessageType::Non,
-                response.code,
-                mid,
-                token,
-                &response.options,
-                &response.payload,
-            );
-            self.transmits.push_back(Transmit {
-                peer: peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(peer, msg.message_id, Reply::Bytes(bytes));
-        }
+            (MessageType::Non, self.next_mid(peer))
+        };
+        let bytes = encode(
+            mtype,
+            response.code,
+            mid,
+            token,
+            &response.options,
+            &response.payload,
+        );
+        self.send_reply(peer, msg.message_id, bytes);
+    }
+
+    /// Queues `bytes` to `peer` and remembers them as the reply to the
+    /// request with message id `request_mid`, for its duplicates.
+    fn send_reply(&mut self, peer: &P, request_mid: u16, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            peer: peer.clone(),
+            bytes: bytes.clone(),
+        });
+        self.set_reply(peer, request_mid, Reply::Bytes(bytes));
     }
 
     fn receive_block1(
@@ -1870,11 +1838,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 &options,
                 payload,
             );
-            self.transmits.push_back(Transmit {
-                peer: req.peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(&req.peer, req.mid, Reply::Bytes(bytes));
+            self.send_reply(&req.peer, req.mid, bytes);
         } else if req.confirmable {
             let mid = self.next_mid(&req.peer);
             let bytes = encode(
@@ -1896,11 +1860,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 &options,
                 payload,
             );
-            self.transmits.push_back(Transmit {
-                peer: req.peer.clone(),
-                bytes: bytes.clone(),
-            });
-            self.set_reply(&req.peer, req.mid, Reply::Bytes(bytes));
+            self.send_reply(&req.peer, req.mid, bytes);
         }
     }
 
@@ -1931,7 +1891,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                         if !req.acked {
                             req.acked = true;
                             let (peer, mid) = (req.peer.clone(), req.mid);
-                            self.send_empty_ack(peer.clone(), mid);
+                            self.send_empty(peer.clone(), MessageType::Ack, mid);
                             self.set_reply(&peer, mid, Reply::EmptyAck);
                         }
                         let abandon = now + self.config.exchange_lifetime;

@@ -38,6 +38,7 @@ use core::convert::Infallible;
 use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
+use super::single_value::{single_value, value_node, value_path};
 use super::FormatError;
 use crate::model::{
     Instance, ModelLookup, Node, ObjLnk, ObjectNode, Path, Resource, ResourceType, ResourceValue,
@@ -50,6 +51,8 @@ use crate::model::{
 /// so this caps what a peer can make us allocate.
 pub const MAX_ITEMS: usize = 65_536;
 
+const ONLY_VALUES: &str = "application/cbor carries one resource or resource instance value";
+
 /// Decodes an `application/cbor` payload for a Read response or Write request
 /// on `path`, which must be a resource or resource-instance path.
 ///
@@ -60,14 +63,7 @@ pub const MAX_ITEMS: usize = 65_536;
 /// assert_eq!(node, Node::Resource(Resource::single(9, Value::Integer(42))));
 /// ```
 pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<Node, FormatError> {
-    let (o, r) = match *path {
-        Path::Resource(o, _, r) | Path::ResourceInstance(o, _, r, _) => (o, r),
-        _ => {
-            return Err(FormatError::NotRepresentable(
-                "application/cbor carries one resource or resource instance value",
-            ))
-        }
-    };
+    let (o, r) = value_path(path, ONLY_VALUES)?;
     let model = models.resource(o, r);
     match (path, model.map(|m| m.multiple)) {
         (Path::Resource(..), Some(true)) => {
@@ -86,10 +82,7 @@ pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<N
     let scalar = rd.scalar()?;
     rd.finish()?;
     let value = typed_value(scalar, model.map(|m| m.resource_type))?;
-    Ok(match *path {
-        Path::ResourceInstance(_, _, _, ri) => Node::ResourceInstance { id: ri, value },
-        _ => Node::Resource(Resource::single(r, value)),
-    })
+    Ok(value_node(path, r, value))
 }
 
 /// Encodes a single resource or a resource instance sitting at `path`.
@@ -103,30 +96,12 @@ pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<N
 /// assert_eq!(out, [0x18, 0x2a]);
 /// ```
 pub fn encode(node: &Node, path: &Path, out: &mut Vec<u8>) -> Result<(), FormatError> {
-    let value = match (node, *path) {
-        (Node::Resource(res), Path::Resource(_, _, r)) if res.id == r => match &res.value {
-            ResourceValue::Single(v) => v,
-            ResourceValue::Multiple(_) => {
-                return Err(FormatError::NotRepresentable(
-                    "application/cbor cannot carry a multiple-instance resource",
-                ))
-            }
-        },
-        (Node::ResourceInstance { id, value }, Path::ResourceInstance(_, _, _, ri))
-            if *id == ri =>
-        {
-            value
-        }
-        (Node::Resource(_), Path::Resource(..))
-        | (Node::ResourceInstance { .. }, Path::ResourceInstance(..)) => {
-            return Err(FormatError::InvalidPath)
-        }
-        _ => {
-            return Err(FormatError::NotRepresentable(
-                "application/cbor carries one resource or resource instance value",
-            ))
-        }
-    };
+    let value = single_value(
+        node,
+        path,
+        ONLY_VALUES,
+        "application/cbor cannot carry a multiple-instance resource",
+    )?;
     write_value(out, value);
     Ok(())
 }

@@ -33,14 +33,14 @@ use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::base64::{encode as base64_encode, Alphabet as Base64Alphabet};
+use super::base64::Alphabet as Base64Alphabet;
 use super::json::{parse, Element, JsonValue, JsonWriter};
 use super::senml_json::{
-    build_node, flatten, format_objlnk, keep_whole, relative_name, resolve_path, time_number,
-    type_value, value_names, Raw,
+    build_node, check_value_path, expect_str, flatten, keep_whole, relative_name, resolve_path,
+    resolve_time, time_number, type_value, value_names, write_record, Raw, ValueLabels,
 };
 use super::FormatError;
-use crate::model::{ModelLookup, Node, Path, TimestampedValue, Value};
+use crate::model::{ModelLookup, Node, Path, TimestampedValue};
 
 /// Decodes an LwM2M JSON payload that belongs to request path `path` into the
 /// node at that path. Times are ignored; entries must lie at or below `path`
@@ -78,13 +78,12 @@ pub fn encode(node: &Node, path: &Path, out: &mut Vec<u8>) -> Result<(), FormatE
         w.key("e");
         w.begin_array();
         for (p, value) in &flat.entries {
-            w.begin_object();
-            if !flat.leaf {
-                w.key("n");
-                w.string(&relative_name(&flat.base, p)?);
-            }
-            write_value(&mut w, value)?;
-            w.end_object();
+            let n = if flat.leaf {
+                None
+            } else {
+                Some(relative_name(&flat.base, p)?)
+            };
+            write_record(&mut w, None, n.as_deref(), value, None, &LEGACY_LABELS)?;
         }
         w.end_array();
         w.end_object();
@@ -129,22 +128,15 @@ pub fn encode_values(values: &[TimestampedValue], out: &mut Vec<u8>) -> Result<(
         w.key("e");
         w.begin_array();
         for (tv, name) in values.iter().zip(names.iter()) {
-            if tv.path.depth() < 3 {
-                return Err(FormatError::NotRepresentable(
-                    "a value needs a resource or resource instance path",
-                ));
-            }
-            w.begin_object();
-            if let Some(n) = name {
-                w.key("n");
-                w.string(n);
-            }
-            write_value(&mut w, &tv.value)?;
-            if let Some(t) = tv.time {
-                w.key("t");
-                w.number(t)?;
-            }
-            w.end_object();
+            check_value_path(&tv.path)?;
+            write_record(
+                &mut w,
+                None,
+                name.as_deref(),
+                &tv.value,
+                tv.time,
+                &LEGACY_LABELS,
+            )?;
         }
         w.end_array();
         w.end_object();
@@ -164,13 +156,6 @@ fn syntax(offset: usize, expected: &'static str) -> FormatError {
     FormatError::Syntax { offset, expected }
 }
 
-fn string_of<'a>(e: Element<'a>, what: &'static str) -> Result<Cow<'a, str>, FormatError> {
-    match e.value {
-        JsonValue::String(s) => Ok(s),
-        _ => Err(syntax(e.offset, what)),
-    }
-}
-
 fn entries(payload: &[u8]) -> Result<Vec<Entry<'_>>, FormatError> {
     let doc = parse(payload)?;
     let JsonValue::Object(members) = doc.value else {
@@ -187,7 +172,7 @@ fn entries(payload: &[u8]) -> Result<Vec<Entry<'_>>, FormatError> {
                 if bn.is_some() {
                     return Err(dup());
                 }
-                bn = Some(string_of(e, "a string for \"bn\"")?);
+                bn = Some(expect_str(e, "a string for \"bn\"")?);
             }
             "bt" => {
                 if bt.is_some() {
@@ -232,7 +217,7 @@ fn entries(payload: &[u8]) -> Result<Vec<Entry<'_>>, FormatError> {
                     if n.is_some() {
                         return Err(syntax(at, "\"n\" at most once per entry"));
                     }
-                    n = Some(string_of(e, "a string for \"n\"")?);
+                    n = Some(expect_str(e, "a string for \"n\"")?);
                 }
                 "t" => {
                     if t.is_some() {
@@ -247,9 +232,9 @@ fn entries(payload: &[u8]) -> Result<Vec<Entry<'_>>, FormatError> {
                         .ok_or(syntax(at, "a number for \"v\""))?;
                     value = Some(Raw::Number(num));
                 }
-                "sv" => value = Some(Raw::Text(string_of(e, "a string for \"sv\"")?)),
+                "sv" => value = Some(Raw::Text(expect_str(e, "a string for \"sv\"")?)),
                 "ov" => {
-                    value = Some(Raw::Link(string_of(
+                    value = Some(Raw::Link(expect_str(
                         e,
                         "an \"object:instance\" string for \"ov\"",
                     )?))
@@ -269,18 +254,7 @@ fn entries(payload: &[u8]) -> Result<Vec<Entry<'_>>, FormatError> {
             "a value field (\"v\", \"sv\", \"bv\" or \"ov\")",
         ))?;
         let path = resolve_path(&base, n.as_deref(), offset, true, &mut buf)?;
-        let time = match (bt, t) {
-            (None, None) => None,
-            (b, t) => {
-                let sum = b.unwrap_or(0.0) + t.unwrap_or(0.0);
-                if !sum.is_finite() {
-                    return Err(FormatError::InvalidValue {
-                        what: "time out of the f64 range",
-                    });
-                }
-                Some(sum)
-            }
-        };
+        let time = resolve_time(bt, t)?;
         out.push(Entry {
             offset,
             path,
@@ -291,36 +265,13 @@ fn entries(payload: &[u8]) -> Result<Vec<Entry<'_>>, FormatError> {
     Ok(out)
 }
 
-fn write_value(w: &mut JsonWriter<'_>, v: &Value) -> Result<(), FormatError> {
-    match v {
-        Value::Integer(i) | Value::Time(i) => {
-            w.key("v");
-            w.i64(*i);
-        }
-        Value::UnsignedInteger(u) => {
-            w.key("v");
-            w.u64(*u);
-        }
-        Value::Float(f) => {
-            w.key("v");
-            w.f64(*f)?;
-        }
-        Value::Boolean(b) => {
-            w.key("bv");
-            w.bool(*b);
-        }
-        Value::String(s) | Value::CoreLnk(s) => {
-            w.key("sv");
-            w.string(s);
-        }
-        Value::Opaque(d) => {
-            w.key("sv");
-            w.string(&base64_encode(d, Base64Alphabet::Standard, true));
-        }
-        Value::ObjLnk(l) => {
-            w.key("ov");
-            w.string(&format_objlnk(l));
-        }
-    }
-    Ok(())
-}
+/// TS 1.0 §6.4.4: `bv`, `sv`, `ov`; opaque goes in `sv` as padded standard
+/// base64, which TS 1.0 devices expect.
+const LEGACY_LABELS: ValueLabels = ValueLabels {
+    boolean: "bv",
+    string: "sv",
+    opaque: "sv",
+    opaque_alphabet: Base64Alphabet::Standard,
+    opaque_padding: true,
+    objlnk: "ov",
+};

@@ -14,6 +14,9 @@ pub mod lwm2m_json;
 pub mod opaque;
 pub mod senml_cbor;
 pub mod senml_json;
+mod single_value;
+#[cfg(test)]
+mod test_models;
 pub mod text;
 pub mod tlv;
 

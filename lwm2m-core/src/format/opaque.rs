@@ -11,8 +11,9 @@
 
 use alloc::vec::Vec;
 
+use super::single_value::{single_value, value_node, value_path};
 use super::FormatError;
-use crate::model::{ModelLookup, Node, Path, Resource, ResourceType, ResourceValue, Value};
+use crate::model::{ModelLookup, Node, Path, ResourceType, Value};
 
 const ONLY_VALUES: &str =
     "application/octet-stream carries one opaque resource or resource instance value";
@@ -27,10 +28,7 @@ const NO_MULTIPLE: &str = "application/octet-stream cannot carry a multiple-inst
 /// assert_eq!(node, Node::Resource(Resource::single(0, Value::Opaque(vec![1, 2, 3]))));
 /// ```
 pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<Node, FormatError> {
-    let (object, rid) = match *path {
-        Path::Resource(o, _, r) | Path::ResourceInstance(o, _, r, _) => (o, r),
-        _ => return Err(FormatError::NotRepresentable(ONLY_VALUES)),
-    };
+    let (object, rid) = value_path(path, ONLY_VALUES)?;
     if let Some(model) = models.resource(object, rid) {
         if matches!(path, Path::Resource(..)) && model.multiple {
             return Err(FormatError::NotRepresentable(NO_MULTIPLE));
@@ -42,10 +40,7 @@ pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<N
         }
     }
     let value = Value::Opaque(payload.to_vec());
-    Ok(match *path {
-        Path::ResourceInstance(_, _, _, riid) => Node::ResourceInstance { id: riid, value },
-        _ => Node::Resource(Resource::single(rid, value)),
-    })
+    Ok(value_node(path, rid, value))
 }
 
 /// Encodes an opaque value (single resource at `/O/I/R` or resource instance
@@ -60,26 +55,7 @@ pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<N
 /// assert_eq!(out, [0xCA, 0xFE]);
 /// ```
 pub fn encode(node: &Node, path: &Path, out: &mut Vec<u8>) -> Result<(), FormatError> {
-    let value = match (node, *path) {
-        (Node::Resource(res), Path::Resource(_, _, r)) => {
-            if res.id != r {
-                return Err(FormatError::InvalidPath);
-            }
-            match &res.value {
-                ResourceValue::Single(v) => v,
-                ResourceValue::Multiple(_) => {
-                    return Err(FormatError::NotRepresentable(NO_MULTIPLE))
-                }
-            }
-        }
-        (Node::ResourceInstance { id, value }, Path::ResourceInstance(_, _, _, ri)) => {
-            if *id != ri {
-                return Err(FormatError::InvalidPath);
-            }
-            value
-        }
-        _ => return Err(FormatError::NotRepresentable(ONLY_VALUES)),
-    };
+    let value = single_value(node, path, ONLY_VALUES, NO_MULTIPLE)?;
     match value {
         Value::Opaque(bytes) => {
             out.extend_from_slice(bytes);
@@ -94,49 +70,24 @@ pub fn encode(node: &Node, path: &Path, out: &mut Vec<u8>) -> Result<(), FormatE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ObjectModel, Operations, ResourceModel, NO_MODELS};
+    use crate::format::test_models::{object, registry};
+    use crate::model::{ObjectModel, Resource, NO_MODELS};
     use alloc::collections::BTreeMap;
-    use alloc::string::String;
     use alloc::vec;
     use proptest::prelude::*;
 
     /// Object 9000: 0 opaque single, 1 opaque multiple, 2 string, 3 integer.
     fn models() -> BTreeMap<u16, ObjectModel> {
-        let res = |id, resource_type, multiple| ResourceModel {
-            id,
-            name: String::new(),
-            operations: Operations::ReadWrite,
-            multiple,
-            mandatory: false,
-            resource_type,
-            range: String::new(),
-            units: String::new(),
-            description: String::new(),
-        };
-        let resources = [
-            res(0, ResourceType::Opaque, false),
-            res(1, ResourceType::Opaque, true),
-            res(2, ResourceType::String, false),
-            res(3, ResourceType::Integer, false),
-        ]
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
-        let mut m = BTreeMap::new();
-        m.insert(
+        registry([object(
             9000,
-            ObjectModel {
-                id: 9000,
-                name: String::new(),
-                version: "1.0".into(),
-                lwm2m_version: "1.1".into(),
-                multiple: true,
-                mandatory: false,
-                description: String::new(),
-                resources,
-            },
-        );
-        m
+            true,
+            &[
+                (0, ResourceType::Opaque, false),
+                (1, ResourceType::Opaque, true),
+                (2, ResourceType::String, false),
+                (3, ResourceType::Integer, false),
+            ],
+        )])
     }
 
     #[test]

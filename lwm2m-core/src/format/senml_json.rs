@@ -125,17 +125,14 @@ fn encode_node(node: &Node, path: &Path, out: &mut Vec<u8>) -> Result<(), Format
     let mut w = JsonWriter::new(out);
     w.begin_array();
     for (i, (p, value)) in flat.entries.iter().enumerate() {
-        w.begin_object();
-        if i == 0 {
-            w.key("bn");
-            w.string(&flat.base);
-        }
-        if !flat.leaf {
-            w.key("n");
-            w.string(relative_name(&flat.base, p)?.as_str());
-        }
-        write_value(&mut w, value)?;
-        w.end_object();
+        // The base name goes on the first record only.
+        let bn = (i == 0).then_some(flat.base.as_str());
+        let n = if flat.leaf {
+            None
+        } else {
+            Some(relative_name(&flat.base, p)?)
+        };
+        write_record(&mut w, bn, n.as_deref(), value, None, &SENML_LABELS)?;
     }
     w.end_array();
     Ok(())
@@ -185,28 +182,16 @@ fn encode_values_inner(values: &[TimestampedValue], out: &mut Vec<u8>) -> Result
     let mut w = JsonWriter::new(out);
     w.begin_array();
     for (i, (tv, name)) in values.iter().zip(names.iter()).enumerate() {
-        if tv.path.depth() < 3 {
-            return Err(FormatError::NotRepresentable(
-                "a value needs a resource or resource instance path",
-            ));
-        }
-        w.begin_object();
-        if i == 0 {
-            if let Some(bn) = &base {
-                w.key("bn");
-                w.string(bn);
-            }
-        }
-        if let Some(n) = name {
-            w.key("n");
-            w.string(n);
-        }
-        write_value(&mut w, &tv.value)?;
-        if let Some(t) = tv.time {
-            w.key("t");
-            w.number(t)?;
-        }
-        w.end_object();
+        check_value_path(&tv.path)?;
+        let bn = if i == 0 { base.as_deref() } else { None };
+        write_record(
+            &mut w,
+            bn,
+            name.as_deref(),
+            &tv.value,
+            tv.time,
+            &SENML_LABELS,
+        )?;
     }
     w.end_array();
     Ok(())
@@ -284,7 +269,10 @@ struct Fields<'a> {
     value: Option<Raw<'a>>,
 }
 
-fn expect_str<'a>(e: Element<'a>, what: &'static str) -> Result<Cow<'a, str>, FormatError> {
+pub(crate) fn expect_str<'a>(
+    e: Element<'a>,
+    what: &'static str,
+) -> Result<Cow<'a, str>, FormatError> {
     match e.value {
         JsonValue::String(s) => Ok(s),
         _ => Err(FormatError::Syntax {
@@ -334,6 +322,23 @@ pub(crate) fn resolve_path(
     buf.parse().map_err(|_| FormatError::InvalidPath)
 }
 
+/// `bt + t` if either is present (an absent one counts as 0); a sum out of
+/// the f64 range is [`FormatError::InvalidValue`].
+pub(crate) fn resolve_time(bt: Option<f64>, t: Option<f64>) -> Result<Option<f64>, FormatError> {
+    match (bt, t) {
+        (None, None) => Ok(None),
+        (bt, t) => {
+            let sum = bt.unwrap_or(0.0) + t.unwrap_or(0.0);
+            if !sum.is_finite() {
+                return Err(FormatError::InvalidValue {
+                    what: "time out of the f64 range",
+                });
+            }
+            Ok(Some(sum))
+        }
+    }
+}
+
 fn records(payload: &[u8]) -> Result<Vec<Record<'_>>, FormatError> {
     let doc = parse(payload)?;
     let items = match doc.value {
@@ -369,18 +374,7 @@ fn records(payload: &[u8]) -> Result<Vec<Record<'_>>, FormatError> {
             base_time = Some(bt);
         }
         let path = resolve_path(&base, f.n.as_deref(), offset, false, &mut buf)?;
-        let time = match (base_time, f.t) {
-            (None, None) => None,
-            (bt, t) => {
-                let sum = bt.unwrap_or(0.0) + t.unwrap_or(0.0);
-                if !sum.is_finite() {
-                    return Err(FormatError::InvalidValue {
-                        what: "time out of the f64 range",
-                    });
-                }
-                Some(sum)
-            }
-        };
+        let time = resolve_time(base_time, f.t)?;
         out.push(Record {
             offset,
             path,
@@ -839,7 +833,72 @@ pub(crate) fn value_names(paths: &[Path]) -> (Option<String>, Vec<Option<String>
     (Some(base), names)
 }
 
-fn write_value(w: &mut JsonWriter<'_>, v: &Value) -> Result<(), FormatError> {
+/// The value labels of a JSON record: SenML's here, legacy LwM2M JSON's in
+/// [`lwm2m_json`](super::lwm2m_json). Numbers are `v` in both.
+pub(crate) struct ValueLabels {
+    /// Boolean.
+    pub boolean: &'static str,
+    /// String and Corelnk.
+    pub string: &'static str,
+    /// Opaque, written in base64 with this alphabet and padding.
+    pub opaque: &'static str,
+    /// The base64 alphabet of opaque values.
+    pub opaque_alphabet: Base64Alphabet,
+    /// Whether opaque values get `=` padding.
+    pub opaque_padding: bool,
+    /// Objlnk (`"object:instance"`).
+    pub objlnk: &'static str,
+}
+
+/// SenML (RFC 8428, LwM2M TS 1.1 §7.4.4): opaque is `vd` in unpadded base64url.
+const SENML_LABELS: ValueLabels = ValueLabels {
+    boolean: "vb",
+    string: "vs",
+    opaque: "vd",
+    opaque_alphabet: Base64Alphabet::UrlSafe,
+    opaque_padding: false,
+    objlnk: "vlo",
+};
+
+/// A timestamped value needs a resource or resource instance path.
+pub(crate) fn check_value_path(path: &Path) -> Result<(), FormatError> {
+    if path.depth() < 3 {
+        return Err(FormatError::NotRepresentable(
+            "a value needs a resource or resource instance path",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes one record object: `bn` and `n` if given, the value under its
+/// label, and `t` if given.
+pub(crate) fn write_record(
+    w: &mut JsonWriter<'_>,
+    bn: Option<&str>,
+    n: Option<&str>,
+    value: &Value,
+    t: Option<f64>,
+    labels: &ValueLabels,
+) -> Result<(), FormatError> {
+    w.begin_object();
+    if let Some(bn) = bn {
+        w.key("bn");
+        w.string(bn);
+    }
+    if let Some(n) = n {
+        w.key("n");
+        w.string(n);
+    }
+    write_value(w, value, labels)?;
+    if let Some(t) = t {
+        w.key("t");
+        w.number(t)?;
+    }
+    w.end_object();
+    Ok(())
+}
+
+fn write_value(w: &mut JsonWriter<'_>, v: &Value, labels: &ValueLabels) -> Result<(), FormatError> {
     match v {
         Value::Integer(i) | Value::Time(i) => {
             w.key("v");
@@ -854,19 +913,23 @@ fn write_value(w: &mut JsonWriter<'_>, v: &Value) -> Result<(), FormatError> {
             w.f64(*f)?;
         }
         Value::Boolean(b) => {
-            w.key("vb");
+            w.key(labels.boolean);
             w.bool(*b);
         }
         Value::String(s) | Value::CoreLnk(s) => {
-            w.key("vs");
+            w.key(labels.string);
             w.string(s);
         }
         Value::Opaque(d) => {
-            w.key("vd");
-            w.string(&base64_encode(d, Base64Alphabet::UrlSafe, false));
+            w.key(labels.opaque);
+            w.string(&base64_encode(
+                d,
+                labels.opaque_alphabet,
+                labels.opaque_padding,
+            ));
         }
         Value::ObjLnk(l) => {
-            w.key("vlo");
+            w.key(labels.objlnk);
             w.string(&format_objlnk(l));
         }
     }

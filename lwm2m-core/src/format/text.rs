@@ -27,8 +27,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use super::single_value::{single_value, value_node, value_path};
 use super::{base64, FormatError};
-use crate::model::{ModelLookup, Node, ObjLnk, Path, Resource, ResourceType, ResourceValue, Value};
+use crate::model::{ModelLookup, Node, ObjLnk, Path, ResourceType, Value};
 
 /// Decodes a text/plain payload that belongs to `path` (`/O/I/R` or `/O/I/R/RI`).
 ///
@@ -39,10 +40,7 @@ use crate::model::{ModelLookup, Node, ObjLnk, Path, Resource, ResourceType, Reso
 /// assert_eq!(node, Node::Resource(Resource::single(0, Value::String("Open Mobile Alliance".into()))));
 /// ```
 pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<Node, FormatError> {
-    let (object, rid) = match *path {
-        Path::Resource(o, _, r) | Path::ResourceInstance(o, _, r, _) => (o, r),
-        _ => return Err(FormatError::NotRepresentable(ONLY_VALUES)),
-    };
+    let (object, rid) = value_path(path, ONLY_VALUES)?;
     let model = models.resource(object, rid);
     if matches!(path, Path::Resource(..)) && model.is_some_and(|m| m.multiple) {
         return Err(FormatError::NotRepresentable(NO_MULTIPLE));
@@ -52,10 +50,7 @@ pub fn decode(payload: &[u8], path: &Path, models: &dyn ModelLookup) -> Result<N
         None | Some(ResourceType::None) => Value::String(String::from(text)),
         Some(ty) => parse_value(text, ty)?,
     };
-    Ok(match *path {
-        Path::ResourceInstance(_, _, _, riid) => Node::ResourceInstance { id: riid, value },
-        _ => Node::Resource(Resource::single(rid, value)),
-    })
+    Ok(value_node(path, rid, value))
 }
 
 const ONLY_VALUES: &str =
@@ -144,26 +139,7 @@ fn parse_objlnk(text: &str) -> Result<ObjLnk, FormatError> {
 /// assert_eq!(out, b"3:0");
 /// ```
 pub fn encode(node: &Node, path: &Path, out: &mut Vec<u8>) -> Result<(), FormatError> {
-    let value = match (node, *path) {
-        (Node::Resource(res), Path::Resource(_, _, r)) => {
-            if res.id != r {
-                return Err(FormatError::InvalidPath);
-            }
-            match &res.value {
-                ResourceValue::Single(v) => v,
-                ResourceValue::Multiple(_) => {
-                    return Err(FormatError::NotRepresentable(NO_MULTIPLE))
-                }
-            }
-        }
-        (Node::ResourceInstance { id, value }, Path::ResourceInstance(_, _, _, ri)) => {
-            if *id != ri {
-                return Err(FormatError::InvalidPath);
-            }
-            value
-        }
-        _ => return Err(FormatError::NotRepresentable(ONLY_VALUES)),
-    };
+    let value = single_value(node, path, ONLY_VALUES, NO_MULTIPLE)?;
     out.extend_from_slice(format_value(value)?.as_bytes());
     Ok(())
 }
@@ -197,7 +173,8 @@ pub fn format_value(value: &Value) -> Result<String, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ObjectModel, Operations, ResourceModel, NO_MODELS};
+    use crate::format::test_models::{object, registry};
+    use crate::model::{ObjectModel, Resource, ResourceValue, NO_MODELS};
     use alloc::collections::BTreeMap;
     use alloc::vec;
     use proptest::prelude::*;
@@ -218,40 +195,12 @@ mod tests {
     ];
 
     fn models() -> BTreeMap<u16, ObjectModel> {
-        let mut resources = BTreeMap::new();
+        let mut resources = vec![];
         for (i, &resource_type) in TYPES.iter().enumerate() {
-            for (id, multiple) in [(i as u16, false), (10 + i as u16, true)] {
-                resources.insert(
-                    id,
-                    ResourceModel {
-                        id,
-                        name: String::new(),
-                        operations: Operations::ReadWrite,
-                        multiple,
-                        mandatory: false,
-                        resource_type,
-                        range: String::new(),
-                        units: String::new(),
-                        description: String::new(),
-                    },
-                );
-            }
+            resources.push((i as u16, resource_type, false));
+            resources.push((10 + i as u16, resource_type, true));
         }
-        let mut m = BTreeMap::new();
-        m.insert(
-            OBJ,
-            ObjectModel {
-                id: OBJ,
-                name: String::new(),
-                version: "1.0".into(),
-                lwm2m_version: "1.1".into(),
-                multiple: true,
-                mandatory: false,
-                description: String::new(),
-                resources,
-            },
-        );
-        m
+        registry([object(OBJ, true, &resources)])
     }
 
     fn rid(ty: ResourceType) -> u16 {

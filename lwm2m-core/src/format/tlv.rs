@@ -704,7 +704,8 @@ fn write_header(out: &mut Vec<u8>, kind: Kind, id: u16, len: usize) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ObjectModel, Operations, NO_MODELS};
+    use crate::format::test_models::object as om;
+    use crate::model::{ObjectModel, NO_MODELS};
     use alloc::format;
     use alloc::vec;
     use proptest::prelude::*;
@@ -714,33 +715,6 @@ mod tests {
         s.split_whitespace()
             .map(|b| u8::from_str_radix(b, 16).expect("test hex"))
             .collect()
-    }
-
-    fn rm(id: u16, resource_type: ResourceType, multiple: bool) -> ResourceModel {
-        ResourceModel {
-            id,
-            name: String::new(),
-            operations: Operations::ReadWrite,
-            multiple,
-            mandatory: false,
-            resource_type,
-            range: String::new(),
-            units: String::new(),
-            description: String::new(),
-        }
-    }
-
-    fn om(id: u16, multiple: bool, res: &[(u16, ResourceType, bool)]) -> ObjectModel {
-        ObjectModel {
-            id,
-            name: String::new(),
-            version: "1.0".into(),
-            lwm2m_version: "1.1".into(),
-            multiple,
-            mandatory: false,
-            description: String::new(),
-            resources: res.iter().map(|&(i, t, m)| (i, rm(i, t, m))).collect(),
-        }
     }
 
     /// Test object with one resource of every type, single (ids 0..=8, 300) and

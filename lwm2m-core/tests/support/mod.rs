@@ -1,4 +1,7 @@
-//! Hand-made object models and generators shared by the JSON format tests.
+//! Test support shared by the lwm2m-core integration tests (each test file
+//! includes it with `mod support;`): hand-made object models, the Device
+//! object instance of the TS examples, hex and path helpers, and the proptest
+//! generators of the JSON format tests.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -9,7 +12,50 @@ use lwm2m_core::model::{
 };
 use proptest::prelude::*;
 
-fn res(id: u16, resource_type: ResourceType, multiple: bool) -> ResourceModel {
+// ---------------------------------------------------------------------------
+// Small helpers
+
+/// Bytes from hex text; whitespace and `|` separators are ignored.
+pub fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'|')
+        .collect();
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
+
+/// Bytes from hex text annotated line by line: everything from a `#` to the
+/// end of its line is a comment, the rest goes through [`hex`].
+pub fn annotated_hex(annotated: &str) -> Vec<u8> {
+    hex(&annotated
+        .lines()
+        .map(|l| l.split('#').next().unwrap())
+        .collect::<String>())
+}
+
+/// A path from its text form (`"/3/0/1"`).
+pub fn p(s: &str) -> Path {
+    s.parse().unwrap()
+}
+
+/// A timestamped value at the path written `path`.
+pub fn tv(path: &str, value: Value, time: Option<f64>) -> TimestampedValue {
+    TimestampedValue {
+        path: p(path),
+        value,
+        time,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Object models
+
+/// A resource model: read-write, or executable for type None.
+pub fn res(id: u16, resource_type: ResourceType, multiple: bool) -> ResourceModel {
     ResourceModel {
         id,
         name: format!("res{id}"),
@@ -27,7 +73,8 @@ fn res(id: u16, resource_type: ResourceType, multiple: bool) -> ResourceModel {
     }
 }
 
-fn object(id: u16, resources: Vec<ResourceModel>) -> ObjectModel {
+/// A multiple-instance, optional object model with these resources.
+pub fn object(id: u16, resources: Vec<ResourceModel>) -> ObjectModel {
     ObjectModel {
         id,
         name: format!("object {id}"),
@@ -40,12 +87,74 @@ fn object(id: u16, resources: Vec<ResourceModel>) -> ObjectModel {
     }
 }
 
-/// The objects the TS examples use (a subset of each), plus object 1024 with
-/// one resource of every type.
-pub fn models() -> BTreeMap<u16, ObjectModel> {
+/// The Device object (3) resources used by the TS example client.
+pub fn device_object() -> ObjectModel {
     use ResourceType::*;
-    let mut m = BTreeMap::new();
-    for o in [
+    object(
+        3,
+        vec![
+            res(0, String, false),
+            res(1, String, false),
+            res(2, String, false),
+            res(3, String, false),
+            res(4, None, false),
+            res(6, Integer, true),
+            res(7, Integer, true),
+            res(8, Integer, true),
+            res(9, Integer, false),
+            res(10, Integer, false),
+            res(11, Integer, true),
+            res(13, Time, false),
+            res(14, String, false),
+            res(15, String, false),
+            res(16, String, false),
+        ],
+    )
+}
+
+/// Id of the CBOR tests' object with one resource of every type.
+pub const ALL_TYPES: u16 = 10_000;
+
+/// Resource types of the CBOR tests' object: resource `r` (0..=8 single,
+/// 10..=18 multiple) has type `TYPES[r % 10]`; resource 9 is executable.
+pub const TYPES: [ResourceType; 9] = [
+    ResourceType::String,
+    ResourceType::Integer,
+    ResourceType::UnsignedInteger,
+    ResourceType::Float,
+    ResourceType::Boolean,
+    ResourceType::Opaque,
+    ResourceType::Time,
+    ResourceType::ObjLnk,
+    ResourceType::CoreLnk,
+];
+
+/// The CBOR tests' object with one single and one multiple resource of every type.
+pub fn all_types_object() -> ObjectModel {
+    let mut resources = Vec::new();
+    for (k, ty) in TYPES.iter().enumerate() {
+        resources.push(res(k as u16, *ty, false));
+        resources.push(res(10 + k as u16, *ty, true));
+    }
+    resources.push(res(9, ResourceType::None, false));
+    object(ALL_TYPES, resources)
+}
+
+/// The registry of the CBOR tests: the Device object and the all-types
+/// object [`ALL_TYPES`]. (Object 1 and 1024 stay unknown here.)
+pub fn cbor_models() -> BTreeMap<u16, ObjectModel> {
+    [device_object(), all_types_object()]
+        .into_iter()
+        .map(|o| (o.id, o))
+        .collect()
+}
+
+/// The registry of the JSON tests: the objects the TS examples use (a subset
+/// of each), plus object 1024 with one resource of every type (the model of
+/// [`arb_typed_instance`]).
+pub fn json_models() -> BTreeMap<u16, ObjectModel> {
+    use ResourceType::*;
+    [
         object(
             1,
             vec![
@@ -55,26 +164,7 @@ pub fn models() -> BTreeMap<u16, ObjectModel> {
                 res(7, String, false),
             ],
         ),
-        object(
-            3,
-            vec![
-                res(0, String, false),
-                res(1, String, false),
-                res(2, String, false),
-                res(3, String, false),
-                res(4, None, false),
-                res(6, Integer, true),
-                res(7, Integer, true),
-                res(8, Integer, true),
-                res(9, Integer, false),
-                res(10, Integer, false),
-                res(11, Integer, true),
-                res(13, Time, false),
-                res(14, String, false),
-                res(15, String, false),
-                res(16, String, false),
-            ],
-        ),
+        device_object(),
         object(
             65,
             vec![
@@ -114,13 +204,17 @@ pub fn models() -> BTreeMap<u16, ObjectModel> {
                 res(11, String, true),
             ],
         ),
-    ] {
-        m.insert(o.id, o);
-    }
-    m
+    ]
+    .into_iter()
+    .map(|o| (o.id, o))
+    .collect()
 }
 
-/// The Device object instance of the TS examples (Read /3/0).
+// ---------------------------------------------------------------------------
+// Nodes
+
+/// The Device object instance of the TS examples (Read /3/0), with the
+/// Device object model's types.
 pub fn device_instance() -> Instance {
     let s = |x: &str| Value::String(x.into());
     let i = Value::Integer;
@@ -143,6 +237,9 @@ pub fn device_instance() -> Instance {
         ],
     )
 }
+
+// ---------------------------------------------------------------------------
+// Generators of the JSON format tests
 
 pub fn arb_id() -> impl Strategy<Value = u16> {
     0u16..=65534
