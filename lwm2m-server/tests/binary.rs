@@ -11,6 +11,8 @@ use std::time::Duration;
 struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Every log line read so far, shown when an expected line never comes.
+    seen: Vec<String>,
 }
 
 impl Running {
@@ -32,21 +34,33 @@ impl Running {
                 }
             }
         });
-        Running { child, lines }
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for a log line containing `needle`; returns it.
-    fn expect_line(&self, needle: &str) -> String {
+    fn expect_line(&mut self, needle: &str) -> String {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no log line with {needle:?}: {e}"),
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no log line with {needle:?}: {e}; server exit status {:?}; log so far:\n{}",
+                    self.child.try_wait(),
+                    self.seen.join("\n")
+                ),
             }
         }
     }
 
-    fn port(&self) -> u16 {
+    fn port(&mut self) -> u16 {
         let line = self.expect_line("LwM2M server listening");
         let addr = line
             .split_whitespace()
@@ -75,7 +89,7 @@ fn coap_client() -> String {
 fn binary_registers_logs_stops_and_restores() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Running::start(&data);
+    let mut server = Running::start(&data);
     let port = server.port();
     let out = Command::new(coap_client())
         .args(["-m", "post", "-t", "40", "-e", "</3/0>"])
@@ -91,7 +105,7 @@ fn binary_registers_logs_stops_and_restores() {
     server.stop();
     assert!(data.join("registrations.sqlite3").is_file());
 
-    let server = Running::start(&data);
+    let mut server = Running::start(&data);
     let line = server.expect_line("restored registration");
     assert!(line.contains("endpoint=bin-test"), "{line}");
     server.stop();
