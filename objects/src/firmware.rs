@@ -798,6 +798,34 @@ impl Default for FirmwareConfig {
     }
 }
 
+/// The state to keep across a reboot (the device reboots into the new
+/// firmware while Updating, or loses power mid-download). Plain data: the
+/// integrator stores it as it likes, taken with [`FirmwareUpdate::snapshot`]
+/// after every change ([`FirmwareUpdate::take_changed`] not empty) and given
+/// back to [`FirmwareUpdate::restore`] at boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareSnapshot {
+    /// State.
+    pub state: State,
+    /// Update Result.
+    pub result: UpdateResult,
+    /// Package URI.
+    pub package_uri: String,
+    /// PkgName.
+    pub pkg_name: String,
+    /// PkgVersion.
+    pub pkg_version: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Maximum Defer Period, seconds.
+    pub max_defer_period: u32,
+    /// Last State Change Time, Unix seconds (as read from /5/x/12).
+    pub last_state_change: i64,
+    /// Bytes of the image in storage: the whole image in Downloaded and
+    /// Updating.
+    pub image_len: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Push,
@@ -867,6 +895,83 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
         }
     }
 
+    /// The state to persist across a reboot (see [`FirmwareSnapshot`]).
+    pub fn snapshot(&self) -> FirmwareSnapshot {
+        FirmwareSnapshot {
+            state: self.state,
+            result: self.result,
+            package_uri: self.uri.clone(),
+            pkg_name: self.pkg_name.clone(),
+            pkg_version: self.pkg_version.clone(),
+            severity: self.severity,
+            max_defer_period: self.max_defer_period,
+            last_state_change: self.last_state_change_unix(),
+            image_len: self.transfer.as_ref().map_or(0, |t| t.written),
+        }
+    }
+
+    /// An instance restored after a reboot from what
+    /// [`FirmwareUpdate::snapshot`] returned before it; `storage` must still
+    /// hold the image in Downloaded and Updating.
+    ///
+    /// * Updating stays Updating: the integrator now reports how the update
+    ///   went ([`FirmwareUpdate::update_succeeded`] when the new firmware
+    ///   runs, [`FirmwareUpdate::update_failed`] otherwise).
+    /// * Downloaded stays Downloaded; a deferred update (Result 11) gets a new
+    ///   Maximum Defer Period counted from `now` (no clock survives the
+    ///   reboot).
+    /// * Downloading becomes Idle with Update Result 4 (the reboot cut the
+    ///   connection) and the partial image is aborted: the running SHA-256 of
+    ///   what was stored did not survive, so it cannot be resumed.
+    /// * A (State, Result) pair the TS does not allow (a corrupt snapshot)
+    ///   keeps the State with Update Result 0.
+    pub fn restore(
+        config: FirmwareConfig,
+        storage: S,
+        snapshot: FirmwareSnapshot,
+        now: Instant,
+    ) -> FirmwareUpdate<S> {
+        let mut m = FirmwareUpdate::new(config, storage, now);
+        let secs_since_zero = snapshot
+            .last_state_change
+            .saturating_sub(m.config.unix_time_at_zero);
+        m.last_state_change = u64::try_from(secs_since_zero)
+            .map(|s| Instant::from_millis(s.saturating_mul(1000)))
+            .unwrap_or(Instant::ZERO);
+        m.uri = snapshot.package_uri;
+        m.pkg_name = snapshot.pkg_name;
+        m.pkg_version = snapshot.pkg_version;
+        m.severity = snapshot.severity;
+        m.max_defer_period = snapshot.max_defer_period;
+        let result = if is_allowed(snapshot.state, snapshot.result) {
+            snapshot.result
+        } else {
+            UpdateResult::Initial
+        };
+        match snapshot.state {
+            State::Idle => m.result = result,
+            State::Downloading => {
+                m.storage.abort();
+                m.state = State::Idle;
+                m.result = UpdateResult::ConnectionLost;
+                m.last_state_change = now;
+            }
+            State::Downloaded | State::Updating => {
+                m.state = snapshot.state;
+                m.result = result;
+                m.transfer = Some(Transfer {
+                    mode: Mode::Push,
+                    written: snapshot.image_len,
+                    hasher: Sha256::new(),
+                });
+                if result == UpdateResult::Deferred {
+                    m.deferred_since = Some(now);
+                }
+            }
+        }
+        m
+    }
+
     /// The State resource.
     pub fn state(&self) -> State {
         self.state
@@ -900,6 +1005,12 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
     /// The storage.
     pub fn storage(&self) -> &S {
         &self.storage
+    }
+
+    /// The storage, giving up the object (at shutdown, with
+    /// [`FirmwareUpdate::snapshot`]).
+    pub fn into_storage(self) -> S {
+        self.storage
     }
 
     /// The storage, mutably (for the installer, to read the image).
@@ -990,13 +1101,7 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
                 single(Value::Integer(self.config.delivery as i64))
             }
             res::SEVERITY => single(Value::Integer(self.severity as i64)),
-            res::LAST_STATE_CHANGE_TIME => {
-                let secs =
-                    i64::try_from(self.last_state_change.as_millis() / 1000).unwrap_or(i64::MAX);
-                single(Value::Time(
-                    self.config.unix_time_at_zero.saturating_add(secs),
-                ))
-            }
+            res::LAST_STATE_CHANGE_TIME => single(Value::Time(self.last_state_change_unix())),
             res::MAXIMUM_DEFER_PERIOD => {
                 single(Value::UnsignedInteger(u64::from(self.max_defer_period)))
             }
@@ -1316,6 +1421,11 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
         if state != State::Downloaded {
             self.deferred_since = None;
         }
+    }
+
+    fn last_state_change_unix(&self) -> i64 {
+        let secs = i64::try_from(self.last_state_change.as_millis() / 1000).unwrap_or(i64::MAX);
+        self.config.unix_time_at_zero.saturating_add(secs)
     }
 
     fn set_result(&mut self, result: UpdateResult) {

@@ -1060,6 +1060,85 @@ fn enum_values_match_the_ts() {
     assert_eq!(allowed, want);
 }
 
+/// A reboot: snapshot, storage kept, a new object restored at `now`.
+fn reboot(m: Fw, now: Instant) -> Fw {
+    let snap = m.snapshot();
+    FirmwareUpdate::restore(config(), m.into_storage(), snap, now)
+}
+
+#[test]
+fn reboot_while_updating_then_report_success() {
+    let mut m = drive(Start::Updating);
+    m.set_package_info("app", "2.0");
+    let mut m = reboot(m, t(100));
+    assert_eq!((m.state(), m.result()), (Updating, UpdateResult::Initial));
+    assert_eq!(
+        m.read(fw::PKG_VERSION),
+        Ok(ResourceValue::Single(Value::String("2.0".into())))
+    );
+    // Last State Change Time survives (it was t = 0).
+    assert_eq!(
+        m.read(fw::LAST_STATE_CHANGE_TIME),
+        Ok(ResourceValue::Single(Value::Time(0)))
+    );
+    m.update_succeeded(t(101)).unwrap();
+    assert_eq!((m.state(), m.result()), (Idle, UpdateResult::Success));
+}
+
+#[test]
+fn reboot_while_updating_then_failure_keeps_image() {
+    let m = reboot(drive(Start::Updating), t(100));
+    let mut m = m;
+    m.update_failed(UpdateFailure::KeepImage, t(101)).unwrap();
+    assert_eq!(
+        (m.state(), m.result()),
+        (Downloaded, UpdateResult::UpdateFailed)
+    );
+    assert_eq!(m.storage().inner.image(), Some(&b"image"[..]));
+    // The restored image is still ours to discard.
+    m.execute(fw::CANCEL, b"", t(102)).unwrap();
+    assert!(!m.storage().inner.is_open());
+}
+
+#[test]
+fn reboot_while_deferred_restarts_the_defer_window() {
+    let m = reboot(drive(Start::Deferred), t(1000));
+    assert_eq!(
+        (m.state(), m.result()),
+        (Downloaded, UpdateResult::Deferred)
+    );
+    assert_eq!(m.next_deadline(), Some(t(1060)));
+    assert_eq!(m.snapshot().image_len, 5);
+}
+
+#[test]
+fn reboot_while_downloading_is_a_lost_connection() {
+    for start in [Start::PushDownloading, Start::PullDownloading] {
+        let m = reboot(drive(start), t(50));
+        assert_eq!(
+            (m.state(), m.result()),
+            (Idle, UpdateResult::ConnectionLost)
+        );
+        assert_eq!(m.resume_offset(), None);
+        assert!(!m.storage().inner.is_open(), "{start:?}");
+        assert_eq!(
+            m.read(fw::LAST_STATE_CHANGE_TIME),
+            Ok(ResourceValue::Single(Value::Time(50)))
+        );
+    }
+}
+
+#[test]
+fn restore_repairs_a_disallowed_pair() {
+    let mut snap = drive(Start::Updating).snapshot();
+    snap.result = UpdateResult::Deferred;
+    let m = FirmwareUpdate::restore(config(), TestStorage::new(), snap.clone(), t(0));
+    assert_eq!((m.state(), m.result()), (Updating, UpdateResult::Initial));
+    snap.state = Idle;
+    let m = FirmwareUpdate::restore(config(), TestStorage::new(), snap, t(0));
+    assert_eq!((m.state(), m.result()), (Idle, UpdateResult::Initial));
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
@@ -1098,6 +1177,8 @@ mod prop {
         Tick(u64),
         Digest(Option<[u8; 32]>),
         StorageFails(u8, u8),
+        /// Snapshot, keep the storage, restore.
+        Reboot,
     }
 
     fn value() -> impl Strategy<Value = Value> {
@@ -1148,6 +1229,7 @@ mod prop {
             (0u64..40).prop_map(Op::Tick),
             proptest::option::of(any::<[u8; 32]>()).prop_map(Op::Digest),
             (0u8..3, 0u8..4).prop_map(|(w, e)| Op::StorageFails(w, e)),
+            Just(Op::Reboot),
         ]
     }
 
@@ -1202,6 +1284,13 @@ mod prop {
         }
 
         fn run(&mut self, op: Op) -> Result<(), FwError> {
+            if let Op::Reboot = op {
+                let snap = self.m.snapshot();
+                let blank = FirmwareUpdate::new(config(), TestStorage::new(), self.now);
+                let old = std::mem::replace(&mut self.m, blank);
+                self.m = FirmwareUpdate::restore(config(), old.into_storage(), snap, self.now);
+                return Ok(());
+            }
             let m = &mut self.m;
             let now = self.now;
             match op {
@@ -1240,6 +1329,7 @@ mod prop {
                     }
                     Ok(())
                 }
+                Op::Reboot => Ok(()),
             }
         }
     }
