@@ -1,0 +1,1444 @@
+//! The sans-IO LwM2M client engine: registration with one LwM2M server and
+//! the Device Management & Information Reporting interfaces.
+//!
+//! A [`Client`] wraps a CoAP [`Endpoint`] and a set of [`Object`]s. Like the
+//! endpoint it owns no socket, clock or task; a driver (the tokio one in
+//! [`crate::tokio_driver`], or a test's simulated network):
+//!
+//! 1. calls [`Client::start`] once, which sends the Register request,
+//! 2. passes every received datagram to [`Client::handle_datagram`],
+//! 3. sends what [`Client::poll_transmit`] returns,
+//! 4. calls [`Client::handle_timeout`] when [`Client::poll_timeout`] is due,
+//! 5. reads [`ClientEvent`]s from [`Client::poll_event`],
+//! 6. calls [`Client::deregister`] to shut down, and stops after
+//!    [`ClientEvent::Deregistered`].
+//!
+//! The application tells the engine about values that changed on their own
+//! (a sensor reading) with [`Client::changed`]: observations of that path
+//! then notify, respecting `pmin`. Writes by the server mark their path
+//! changed automatically.
+//!
+//! # Registration
+//!
+//! * Register: `POST /rd?ep=<name>&lt=<lifetime>&lwm2m=<version>&b=<binding>`,
+//!   Content-Format 40, payload `</>;rt="oma.lwm2m";ct=...` (the `ct` list only
+//!   from LwM2M 1.1 on, where it was introduced) followed by one link per
+//!   object and object instance, Security (0) and OSCORE (21) left out as TS
+//!   Core §6.2.1 requires; an object link carries `ver=` when the object
+//!   version is not 1.0, and objects without instances are listed as `</O>`.
+//! * Update: `POST /<location>` at lifetime / 2 after the last successful
+//!   Register or Update (so the registration never expires even if one Update
+//!   needs the whole CoAP retransmission budget, about 93 s), with `lt=` when
+//!   the lifetime changed (a write to `/1/x/1`) and the link payload when the
+//!   objects changed ([`Client::objects_changed`], Create, Delete). Executing
+//!   the Server object's Registration Update Trigger (`/1/x/8`) sends one now.
+//! * An Update that fails (4.04 because the server forgot us, any other
+//!   error, or no answer) starts a new registration at once.
+//! * Deregister: `DELETE /<location>`.
+//!
+//! ## Retry schedule when Register fails
+//!
+//! The Server object defaults of TS Core 1.1 §E.2 (resources 17–20), in
+//! [`RetryPolicy`]: a *communication sequence* is up to `retry_count` (5)
+//! Register attempts; after the n-th failed attempt the next one waits
+//! `retry_timer · 2^(n-1)` (60 s, 120 s, 240 s, 480 s). When a whole sequence
+//! failed, the next one starts after `sequence_delay` (24 h), up to
+//! `sequence_retry_count` (1) sequences; then the engine gives up
+//! ([`RegistrationState::Failed`]) until [`Client::start`] is called again.
+//! An attempt fails on an error response or when the CoAP layer gives up
+//! (no ACK after its retransmissions, about 93 s with the default
+//! parameters).
+//!
+//! # Device management
+//!
+//! Requests from the server are dispatched by method and path depth:
+//!
+//! | Request | Operation |
+//! |---|---|
+//! | GET, Accept 40 | Discover (object, instance or resource) |
+//! | GET, Observe 0 | Observe (any depth below the root) |
+//! | GET (Observe 1 or none) | Read (Observe 1 also cancels) |
+//! | PUT without payload, with Uri-Query | Write-Attributes |
+//! | PUT with payload | Write (replace) on an instance, resource or resource instance |
+//! | POST `/O` | Create |
+//! | POST `/O/I` | Write (partial update) |
+//! | POST `/O/I/R` | Execute |
+//! | DELETE `/O/I` | Delete |
+//!
+//! Read formats: with no Accept option a single value goes out as
+//! text/plain (opaque values as application/octet-stream) and anything larger
+//! as TLV to an LwM2M 1.0 server, SenML JSON from 1.1 on. An Accept the
+//! engine cannot produce for that node (text/plain for an instance, an
+//! unknown format) gets 4.06 Not Acceptable.
+//!
+//! The Security object (0) and OSCORE (21) are not reachable through device
+//! management: every request on them gets 4.01 Unauthorized (TS Core §E.1).
+//!
+//! # Observations
+//!
+//! The attributes in effect for an observed path are those of the object,
+//! instance, resource and resource instance levels, the most specific level
+//! winning; `pmin`/`pmax` fall back on the Server object's Default Minimum
+//! and Maximum Period (`/1/x/2`, `/1/x/3`). A notification goes out when the
+//! path was marked changed and its encoded value differs from the last one
+//! sent, but not before `last + pmin`; and at `last + pmax` in any case.
+//! `con=1` makes notifications confirmable (default: non-confirmable).
+//! `gt`, `lt`, `st`, `epmin`, `epmax` and `edge` are stored and reported by
+//! Discover but not yet evaluated.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Debug;
+
+use lwm2m_core::coap::endpoint::{IncomingId, ObservationId, RequestError};
+use lwm2m_core::coap::option::number;
+use lwm2m_core::coap::{
+    Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Transmit,
+};
+use lwm2m_core::format::link::{encode_discover, encode_links, DiscoverEntry, Link, LinkParam};
+use lwm2m_core::format::{self, ContentFormat, FormatError};
+use lwm2m_core::model::{
+    write_attributes, Attributes, Instance, ModelLookup, Node, ObjectModel, ObjectNode, Path,
+    Resource, ResourceModel, ResourceValue, Value, Version,
+};
+use lwm2m_core::rng::RandomSource;
+use lwm2m_core::time::{Duration, Instant};
+
+use crate::object::{DmError, Object};
+
+/// Object id of the Security object, never reachable through device management.
+const SECURITY: u16 = 0;
+/// Object id of the Server object.
+const SERVER: u16 = 1;
+/// Object id of the OSCORE object, never reachable through device management.
+const OSCORE: u16 = 21;
+/// Server object resources the engine reacts to.
+const SERVER_LIFETIME: u16 = 1;
+const SERVER_DEFAULT_PMIN: u16 = 2;
+const SERVER_DEFAULT_PMAX: u16 = 3;
+const SERVER_UPDATE_TRIGGER: u16 = 8;
+
+/// Content formats this client reads and writes beyond text/plain, opaque
+/// and link format, announced in the `ct` parameter of the registration.
+const ANNOUNCED_FORMATS: [u16; 3] = [110, 11542, 11543];
+
+/// When to try Register again after a failure; see the
+/// [module documentation](self#retry-schedule-when-register-fails).
+/// Defaults are the Server object's (TS Core 1.1 §E.2, resources 17–20).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per communication sequence (resource 17, default 5).
+    pub retry_count: u32,
+    /// Base delay between attempts, doubled after each failure (resource 18, default 60 s).
+    pub retry_timer: Duration,
+    /// Delay between sequences (resource 19, default 86400 s).
+    pub sequence_delay: Duration,
+    /// Number of sequences before giving up (resource 20, default 1).
+    pub sequence_retry_count: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retry_count: 5,
+            retry_timer: Duration::from_secs(60),
+            sequence_delay: Duration::from_secs(86_400),
+            sequence_retry_count: 1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the next attempt after `failed_attempts` failures in
+    /// the current sequence (1-based) and `failed_sequences` whole sequences
+    /// before it; `None` means give up.
+    ///
+    /// ```
+    /// use lwm2m_client::engine::RetryPolicy;
+    /// use lwm2m_core::time::Duration;
+    /// let p = RetryPolicy::default();
+    /// assert_eq!(p.next_delay(1, 0), Some(Duration::from_secs(60)));
+    /// assert_eq!(p.next_delay(4, 0), Some(Duration::from_secs(480)));
+    /// assert_eq!(p.next_delay(5, 0), None); // one sequence only by default
+    /// ```
+    pub fn next_delay(&self, failed_attempts: u32, failed_sequences: u32) -> Option<Duration> {
+        if failed_attempts < self.retry_count.max(1) {
+            let factor = 1u32
+                .checked_shl(failed_attempts.saturating_sub(1))
+                .unwrap_or(u32::MAX);
+            Some(self.retry_timer.saturating_mul(factor))
+        } else if failed_sequences + 1 < self.sequence_retry_count {
+            Some(self.sequence_delay)
+        } else {
+            None
+        }
+    }
+}
+
+/// Configuration of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Endpoint client name (`ep`).
+    pub endpoint: String,
+    /// Registration lifetime in seconds (`lt`); also updated by writes to `/1/x/1`.
+    pub lifetime: u32,
+    /// LwM2M enabler version announced (`lwm2m`): 1.0 or 1.1.
+    pub lwm2m_version: Version,
+    /// Binding mode (`b`), `U` for UDP.
+    pub binding: String,
+    /// Register retry schedule.
+    pub retry: RetryPolicy,
+    /// CoAP transmission parameters.
+    pub coap: EndpointConfig,
+}
+
+impl ClientConfig {
+    /// A configuration with lifetime 86400 s, LwM2M 1.1, binding U and the
+    /// default retry schedule and CoAP parameters.
+    pub fn new(endpoint: &str) -> ClientConfig {
+        ClientConfig {
+            endpoint: endpoint.to_string(),
+            lifetime: 86_400,
+            lwm2m_version: Version::new(1, 1),
+            binding: "U".to_string(),
+            retry: RetryPolicy::default(),
+            coap: EndpointConfig::default(),
+        }
+    }
+}
+
+/// Where the client stands with its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// [`Client::start`] was not called yet.
+    Idle,
+    /// A Register request is in flight.
+    Registering,
+    /// Registered, no request in flight.
+    Registered,
+    /// Registered, an Update is in flight.
+    Updating,
+    /// Register failed; the next attempt waits for the retry schedule.
+    WaitingRetry,
+    /// Every attempt allowed by the retry schedule failed.
+    Failed,
+    /// A De-register request is in flight.
+    Deregistering,
+    /// Deregistered (or never registered and shut down).
+    Deregistered,
+}
+
+/// What happened, for the application (and the driver's log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// Register succeeded; `location` is the registration path, e.g. `/rd/5a3f`.
+    Registered {
+        /// Location-Path segments joined with `/`, with a leading `/`.
+        location: String,
+    },
+    /// Register failed: the server answered `code`, or nothing came back
+    /// (`code` is `None`). `retry_at` is the next attempt, `None` if the
+    /// engine gave up.
+    RegistrationFailed {
+        /// The error response, if any.
+        code: Option<Code>,
+        /// When the next attempt goes out.
+        retry_at: Option<Instant>,
+    },
+    /// An Update succeeded.
+    Updated,
+    /// An Update failed (`code` as for `RegistrationFailed`); a new Register follows.
+    UpdateFailed {
+        /// The error response, if any.
+        code: Option<Code>,
+    },
+    /// Deregistered (or shut down before registering).
+    Deregistered,
+}
+
+/// One observation this client serves.
+#[derive(Debug, Clone)]
+struct Observation {
+    path: Path,
+    format: ContentFormat,
+    last_sent: Instant,
+    last_payload: Vec<u8>,
+    dirty: bool,
+}
+
+enum Reg {
+    Idle,
+    Registering(RequestId),
+    Registered,
+    Updating(RequestId),
+    WaitingRetry(Instant),
+    Failed,
+    Deregistering(RequestId),
+    Deregistered,
+}
+
+/// What a DM request turned into.
+enum Outcome {
+    Respond(Response),
+    Observe {
+        response: Response,
+        path: Path,
+        format: ContentFormat,
+    },
+}
+
+impl From<Response> for Outcome {
+    fn from(r: Response) -> Outcome {
+        Outcome::Respond(r)
+    }
+}
+
+fn error(code: Code) -> Response {
+    Response::new(code)
+}
+
+impl From<DmError> for Response {
+    fn from(e: DmError) -> Response {
+        Response::new(e.code())
+    }
+}
+
+fn format_code(e: &FormatError) -> Code {
+    let (c, d) = e.coap_code();
+    Code::new(c, d)
+}
+
+/// The objects' models, for the content-format decoders.
+struct Models<'a>(&'a BTreeMap<u16, Box<dyn Object>>);
+
+impl ModelLookup for Models<'_> {
+    fn object(&self, id: u16) -> Option<&ObjectModel> {
+        self.0.get(&id).map(|o| o.model())
+    }
+}
+
+/// The sans-IO LwM2M client; see the [module documentation](self).
+pub struct Client<P, R> {
+    ep: Endpoint<P, R>,
+    config: ClientConfig,
+    server: P,
+    objects: BTreeMap<u16, Box<dyn Object>>,
+    attributes: BTreeMap<Path, Attributes>,
+    observations: BTreeMap<ObservationId, Observation>,
+    reg: Reg,
+    location: Option<String>,
+    next_update: Option<Instant>,
+    /// An Update is wanted now (objects changed or the trigger was executed).
+    update_now: bool,
+    /// The next Update carries the link payload.
+    send_links: bool,
+    /// The next Update carries `lt=`.
+    send_lifetime: bool,
+    failed_attempts: u32,
+    failed_sequences: u32,
+    events: VecDeque<ClientEvent>,
+}
+
+impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
+    /// A client for the LwM2M server at `server`, with no objects yet.
+    pub fn new(config: ClientConfig, server: P, rng: R) -> Self {
+        Client {
+            ep: Endpoint::new(config.coap.clone(), rng),
+            config,
+            server,
+            objects: BTreeMap::new(),
+            attributes: BTreeMap::new(),
+            observations: BTreeMap::new(),
+            reg: Reg::Idle,
+            location: None,
+            next_update: None,
+            update_now: false,
+            send_links: false,
+            send_lifetime: false,
+            failed_attempts: 0,
+            failed_sequences: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Adds an object (replacing and returning one with the same id). Call
+    /// [`Client::objects_changed`] if the client is already registered.
+    pub fn add_object(&mut self, object: Box<dyn Object>) -> Option<Box<dyn Object>> {
+        self.objects.insert(object.model().id, object)
+    }
+
+    /// The object with id `id`.
+    pub fn object(&self, id: u16) -> Option<&dyn Object> {
+        self.objects.get(&id).map(|o| &**o)
+    }
+
+    /// The object with id `id`, mutably (to change values; then call
+    /// [`Client::changed`]).
+    pub fn object_mut(&mut self, id: u16) -> Option<&mut (dyn Object + 'static)> {
+        self.objects.get_mut(&id).map(|o| &mut **o)
+    }
+
+    /// The configuration in use (lifetime follows writes to `/1/x/1`).
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The CoAP endpoint underneath.
+    pub fn endpoint(&self) -> &Endpoint<P, R> {
+        &self.ep
+    }
+
+    /// The registration state.
+    pub fn state(&self) -> RegistrationState {
+        match self.reg {
+            Reg::Idle => RegistrationState::Idle,
+            Reg::Registering(_) => RegistrationState::Registering,
+            Reg::Registered => RegistrationState::Registered,
+            Reg::Updating(_) => RegistrationState::Updating,
+            Reg::WaitingRetry(_) => RegistrationState::WaitingRetry,
+            Reg::Failed => RegistrationState::Failed,
+            Reg::Deregistering(_) => RegistrationState::Deregistering,
+            Reg::Deregistered => RegistrationState::Deregistered,
+        }
+    }
+
+    /// The registration location (`/rd/...`) while registered.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// Number of observations being served.
+    pub fn observation_count(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// Sends Register (again, from a fresh retry sequence).
+    pub fn start(&mut self, now: Instant) {
+        self.failed_attempts = 0;
+        self.failed_sequences = 0;
+        self.send_register(now);
+    }
+
+    /// Sends De-register if registered; [`ClientEvent::Deregistered`] follows
+    /// (at once if there was no registration). Returns true if a request went out.
+    pub fn deregister(&mut self, now: Instant) -> bool {
+        self.cancel_in_flight(now);
+        self.next_update = None;
+        self.drop_observations();
+        match self.location.take() {
+            Some(loc) => {
+                let req = Request::new(Code::DELETE).with_path(&loc);
+                match self.ep.send_request(now, self.server.clone(), req) {
+                    Ok(id) => {
+                        self.reg = Reg::Deregistering(id);
+                        return true;
+                    }
+                    Err(_) => self.finish_deregister(),
+                }
+            }
+            None => self.finish_deregister(),
+        }
+        false
+    }
+
+    /// The objects or their instances changed (added, removed): the next
+    /// Update, sent now if registered, carries the new link payload.
+    pub fn objects_changed(&mut self, now: Instant) {
+        self.send_links = true;
+        self.update_now = true;
+        self.drive_registration(now);
+    }
+
+    /// Asks for an Update now (what the Registration Update Trigger does).
+    pub fn trigger_update(&mut self, now: Instant) {
+        self.update_now = true;
+        self.drive_registration(now);
+    }
+
+    /// The value at `path` (or below it) changed: observations of `path`,
+    /// of its ancestors and of its descendants notify, respecting `pmin`.
+    pub fn changed(&mut self, now: Instant, path: Path) {
+        self.mark_changed(&path);
+        self.evaluate_observations(now);
+    }
+
+    /// The Register payload for the current objects.
+    pub fn registration_payload(&self) -> Vec<u8> {
+        let mut links = Vec::new();
+        let mut root = Link::new("/").with(LinkParam::quoted("rt", "oma.lwm2m"));
+        if self.config.lwm2m_version >= Version::new(1, 1) {
+            let cts: Vec<String> = ANNOUNCED_FORMATS.iter().map(|c| c.to_string()).collect();
+            root = root.with(match cts.as_slice() {
+                [one] => LinkParam::token("ct", one),
+                many => LinkParam::quoted("ct", &many.join(" ")),
+            });
+        }
+        links.push(root);
+        for (&id, object) in &self.objects {
+            if id == SECURITY || id == OSCORE {
+                continue;
+            }
+            let instances = object.instances();
+            let version = object.model().version.as_str();
+            let announce_version = !version.is_empty() && version != "1.0";
+            if announce_version || instances.is_empty() {
+                let mut l = Link::new(&format!("/{id}"));
+                if announce_version {
+                    l = l.with(LinkParam::token("ver", version));
+                }
+                links.push(l);
+            }
+            let mut instances = instances;
+            instances.sort_unstable();
+            for i in instances {
+                links.push(Link::new(&format!("/{id}/{i}")));
+            }
+        }
+        let mut out = Vec::new();
+        // Every target and parameter above is well formed, so encoding
+        // cannot fail; an empty payload would be the visible symptom if it did.
+        let _ = encode_links(&links, &mut out);
+        out
+    }
+
+    // ------------------------------------------------------------------
+    // I/O
+    // ------------------------------------------------------------------
+
+    /// A datagram arrived from `peer`.
+    pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
+        self.ep.handle_datagram(now, peer, bytes);
+        self.process(now);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        self.ep.poll_transmit()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Client::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.ep.poll_timeout();
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        match self.reg {
+            Reg::WaitingRetry(at) => consider(Some(at)),
+            Reg::Registered => consider(self.next_update),
+            _ => {}
+        }
+        for o in self.observations.values() {
+            consider(self.observation_due(o));
+        }
+        t
+    }
+
+    /// Time passed: retransmissions, retries, Updates, notifications.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        self.process(now);
+        self.drive_registration(now);
+        self.evaluate_observations(now);
+    }
+
+    fn process(&mut self, now: Instant) {
+        while let Some(event) = self.ep.poll_event() {
+            match event {
+                Event::Request { id, peer, request } => self.handle_request(now, id, peer, request),
+                Event::Response { id, response } => self.handle_response(now, id, Ok(response)),
+                Event::RequestFailed { id, error } => self.handle_response(now, id, Err(error)),
+                Event::ObservationCancelled { id, .. } => {
+                    self.observations.remove(&id);
+                }
+                // This client never observes anything itself.
+                Event::Notification { .. } => {}
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Registration
+    // ------------------------------------------------------------------
+
+    fn cancel_in_flight(&mut self, now: Instant) {
+        if let Reg::Registering(id) | Reg::Updating(id) | Reg::Deregistering(id) = self.reg {
+            self.ep.cancel_request(now, id);
+        }
+    }
+
+    fn drop_observations(&mut self) {
+        for id in core::mem::take(&mut self.observations).into_keys() {
+            self.ep.remove_observation(id);
+        }
+    }
+
+    fn send_register(&mut self, now: Instant) {
+        self.cancel_in_flight(now);
+        self.location = None;
+        self.next_update = None;
+        let c = &self.config;
+        let req = Request::new(Code::POST)
+            .with_path("/rd")
+            .with_query(&format!("ep={}", c.endpoint))
+            .with_query(&format!("lt={}", c.lifetime))
+            .with_query(&format!("lwm2m={}", c.lwm2m_version))
+            .with_query(&format!("b={}", c.binding))
+            .with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
+        match self.ep.send_request(now, self.server.clone(), req) {
+            Ok(id) => self.reg = Reg::Registering(id),
+            Err(_) => self.register_failed(now, None),
+        }
+    }
+
+    fn register_failed(&mut self, now: Instant, code: Option<Code>) {
+        self.failed_attempts += 1;
+        let delay = self
+            .config
+            .retry
+            .next_delay(self.failed_attempts, self.failed_sequences);
+        if self.failed_attempts >= self.config.retry.retry_count.max(1) {
+            self.failed_attempts = 0;
+            self.failed_sequences += 1;
+        }
+        let retry_at = delay.map(|d| now + d);
+        self.reg = match retry_at {
+            Some(at) => Reg::WaitingRetry(at),
+            None => Reg::Failed,
+        };
+        self.events
+            .push_back(ClientEvent::RegistrationFailed { code, retry_at });
+    }
+
+    fn send_update(&mut self, now: Instant) {
+        let Some(loc) = self.location.clone() else {
+            return;
+        };
+        let mut req = Request::new(Code::POST).with_path(&loc);
+        if self.send_lifetime {
+            req = req.with_query(&format!("lt={}", self.config.lifetime));
+        }
+        if self.send_links {
+            req = req.with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
+        }
+        self.update_now = false;
+        self.send_links = false;
+        self.send_lifetime = false;
+        match self.ep.send_request(now, self.server.clone(), req) {
+            Ok(id) => self.reg = Reg::Updating(id),
+            Err(_) => {
+                self.events
+                    .push_back(ClientEvent::UpdateFailed { code: None });
+                self.send_register(now);
+            }
+        }
+    }
+
+    fn drive_registration(&mut self, now: Instant) {
+        match self.reg {
+            Reg::WaitingRetry(at) if now >= at => self.send_register(now),
+            Reg::Registered if self.update_now || self.next_update.is_some_and(|t| now >= t) => {
+                self.send_update(now)
+            }
+            _ => {}
+        }
+    }
+
+    fn schedule_update(&mut self, now: Instant) {
+        let half = Duration::from_secs(u64::from(self.config.lifetime / 2).max(1));
+        self.next_update = Some(now + half);
+    }
+
+    fn finish_deregister(&mut self) {
+        self.reg = Reg::Deregistered;
+        self.location = None;
+        self.events.push_back(ClientEvent::Deregistered);
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<Response, RequestError>,
+    ) {
+        match self.reg {
+            Reg::Registering(r) if r == id => match result {
+                Ok(resp) if resp.code == Code::CREATED => {
+                    let mut location = String::new();
+                    for seg in resp.options.get_all(number::LOCATION_PATH) {
+                        location.push('/');
+                        location.push_str(&String::from_utf8_lossy(seg));
+                    }
+                    if location.is_empty() {
+                        // Without a location there is nothing to Update or
+                        // De-register: treat it as a failed attempt.
+                        self.register_failed(now, Some(resp.code));
+                        return;
+                    }
+                    // A new registration starts without observations: the
+                    // server forgets them when the client registers again.
+                    self.drop_observations();
+                    self.failed_attempts = 0;
+                    self.failed_sequences = 0;
+                    self.location = Some(location.clone());
+                    self.reg = Reg::Registered;
+                    self.send_links = false;
+                    self.send_lifetime = false;
+                    self.update_now = false;
+                    self.schedule_update(now);
+                    self.events.push_back(ClientEvent::Registered { location });
+                }
+                Ok(resp) => self.register_failed(now, Some(resp.code)),
+                Err(_) => self.register_failed(now, None),
+            },
+            Reg::Updating(r) if r == id => match result {
+                Ok(resp) if resp.code == Code::CHANGED => {
+                    self.reg = Reg::Registered;
+                    self.schedule_update(now);
+                    self.events.push_back(ClientEvent::Updated);
+                    // Something asked for another Update while this one was in flight.
+                    self.drive_registration(now);
+                }
+                other => {
+                    let code = other.ok().map(|r| r.code);
+                    self.events.push_back(ClientEvent::UpdateFailed { code });
+                    self.failed_attempts = 0;
+                    self.failed_sequences = 0;
+                    self.send_register(now);
+                }
+            },
+            Reg::Deregistering(r) if r == id => self.finish_deregister(),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Device management dispatch
+    // ------------------------------------------------------------------
+
+    fn handle_request(&mut self, now: Instant, id: IncomingId, peer: P, request: Request) {
+        if peer != self.server {
+            self.ep.respond(now, id, error(Code::UNAUTHORIZED));
+            return;
+        }
+        match self.dispatch(now, &request) {
+            Outcome::Respond(response) => {
+                self.ep.respond(now, id, response);
+            }
+            Outcome::Observe {
+                response,
+                path,
+                format,
+            } => {
+                let payload = response.payload.clone();
+                if let Some(obs) = self.ep.respond_observe(now, id, response) {
+                    self.observations.insert(
+                        obs,
+                        Observation {
+                            path,
+                            format,
+                            last_sent: now,
+                            last_payload: payload,
+                            dirty: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, request: &Request) -> Outcome {
+        let mut segments = Vec::new();
+        for seg in request.options.get_all(number::URI_PATH) {
+            match core::str::from_utf8(seg) {
+                Ok(s) => segments.push(s),
+                Err(_) => return error(Code::BAD_REQUEST).into(),
+            }
+        }
+        // A single empty segment is how some servers address the root.
+        if segments == [""] {
+            segments.clear();
+        }
+        let Ok(path) = Path::from_segments(segments.iter().copied()) else {
+            return error(Code::BAD_REQUEST).into();
+        };
+        if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
+            return error(Code::UNAUTHORIZED).into();
+        }
+        let mut queries = Vec::new();
+        for q in request.options.get_all(number::URI_QUERY) {
+            match core::str::from_utf8(q) {
+                Ok(s) => queries.push(s),
+                Err(_) => return error(Code::BAD_REQUEST).into(),
+            }
+        }
+        let content_format = request.options.uint(number::CONTENT_FORMAT);
+        let accept = request.options.uint(number::ACCEPT);
+        let depth = path.depth();
+        match request.code {
+            Code::GET if accept == Some(u32::from(ContentFormat::LINK_FORMAT.0)) => {
+                self.discover(&path).into()
+            }
+            Code::GET => {
+                let observe = request.options.uint(number::OBSERVE) == Some(0);
+                match self.read(&path, accept) {
+                    Ok((format, response)) if observe => Outcome::Observe {
+                        response,
+                        path,
+                        format,
+                    },
+                    Ok((_, response)) => response.into(),
+                    Err(response) => response.into(),
+                }
+            }
+            Code::PUT if request.payload.is_empty() && content_format.is_none() => {
+                if queries.is_empty() {
+                    error(Code::BAD_REQUEST).into()
+                } else {
+                    self.write_attributes(&path, &queries).into()
+                }
+            }
+            Code::PUT => self
+                .write(now, &path, content_format, &request.payload, true)
+                .into(),
+            Code::POST if depth == 1 => self
+                .create(now, &path, content_format, &request.payload)
+                .into(),
+            Code::POST if depth == 2 => self
+                .write(now, &path, content_format, &request.payload, false)
+                .into(),
+            Code::POST if depth == 3 => self.execute(now, &path, &request.payload).into(),
+            Code::DELETE if depth == 2 => self.delete(now, &path).into(),
+            _ => error(Code::METHOD_NOT_ALLOWED).into(),
+        }
+    }
+
+    /// The object, checked to have instance `instance` if given.
+    fn find(&self, object: u16, instance: Option<u16>) -> Result<&dyn Object, DmError> {
+        let o = self.objects.get(&object).ok_or(DmError::NotFound)?;
+        if let Some(i) = instance {
+            if !o.instances().contains(&i) {
+                return Err(DmError::NotFound);
+            }
+        }
+        Ok(&**o)
+    }
+
+    /// The model of a resource that exists in an existing instance.
+    fn find_resource(&self, o: u16, i: u16, r: u16) -> Result<ResourceModel, DmError> {
+        let obj = self.find(o, Some(i))?;
+        let model = obj.model().resource(r).ok_or(DmError::NotFound)?;
+        if !obj.resources(i).contains(&r) {
+            return Err(DmError::NotFound);
+        }
+        Ok(model.clone())
+    }
+
+    fn read_instance(obj: &dyn Object, i: u16) -> Result<Instance, DmError> {
+        let mut inst = Instance {
+            id: i,
+            resources: BTreeMap::new(),
+        };
+        for r in obj.resources(i) {
+            let readable = obj
+                .model()
+                .resource(r)
+                .is_some_and(|m| m.operations.readable());
+            if !readable {
+                continue;
+            }
+            match obj.read(i, r) {
+                Ok(value) => {
+                    inst.resources.insert(r, Resource { id: r, value });
+                }
+                // Optional resources the object does not implement.
+                Err(DmError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(inst)
+    }
+
+    /// The node at `path`, for Read and notifications.
+    fn read_node(&self, path: &Path) -> Result<Node, DmError> {
+        match *path {
+            Path::Root => Err(DmError::MethodNotAllowed),
+            Path::Object(o) => {
+                let obj = self.find(o, None)?;
+                let mut node = ObjectNode {
+                    id: o,
+                    instances: BTreeMap::new(),
+                };
+                for i in obj.instances() {
+                    node.instances.insert(i, Self::read_instance(obj, i)?);
+                }
+                Ok(Node::Object(node))
+            }
+            Path::Instance(o, i) => {
+                let obj = self.find(o, Some(i))?;
+                Ok(Node::Instance(Self::read_instance(obj, i)?))
+            }
+            Path::Resource(o, i, r) => {
+                let model = self.find_resource(o, i, r)?;
+                if !model.operations.readable() {
+                    return Err(DmError::MethodNotAllowed);
+                }
+                let value = self.find(o, Some(i))?.read(i, r)?;
+                Ok(Node::Resource(Resource { id: r, value }))
+            }
+            Path::ResourceInstance(o, i, r, ri) => {
+                let model = self.find_resource(o, i, r)?;
+                if !model.operations.readable() {
+                    return Err(DmError::MethodNotAllowed);
+                }
+                if !model.multiple {
+                    return Err(DmError::NotFound);
+                }
+                match self.find(o, Some(i))?.read(i, r)? {
+                    ResourceValue::Multiple(mut map) => {
+                        let value = map.remove(&ri).ok_or(DmError::NotFound)?;
+                        Ok(Node::ResourceInstance { id: ri, value })
+                    }
+                    ResourceValue::Single(_) => Err(DmError::NotFound),
+                }
+            }
+        }
+    }
+
+    /// The format a Read answers in without Accept.
+    fn default_format(&self, node: &Node) -> ContentFormat {
+        let single = match node {
+            Node::Resource(Resource {
+                value: ResourceValue::Single(v),
+                ..
+            })
+            | Node::ResourceInstance { value: v, .. } => Some(v),
+            _ => None,
+        };
+        match single {
+            Some(Value::Opaque(_)) => ContentFormat::OPAQUE,
+            Some(_) => ContentFormat::TEXT,
+            None if self.config.lwm2m_version >= Version::new(1, 1) => ContentFormat::SENML_JSON,
+            None => ContentFormat::TLV,
+        }
+    }
+
+    /// Read: the format used and a 2.05 response, or the error response.
+    fn read(
+        &self,
+        path: &Path,
+        accept: Option<u32>,
+    ) -> Result<(ContentFormat, Response), Response> {
+        let node = self.read_node(path)?;
+        let format = match accept {
+            None => self.default_format(&node),
+            Some(a) => match u16::try_from(a) {
+                Ok(a) => ContentFormat(a),
+                Err(_) => return Err(error(Code::NOT_ACCEPTABLE)),
+            },
+        };
+        let mut out = Vec::new();
+        match format::encode(format, &node, path, &mut out) {
+            Ok(()) => Ok((
+                format,
+                Response::new(Code::CONTENT).with_payload(format.0, out),
+            )),
+            // The format cannot carry this node (text/plain for an
+            // instance) or is unknown: the Accept cannot be satisfied.
+            Err(FormatError::UnsupportedFormat(_) | FormatError::NotRepresentable(_)) => {
+                Err(error(Code::NOT_ACCEPTABLE))
+            }
+            Err(_) => Err(error(Code::INTERNAL_SERVER_ERROR)),
+        }
+    }
+
+    fn discover(&self, path: &Path) -> Response {
+        match self.discover_entries(path) {
+            Ok(entries) => {
+                let mut out = Vec::new();
+                match encode_discover(&entries, &mut out) {
+                    Ok(()) => {
+                        Response::new(Code::CONTENT).with_payload(ContentFormat::LINK_FORMAT.0, out)
+                    }
+                    Err(_) => error(Code::INTERNAL_SERVER_ERROR),
+                }
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    fn attached(&self, path: &Path) -> Attributes {
+        self.attributes.get(path).cloned().unwrap_or_default()
+    }
+
+    fn resource_entry(
+        &self,
+        obj: &dyn Object,
+        path: Path,
+        i: u16,
+        r: u16,
+        attrs: Attributes,
+    ) -> DiscoverEntry {
+        let mut attributes = attrs;
+        if obj
+            .model()
+            .resource(r)
+            .is_some_and(|m| m.multiple && m.operations.readable())
+        {
+            if let Ok(ResourceValue::Multiple(map)) = obj.read(i, r) {
+                attributes.dim = u16::try_from(map.len()).ok();
+            }
+        }
+        DiscoverEntry { path, attributes }
+    }
+
+    fn discover_entries(&self, path: &Path) -> Result<Vec<DiscoverEntry>, DmError> {
+        let mut entries = Vec::new();
+        let instance_entries =
+            |this: &Self, obj: &dyn Object, o: u16, i: u16, out: &mut Vec<DiscoverEntry>| {
+                let ip = Path::Instance(o, i);
+                out.push(DiscoverEntry {
+                    path: ip,
+                    attributes: this.attached(&ip),
+                });
+                let mut rs = obj.resources(i);
+                rs.sort_unstable();
+                for r in rs {
+                    let rp = Path::Resource(o, i, r);
+                    out.push(this.resource_entry(obj, rp, i, r, this.attached(&rp)));
+                }
+            };
+        match *path {
+            Path::Object(o) => {
+                let obj = self.find(o, None)?;
+                let mut attributes = self.attached(path);
+                let version = obj.model().version.as_str();
+                if version != "1.0" {
+                    attributes.ver = version.parse().ok();
+                }
+                entries.push(DiscoverEntry {
+                    path: *path,
+                    attributes,
+                });
+                let mut is = obj.instances();
+                is.sort_unstable();
+                for i in is {
+                    instance_entries(self, obj, o, i, &mut entries);
+                }
+            }
+            Path::Instance(o, i) => {
+                let obj = self.find(o, Some(i))?;
+                instance_entries(self, obj, o, i, &mut entries);
+            }
+            Path::Resource(o, i, r) => {
+                self.find_resource(o, i, r)?;
+                let obj = self.find(o, Some(i))?;
+                // A resource's Discover reports the attributes in effect,
+                // inherited from the object and instance levels.
+                let attrs = self.effective_attributes(path);
+                entries.push(self.resource_entry(obj, *path, i, r, attrs));
+            }
+            Path::Root | Path::ResourceInstance(..) => return Err(DmError::MethodNotAllowed),
+        }
+        Ok(entries)
+    }
+
+    fn write_attributes(&mut self, path: &Path, queries: &[&str]) -> Response {
+        let model = match *path {
+            Path::Root => return error(Code::METHOD_NOT_ALLOWED),
+            Path::Object(o) => self.find(o, None).map(|_| None),
+            Path::Instance(o, i) => self.find(o, Some(i)).map(|_| None),
+            Path::Resource(o, i, r) | Path::ResourceInstance(o, i, r, _) => {
+                self.find_resource(o, i, r).map(Some)
+            }
+        };
+        let model = match model {
+            Ok(m) => m,
+            Err(e) => return e.into(),
+        };
+        let current = self.attached(path);
+        match write_attributes(&current, queries.iter().copied(), path, model.as_ref()) {
+            Ok(next) => {
+                if next.is_empty() {
+                    self.attributes.remove(path);
+                } else {
+                    self.attributes.insert(*path, next);
+                }
+                Response::new(Code::CHANGED)
+            }
+            Err(e) => {
+                let (c, d) = e.coap_code();
+                error(Code::new(c, d))
+            }
+        }
+    }
+
+    fn decode(&self, cf: Option<u32>, payload: &[u8], path: &Path) -> Result<Node, Response> {
+        // A write without Content-Format cannot be decoded: the request
+        // itself is incomplete (4.00), unlike a format we do not know (4.15).
+        let cf = cf.ok_or_else(|| error(Code::BAD_REQUEST))?;
+        let cf = u16::try_from(cf).map_err(|_| error(Code::UNSUPPORTED_CONTENT_FORMAT))?;
+        format::decode(ContentFormat(cf), payload, path, &Models(&self.objects))
+            .map_err(|e| error(format_code(&e)))
+    }
+
+    /// Checks a resource value about to be written: known, writable and of
+    /// the right multiplicity.
+    fn check_writable(&self, o: u16, i: u16, res: &Resource) -> Result<ResourceModel, DmError> {
+        let model = self.find_resource(o, i, res.id)?;
+        if !model.operations.writable() {
+            return Err(DmError::MethodNotAllowed);
+        }
+        match (&res.value, model.multiple) {
+            (ResourceValue::Single(_), false) | (ResourceValue::Multiple(_), true) => Ok(model),
+            _ => Err(DmError::BadRequest),
+        }
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        path: &Path,
+        cf: Option<u32>,
+        payload: &[u8],
+        replace: bool,
+    ) -> Response {
+        let (o, i) = match *path {
+            Path::Instance(o, i) | Path::Resource(o, i, _) | Path::ResourceInstance(o, i, _, _) => {
+                (o, i)
+            }
+            Path::Root | Path::Object(_) => return error(Code::METHOD_NOT_ALLOWED),
+        };
+        // Existence and permissions first: a write to an unknown or
+        // read-only resource fails the same way whatever the payload.
+        if let Err(e) = self.find(o, Some(i)) {
+            return e.into();
+        }
+        if let Path::Resource(_, _, r) | Path::ResourceInstance(_, _, r, _) = *path {
+            match self.find_resource(o, i, r) {
+                Ok(m) if !m.operations.writable() => return error(Code::METHOD_NOT_ALLOWED),
+                Ok(m) if path.depth() == 4 && !m.multiple => return error(Code::NOT_FOUND),
+                Ok(_) => {}
+                Err(e) => return e.into(),
+            }
+        }
+        let node = match self.decode(cf, payload, path) {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let writes: Vec<Resource> = match (node, *path) {
+            (Node::Resource(res), Path::Resource(_, _, r)) if res.id == r => alloc::vec![res],
+            (Node::ResourceInstance { id, value }, Path::ResourceInstance(_, _, r, ri))
+                if id == ri =>
+            {
+                let mut map = match self.find(o, Some(i)).and_then(|obj| obj.read(i, r)) {
+                    Ok(ResourceValue::Multiple(map)) => map,
+                    _ => BTreeMap::new(),
+                };
+                map.insert(ri, value);
+                alloc::vec![Resource::multiple(r, map)]
+            }
+            (Node::Instance(inst), Path::Instance(..)) if inst.id == i => {
+                inst.resources.into_values().collect()
+            }
+            _ => return error(Code::BAD_REQUEST),
+        };
+        for res in &writes {
+            if let Err(e) = self.check_writable(o, i, res) {
+                return e.into();
+            }
+        }
+        for mut res in writes {
+            // A partial update adds to a multiple resource's instances
+            // instead of replacing them (TS Core §5.4.3).
+            if let (false, ResourceValue::Multiple(new)) = (replace, &res.value) {
+                if let Ok(ResourceValue::Multiple(mut old)) =
+                    self.find(o, Some(i)).and_then(|obj| obj.read(i, res.id))
+                {
+                    old.extend(new.clone());
+                    res.value = ResourceValue::Multiple(old);
+                }
+            }
+            let r = res.id;
+            let Some(obj) = self.objects.get_mut(&o) else {
+                return error(Code::NOT_FOUND);
+            };
+            if let Err(e) = obj.write(i, r, res.value) {
+                return e.into();
+            }
+            self.after_write(now, o, i, r);
+        }
+        self.mark_changed(path);
+        self.evaluate_observations(now);
+        Response::new(Code::CHANGED)
+    }
+
+    /// Reacts to writes to the Server object that concern the engine.
+    fn after_write(&mut self, now: Instant, o: u16, i: u16, r: u16) {
+        if o == SERVER && r == SERVER_LIFETIME {
+            if let Some(lt) = self.server_resource_u32(i, SERVER_LIFETIME) {
+                if lt != self.config.lifetime && lt > 0 {
+                    self.config.lifetime = lt;
+                    self.send_lifetime = true;
+                    self.update_now = true;
+                    self.drive_registration(now);
+                }
+            }
+        }
+    }
+
+    fn server_resource_u32(&self, instance: u16, r: u16) -> Option<u32> {
+        let obj = self.objects.get(&SERVER)?;
+        match obj.read(instance, r).ok()? {
+            ResourceValue::Single(Value::Integer(v)) => u32::try_from(v).ok(),
+            ResourceValue::Single(Value::UnsignedInteger(v)) => u32::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// A default period from the first Server object instance.
+    fn server_default(&self, r: u16) -> Option<u32> {
+        let obj = self.objects.get(&SERVER)?;
+        let first = obj.instances().into_iter().min()?;
+        self.server_resource_u32(first, r)
+    }
+
+    fn execute(&mut self, now: Instant, path: &Path, payload: &[u8]) -> Response {
+        let Path::Resource(o, i, r) = *path else {
+            return error(Code::METHOD_NOT_ALLOWED);
+        };
+        match self.find_resource(o, i, r) {
+            Ok(m) if !m.operations.executable() => return error(Code::METHOD_NOT_ALLOWED),
+            Ok(_) => {}
+            Err(e) => return e.into(),
+        }
+        let Ok(args) = core::str::from_utf8(payload) else {
+            return error(Code::BAD_REQUEST);
+        };
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        if let Err(e) = obj.execute(i, r, args) {
+            return e.into();
+        }
+        if o == SERVER && r == SERVER_UPDATE_TRIGGER {
+            self.trigger_update(now);
+        }
+        Response::new(Code::CHANGED)
+    }
+
+    fn create(&mut self, now: Instant, path: &Path, cf: Option<u32>, payload: &[u8]) -> Response {
+        let Path::Object(o) = *path else {
+            return error(Code::METHOD_NOT_ALLOWED);
+        };
+        let existing = match self.find(o, None) {
+            Ok(obj) => obj.instances(),
+            Err(e) => return e.into(),
+        };
+        let free = (0..=lwm2m_core::model::MAX_ID).find(|i| !existing.contains(i));
+        let (id, resources) = if payload.is_empty() {
+            match free {
+                Some(id) => (Some(id), Vec::new()),
+                None => return error(Code::BAD_REQUEST),
+            }
+        } else {
+            // The payload either names the new instance (TLV object
+            // instance, SenML `/O/I/R` names) or only holds its resources.
+            match self.decode(cf, payload, path) {
+                Ok(Node::Object(mut on)) if on.instances.len() == 1 => {
+                    match on.instances.pop_first() {
+                        Some((id, inst)) => (Some(id), inst.resources.into_values().collect()),
+                        None => return error(Code::BAD_REQUEST),
+                    }
+                }
+                Ok(_) => return error(Code::BAD_REQUEST),
+                Err(first_error) => {
+                    let Some(id) = free else {
+                        return error(Code::BAD_REQUEST);
+                    };
+                    match self.decode(cf, payload, &Path::Instance(o, id)) {
+                        Ok(Node::Instance(inst)) => {
+                            (Some(id), inst.resources.into_values().collect())
+                        }
+                        _ => return first_error,
+                    }
+                }
+            }
+        };
+        let Some(id) = id else {
+            return error(Code::BAD_REQUEST);
+        };
+        if existing.contains(&id) {
+            return error(Code::BAD_REQUEST);
+        }
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        if let Err(e) = obj.create(id, resources) {
+            return e.into();
+        }
+        self.mark_changed(path);
+        self.objects_changed(now);
+        let mut response = Response::new(Code::CREATED);
+        response
+            .options
+            .push(number::LOCATION_PATH, o.to_string().into_bytes());
+        response
+            .options
+            .push(number::LOCATION_PATH, id.to_string().into_bytes());
+        response
+    }
+
+    fn delete(&mut self, now: Instant, path: &Path) -> Response {
+        let Path::Instance(o, i) = *path else {
+            return error(Code::METHOD_NOT_ALLOWED);
+        };
+        if let Err(e) = self.find(o, Some(i)) {
+            return e.into();
+        }
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        if let Err(e) = obj.delete(i) {
+            return e.into();
+        }
+        self.attributes.retain(|p, _| !path.is_prefix_of(p));
+        // Observations of the instance end with 4.04 (RFC 7641 §4.2: a
+        // non-2.xx notification ends the observation).
+        let gone: Vec<ObservationId> = self
+            .observations
+            .iter()
+            .filter(|(_, ob)| path.is_prefix_of(&ob.path))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.observations.remove(&id);
+            self.ep
+                .notify(now, id, Response::new(Code::NOT_FOUND), false);
+        }
+        self.mark_changed(&Path::Object(o));
+        self.objects_changed(now);
+        Response::new(Code::DELETED)
+    }
+
+    // ------------------------------------------------------------------
+    // Observations
+    // ------------------------------------------------------------------
+
+    /// The attributes in effect at `path`, with the Server object's default
+    /// periods where no level sets them.
+    fn effective_attributes(&self, path: &Path) -> Attributes {
+        let mut levels = Vec::new();
+        let mut p = *path;
+        while p != Path::Root {
+            levels.push(self.attached(&p));
+            p = p.parent();
+        }
+        levels.reverse();
+        let refs: Vec<&Attributes> = levels.iter().collect();
+        let mut eff = Attributes::inherit(&refs);
+        if eff.pmin.is_none() {
+            eff.pmin = self.server_default(SERVER_DEFAULT_PMIN);
+        }
+        if eff.pmax.is_none() {
+            eff.pmax = self.server_default(SERVER_DEFAULT_PMAX);
+        }
+        eff
+    }
+
+    fn observation_due(&self, o: &Observation) -> Option<Instant> {
+        let attrs = self.effective_attributes(&o.path);
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        let mut due = o.dirty.then(|| o.last_sent + secs(attrs.pmin.unwrap_or(0)));
+        if let Some(pmax) = attrs.effective_pmax() {
+            let at = o.last_sent + secs(pmax);
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        due
+    }
+
+    fn mark_changed(&mut self, path: &Path) {
+        for o in self.observations.values_mut() {
+            if o.path.is_prefix_of(path) || path.is_prefix_of(&o.path) {
+                o.dirty = true;
+            }
+        }
+    }
+
+    fn evaluate_observations(&mut self, now: Instant) {
+        let ids: Vec<ObservationId> = self.observations.keys().copied().collect();
+        for id in ids {
+            let Some(o) = self.observations.get(&id) else {
+                continue;
+            };
+            if !self.observation_due(o).is_some_and(|d| d <= now) {
+                continue;
+            }
+            let attrs = self.effective_attributes(&o.path);
+            let pmax_due = attrs
+                .effective_pmax()
+                .is_some_and(|p| now >= o.last_sent + Duration::from_secs(u64::from(p)));
+            let (path, format, dirty) = (o.path, o.format, o.dirty);
+            let confirmable = attrs.con.unwrap_or(false);
+            let encoded = self.read_node(&path).and_then(|node| {
+                let mut out = Vec::new();
+                format::encode(format, &node, &path, &mut out)
+                    .map(|()| out)
+                    .map_err(|_| DmError::Internal)
+            });
+            match encoded {
+                Ok(payload) => {
+                    let send = pmax_due
+                        || (dirty
+                            && self
+                                .observations
+                                .get(&id)
+                                .is_some_and(|o| o.last_payload != payload));
+                    if send {
+                        let response =
+                            Response::new(Code::CONTENT).with_payload(format.0, payload.clone());
+                        self.ep.notify(now, id, response, confirmable);
+                    }
+                    if let Some(o) = self.observations.get_mut(&id) {
+                        o.dirty = false;
+                        if send {
+                            o.last_sent = now;
+                            o.last_payload = payload;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The observed path is gone or unreadable now: tell the
+                    // observer, which ends the observation.
+                    self.observations.remove(&id);
+                    self.ep.notify(now, id, e.into(), confirmable);
+                }
+            }
+        }
+    }
+}
+
+impl<P, R> Debug for Client<P, R>
+where
+    P: Debug,
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.config.endpoint)
+            .field("server", &self.server)
+            .field("location", &self.location)
+            .field("objects", &self.objects.keys().collect::<Vec<_>>())
+            .field("observations", &self.observations.len())
+            .finish_non_exhaustive()
+    }
+}

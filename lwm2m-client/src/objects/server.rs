@@ -1,0 +1,153 @@
+//! Server object (1): one instance with the registration parameters.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use lwm2m_core::model::{ObjectModel, ResourceValue, Value};
+use lwm2m_objects::server::v1_1 as srv;
+
+use super::{as_int, as_string, int, string};
+use crate::object::{DmError, Object};
+
+/// The values of the Server object instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Short Server ID (resource 0).
+    pub short_server_id: u16,
+    /// Lifetime in seconds (resource 1).
+    pub lifetime: u32,
+    /// Default Minimum Period in seconds (resource 2), if set.
+    pub default_pmin: Option<u32>,
+    /// Default Maximum Period in seconds (resource 3), if set.
+    pub default_pmax: Option<u32>,
+    /// Notification Storing When Disabled or Offline (resource 6).
+    pub notification_storing: bool,
+    /// Binding (resource 7).
+    pub binding: String,
+}
+
+impl ServerConfig {
+    /// Short server id 1, the given lifetime, no default periods, binding `U`.
+    pub fn new(lifetime: u32) -> ServerConfig {
+        ServerConfig {
+            short_server_id: 1,
+            lifetime,
+            default_pmin: None,
+            default_pmax: None,
+            notification_storing: false,
+            binding: String::from("U"),
+        }
+    }
+}
+
+/// The Server object (version 1.1) with one instance (0).
+///
+/// Writable: lifetime, default periods, notification storing, binding (the
+/// engine sends an Update with the new lifetime after a lifetime write).
+/// Executable: Registration Update Trigger (8), which the engine turns into
+/// an Update. Disable (4) is not implemented and not listed, so it answers
+/// 4.04.
+#[derive(Debug, Clone)]
+pub struct Server {
+    model: ObjectModel,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// The Server object with instance 0 holding `config`.
+    pub fn new(config: ServerConfig) -> Server {
+        Server {
+            model: srv::MODEL.to_model(),
+            config,
+        }
+    }
+
+    /// The current values.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+}
+
+fn period(v: &ResourceValue) -> Result<u32, DmError> {
+    u32::try_from(as_int(v)?).map_err(|_| DmError::BadRequest)
+}
+
+impl Object for Server {
+    fn model(&self) -> &ObjectModel {
+        &self.model
+    }
+
+    fn instances(&self) -> Vec<u16> {
+        vec![0]
+    }
+
+    fn resources(&self, _instance: u16) -> Vec<u16> {
+        let mut r = vec![srv::SHORT_SERVER_ID, srv::LIFETIME];
+        if self.config.default_pmin.is_some() {
+            r.push(srv::DEFAULT_MINIMUM_PERIOD);
+        }
+        if self.config.default_pmax.is_some() {
+            r.push(srv::DEFAULT_MAXIMUM_PERIOD);
+        }
+        r.extend([
+            srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
+            srv::BINDING,
+            srv::REGISTRATION_UPDATE_TRIGGER,
+        ]);
+        r
+    }
+
+    fn read(&self, instance: u16, resource: u16) -> Result<ResourceValue, DmError> {
+        if instance != 0 {
+            return Err(DmError::NotFound);
+        }
+        let c = &self.config;
+        Ok(match resource {
+            srv::SHORT_SERVER_ID => int(i64::from(c.short_server_id)),
+            srv::LIFETIME => int(i64::from(c.lifetime)),
+            srv::DEFAULT_MINIMUM_PERIOD => int(i64::from(c.default_pmin.ok_or(DmError::NotFound)?)),
+            srv::DEFAULT_MAXIMUM_PERIOD => int(i64::from(c.default_pmax.ok_or(DmError::NotFound)?)),
+            srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE => {
+                ResourceValue::Single(Value::Boolean(c.notification_storing))
+            }
+            srv::BINDING => string(&c.binding),
+            _ => return Err(DmError::NotFound),
+        })
+    }
+
+    fn write(&mut self, instance: u16, resource: u16, value: ResourceValue) -> Result<(), DmError> {
+        if instance != 0 {
+            return Err(DmError::NotFound);
+        }
+        let c = &mut self.config;
+        match resource {
+            srv::LIFETIME => {
+                let lt = period(&value)?;
+                // A zero lifetime would make the registration expire at once.
+                if lt == 0 {
+                    return Err(DmError::BadRequest);
+                }
+                c.lifetime = lt;
+            }
+            srv::DEFAULT_MINIMUM_PERIOD => c.default_pmin = Some(period(&value)?),
+            srv::DEFAULT_MAXIMUM_PERIOD => c.default_pmax = Some(period(&value)?),
+            srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE => match value {
+                ResourceValue::Single(Value::Boolean(b)) => c.notification_storing = b,
+                _ => return Err(DmError::BadRequest),
+            },
+            srv::BINDING => c.binding = as_string(value)?,
+            _ => return Err(DmError::MethodNotAllowed),
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, instance: u16, resource: u16, _args: &str) -> Result<(), DmError> {
+        match (instance, resource) {
+            // The engine sends the Update; nothing to do here.
+            (0, srv::REGISTRATION_UPDATE_TRIGGER) => Ok(()),
+            (0, _) => Err(DmError::MethodNotAllowed),
+            _ => Err(DmError::NotFound),
+        }
+    }
+}
