@@ -1,1 +1,191 @@
-fn main() {}
+//! Demo LwM2M device: registers to a server with Security, Server, Device and
+//! Connectivity Monitoring objects and serves it until Ctrl-C, which
+//! De-registers.
+//!
+//! ```text
+//! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
+//!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1]
+//! ```
+//! Log level from `RUST_LOG` (default `info`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use lwm2m_client::objects::{
+    ConnectivityMonitoring, Device, DeviceInfo, Security, Server, ServerConfig,
+};
+use lwm2m_client::{Client, ClientConfig};
+use lwm2m_core::model::Version;
+use lwm2m_core::rng::SplitMix64;
+use tokio::net::UdpSocket;
+use tracing::{error, info};
+
+const USAGE: &str = "usage: lwm2m-client --endpoint NAME --server coap://HOST:PORT \
+[--lifetime SECONDS] [--lwm2m-version 1.0|1.1]";
+
+struct Args {
+    endpoint: String,
+    server: String,
+    lifetime: u32,
+    version: Version,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        endpoint: String::new(),
+        server: "coap://127.0.0.1:5683".into(),
+        lifetime: 300,
+        version: Version::new(1, 1),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--endpoint" => args.endpoint = value,
+            "--server" => args.server = value,
+            "--lifetime" => {
+                args.lifetime = value
+                    .parse()
+                    .ok()
+                    .filter(|&l| l > 0)
+                    .ok_or_else(|| format!("--lifetime: expected seconds > 0, got {value:?}"))?
+            }
+            "--lwm2m-version" => {
+                args.version = match value.as_str() {
+                    "1.0" => Version::new(1, 0),
+                    "1.1" => Version::new(1, 1),
+                    _ => {
+                        return Err(format!(
+                            "--lwm2m-version: expected 1.0 or 1.1, got {value:?}"
+                        ))
+                    }
+                }
+            }
+            _ => return Err(format!("unknown flag {flag:?}\n{USAGE}")),
+        }
+    }
+    if args.endpoint.is_empty() {
+        return Err(format!("--endpoint is required\n{USAGE}"));
+    }
+    Ok(args)
+}
+
+/// `coap://host[:port]` → `host:port` (port 5683 by default). Only plain
+/// CoAP: this slice has no DTLS.
+fn host_port(uri: &str) -> Result<String, String> {
+    let rest = uri
+        .strip_prefix("coap://")
+        .ok_or_else(|| format!("--server: expected coap://HOST[:PORT], got {uri:?}"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("--server: no host in {uri:?}"));
+    }
+    let has_port = match authority.rfind(']') {
+        Some(bracket) => authority[bracket..].contains(':'),
+        None => authority.contains(':'),
+    };
+    Ok(if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:5683")
+    })
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let target = host_port(&args.server)?;
+    let server: SocketAddr = tokio::net::lookup_host(&target)
+        .await
+        .map_err(|e| format!("cannot resolve {target}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{target} resolves to no address"))?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
+    } else {
+        "[::]:0".parse().unwrap_or_else(|_| unreachable!())
+    };
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("cannot bind UDP socket: {e}"))?;
+    // Connecting a UDP socket picks the local address used towards the
+    // server: that is the device's IP address for object 4.
+    let probe = std::net::UdpSocket::bind(bind).and_then(|s| s.connect(server).map(|()| s));
+    let ip = probe
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+
+    let mut config = ClientConfig::new(&args.endpoint);
+    config.lifetime = args.lifetime;
+    config.lwm2m_version = args.version;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut client = Client::new(config, server, SplitMix64::new(seed));
+    client.add_object(Box::new(Security::new(&args.server, 1)));
+    client.add_object(Box::new(Server::new(ServerConfig::new(args.lifetime))));
+    let info = DeviceInfo {
+        manufacturer: "lwm2m-rs".into(),
+        model_number: "demo".into(),
+        serial_number: args.endpoint.clone(),
+        firmware_version: env!("CARGO_PKG_VERSION").into(),
+        supported_binding: "U".into(),
+    };
+    let device = Device::new(info)
+        .with_host_sources()
+        .on_reboot(|| info!("Reboot executed (the demo only logs it)"))
+        .on_factory_reset(|| info!("Factory Reset executed (the demo only logs it)"));
+    client.add_object(Box::new(device));
+    let ips = if ip.is_empty() { Vec::new() } else { vec![ip] };
+    client.add_object(Box::new(ConnectivityMonitoring::ethernet(ips)));
+
+    info!(endpoint = %args.endpoint, %server, lifetime = args.lifetime, "starting");
+    let shutdown = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handling available: run until killed.
+            std::future::pending::<()>().await;
+        }
+    };
+    lwm2m_client::tokio_driver::run(&mut client, &socket, shutdown, |_| {})
+        .await
+        .map_err(|e| format!("socket error: {e}"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            error!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
