@@ -1381,7 +1381,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             let Some(o) = self.observations.get(&id) else {
                 continue;
             };
-            if !self.observation_due(o).is_some_and(|d| d <= now) {
+            if self.observation_due(o).is_none_or(|d| d > now) {
                 continue;
             }
             let attrs = self.effective_attributes(&o.path);
