@@ -331,6 +331,9 @@ pub struct Client<P, R> {
     observations: BTreeMap<ObservationId, Observation>,
     reg: Reg,
     location: Option<String>,
+    /// The Location-Path segments exactly as received: a segment may hold
+    /// bytes (even `/`) that a joined string would not round-trip.
+    location_segments: Vec<Vec<u8>>,
     next_update: Option<Instant>,
     /// An Update is wanted now (objects changed or the trigger was executed).
     update_now: bool,
@@ -355,6 +358,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             observations: BTreeMap::new(),
             reg: Reg::Idle,
             location: None,
+            location_segments: Vec::new(),
             next_update: None,
             update_now: false,
             send_links: false,
@@ -430,8 +434,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.next_update = None;
         self.drop_observations();
         match self.location.take() {
-            Some(loc) => {
-                let req = Request::new(Code::DELETE).with_path(&loc);
+            Some(_) => {
+                let req = self.location_request(Code::DELETE);
                 match self.ep.send_request(now, self.server.clone(), req) {
                     Ok(id) => {
                         self.reg = Reg::Deregistering(id);
@@ -621,10 +625,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     }
 
     fn send_update(&mut self, now: Instant) {
-        let Some(loc) = self.location.clone() else {
+        if self.location.is_none() {
             return;
-        };
-        let mut req = Request::new(Code::POST).with_path(&loc);
+        }
+        let mut req = self.location_request(Code::POST);
         if self.send_lifetime {
             req = req.with_query(&format!("lt={}", self.config.lifetime));
         }
@@ -642,6 +646,15 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 self.send_register(now);
             }
         }
+    }
+
+    /// A request to the registration location (Update, De-register).
+    fn location_request(&self, code: Code) -> Request {
+        let mut req = Request::new(code);
+        for seg in &self.location_segments {
+            req.options.push(number::URI_PATH, seg.clone());
+        }
+        req
     }
 
     fn drive_registration(&mut self, now: Instant) {
@@ -675,7 +688,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             Reg::Registering(r) if r == id => match result {
                 Ok(resp) if resp.code == Code::CREATED => {
                     let mut location = String::new();
-                    for seg in resp.options.get_all(number::LOCATION_PATH) {
+                    self.location_segments = resp
+                        .options
+                        .get_all(number::LOCATION_PATH)
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    for seg in &self.location_segments {
                         location.push('/');
                         location.push_str(&String::from_utf8_lossy(seg));
                     }

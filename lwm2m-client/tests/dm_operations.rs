@@ -689,3 +689,72 @@ fn deregister_before_registering_reports_at_once() {
     assert!(!h.client().deregister(now));
     assert_eq!(h.client().poll_event(), Some(ClientEvent::Deregistered));
 }
+
+#[test]
+fn location_segments_are_sent_back_unchanged() {
+    // A segment holding '/' must stay one Uri-Path option, not two.
+    let mut h = Harness::new(11, 0, 100);
+    h.server().location = vec![b"rd".to_vec(), b"a/b".to_vec()];
+    h.register();
+    h.run_for(Duration::from_secs(51));
+    let update = h
+        .server()
+        .rd_requests
+        .iter()
+        .find(|(_, r)| r.code == Code::POST && r.path() != "/rd")
+        .cloned()
+        .expect("update");
+    let segments: Vec<Vec<u8>> = update
+        .1
+        .options
+        .get_all(number::URI_PATH)
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(segments, [b"rd".to_vec(), b"a/b".to_vec()]);
+    assert!(h
+        .client_events
+        .iter()
+        .any(|(_, e)| *e == ClientEvent::Updated));
+}
+
+#[test]
+fn con_attribute_makes_notifications_confirmable() {
+    use lwm2m_core::coap::{Message, MessageType};
+    let Setup { mut h, .. } = setup();
+    assert_eq!(
+        code(
+            &mut h,
+            Request::new(Code::PUT)
+                .with_path("/31024/0/0")
+                .with_query("con=1")
+        ),
+        Code::CHANGED
+    );
+    let now = h.now();
+    h.server()
+        .ep
+        .send_request(
+            now,
+            CLIENT,
+            get("/31024/0/0").with_uint_option(number::OBSERVE, 0),
+        )
+        .unwrap();
+    h.run_for(Duration::from_secs(1));
+    let since = h.now();
+    assert_eq!(code(&mut h, put("/31024/0/0", 0, b"8")), Code::CHANGED);
+    h.run_for(Duration::from_secs(1));
+    let types: Vec<MessageType> = h
+        .net
+        .trace()
+        .iter()
+        .filter(|t| t.from == CLIENT && t.at >= since)
+        .filter_map(|t| {
+            Message::parse(&t.bytes)
+                .ok()
+                .filter(|m| m.observe().is_some())
+                .map(|m| m.mtype)
+        })
+        .collect();
+    assert_eq!(types, [MessageType::Con]);
+    assert_eq!(text(&h.server().notifications.last().unwrap().2), "8");
+}

@@ -33,6 +33,8 @@ pub struct ServerApp {
     pub register_answer: Code,
     /// Answer to Update (2.04 normally).
     pub update_answer: Code,
+    /// Location-Path segments given to the client.
+    pub location: Vec<Vec<u8>>,
 }
 
 pub const LOCATION: [&str; 2] = ["rd", "5a3f"];
@@ -42,18 +44,22 @@ impl ServerApp {
         while let Some(e) = self.ep.poll_event() {
             match e {
                 Event::Request { id, request, .. } => {
-                    let path = request.path();
-                    let code = match (request.code, path.as_str()) {
-                        (Code::POST, "/rd") => self.register_answer,
-                        (Code::POST, "/rd/5a3f") => self.update_answer,
-                        (Code::DELETE, "/rd/5a3f") => Code::DELETED,
+                    let segments: Vec<Vec<u8>> = request
+                        .options
+                        .get_all(number::URI_PATH)
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    let at_location = segments == self.location;
+                    let code = match request.code {
+                        Code::POST if segments == [b"rd".to_vec()] => self.register_answer,
+                        Code::POST if at_location => self.update_answer,
+                        Code::DELETE if at_location => Code::DELETED,
                         _ => Code::NOT_FOUND,
                     };
                     let mut resp = Response::new(code);
                     if code == Code::CREATED {
-                        for seg in LOCATION {
-                            resp.options
-                                .push(number::LOCATION_PATH, seg.as_bytes().to_vec());
+                        for seg in &self.location {
+                            resp.options.push(number::LOCATION_PATH, seg.clone());
                         }
                     }
                     self.ep.respond(self.now, id, resp);
@@ -175,6 +181,7 @@ impl Harness {
             notifications: Vec::new(),
             register_answer: Code::CREATED,
             update_answer: Code::CHANGED,
+            location: LOCATION.iter().map(|s| s.as_bytes().to_vec()).collect(),
         };
         let mut net = Network::new(seed, LinkConfig::lossy(loss_percent));
         net.enable_trace();
