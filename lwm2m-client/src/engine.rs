@@ -83,8 +83,10 @@
 //! path was marked changed and its encoded value differs from the last one
 //! sent, but not before `last + pmin`; and at `last + pmax` in any case.
 //! `con=1` makes notifications confirmable (default: non-confirmable).
-//! `gt`, `lt`, `st`, `epmin`, `epmax` and `edge` are stored and reported by
-//! Discover but not yet evaluated.
+//! On a single numeric resource, `gt` / `lt` / `st` narrow "differs" to
+//! "crossed gt or lt, or moved by at least st since the last notification".
+//! `epmin`, `epmax`, `edge` and `hqmax` are stored and reported by Discover
+//! but not yet evaluated.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -267,7 +269,46 @@ struct Observation {
     format: ContentFormat,
     last_sent: Instant,
     last_payload: Vec<u8>,
+    /// The numeric value last sent, for gt / lt / st.
+    last_value: Option<f64>,
     dirty: bool,
+}
+
+/// The value of a single numeric resource (or resource instance), for the
+/// gt / lt / st conditions.
+fn numeric(node: &Node) -> Option<f64> {
+    let v = match node {
+        Node::Resource(Resource {
+            value: ResourceValue::Single(v),
+            ..
+        })
+        | Node::ResourceInstance { value: v, .. } => v,
+        _ => return None,
+    };
+    match *v {
+        Value::Integer(i) => Some(i as f64),
+        Value::UnsignedInteger(u) => Some(u as f64),
+        Value::Float(f) => Some(f),
+        _ => None,
+    }
+}
+
+/// Whether a change from `last` to `value` passes the change conditions
+/// (TS Core 1.1 §5.1.2): with none of gt / lt / st set any change does;
+/// otherwise the value must cross gt or lt (in either direction) or move by
+/// at least st since the last notification. Non-numeric values always pass.
+fn passes_thresholds(attrs: &Attributes, last: Option<f64>, value: Option<f64>) -> bool {
+    let (Some(last), Some(value)) = (last, value) else {
+        return true;
+    };
+    if attrs.gt.is_none() && attrs.lt.is_none() && attrs.st.is_none() {
+        return true;
+    }
+    let diff = value - last;
+    let moved = if diff < 0.0 { -diff } else { diff };
+    attrs.gt.is_some_and(|gt| (last > gt) != (value > gt))
+        || attrs.lt.is_some_and(|lt| (last < lt) != (value < lt))
+        || attrs.st.is_some_and(|st| moved >= st)
 }
 
 enum Reg {
@@ -759,6 +800,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 format,
             } => {
                 let payload = response.payload.clone();
+                let last_value = self.read_node(&path).ok().as_ref().and_then(numeric);
                 if let Some(obs) = self.ep.respond_observe(now, id, response) {
                     self.observations.insert(
                         obs,
@@ -767,6 +809,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                             format,
                             last_sent: now,
                             last_payload: payload,
+                            last_value,
                             dirty: false,
                         },
                     );
@@ -1411,17 +1454,17 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             let encoded = self.read_node(&path).and_then(|node| {
                 let mut out = Vec::new();
                 format::encode(format, &node, &path, &mut out)
-                    .map(|()| out)
+                    .map(|()| (out, numeric(&node)))
                     .map_err(|_| DmError::Internal)
             });
             match encoded {
-                Ok(payload) => {
+                Ok((payload, value)) => {
                     let send = pmax_due
                         || (dirty
-                            && self
-                                .observations
-                                .get(&id)
-                                .is_some_and(|o| o.last_payload != payload));
+                            && self.observations.get(&id).is_some_and(|o| {
+                                o.last_payload != payload
+                                    && passes_thresholds(&attrs, o.last_value, value)
+                            }));
                     if send {
                         let response =
                             Response::new(Code::CONTENT).with_payload(format.0, payload.clone());
@@ -1432,6 +1475,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                         if send {
                             o.last_sent = now;
                             o.last_payload = payload;
+                            o.last_value = value;
                         }
                     }
                 }

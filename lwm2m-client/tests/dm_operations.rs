@@ -758,3 +758,50 @@ fn con_attribute_makes_notifications_confirmable() {
     assert_eq!(types, [MessageType::Con]);
     assert_eq!(text(&h.server().notifications.last().unwrap().2), "8");
 }
+
+#[test]
+fn gt_lt_st_filter_value_changes() {
+    let Setup { mut h, .. } = setup();
+    let wa = Request::new(Code::PUT)
+        .with_path("/31024/0/0")
+        .with_query("gt=50")
+        .with_query("lt=10")
+        .with_query("st=15");
+    assert_eq!(code(&mut h, wa), Code::CHANGED);
+    let now = h.now();
+    h.server()
+        .ep
+        .send_request(
+            now,
+            CLIENT,
+            get("/31024/0/0").with_uint_option(number::OBSERVE, 0),
+        )
+        .unwrap();
+    h.run_for(Duration::from_secs(1));
+    // Counter starts at 5. Each write: (value, notified?)
+    let steps = [
+        (8, false),  // below lt, moved 3
+        (12, true),  // crossed lt upwards
+        (26, false), // moved 14 < st
+        (28, true),  // moved 16 >= st since 12
+        (40, false), // moved 12
+        (51, true),  // crossed gt
+        (50, true),  // crossed gt downwards
+    ];
+    for (value, expected) in steps {
+        let before = h.server().notifications.len();
+        assert_eq!(
+            code(&mut h, put("/31024/0/0", 0, value.to_string().as_bytes())),
+            Code::CHANGED
+        );
+        h.run_for(Duration::from_secs(1));
+        let after = h.server().notifications.len();
+        assert_eq!(after > before, expected, "value {value}");
+        if expected {
+            assert_eq!(
+                text(&h.server().notifications.last().unwrap().2),
+                value.to_string()
+            );
+        }
+    }
+}
