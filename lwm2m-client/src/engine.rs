@@ -195,6 +195,9 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// CoAP transmission parameters.
     pub coap: EndpointConfig,
+    /// Most observations served at once; beyond it an Observe request is
+    /// answered as a plain Read (RFC 7641 §4.1 lets a server decline).
+    pub max_observations: usize,
 }
 
 impl ClientConfig {
@@ -208,6 +211,7 @@ impl ClientConfig {
             binding: "U".to_string(),
             retry: RetryPolicy::default(),
             coap: EndpointConfig::default(),
+            max_observations: 64,
         }
     }
 }
@@ -799,6 +803,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 path,
                 format,
             } => {
+                if self.observations.len() >= self.config.max_observations {
+                    self.ep.respond(now, id, response);
+                    return;
+                }
                 let payload = response.payload.clone();
                 let last_value = self.read_node(&path).ok().as_ref().and_then(numeric);
                 if let Some(obs) = self.ep.respond_observe(now, id, response) {
@@ -1119,9 +1127,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             Path::Root => return error(Code::METHOD_NOT_ALLOWED),
             Path::Object(o) => self.find(o, None).map(|_| None),
             Path::Instance(o, i) => self.find(o, Some(i)).map(|_| None),
-            Path::Resource(o, i, r) | Path::ResourceInstance(o, i, r, _) => {
-                self.find_resource(o, i, r).map(Some)
-            }
+            Path::Resource(o, i, r) => self.find_resource(o, i, r).map(Some),
+            // Attributes attach to resource instances that exist only:
+            // otherwise the server could grow the attribute table without
+            // bound.
+            Path::ResourceInstance(..) => self.read_node(path).and_then(|_| match *path {
+                Path::ResourceInstance(o, i, r, _) => self.find_resource(o, i, r).map(Some),
+                _ => Err(DmError::NotFound),
+            }),
         };
         let model = match model {
             Ok(m) => m,

@@ -805,3 +805,29 @@ fn gt_lt_st_filter_value_changes() {
         }
     }
 }
+
+#[test]
+fn write_attributes_on_a_missing_resource_instance_is_4_04() {
+    let Setup { mut h, .. } = setup();
+    let wa = |p: &str| Request::new(Code::PUT).with_path(p).with_query("pmin=1");
+    assert_eq!(code(&mut h, wa("/3/0/11/0")), Code::CHANGED);
+    assert_eq!(code(&mut h, wa("/3/0/11/9")), Code::NOT_FOUND);
+    assert_eq!(code(&mut h, wa("/3/0/0/0")), Code::NOT_FOUND);
+}
+
+#[test]
+fn observations_beyond_the_limit_are_answered_as_reads() {
+    let mut h = Harness::new(12, 0, 600);
+    let mut config = h.client().config().clone();
+    config.max_observations = 2;
+    let mut client = lwm2m_client::Client::new(config, SERVER, lwm2m_core::rng::SplitMix64::new(4));
+    client.add_object(Box::new(device(&h.probes)));
+    *h.client() = client;
+    h.register();
+    for (i, p) in ["/3/0/13", "/3/0/0", "/3/0/1"].into_iter().enumerate() {
+        let r = h.request(get(p).with_uint_option(number::OBSERVE, 0));
+        assert_eq!(r.code, Code::CONTENT);
+        assert_eq!(r.options.uint(number::OBSERVE).is_some(), i < 2, "{p}");
+    }
+    assert_eq!(h.client().observation_count(), 2);
+}
