@@ -1517,3 +1517,62 @@ where
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_schedule_doubles_within_a_sequence_then_waits_between_sequences() {
+        let p = RetryPolicy {
+            retry_count: 3,
+            retry_timer: Duration::from_secs(10),
+            sequence_delay: Duration::from_secs(1_000),
+            sequence_retry_count: 2,
+        };
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        assert_eq!(secs(p.next_delay(1, 0)), Some(10));
+        assert_eq!(secs(p.next_delay(2, 0)), Some(20));
+        // Third failure ends the first sequence: wait the sequence delay.
+        assert_eq!(secs(p.next_delay(3, 0)), Some(1_000));
+        assert_eq!(secs(p.next_delay(1, 1)), Some(10));
+        // End of the second (last) sequence: give up.
+        assert_eq!(secs(p.next_delay(3, 1)), None);
+    }
+
+    #[test]
+    fn retry_delay_saturates_instead_of_overflowing() {
+        let p = RetryPolicy {
+            retry_count: u32::MAX,
+            retry_timer: Duration::from_secs(u64::MAX / 2),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.next_delay(200, 0), Some(Duration::MAX));
+        assert_eq!(
+            RetryPolicy {
+                retry_count: 0,
+                ..RetryPolicy::default()
+            }
+            .next_delay(1, 0),
+            None
+        );
+    }
+
+    #[test]
+    fn thresholds() {
+        let a = Attributes {
+            gt: Some(50.0),
+            lt: Some(10.0),
+            st: Some(15.0),
+            ..Attributes::new()
+        };
+        assert!(!passes_thresholds(&a, Some(5.0), Some(8.0)));
+        assert!(passes_thresholds(&a, Some(8.0), Some(12.0)));
+        assert!(passes_thresholds(&a, Some(51.0), Some(50.0)));
+        assert!(passes_thresholds(&a, Some(20.0), Some(5.0)));
+        assert!(!passes_thresholds(&a, Some(20.0), Some(34.0)));
+        // Non-numeric values and no conditions: any change.
+        assert!(passes_thresholds(&a, None, Some(1.0)));
+        assert!(passes_thresholds(&Attributes::new(), Some(1.0), Some(1.5)));
+    }
+}
