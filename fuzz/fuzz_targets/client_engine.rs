@@ -32,10 +32,17 @@ impl Object for Bag {
         self.instances.keys().copied().collect()
     }
     fn read(&self, i: u16, r: u16) -> Result<ResourceValue, DmError> {
-        self.instances.get(&i).and_then(|m| m.get(&r)).cloned().ok_or(DmError::NotFound)
+        self.instances
+            .get(&i)
+            .and_then(|m| m.get(&r))
+            .cloned()
+            .ok_or(DmError::NotFound)
     }
     fn write(&mut self, i: u16, r: u16, v: ResourceValue) -> Result<(), DmError> {
-        self.instances.get_mut(&i).ok_or(DmError::NotFound)?.insert(r, v);
+        self.instances
+            .get_mut(&i)
+            .ok_or(DmError::NotFound)?
+            .insert(r, v);
         Ok(())
     }
     fn execute(&mut self, _i: u16, _r: u16, _args: &str) -> Result<(), DmError> {
@@ -45,21 +52,28 @@ impl Object for Bag {
         if self.instances.len() >= 8 {
             return Err(DmError::Internal);
         }
-        self.instances.insert(i, resources.into_iter().map(|r| (r.id, r.value)).collect());
+        self.instances
+            .insert(i, resources.into_iter().map(|r| (r.id, r.value)).collect());
         Ok(())
     }
     fn delete(&mut self, i: u16) -> Result<(), DmError> {
-        self.instances.remove(&i).map(|_| ()).ok_or(DmError::NotFound)
+        self.instances
+            .remove(&i)
+            .map(|_| ())
+            .ok_or(DmError::NotFound)
     }
 }
 
 const IDS: [&str; 10] = ["0", "1", "3", "4", "7", "5", "13", "11", "65534", "x"];
 const FORMATS: [u32; 9] = [0, 40, 42, 60, 110, 112, 11542, 11543, 9999];
-const QUERIES: [&str; 8] = ["pmin=1", "pmax=3", "con=1", "gt=3", "pmin", "st=0.5", "lt=1", "ep=x"];
+const QUERIES: [&str; 8] = [
+    "pmin=1", "pmax=3", "con=1", "gt=3", "pmin", "st=0.5", "lt=1", "ep=x",
+];
 
 fn request(spec: &[u8]) -> Request {
     let byte = |i: usize| spec.get(i).copied().unwrap_or(0);
-    let code = [Code::GET, Code::POST, Code::PUT, Code::DELETE, Code::FETCH][usize::from(byte(0) % 5)];
+    let code =
+        [Code::GET, Code::POST, Code::PUT, Code::DELETE, Code::FETCH][usize::from(byte(0) % 5)];
     let mut req = Request::new(code);
     for k in 0..usize::from(byte(1) % 5) {
         let seg = IDS[usize::from(byte(2 + k)) % IDS.len()];
@@ -67,13 +81,20 @@ fn request(spec: &[u8]) -> Request {
     }
     let flags = byte(6);
     if flags & 1 != 0 {
-        req.options.set_uint(number::CONTENT_FORMAT, FORMATS[usize::from(byte(7)) % FORMATS.len()]);
+        req.options.set_uint(
+            number::CONTENT_FORMAT,
+            FORMATS[usize::from(byte(7)) % FORMATS.len()],
+        );
     }
     if flags & 2 != 0 {
-        req.options.set_uint(number::ACCEPT, FORMATS[usize::from(byte(8)) % FORMATS.len()]);
+        req.options.set_uint(
+            number::ACCEPT,
+            FORMATS[usize::from(byte(8)) % FORMATS.len()],
+        );
     }
     if flags & 4 != 0 {
-        req.options.set_uint(number::OBSERVE, u32::from(byte(9) & 1));
+        req.options
+            .set_uint(number::OBSERVE, u32::from(byte(9) & 1));
     }
     for k in 0..usize::from((flags >> 3) % 3) {
         let q = QUERIES[usize::from(byte(10 + k)) % QUERIES.len()];
@@ -87,16 +108,26 @@ fuzz_target!(|data: &[u8]| {
     let mut config = ClientConfig::new("fuzz");
     config.lifetime = 60;
     let mut client: Client<u8, SplitMix64> = Client::new(config, SERVER, SplitMix64::new(1));
-    let server_config = ServerConfig { default_pmin: Some(1), default_pmax: Some(5), ..ServerConfig::new(60) };
+    let server_config = ServerConfig {
+        default_pmin: Some(1),
+        default_pmax: Some(5),
+        ..ServerConfig::new(60)
+    };
     client.add_object(Box::new(Server::new(server_config)));
-    client.add_object(Box::new(Device::new(DeviceInfo::default()).on_reboot(|| {})));
+    client.add_object(Box::new(
+        Device::new(DeviceInfo::default()).on_reboot(|| {}),
+    ));
     let mut model = lwm2m_objects::connectivity_statistics::MODEL.to_model();
     model.multiple = true;
     client.add_object(Box::new(Bag {
         model,
-        instances: BTreeMap::from([(0, BTreeMap::from([(0, ResourceValue::Single(Value::Integer(1)))]))]),
+        instances: BTreeMap::from([(
+            0,
+            BTreeMap::from([(0, ResourceValue::Single(Value::Integer(1)))]),
+        )]),
     }));
-    let mut server: Endpoint<u8, SplitMix64> = Endpoint::new(EndpointConfig::default(), SplitMix64::new(2));
+    let mut server: Endpoint<u8, SplitMix64> =
+        Endpoint::new(EndpointConfig::default(), SplitMix64::new(2));
     let mut now = Instant::ZERO;
     client.start(now);
     let mut rest = data;
@@ -110,7 +141,8 @@ fuzz_target!(|data: &[u8]| {
                 let _ = server.send_request(now, CLIENT, request(chunk));
             }
             3 => {
-                now = now + Duration::from_millis(u64::from(chunk.first().copied().unwrap_or(0)) * 250);
+                now = now
+                    + Duration::from_millis(u64::from(chunk.first().copied().unwrap_or(0)) * 250);
                 client.handle_timeout(now);
                 server.handle_timeout(now);
             }
@@ -136,7 +168,11 @@ fuzz_target!(|data: &[u8]| {
             }
             while let Some(e) = server.poll_event() {
                 if let Event::Request { id, request, .. } = e {
-                    let mut resp = Response::new(if request.code == Code::POST { Code::CREATED } else { Code::DELETED });
+                    let mut resp = Response::new(if request.code == Code::POST {
+                        Code::CREATED
+                    } else {
+                        Code::DELETED
+                    });
                     resp.options.push(number::LOCATION_PATH, b"rd".to_vec());
                     resp.options.push(number::LOCATION_PATH, b"1".to_vec());
                     server.respond(now, id, resp);

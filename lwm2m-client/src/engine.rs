@@ -83,6 +83,8 @@
 //! path was marked changed and its encoded value differs from the last one
 //! sent, but not before `last + pmin`; and at `last + pmax` in any case.
 //! `con=1` makes notifications confirmable (default: non-confirmable).
+//! With [`ClientConfig::poll_observed`] the engine also re-reads observed
+//! values periodically, for values that change without [`Client::changed`].
 //! On a single numeric resource, `gt` / `lt` / `st` narrow "differs" to
 //! "crossed gt or lt, or moved by at least st since the last notification".
 //! `epmin`, `epmax`, `edge` and `hqmax` are stored and reported by Discover
@@ -198,6 +200,12 @@ pub struct ClientConfig {
     /// Most observations served at once; beyond it an Observe request is
     /// answered as a plain Read (RFC 7641 §4.1 lets a server decline).
     pub max_observations: usize,
+    /// When set, observed paths are read again at this period and treated
+    /// as changed if their value differs: for values that change by
+    /// themselves (clocks, sensors) when the application does not call
+    /// [`Client::changed`]. `None` (default): only `changed` and server
+    /// writes trigger value-change notifications.
+    pub poll_observed: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -212,6 +220,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             coap: EndpointConfig::default(),
             max_observations: 64,
+            poll_observed: None,
         }
     }
 }
@@ -380,6 +389,8 @@ pub struct Client<P, R> {
     /// bytes (even `/`) that a joined string would not round-trip.
     location_segments: Vec<Vec<u8>>,
     next_update: Option<Instant>,
+    /// Next re-read of observed values (with `poll_observed`).
+    next_poll: Option<Instant>,
     /// An Update is wanted now (objects changed or the trigger was executed).
     update_now: bool,
     /// The next Update carries the link payload.
@@ -405,6 +416,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             location: None,
             location_segments: Vec::new(),
             next_update: None,
+            next_poll: None,
             update_now: false,
             send_links: false,
             send_lifetime: false,
@@ -590,6 +602,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         for o in self.observations.values() {
             consider(self.observation_due(o));
         }
+        if !self.observations.is_empty() {
+            consider(self.next_poll);
+        }
         t
     }
 
@@ -598,7 +613,30 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.ep.handle_timeout(now);
         self.process(now);
         self.drive_registration(now);
+        self.poll_observed(now);
         self.evaluate_observations(now);
+    }
+
+    /// With `poll_observed`: marks every observation changed once per
+    /// period; evaluation then notifies only those whose value differs.
+    fn poll_observed(&mut self, now: Instant) {
+        let Some(period) = self.config.poll_observed else {
+            return;
+        };
+        if self.observations.is_empty() {
+            self.next_poll = None;
+            return;
+        }
+        match self.next_poll {
+            Some(at) if now >= at => {
+                for o in self.observations.values_mut() {
+                    o.dirty = true;
+                }
+                self.next_poll = Some(now + period.max(Duration::from_millis(1)));
+            }
+            Some(_) => {}
+            None => self.next_poll = Some(now + period.max(Duration::from_millis(1))),
+        }
     }
 
     fn process(&mut self, now: Instant) {
@@ -821,6 +859,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                             dirty: false,
                         },
                     );
+                    self.poll_observed(now);
                 }
             }
         }

@@ -831,3 +831,41 @@ fn observations_beyond_the_limit_are_answered_as_reads() {
     }
     assert_eq!(h.client().observation_count(), 2);
 }
+
+#[test]
+fn poll_observed_notices_changes_nobody_reported() {
+    let mut h = Harness::new(13, 0, 600);
+    let mut config = h.client().config().clone();
+    config.poll_observed = Some(Duration::from_secs(1));
+    let mut client = lwm2m_client::Client::new(config, SERVER, lwm2m_core::rng::SplitMix64::new(4));
+    client.add_object(Box::new(device(&h.probes)));
+    *h.client() = client;
+    h.register();
+    let wa = Request::new(Code::PUT)
+        .with_path("/3/0/13")
+        .with_query("pmin=3");
+    assert_eq!(code(&mut h, wa), Code::CHANGED);
+    let r = h.request(get("/3/0/13").with_uint_option(number::OBSERVE, 0));
+    assert_eq!(r.code, Code::CONTENT);
+    // Unchanged value: no notification.
+    h.run_for(Duration::from_secs(5));
+    assert!(h.server().notifications.is_empty());
+    // The clock moves every 0.5 s without telling the engine: notifications
+    // every pmin (3 s).
+    let start = h.now();
+    for _ in 0..20 {
+        h.probes.clock.set(h.probes.clock.get() + 1);
+        h.run_for(Duration::from_millis(500));
+    }
+    let times: Vec<_> = h
+        .server()
+        .notifications
+        .iter()
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert!((3..=4).contains(&times.len()), "{times:?}");
+    assert!(times[0] > start);
+    for w in times.windows(2) {
+        assert!(w[1] - w[0] >= Duration::from_secs(3), "{times:?}");
+    }
+}

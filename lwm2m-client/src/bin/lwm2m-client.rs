@@ -122,6 +122,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = ClientConfig::new(&args.endpoint);
     config.lifetime = args.lifetime;
     config.lwm2m_version = args.version;
+    // Current Time and Memory Free change by themselves: re-read observed
+    // values every second so observations of them notify.
+    config.poll_observed = Some(lwm2m_core::time::Duration::from_secs(1));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
