@@ -106,7 +106,7 @@ use lwm2m_core::format::link::{encode_discover, encode_links, DiscoverEntry, Lin
 use lwm2m_core::format::{self, ContentFormat, FormatError};
 use lwm2m_core::model::{
     write_attributes, Attributes, Instance, ModelLookup, Node, ObjectModel, ObjectNode, Path,
-    Resource, ResourceModel, ResourceValue, Value, Version,
+    Resource, ResourceModel, ResourceValue, TimestampedValue, Value, Version,
 };
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
@@ -124,6 +124,7 @@ const SERVER_LIFETIME: u16 = 1;
 const SERVER_DEFAULT_PMIN: u16 = 2;
 const SERVER_DEFAULT_PMAX: u16 = 3;
 const SERVER_UPDATE_TRIGGER: u16 = 8;
+const SERVER_MUTE_SEND: u16 = 23;
 
 /// Content formats this client reads and writes beyond text/plain, opaque
 /// and link format, announced in the `ct` parameter of the registration.
@@ -273,6 +274,30 @@ pub enum ClientEvent {
     },
     /// Deregistered (or shut down before registering).
     Deregistered,
+    /// The server answered a Send ([`Client::send`]): `code` is its
+    /// response (2.04 on success), `None` if no answer came.
+    SendCompleted {
+        /// The id `send` returned.
+        id: RequestId,
+        /// The response code, if any.
+        code: Option<Code>,
+    },
+}
+
+/// Why [`Client::send`] sent nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Not registered.
+    NotRegistered,
+    /// Send needs LwM2M 1.1 or later.
+    Unsupported,
+    /// The Server object's Mute Send (`/1/x/23`) is set.
+    Muted,
+    /// A path could not be read (error as for a Read).
+    Read(DmError),
+    /// The CoAP layer refused the request (queue full, body too large).
+    Busy,
 }
 
 /// One observation this client serves.
@@ -285,6 +310,48 @@ struct Observation {
     /// The numeric value last sent, for gt / lt / st.
     last_value: Option<f64>,
     dirty: bool,
+}
+
+/// The leaf values of `node` (at `path`) as path/value records.
+fn flatten(path: Path, node: &Node, out: &mut Vec<TimestampedValue>) {
+    let mut push = |path: Option<Path>, value: &Value| {
+        if let Some(path) = path {
+            out.push(TimestampedValue {
+                path,
+                value: value.clone(),
+                time: None,
+            });
+        }
+    };
+    let resource = |base: Path, r: &Resource, push: &mut dyn FnMut(Option<Path>, &Value)| {
+        let rp = base.child(r.id);
+        match &r.value {
+            ResourceValue::Single(v) => push(rp, v),
+            ResourceValue::Multiple(map) => {
+                for (ri, v) in map {
+                    push(rp.and_then(|p| p.child(*ri)), v);
+                }
+            }
+        }
+    };
+    match node {
+        Node::Object(o) => {
+            for inst in o.instances.values() {
+                if let Some(ip) = path.child(inst.id) {
+                    for r in inst.resources.values() {
+                        resource(ip, r, &mut push);
+                    }
+                }
+            }
+        }
+        Node::Instance(inst) => {
+            for r in inst.resources.values() {
+                resource(path, r, &mut push);
+            }
+        }
+        Node::Resource(r) => resource(path.parent(), r, &mut push),
+        Node::ResourceInstance { value, .. } => push(Some(path), value),
+    }
 }
 
 /// The value of a single numeric resource (or resource instance), for the
@@ -399,6 +466,8 @@ pub struct Client<P, R> {
     send_lifetime: bool,
     failed_attempts: u32,
     failed_sequences: u32,
+    /// Send requests waiting for their answer.
+    sends: Vec<RequestId>,
     events: VecDeque<ClientEvent>,
 }
 
@@ -422,6 +491,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             send_lifetime: false,
             failed_attempts: 0,
             failed_sequences: 0,
+            sends: Vec::new(),
             events: VecDeque::new(),
         }
     }
@@ -525,6 +595,49 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     pub fn changed(&mut self, now: Instant, path: Path) {
         self.mark_changed(&path);
         self.evaluate_observations(now);
+    }
+
+    /// Send (TS Core 1.1 §6.4.6): reports the current values of `paths` to
+    /// the server with `POST /dp`, SenML JSON, without being asked.
+    /// [`ClientEvent::SendCompleted`] follows with the returned id.
+    pub fn send(&mut self, now: Instant, paths: &[Path]) -> Result<RequestId, SendError> {
+        if self.location.is_none() {
+            return Err(SendError::NotRegistered);
+        }
+        if self.config.lwm2m_version < Version::new(1, 1) {
+            return Err(SendError::Unsupported);
+        }
+        let muted = self.objects.get(&SERVER).is_some_and(|s| {
+            s.instances().into_iter().min().is_some_and(|i| {
+                matches!(
+                    s.read(i, SERVER_MUTE_SEND),
+                    Ok(ResourceValue::Single(Value::Boolean(true)))
+                )
+            })
+        });
+        if muted {
+            return Err(SendError::Muted);
+        }
+        let mut values = Vec::new();
+        for path in paths {
+            if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
+                return Err(SendError::Read(DmError::Unauthorized));
+            }
+            let node = self.read_node(path).map_err(SendError::Read)?;
+            flatten(*path, &node, &mut values);
+        }
+        let mut out = Vec::new();
+        format::encode_values(ContentFormat::SENML_JSON, &values, &mut out)
+            .map_err(|_| SendError::Read(DmError::Internal))?;
+        let req = Request::new(Code::POST)
+            .with_path("/dp")
+            .with_payload(ContentFormat::SENML_JSON.0, out);
+        let id = self
+            .ep
+            .send_request(now, self.server.clone(), req)
+            .map_err(|_| SendError::Busy)?;
+        self.sends.push(id);
+        Ok(id)
     }
 
     /// The Register payload for the current objects.
@@ -767,6 +880,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         id: RequestId,
         result: Result<Response, RequestError>,
     ) {
+        if let Some(pos) = self.sends.iter().position(|s| *s == id) {
+            self.sends.swap_remove(pos);
+            let code = result.ok().map(|r| r.code);
+            self.events
+                .push_back(ClientEvent::SendCompleted { id, code });
+            return;
+        }
         match self.reg {
             Reg::Registering(r) if r == id => match result {
                 Ok(resp) if resp.code == Code::CREATED => {

@@ -20,5 +20,5 @@ pub mod objects;
 #[cfg(feature = "tokio")]
 pub mod tokio_driver;
 
-pub use engine::{Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy};
+pub use engine::{Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy, SendError};
 pub use object::{DmError, Object};

@@ -111,5 +111,8 @@ fn log_event(event: &ClientEvent) {
             warn!(code = ?code.map(|c| c.to_string()), "update failed, registering again")
         }
         ClientEvent::Deregistered => info!("deregistered"),
+        ClientEvent::SendCompleted { id, code } => {
+            info!(id = id.0, code = ?code.map(|c| c.to_string()), "send answered")
+        }
     }
 }

@@ -869,3 +869,95 @@ fn poll_observed_notices_changes_nobody_reported() {
         assert!(w[1] - w[0] >= Duration::from_secs(3), "{times:?}");
     }
 }
+
+#[test]
+fn send_reports_values_with_post_dp() {
+    use lwm2m_client::SendError;
+    let Setup { mut h, .. } = setup();
+    let now = h.now();
+    let id = h
+        .client()
+        .send(
+            now,
+            &[Path::Resource(3, 0, 0), Path::Instance(TEST_OBJECT, 0)],
+        )
+        .unwrap();
+    h.run_for(Duration::from_secs(1));
+    let (_, dp) = h
+        .server()
+        .rd_requests
+        .iter()
+        .find(|(_, r)| r.path() == "/dp")
+        .cloned()
+        .expect("send request");
+    assert_eq!(dp.code, Code::POST);
+    assert_eq!(
+        content_format(&Response {
+            code: Code::CONTENT,
+            options: dp.options.clone(),
+            payload: Vec::new()
+        }),
+        Some(110)
+    );
+    let values = format::decode_values(
+        ContentFormat::SENML_JSON,
+        &dp.payload,
+        &Registry::standard(),
+    )
+    .unwrap();
+    let got: Vec<(String, Value)> = values
+        .into_iter()
+        .map(|v| (v.path.to_string(), v.value))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/3/0/0".to_string(), Value::String("ACME".into())),
+            ("/31024/0/0".to_string(), Value::Integer(5)),
+            ("/31024/0/3".to_string(), Value::String("instance 0".into())),
+        ]
+    );
+    assert!(h.client_events.iter().any(|(_, e)| *e
+        == ClientEvent::SendCompleted {
+            id,
+            code: Some(Code::CHANGED)
+        }));
+    // Errors: unreadable path, Security object, Mute Send.
+    let now = h.now();
+    assert_eq!(
+        h.client().send(now, &[Path::Resource(3, 0, 4)]),
+        Err(SendError::Read(DmError::MethodNotAllowed))
+    );
+    assert_eq!(
+        h.client().send(now, &[Path::Instance(0, 0)]),
+        Err(SendError::Read(DmError::Unauthorized))
+    );
+    assert_eq!(code(&mut h, put("/1/0/23", 0, b"1")), Code::CHANGED);
+    let now = h.now();
+    assert_eq!(
+        h.client().send(now, &[Path::Resource(3, 0, 0)]),
+        Err(SendError::Muted)
+    );
+}
+
+#[test]
+fn send_needs_registration_and_lwm2m_1_1() {
+    use lwm2m_client::SendError;
+    let mut h = Harness::new(14, 0, 600);
+    let now = h.now();
+    assert_eq!(
+        h.client().send(now, &[Path::Resource(3, 0, 0)]),
+        Err(SendError::NotRegistered)
+    );
+    let mut config = h.client().config().clone();
+    config.lwm2m_version = lwm2m_core::model::Version::new(1, 0);
+    let mut client = lwm2m_client::Client::new(config, SERVER, lwm2m_core::rng::SplitMix64::new(4));
+    client.add_object(Box::new(device(&h.probes)));
+    *h.client() = client;
+    h.register();
+    let now = h.now();
+    assert_eq!(
+        h.client().send(now, &[Path::Resource(3, 0, 0)]),
+        Err(SendError::Unsupported)
+    );
+}

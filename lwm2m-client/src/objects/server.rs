@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub notification_storing: bool,
     /// Binding (resource 7).
     pub binding: String,
+    /// Mute Send (resource 23): the client does not use Send while set.
+    pub mute_send: bool,
 }
 
 impl ServerConfig {
@@ -37,13 +39,15 @@ impl ServerConfig {
             default_pmax: None,
             notification_storing: false,
             binding: String::from("U"),
+            mute_send: false,
         }
     }
 }
 
 /// The Server object (version 1.1) with one instance (0).
 ///
-/// Writable: lifetime, default periods, notification storing, binding (the
+/// Writable: lifetime, default periods, notification storing, binding, Mute
+/// Send (the
 /// engine sends an Update with the new lifetime after a lifetime write).
 /// Executable: Registration Update Trigger (8), which the engine turns into
 /// an Update. Disable (4) is not implemented and not listed, so it answers
@@ -94,6 +98,7 @@ impl Object for Server {
             srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
             srv::BINDING,
             srv::REGISTRATION_UPDATE_TRIGGER,
+            srv::MUTE_SEND,
         ]);
         r
     }
@@ -112,6 +117,7 @@ impl Object for Server {
                 ResourceValue::Single(Value::Boolean(c.notification_storing))
             }
             srv::BINDING => string(&c.binding),
+            srv::MUTE_SEND => ResourceValue::Single(Value::Boolean(c.mute_send)),
             _ => return Err(DmError::NotFound),
         })
     }
@@ -137,6 +143,10 @@ impl Object for Server {
                 _ => return Err(DmError::BadRequest),
             },
             srv::BINDING => c.binding = as_string(value)?,
+            srv::MUTE_SEND => match value {
+                ResourceValue::Single(Value::Boolean(b)) => c.mute_send = b,
+                _ => return Err(DmError::BadRequest),
+            },
             _ => return Err(DmError::MethodNotAllowed),
         }
         Ok(())

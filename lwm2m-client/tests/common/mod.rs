@@ -53,6 +53,7 @@ impl ServerApp {
                     let code = match request.code {
                         Code::POST if segments == [b"rd".to_vec()] => self.register_answer,
                         Code::POST if at_location => self.update_answer,
+                        Code::POST if segments == [b"dp".to_vec()] => Code::CHANGED,
                         Code::DELETE if at_location => Code::DELETED,
                         _ => Code::NOT_FOUND,
                     };
