@@ -71,6 +71,10 @@
 //! engine cannot produce for that node (text/plain for an instance, an
 //! unknown format) gets 4.06 Not Acceptable.
 //!
+//! [`Client::send`] reports values unasked (`POST /dp`, LwM2M 1.1), unless
+//! the Server object's Mute Send is set. Queue mode: see
+//! [`ClientConfig::queue_mode`].
+//!
 //! The Security object (0) and OSCORE (21) are not reachable through device
 //! management: every request on them gets 4.01 Unauthorized (TS Core §E.1).
 //!
@@ -207,6 +211,14 @@ pub struct ClientConfig {
     /// [`Client::changed`]. `None` (default): only `changed` and server
     /// writes trigger value-change notifications.
     pub poll_observed: Option<Duration>,
+    /// Queue mode (TS Core 1.1 §6.5): `Some(awake)` registers with the `Q`
+    /// parameter (binding `UQ` for LwM2M 1.0) and keeps the client
+    /// reachable for `awake` after its last transmission only (the TS
+    /// recommends MAX_TRANSMIT_WAIT, 93 s). While asleep, received
+    /// datagrams are dropped as a powered-down radio would;
+    /// [`ClientEvent::Sleeping`] tells the driver it may power down. Any
+    /// uplink (Update at lifetime / 2, a notification, a Send) wakes it.
+    pub queue_mode: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -222,6 +234,7 @@ impl ClientConfig {
             coap: EndpointConfig::default(),
             max_observations: 64,
             poll_observed: None,
+            queue_mode: None,
         }
     }
 }
@@ -274,6 +287,9 @@ pub enum ClientEvent {
     },
     /// Deregistered (or shut down before registering).
     Deregistered,
+    /// Queue mode: the awake window after the last transmission ended;
+    /// datagrams are dropped until the client sends again.
+    Sleeping,
     /// The server answered a Send ([`Client::send`]): `code` is its
     /// response (2.04 on success), `None` if no answer came.
     SendCompleted {
@@ -468,6 +484,13 @@ pub struct Client<P, R> {
     failed_sequences: u32,
     /// Send requests waiting for their answer.
     sends: Vec<RequestId>,
+    /// The latest time any entry point was called with: `poll_transmit`
+    /// has no `now`, and a transmission is what opens the awake window.
+    last_now: Instant,
+    /// Queue mode: reachable until then.
+    awake_until: Instant,
+    /// Queue mode: `Sleeping` was reported and nothing was sent since.
+    asleep: bool,
     events: VecDeque<ClientEvent>,
 }
 
@@ -492,6 +515,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             failed_attempts: 0,
             failed_sequences: 0,
             sends: Vec::new(),
+            last_now: Instant::ZERO,
+            awake_until: Instant::ZERO,
+            asleep: false,
             events: VecDeque::new(),
         }
     }
@@ -549,6 +575,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     /// Sends Register (again, from a fresh retry sequence).
     pub fn start(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         self.failed_attempts = 0;
         self.failed_sequences = 0;
         self.send_register(now);
@@ -557,6 +584,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// Sends De-register if registered; [`ClientEvent::Deregistered`] follows
     /// (at once if there was no registration). Returns true if a request went out.
     pub fn deregister(&mut self, now: Instant) -> bool {
+        self.last_now = self.last_now.max(now);
         self.cancel_in_flight(now);
         self.next_update = None;
         self.drop_observations();
@@ -579,6 +607,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// The objects or their instances changed (added, removed): the next
     /// Update, sent now if registered, carries the new link payload.
     pub fn objects_changed(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         self.send_links = true;
         self.update_now = true;
         self.drive_registration(now);
@@ -586,6 +615,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     /// Asks for an Update now (what the Registration Update Trigger does).
     pub fn trigger_update(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         self.update_now = true;
         self.drive_registration(now);
     }
@@ -593,6 +623,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// The value at `path` (or below it) changed: observations of `path`,
     /// of its ancestors and of its descendants notify, respecting `pmin`.
     pub fn changed(&mut self, now: Instant, path: Path) {
+        self.last_now = self.last_now.max(now);
         self.mark_changed(&path);
         self.evaluate_observations(now);
     }
@@ -601,6 +632,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// the server with `POST /dp`, SenML JSON, without being asked.
     /// [`ClientEvent::SendCompleted`] follows with the returned id.
     pub fn send(&mut self, now: Instant, paths: &[Path]) -> Result<RequestId, SendError> {
+        self.last_now = self.last_now.max(now);
         if self.location.is_none() {
             return Err(SendError::NotRegistered);
         }
@@ -685,13 +717,28 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     /// A datagram arrived from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        if self.config.queue_mode.is_some() && now >= self.awake_until {
+            // Asleep: the radio would be off.
+            return;
+        }
         self.ep.handle_datagram(now, peer, bytes);
         self.process(now);
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
-        self.ep.poll_transmit()
+        let t = self.ep.poll_transmit()?;
+        if let Some(awake) = self.config.queue_mode {
+            self.awake_until = self.last_now + awake;
+            self.asleep = false;
+        }
+        Some(t)
+    }
+
+    /// False while a queue-mode client sleeps (datagrams are dropped).
+    pub fn is_listening(&self, now: Instant) -> bool {
+        self.config.queue_mode.is_none() || now < self.awake_until
     }
 
     /// The next event for the application.
@@ -718,16 +765,24 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if !self.observations.is_empty() {
             consider(self.next_poll);
         }
+        if self.config.queue_mode.is_some() && !self.asleep {
+            consider(Some(self.awake_until));
+        }
         t
     }
 
     /// Time passed: retransmissions, retries, Updates, notifications.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         self.ep.handle_timeout(now);
         self.process(now);
         self.drive_registration(now);
         self.poll_observed(now);
         self.evaluate_observations(now);
+        if self.config.queue_mode.is_some() && !self.asleep && now >= self.awake_until {
+            self.asleep = true;
+            self.events.push_back(ClientEvent::Sleeping);
+        }
     }
 
     /// With `poll_observed`: marks every observation changed once per
@@ -788,13 +843,25 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.location = None;
         self.next_update = None;
         let c = &self.config;
-        let req = Request::new(Code::POST)
+        let queue = c.queue_mode.is_some();
+        let legacy = c.lwm2m_version < Version::new(1, 1);
+        // LwM2M 1.0 spells queue mode as a `Q` in the binding, 1.1 as a
+        // separate `Q` parameter.
+        let binding_q = if queue && legacy && !c.binding.contains('Q') {
+            "Q"
+        } else {
+            ""
+        };
+        let mut req = Request::new(Code::POST)
             .with_path("/rd")
             .with_query(&format!("ep={}", c.endpoint))
             .with_query(&format!("lt={}", c.lifetime))
             .with_query(&format!("lwm2m={}", c.lwm2m_version))
-            .with_query(&format!("b={}", c.binding))
-            .with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
+            .with_query(&format!("b={}{binding_q}", c.binding));
+        if queue && !legacy {
+            req = req.with_query("Q");
+        }
+        let req = req.with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
         match self.ep.send_request(now, self.server.clone(), req) {
             Ok(id) => self.reg = Reg::Registering(id),
             Err(_) => self.register_failed(now, None),

@@ -111,6 +111,7 @@ fn log_event(event: &ClientEvent) {
             warn!(code = ?code.map(|c| c.to_string()), "update failed, registering again")
         }
         ClientEvent::Deregistered => info!("deregistered"),
+        ClientEvent::Sleeping => info!("queue mode: sleeping until the next uplink"),
         ClientEvent::SendCompleted { id, code } => {
             info!(id = id.0, code = ?code.map(|c| c.to_string()), "send answered")
         }

@@ -961,3 +961,90 @@ fn send_needs_registration_and_lwm2m_1_1() {
         Err(SendError::Unsupported)
     );
 }
+
+#[test]
+fn queue_mode_sleeps_after_the_awake_window_and_wakes_on_uplink() {
+    let mut h = Harness::new(15, 0, 60);
+    let mut config = h.client().config().clone();
+    config.queue_mode = Some(Duration::from_secs(10));
+    let mut client = lwm2m_client::Client::new(config, SERVER, lwm2m_core::rng::SplitMix64::new(4));
+    client.add_object(Box::new(device(&h.probes)));
+    *h.client() = client;
+    h.register();
+    let register = h.server().rd_requests[0].1.clone();
+    let q: Vec<_> = register
+        .options
+        .get_all(number::URI_QUERY)
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect();
+    assert_eq!(q, ["ep=dev1", "lt=60", "lwm2m=1.1", "b=U", "Q"]);
+    // Awake: answered.
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(code(&mut h, get("/3/0/0")), Code::CONTENT);
+    // 10 s after that answer the client sleeps.
+    h.run_for(Duration::from_secs(11));
+    assert_eq!(
+        h.client_events.last().map(|(_, e)| e.clone()),
+        Some(ClientEvent::Sleeping)
+    );
+    let now = h.now();
+    assert!(!h.client().is_listening(now));
+    // A request now goes unanswered until the client's next uplink, the
+    // Update at lifetime / 2 (30 s after registering).
+    let asleep_at = h.now();
+    let id = h
+        .server()
+        .ep
+        .send_request(asleep_at, CLIENT, get("/3/0/1"))
+        .unwrap();
+    h.run_for(Duration::from_secs(40));
+    let update_at = h
+        .server()
+        .rd_requests
+        .iter()
+        .find(|(_, r)| r.path() == "/rd/5a3f")
+        .map(|(t, _)| *t)
+        .expect("update");
+    // The first thing the sleeping client sent was its Update: the GET
+    // was dropped, not answered.
+    let first = h
+        .net
+        .trace()
+        .iter()
+        .find(|t| t.from == CLIENT && t.at > asleep_at)
+        .cloned()
+        .unwrap();
+    let m = lwm2m_core::coap::Message::parse(&first.bytes).unwrap();
+    assert_eq!(m.code, Code::POST);
+    assert_eq!(m.uri_path().collect::<Vec<_>>(), [&b"rd"[..], &b"5a3f"[..]]);
+    assert!(first.at >= asleep_at + Duration::from_secs(10));
+    assert!(first.at <= update_at);
+    assert!(h
+        .client_events
+        .iter()
+        .any(|(_, e)| *e == ClientEvent::Updated));
+    // The server's retransmission reached the awake client.
+    assert_eq!(
+        h.server().responses.get(&id).map(|r| r.code),
+        Some(Code::CONTENT)
+    );
+}
+
+#[test]
+fn queue_mode_with_lwm2m_1_0_uses_the_binding_letter() {
+    let mut h = Harness::new(16, 0, 60);
+    let mut config = h.client().config().clone();
+    config.queue_mode = Some(Duration::from_secs(93));
+    config.lwm2m_version = lwm2m_core::model::Version::new(1, 0);
+    let mut client = lwm2m_client::Client::new(config, SERVER, lwm2m_core::rng::SplitMix64::new(4));
+    client.add_object(Box::new(device(&h.probes)));
+    *h.client() = client;
+    h.register();
+    let register = h.server().rd_requests[0].1.clone();
+    let q: Vec<_> = register
+        .options
+        .get_all(number::URI_QUERY)
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect();
+    assert_eq!(q, ["ep=dev1", "lt=60", "lwm2m=1.0", "b=UQ"]);
+}
