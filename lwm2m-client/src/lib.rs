@@ -1,8 +1,8 @@
 //! LwM2M client library.
 //!
-//! * [`object`]: the [`Object`](object::Object) trait integrators implement,
+//! * [`object`]: the [`Object`] trait integrators implement,
 //!   one implementation per LwM2M object.
-//! * [`engine`]: the sans-IO client ([`Client`](engine::Client)):
+//! * [`engine`]: the sans-IO client ([`Client`]):
 //!   registration, device management dispatch, observations. `no_std` +
 //!   `alloc`, like `lwm2m-core`.
 //! * [`objects`]: ready objects: Security (0), Server (1), Device (3),

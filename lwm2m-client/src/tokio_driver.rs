@@ -3,7 +3,7 @@
 //! The driver is the only part that owns I/O: it moves datagrams between the
 //! socket and the engine, turns the engine's [`Client::poll_timeout`] into a
 //! tokio sleep, and maps wall-clock time to the engine's
-//! [`Instant`](lwm2m_core::time::Instant) (milliseconds since the driver
+//! [`Instant`] (milliseconds since the driver
 //! started). Events are logged with `tracing`.
 
 use std::future::Future;
