@@ -72,8 +72,14 @@ const QUERIES: [&str; 8] = [
 
 fn request(spec: &[u8]) -> Request {
     let byte = |i: usize| spec.get(i).copied().unwrap_or(0);
-    let code =
-        [Code::GET, Code::POST, Code::PUT, Code::DELETE, Code::FETCH][usize::from(byte(0) % 5)];
+    let code = [
+        Code::GET,
+        Code::POST,
+        Code::PUT,
+        Code::DELETE,
+        Code::FETCH,
+        Code::IPATCH,
+    ][usize::from(byte(0) % 6)];
     let mut req = Request::new(code);
     for k in 0..usize::from(byte(1) % 5) {
         let seg = IDS[usize::from(byte(2 + k)) % IDS.len()];

@@ -1048,3 +1048,81 @@ fn queue_mode_with_lwm2m_1_0_uses_the_binding_letter() {
         .collect();
     assert_eq!(q, ["ep=dev1", "lt=60", "lwm2m=1.0", "b=UQ"]);
 }
+
+#[test]
+fn read_composite_returns_the_existing_paths() {
+    let Setup { mut h, .. } = setup();
+    let body = br#"[{"n":"/3/0/0"},{"n":"/31024/0"},{"n":"/99/0/0"}]"#;
+    let r = h.request(
+        Request::new(Code::FETCH)
+            .with_path("/")
+            .with_payload(110, body.to_vec()),
+    );
+    assert_eq!((r.code, content_format(&r)), (Code::CONTENT, Some(110)));
+    let values =
+        format::decode_values(ContentFormat::SENML_JSON, &r.payload, &Registry::standard())
+            .unwrap();
+    let got: Vec<String> = values.iter().map(|v| v.path.to_string()).collect();
+    assert_eq!(got, ["/3/0/0", "/31024/0/0", "/31024/0/3"]);
+    // Errors.
+    let fetch = |cf: u16, body: &[u8]| Request::new(Code::FETCH).with_payload(cf, body.to_vec());
+    assert_eq!(
+        code(&mut h, fetch(0, b"/3/0/0")),
+        Code::UNSUPPORTED_CONTENT_FORMAT
+    );
+    assert_eq!(code(&mut h, fetch(110, b"[{")), Code::BAD_REQUEST);
+    assert_eq!(
+        code(&mut h, fetch(110, br#"[{"n":"/3/0/4"}]"#)),
+        Code::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        code(&mut h, fetch(110, br#"[{"n":"/0/0"}]"#)),
+        Code::UNAUTHORIZED
+    );
+    assert_eq!(
+        code(
+            &mut h,
+            fetch(110, br#"[{"n":"/3/0/0"}]"#).with_uint_option(number::ACCEPT, 0)
+        ),
+        Code::NOT_ACCEPTABLE
+    );
+    assert_eq!(
+        code(&mut h, fetch(110, br#"[{"n":"/3/0/0"}]"#).with_path("/3")),
+        Code::METHOD_NOT_ALLOWED
+    );
+}
+
+#[test]
+fn write_composite_is_all_or_nothing() {
+    let Setup { mut h, .. } = setup();
+    let ipatch = |body: &[u8]| Request::new(Code::IPATCH).with_payload(110, body.to_vec());
+    let body =
+        br#"[{"n":"/31024/0/0","v":9},{"n":"/31024/0/1/3","vs":"t"},{"n":"/3/0/15","vs":"UTC"}]"#;
+    assert_eq!(code(&mut h, ipatch(body)), Code::CHANGED);
+    assert_eq!(text(&h.request(get("/31024/0/0"))), "9");
+    assert_eq!(text(&h.request(get("/31024/0/1/3"))), "t");
+    assert_eq!(text(&h.request(get("/3/0/15"))), "UTC");
+    // One read-only resource refuses the whole request.
+    let body = br#"[{"n":"/31024/0/0","v":10},{"n":"/3/0/0","vs":"X"}]"#;
+    assert_eq!(code(&mut h, ipatch(body)), Code::METHOD_NOT_ALLOWED);
+    assert_eq!(text(&h.request(get("/31024/0/0"))), "9");
+    assert_eq!(
+        code(&mut h, ipatch(br#"[{"n":"/31024/7/0","v":1}]"#)),
+        Code::NOT_FOUND
+    );
+    assert_eq!(
+        code(&mut h, ipatch(br#"[{"n":"/31024/0/1","vs":"x"}]"#)),
+        Code::BAD_REQUEST
+    );
+    assert_eq!(
+        code(&mut h, ipatch(br#"[{"n":"/0/0/0","vs":"x"}]"#)),
+        Code::UNAUTHORIZED
+    );
+    assert_eq!(
+        code(
+            &mut h,
+            Request::new(Code::IPATCH).with_payload(9999, b"x".to_vec())
+        ),
+        Code::UNSUPPORTED_CONTENT_FORMAT
+    );
+}
