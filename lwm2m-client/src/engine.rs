@@ -89,6 +89,9 @@
 //! path was marked changed and its encoded value differs from the last one
 //! sent, but not before `last + pmin`; and at `last + pmax` in any case.
 //! `con=1` makes notifications confirmable (default: non-confirmable).
+//! Observe-Composite (FETCH `/` with Observe 0) notifies when any listed
+//! path changes; its timing uses the Server object's default periods only
+//! (attributes attached to the listed paths are not combined).
 //! With [`ClientConfig::poll_observed`] the engine also re-reads observed
 //! values periodically, for values that change without [`Client::changed`].
 //! On a single numeric resource, `gt` / `lt` / `st` narrow "differs" to
@@ -322,6 +325,9 @@ pub enum SendError {
 #[derive(Debug, Clone)]
 struct Observation {
     path: Path,
+    /// Observe-Composite: the observed paths (`path` is then `/`); empty
+    /// for a plain observation.
+    composite: Vec<Path>,
     format: ContentFormat,
     last_sent: Instant,
     last_payload: Vec<u8>,
@@ -426,6 +432,7 @@ enum Outcome {
     Observe {
         response: Response,
         path: Path,
+        composite: Vec<Path>,
         format: ContentFormat,
     },
 }
@@ -1028,6 +1035,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             Outcome::Observe {
                 response,
                 path,
+                composite,
                 format,
             } => {
                 if self.observations.len() >= self.config.max_observations {
@@ -1041,6 +1049,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                         obs,
                         Observation {
                             path,
+                            composite,
                             format,
                             last_sent: now,
                             last_payload: payload,
@@ -1092,6 +1101,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     Ok((format, response)) if observe => Outcome::Observe {
                         response,
                         path,
+                        composite: Vec::new(),
                         format,
                     },
                     Ok((_, response)) => response.into(),
@@ -1116,9 +1126,24 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 .into(),
             Code::POST if depth == 3 => self.execute(now, &path, &request.payload).into(),
             Code::DELETE if depth == 2 => self.delete(now, &path).into(),
-            Code::FETCH if depth == 0 => self
-                .read_composite(content_format, accept, &request.payload)
-                .into(),
+            Code::FETCH if depth == 0 => {
+                let observe = request.options.uint(number::OBSERVE) == Some(0);
+                let read = self.composite_request(content_format, accept, &request.payload);
+                let read = read.and_then(|(paths, format)| {
+                    let payload = self.composite_payload(&paths, format).map_err(error)?;
+                    let response = Response::new(Code::CONTENT).with_payload(format.0, payload);
+                    Ok((paths, format, response))
+                });
+                match read {
+                    Ok((paths, format, response)) if observe => Outcome::Observe {
+                        response,
+                        path: Path::Root,
+                        composite: paths,
+                        format,
+                    },
+                    Ok((_, _, response)) | Err(response) => response.into(),
+                }
+            }
             Code::IPATCH if depth == 0 => self
                 .write_composite(now, content_format, &request.payload)
                 .into(),
@@ -1491,44 +1516,49 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         Response::new(Code::CHANGED)
     }
 
-    /// Read-Composite (FETCH `/` with a SenML path list): the values of
-    /// every listed path that exists, as SenML JSON unless Accept asks
-    /// otherwise. Paths that do not exist are left out (TS Core 1.1 §6.3.8
-    /// answers with what is there); any other error fails the whole read.
-    fn read_composite(&self, cf: Option<u32>, accept: Option<u32>, payload: &[u8]) -> Response {
-        let Some(cf) = cf else {
-            return error(Code::BAD_REQUEST);
-        };
-        let Ok(cf) = u16::try_from(cf) else {
-            return error(Code::UNSUPPORTED_CONTENT_FORMAT);
-        };
-        let paths = match format::decode_paths(ContentFormat(cf), payload) {
-            Ok(p) => p,
-            Err(e) => return error(format_code(&e)),
-        };
-        let out_format = match accept.map(u16::try_from) {
+    /// Parses a Read-Composite / Observe-Composite request (FETCH `/` with
+    /// a SenML path list): the paths and the answer's format (SenML JSON
+    /// unless Accept asks otherwise).
+    fn composite_request(
+        &self,
+        cf: Option<u32>,
+        accept: Option<u32>,
+        payload: &[u8],
+    ) -> Result<(Vec<Path>, ContentFormat), Response> {
+        let cf = cf.ok_or_else(|| error(Code::BAD_REQUEST))?;
+        let cf = u16::try_from(cf).map_err(|_| error(Code::UNSUPPORTED_CONTENT_FORMAT))?;
+        let paths =
+            format::decode_paths(ContentFormat(cf), payload).map_err(|e| error(format_code(&e)))?;
+        let format = match accept.map(u16::try_from) {
             None => ContentFormat::SENML_JSON,
             Some(Ok(a)) => ContentFormat(a),
-            Some(Err(_)) => return error(Code::NOT_ACCEPTABLE),
+            Some(Err(_)) => return Err(error(Code::NOT_ACCEPTABLE)),
         };
+        Ok((paths, format))
+    }
+
+    /// The values of every listed path that exists, encoded in `format`.
+    /// Paths that do not exist are left out (TS Core 1.1 §6.3.8 answers
+    /// with what is there); any other error fails the whole read.
+    fn composite_payload(&self, paths: &[Path], format: ContentFormat) -> Result<Vec<u8>, Code> {
         let mut values = Vec::new();
         for path in paths {
             if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
-                return error(Code::UNAUTHORIZED);
+                return Err(Code::UNAUTHORIZED);
             }
-            match self.read_node(&path) {
-                Ok(node) => flatten(path, &node, &mut values),
+            match self.read_node(path) {
+                Ok(node) => flatten(*path, &node, &mut values),
                 Err(DmError::NotFound) => {}
-                Err(e) => return e.into(),
+                Err(e) => return Err(e.code()),
             }
         }
         let mut out = Vec::new();
-        match format::encode_values(out_format, &values, &mut out) {
-            Ok(()) => Response::new(Code::CONTENT).with_payload(out_format.0, out),
+        match format::encode_values(format, &values, &mut out) {
+            Ok(()) => Ok(out),
             Err(FormatError::UnsupportedFormat(_) | FormatError::NotRepresentable(_)) => {
-                error(Code::NOT_ACCEPTABLE)
+                Err(Code::NOT_ACCEPTABLE)
             }
-            Err(_) => error(Code::INTERNAL_SERVER_ERROR),
+            Err(_) => Err(Code::INTERNAL_SERVER_ERROR),
         }
     }
 
@@ -1789,8 +1819,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     }
 
     fn mark_changed(&mut self, path: &Path) {
+        let related = |p: &Path| p.is_prefix_of(path) || path.is_prefix_of(p);
         for o in self.observations.values_mut() {
-            if o.path.is_prefix_of(path) || path.is_prefix_of(&o.path) {
+            let hit = if o.composite.is_empty() {
+                related(&o.path)
+            } else {
+                o.composite.iter().any(related)
+            };
+            if hit {
                 o.dirty = true;
             }
         }
@@ -1811,12 +1847,19 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 .is_some_and(|p| now >= o.last_sent + Duration::from_secs(u64::from(p)));
             let (path, format, dirty) = (o.path, o.format, o.dirty);
             let confirmable = attrs.con.unwrap_or(false);
-            let encoded = self.read_node(&path).and_then(|node| {
-                let mut out = Vec::new();
-                format::encode(format, &node, &path, &mut out)
-                    .map(|()| (out, numeric(&node)))
-                    .map_err(|_| DmError::Internal)
-            });
+            let encoded = if o.composite.is_empty() {
+                self.read_node(&path)
+                    .and_then(|node| {
+                        let mut out = Vec::new();
+                        format::encode(format, &node, &path, &mut out)
+                            .map(|()| (out, numeric(&node)))
+                            .map_err(|_| DmError::Internal)
+                    })
+                    .map_err(DmError::code)
+            } else {
+                self.composite_payload(&o.composite, format)
+                    .map(|out| (out, None))
+            };
             match encoded {
                 Ok((payload, value)) => {
                     let send = pmax_due
@@ -1843,7 +1886,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     // The observed path is gone or unreadable now: tell the
                     // observer, which ends the observation.
                     self.observations.remove(&id);
-                    self.ep.notify(now, id, e.into(), confirmable);
+                    self.ep.notify(now, id, Response::new(e), confirmable);
                 }
             }
         }

@@ -1126,3 +1126,49 @@ fn write_composite_is_all_or_nothing() {
         Code::UNSUPPORTED_CONTENT_FORMAT
     );
 }
+
+#[test]
+fn observe_composite_notifies_when_any_listed_path_changes() {
+    let Setup { mut h, .. } = setup();
+    let body = br#"[{"n":"/3/0/13"},{"n":"/31024/0/0"}]"#;
+    let req = Request::new(Code::FETCH)
+        .with_payload(110, body.to_vec())
+        .with_uint_option(number::OBSERVE, 0);
+    let now = h.now();
+    let id = h.server().ep.send_request(now, CLIENT, req).unwrap();
+    h.run_for(Duration::from_secs(1));
+    let first = h.server().responses[&id].clone();
+    assert_eq!(first.code, Code::CONTENT);
+    assert!(first.options.uint(number::OBSERVE).is_some());
+    assert_eq!(h.client().observation_count(), 1);
+    let values = |payload: &[u8]| -> Vec<(String, Value)> {
+        format::decode_values(ContentFormat::SENML_JSON, payload, &Registry::standard())
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.path.to_string(), v.value))
+            .collect()
+    };
+    assert_eq!(values(&first.payload).len(), 2);
+    // A write to a listed path notifies with both values.
+    assert_eq!(code(&mut h, put("/31024/0/0", 0, b"6")), Code::CHANGED);
+    h.run_for(Duration::from_secs(1));
+    let n = h
+        .server()
+        .notifications
+        .last()
+        .cloned()
+        .expect("notification");
+    let got = values(&n.2.payload);
+    assert_eq!(got[1], ("/31024/0/0".to_string(), Value::Integer(6)));
+    // A write elsewhere does not.
+    let count = h.server().notifications.len();
+    assert_eq!(code(&mut h, put("/3/0/15", 0, b"UTC")), Code::CHANGED);
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.server().notifications.len(), count);
+    // The application reports the clock.
+    h.probes.clock.set(h.probes.clock.get() + 5);
+    let now = h.now();
+    h.client().changed(now, Path::Resource(3, 0, 13));
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.server().notifications.len(), count + 1);
+}
