@@ -18,6 +18,23 @@
 //! then notify, respecting `pmin`. Writes by the server mark their path
 //! changed automatically.
 //!
+//! # Bootstrap
+//!
+//! When the Security object has a Bootstrap-Server account and no LwM2M
+//! server account, [`Client::start`] sends `POST /bs?ep=<name>` to the
+//! address given to [`Client::new`]. Until Bootstrap-Finish (or
+//! [`ClientConfig::bootstrap_timeout`]) that peer may Bootstrap-Write
+//! (PUT `/O`, `/O/I`, `/O/I/R`, creating instances and writing read-only
+//! resources, executables excepted), Bootstrap-Delete (`/`, `/O`, `/O/I`;
+//! its own account and the Device object stay), Bootstrap-Discover (GET
+//! Accept 40 on `/` or `/O`) and Bootstrap-Read the Server and Access
+//! Control objects. Bootstrap-Finish (`POST /bs`) is answered 2.04 when a
+//! Security instance and a Server instance share a Short Server ID and
+//! [`Client::set_resolver`] maps its URI to an address; the client then
+//! registers there with the Server instance's lifetime and binding.
+//! Otherwise 4.06, and the Bootstrap-Server may fix the configuration.
+//! Failed attempts follow the same retry schedule as Register.
+//!
 //! # Registration
 //!
 //! * Register: `POST /rd?ep=<name>&lt=<lifetime>&lwm2m=<version>&b=<binding>`,
@@ -111,7 +128,9 @@ use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{
     Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Transmit,
 };
-use lwm2m_core::format::link::{encode_discover, encode_links, DiscoverEntry, Link, LinkParam};
+use lwm2m_core::format::link::{
+    encode_discover, encode_links, BootstrapDiscover, DiscoverEntry, Link, LinkParam,
+};
 use lwm2m_core::format::{self, ContentFormat, FormatError};
 use lwm2m_core::model::{
     write_attributes, Attributes, Instance, ModelLookup, Node, ObjectModel, ObjectNode, Path,
@@ -224,6 +243,9 @@ pub struct ClientConfig {
     /// [`ClientEvent::Sleeping`] tells the driver it may power down. Any
     /// uplink (Update at lifetime / 2, a notification, a Send) wakes it.
     pub queue_mode: Option<Duration>,
+    /// How long the Bootstrap-Server has, after accepting Bootstrap-Request,
+    /// to send Bootstrap-Finish before the attempt counts as failed.
+    pub bootstrap_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -240,6 +262,7 @@ impl ClientConfig {
             max_observations: 64,
             poll_observed: None,
             queue_mode: None,
+            bootstrap_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -249,6 +272,8 @@ impl ClientConfig {
 pub enum RegistrationState {
     /// [`Client::start`] was not called yet.
     Idle,
+    /// Bootstrapping: the Bootstrap-Server is configuring the client.
+    Bootstrapping,
     /// A Register request is in flight.
     Registering,
     /// Registered, no request in flight.
@@ -281,6 +306,16 @@ pub enum ClientEvent {
         /// The error response, if any.
         code: Option<Code>,
         /// When the next attempt goes out.
+        retry_at: Option<Instant>,
+    },
+    /// Bootstrap-Finish accepted: Register to the configured server follows.
+    Bootstrapped,
+    /// Bootstrap failed (error response, no answer, or no Bootstrap-Finish
+    /// in time); `retry_at` as for `RegistrationFailed`.
+    BootstrapFailed {
+        /// The error response to Bootstrap-Request, if any.
+        code: Option<Code>,
+        /// When the next Bootstrap-Request goes out.
         retry_at: Option<Instant>,
     },
     /// An Update succeeded.
@@ -417,6 +452,11 @@ fn passes_thresholds(attrs: &Attributes, last: Option<f64>, value: Option<f64>) 
 
 enum Reg {
     Idle,
+    /// Bootstrap-Request in flight.
+    Bootstrapping(RequestId),
+    /// Bootstrap-Request accepted; the Bootstrap-Server configures the
+    /// client until Bootstrap-Finish or the deadline.
+    BootstrapWaiting(Instant),
     Registering(RequestId),
     Registered,
     Updating(RequestId),
@@ -458,6 +498,22 @@ fn format_code(e: &FormatError) -> Code {
     Code::new(c, d)
 }
 
+/// The LwM2M path a request addresses (4.00 if it is not one).
+fn request_path(request: &Request) -> Result<Path, Response> {
+    let mut segments = Vec::new();
+    for seg in request.options.get_all(number::URI_PATH) {
+        match core::str::from_utf8(seg) {
+            Ok(s) => segments.push(s),
+            Err(_) => return Err(error(Code::BAD_REQUEST)),
+        }
+    }
+    // A single empty segment is how some servers address the root.
+    if segments == [""] {
+        segments.clear();
+    }
+    Path::from_segments(segments.iter().copied()).map_err(|_| error(Code::BAD_REQUEST))
+}
+
 /// The objects' models, for the content-format decoders.
 struct Models<'a>(&'a BTreeMap<u16, Box<dyn Object>>);
 
@@ -466,6 +522,9 @@ impl ModelLookup for Models<'_> {
         self.0.get(&id).map(|o| o.model())
     }
 }
+
+/// Turns a server URI (from the Security object) into a peer address.
+type Resolver<P> = Box<dyn Fn(&str) -> Option<P>>;
 
 /// The sans-IO LwM2M client; see the [module documentation](self).
 pub struct Client<P, R> {
@@ -500,6 +559,10 @@ pub struct Client<P, R> {
     awake_until: Instant,
     /// Queue mode: `Sleeping` was reported and nothing was sent since.
     asleep: bool,
+    /// The current attempt sequence bootstraps rather than registers.
+    bootstrap_mode: bool,
+    /// Turns a server URI written by the Bootstrap-Server into a peer.
+    resolver: Option<Resolver<P>>,
     events: VecDeque<ClientEvent>,
 }
 
@@ -527,6 +590,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             last_now: Instant::ZERO,
             awake_until: Instant::ZERO,
             asleep: false,
+            bootstrap_mode: false,
+            resolver: None,
             events: VecDeque::new(),
         }
     }
@@ -562,6 +627,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     pub fn state(&self) -> RegistrationState {
         match self.reg {
             Reg::Idle => RegistrationState::Idle,
+            Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_) => RegistrationState::Bootstrapping,
             Reg::Registering(_) => RegistrationState::Registering,
             Reg::Registered => RegistrationState::Registered,
             Reg::Updating(_) => RegistrationState::Updating,
@@ -582,12 +648,34 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.observations.len()
     }
 
-    /// Sends Register (again, from a fresh retry sequence).
+    /// Sends Register to the server given to [`Client::new`] (again, from a
+    /// fresh retry sequence) or, when the Security object holds no LwM2M
+    /// server account (a non-bootstrap instance whose Short Server ID
+    /// matches a Server object instance) but a Bootstrap-Server account,
+    /// Bootstrap-Request to that same address, which is then the
+    /// Bootstrap-Server's. After Bootstrap-Finish the client registers with
+    /// the configured server, whose URI [`Client::set_resolver`] maps to an
+    /// address.
     pub fn start(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         self.failed_attempts = 0;
         self.failed_sequences = 0;
-        self.send_register(now);
+        self.bootstrap_mode = self.dm_account().is_none() && self.bootstrap_account().is_some();
+        self.begin(now);
+    }
+
+    /// How server URIs written by a Bootstrap-Server become peer addresses
+    /// (the driver knows: DNS, `coap://` parsing).
+    pub fn set_resolver(&mut self, resolver: impl Fn(&str) -> Option<P> + 'static) {
+        self.resolver = Some(Box::new(resolver));
+    }
+
+    fn begin(&mut self, now: Instant) {
+        if self.bootstrap_mode {
+            self.send_bootstrap_request(now);
+        } else {
+            self.send_register(now);
+        }
     }
 
     /// Sends De-register if registered; [`ClientEvent::Deregistered`] follows
@@ -764,7 +852,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             }
         };
         match self.reg {
-            Reg::WaitingRetry(at) => consider(Some(at)),
+            Reg::WaitingRetry(at) | Reg::BootstrapWaiting(at) => consider(Some(at)),
             Reg::Registered => consider(self.next_update),
             _ => {}
         }
@@ -836,7 +924,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     // ------------------------------------------------------------------
 
     fn cancel_in_flight(&mut self, now: Instant) {
-        if let Reg::Registering(id) | Reg::Updating(id) | Reg::Deregistering(id) = self.reg {
+        if let Reg::Registering(id)
+        | Reg::Updating(id)
+        | Reg::Deregistering(id)
+        | Reg::Bootstrapping(id) = self.reg
+        {
             self.ep.cancel_request(now, id);
         }
     }
@@ -892,8 +984,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             Some(at) => Reg::WaitingRetry(at),
             None => Reg::Failed,
         };
-        self.events
-            .push_back(ClientEvent::RegistrationFailed { code, retry_at });
+        self.events.push_back(if self.bootstrap_mode {
+            ClientEvent::BootstrapFailed { code, retry_at }
+        } else {
+            ClientEvent::RegistrationFailed { code, retry_at }
+        });
     }
 
     fn send_update(&mut self, now: Instant) {
@@ -931,7 +1026,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     fn drive_registration(&mut self, now: Instant) {
         match self.reg {
-            Reg::WaitingRetry(at) if now >= at => self.send_register(now),
+            Reg::WaitingRetry(at) if now >= at => self.begin(now),
+            Reg::BootstrapWaiting(deadline) if now >= deadline => self.register_failed(now, None),
             Reg::Registered if self.update_now || self.next_update.is_some_and(|t| now >= t) => {
                 self.send_update(now)
             }
@@ -964,6 +1060,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             return;
         }
         match self.reg {
+            Reg::Bootstrapping(r) if r == id => match result {
+                Ok(resp) if resp.code == Code::CHANGED => {
+                    self.reg = Reg::BootstrapWaiting(now + self.config.bootstrap_timeout);
+                }
+                Ok(resp) => self.register_failed(now, Some(resp.code)),
+                Err(_) => self.register_failed(now, None),
+            },
             Reg::Registering(r) if r == id => match result {
                 Ok(resp) if resp.code == Code::CREATED => {
                     let mut location = String::new();
@@ -1028,6 +1131,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             self.ep.respond(now, id, error(Code::UNAUTHORIZED));
             return;
         }
+        if matches!(self.reg, Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_)) {
+            self.bootstrap_request(now, id, &request);
+            return;
+        }
         match self.dispatch(now, &request) {
             Outcome::Respond(response) => {
                 self.ep.respond(now, id, response);
@@ -1064,19 +1171,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     }
 
     fn dispatch(&mut self, now: Instant, request: &Request) -> Outcome {
-        let mut segments = Vec::new();
-        for seg in request.options.get_all(number::URI_PATH) {
-            match core::str::from_utf8(seg) {
-                Ok(s) => segments.push(s),
-                Err(_) => return error(Code::BAD_REQUEST).into(),
-            }
-        }
-        // A single empty segment is how some servers address the root.
-        if segments == [""] {
-            segments.clear();
-        }
-        let Ok(path) = Path::from_segments(segments.iter().copied()) else {
-            return error(Code::BAD_REQUEST).into();
+        let path = match request_path(request) {
+            Ok(p) => p,
+            Err(r) => return r.into(),
         };
         if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
             return error(Code::UNAUTHORIZED).into();
@@ -1780,6 +1877,291 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.mark_changed(&Path::Object(o));
         self.objects_changed(now);
         Response::new(Code::DELETED)
+    }
+
+    // ------------------------------------------------------------------
+    // Bootstrap (client-initiated, TS Core 1.1 §6.1.1 / §5.2.7)
+    // ------------------------------------------------------------------
+
+    fn send_bootstrap_request(&mut self, now: Instant) {
+        self.cancel_in_flight(now);
+        self.location = None;
+        self.next_update = None;
+        let req = Request::new(Code::POST)
+            .with_path("/bs")
+            .with_query(&format!("ep={}", self.config.endpoint));
+        match self.ep.send_request(now, self.server.clone(), req) {
+            Ok(id) => self.reg = Reg::Bootstrapping(id),
+            Err(_) => self.register_failed(now, None),
+        }
+    }
+
+    /// A single value of instance `i` of object `o`.
+    fn value(&self, o: u16, i: u16, r: u16) -> Option<Value> {
+        match self.objects.get(&o)?.read(i, r).ok()? {
+            ResourceValue::Single(v) => Some(v),
+            ResourceValue::Multiple(_) => None,
+        }
+    }
+
+    fn int_value(&self, o: u16, i: u16, r: u16) -> Option<i64> {
+        match self.value(o, i, r)? {
+            Value::Integer(v) => Some(v),
+            Value::UnsignedInteger(v) => i64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    fn is_bootstrap_account(&self, i: u16) -> bool {
+        matches!(self.value(SECURITY, i, 1), Some(Value::Boolean(true)))
+    }
+
+    /// The Security instance of the Bootstrap-Server account.
+    fn bootstrap_account(&self) -> Option<u16> {
+        let sec = self.objects.get(&SECURITY)?;
+        sec.instances()
+            .into_iter()
+            .find(|&i| self.is_bootstrap_account(i))
+    }
+
+    /// The first LwM2M server account: (server URI, Server object instance).
+    fn dm_account(&self) -> Option<(String, u16)> {
+        let sec = self.objects.get(&SECURITY)?;
+        let srv = self.objects.get(&SERVER)?;
+        let mut accounts = sec.instances();
+        accounts.sort_unstable();
+        for i in accounts {
+            if self.is_bootstrap_account(i) {
+                continue;
+            }
+            let Some(ssid) = self.int_value(SECURITY, i, 10) else {
+                continue;
+            };
+            let Some(Value::String(uri)) = self.value(SECURITY, i, 0) else {
+                continue;
+            };
+            let mut servers = srv.instances();
+            servers.sort_unstable();
+            if let Some(j) = servers
+                .into_iter()
+                .find(|&j| self.int_value(SERVER, j, 0) == Some(ssid))
+            {
+                return Some((uri, j));
+            }
+        }
+        None
+    }
+
+    /// Requests from the Bootstrap-Server while bootstrapping.
+    fn bootstrap_request(&mut self, now: Instant, id: IncomingId, request: &Request) {
+        let is_finish = request.code == Code::POST
+            && request.options.get_all(number::URI_PATH).eq([&b"bs"[..]]);
+        if is_finish {
+            self.bootstrap_finish(now, id);
+            return;
+        }
+        let path = match request_path(request) {
+            Ok(p) => p,
+            Err(r) => {
+                self.ep.respond(now, id, r);
+                return;
+            }
+        };
+        let cf = request.options.uint(number::CONTENT_FORMAT);
+        let accept = request.options.uint(number::ACCEPT);
+        let response = match (request.code, path) {
+            (Code::PUT, Path::Object(_) | Path::Instance(..) | Path::Resource(..)) => {
+                self.bootstrap_write(&path, cf, &request.payload)
+            }
+            (Code::DELETE, Path::Root | Path::Object(_) | Path::Instance(..)) => {
+                self.bootstrap_delete(&path)
+            }
+            (Code::GET, Path::Root | Path::Object(_))
+                if accept == Some(u32::from(ContentFormat::LINK_FORMAT.0)) =>
+            {
+                self.bootstrap_discover(&path)
+            }
+            // Bootstrap-Read (1.1) reaches the Server and Access Control objects only.
+            (Code::GET, p) if matches!(p.object_id(), Some(1 | 2)) => match self.read(&p, accept) {
+                Ok((_, r)) | Err(r) => r,
+            },
+            (Code::GET, _) => error(Code::UNAUTHORIZED),
+            _ => error(Code::METHOD_NOT_ALLOWED),
+        };
+        self.ep.respond(now, id, response);
+    }
+
+    /// Bootstrap-Write: like Write, but creates missing instances and may
+    /// write read-only resources (Short Server ID...), and reaches the
+    /// Security object.
+    fn bootstrap_write(&mut self, path: &Path, cf: Option<u32>, payload: &[u8]) -> Response {
+        let o = path.object_id().unwrap_or(0);
+        if !self.objects.contains_key(&o) {
+            return error(Code::NOT_FOUND);
+        }
+        let node = match self.decode(cf, payload, path) {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let items: Vec<(u16, Vec<Resource>)> = match (node, *path) {
+            (Node::Object(on), Path::Object(_)) => on
+                .instances
+                .into_values()
+                .map(|i| (i.id, i.resources.into_values().collect()))
+                .collect(),
+            (Node::Instance(inst), Path::Instance(_, i)) if inst.id == i => {
+                alloc::vec![(i, inst.resources.into_values().collect())]
+            }
+            (Node::Resource(res), Path::Resource(_, i, r)) if res.id == r => {
+                alloc::vec![(i, alloc::vec![res])]
+            }
+            _ => return error(Code::BAD_REQUEST),
+        };
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        for (i, resources) in items {
+            let executable = resources.iter().any(|r| {
+                obj.model()
+                    .resource(r.id)
+                    .is_some_and(|m| m.operations.executable())
+            });
+            if executable {
+                return error(Code::BAD_REQUEST);
+            }
+            let result = if obj.instances().contains(&i) {
+                resources
+                    .into_iter()
+                    .try_for_each(|r| obj.write(i, r.id, r.value))
+            } else {
+                obj.create(i, resources)
+            };
+            if let Err(e) = result {
+                return e.into();
+            }
+        }
+        Response::new(Code::CHANGED)
+    }
+
+    /// Bootstrap-Delete of `/`, `/O` or `/O/I`. The Bootstrap-Server's own
+    /// account and the Device object are kept (TS Core 1.1 §5.2.7.5);
+    /// objects that cannot delete instances keep theirs.
+    fn bootstrap_delete(&mut self, path: &Path) -> Response {
+        let mut targets = Vec::new();
+        for (&o, obj) in &self.objects {
+            if path.object_id().is_some_and(|p| p != o) || o == 3 {
+                continue;
+            }
+            for i in obj.instances() {
+                if path.instance_id().is_some_and(|p| p != i) {
+                    continue;
+                }
+                if o == SECURITY && self.is_bootstrap_account(i) {
+                    continue;
+                }
+                targets.push((o, i));
+            }
+        }
+        for (o, i) in targets {
+            if let Some(obj) = self.objects.get_mut(&o) {
+                // Objects without Delete (fixed instances) keep them.
+                let _ = obj.delete(i);
+            }
+            let gone = Path::Instance(o, i);
+            self.attributes.retain(|p, _| !gone.is_prefix_of(p));
+        }
+        Response::new(Code::DELETED)
+    }
+
+    /// Bootstrap-Discover of `/` or `/O`: objects (with `ver`) and
+    /// instances, Security instances with `ssid` and `uri`, Server
+    /// instances with `ssid`.
+    fn bootstrap_discover(&self, path: &Path) -> Response {
+        let mut entries = Vec::new();
+        for (&o, obj) in &self.objects {
+            if path.object_id().is_some_and(|p| p != o) {
+                continue;
+            }
+            let version = obj.model().version.as_str();
+            let mut instances = obj.instances();
+            instances.sort_unstable();
+            if version != "1.0" || instances.is_empty() {
+                let mut attributes = Attributes::new();
+                if version != "1.0" {
+                    attributes.ver = version.parse().ok();
+                }
+                entries.push(DiscoverEntry {
+                    path: Path::Object(o),
+                    attributes,
+                });
+            }
+            for i in instances {
+                let mut attributes = Attributes::new();
+                match o {
+                    SECURITY if !self.is_bootstrap_account(i) => {
+                        attributes.ssid =
+                            self.int_value(o, i, 10).and_then(|v| u16::try_from(v).ok());
+                        if let Some(Value::String(uri)) = self.value(o, i, 0) {
+                            attributes.uri = Some(uri);
+                        }
+                    }
+                    SERVER => {
+                        attributes.ssid =
+                            self.int_value(o, i, 0).and_then(|v| u16::try_from(v).ok());
+                    }
+                    _ => {}
+                }
+                entries.push(DiscoverEntry {
+                    path: Path::Instance(o, i),
+                    attributes,
+                });
+            }
+        }
+        if entries.is_empty() && path.depth() == 1 {
+            return error(Code::NOT_FOUND);
+        }
+        let discover = BootstrapDiscover {
+            lwm2m: Some(self.config.lwm2m_version),
+            entries,
+        };
+        let mut out = Vec::new();
+        match discover.encode(&mut out) {
+            Ok(()) => Response::new(Code::CONTENT).with_payload(ContentFormat::LINK_FORMAT.0, out),
+            Err(_) => error(Code::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    /// Bootstrap-Finish: 2.04 and Register with the configured server if
+    /// there is a usable account, 4.06 otherwise (TS Core 1.1 §5.2.7.6:
+    /// the configuration is inconsistent; the Bootstrap-Server may fix it).
+    fn bootstrap_finish(&mut self, now: Instant, id: IncomingId) {
+        let target = self.dm_account().and_then(|(uri, j)| {
+            let peer = self.resolver.as_ref().and_then(|r| r(&uri))?;
+            Some((peer, j))
+        });
+        let Some((peer, j)) = target else {
+            self.ep.respond(now, id, error(Code::NOT_ACCEPTABLE));
+            return;
+        };
+        self.ep.respond(now, id, Response::new(Code::CHANGED));
+        if let Some(lt) = self
+            .int_value(SERVER, j, SERVER_LIFETIME)
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v > 0)
+        {
+            self.config.lifetime = lt;
+        }
+        if let Some(Value::String(b)) = self.value(SERVER, j, 7) {
+            if !b.is_empty() {
+                self.config.binding = b;
+            }
+        }
+        self.server = peer;
+        self.bootstrap_mode = false;
+        self.failed_attempts = 0;
+        self.failed_sequences = 0;
+        self.events.push_back(ClientEvent::Bootstrapped);
+        self.send_register(now);
     }
 
     // ------------------------------------------------------------------

@@ -20,6 +20,28 @@ use crate::engine::{Client, ClientEvent};
 /// How long shutdown waits for the De-register answer before giving up.
 pub const DEREGISTER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// `coap://host[:port]` (port 5683 by default) to a socket address, the
+/// first the resolver gives; for [`Client::set_resolver`]. Blocking DNS:
+/// it runs once per bootstrap. Only plain CoAP: this slice has no DTLS.
+pub fn resolve_coap_uri(uri: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = uri.strip_prefix("coap://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = match authority.rfind(']') {
+        Some(bracket) => authority.get(bracket..).is_some_and(|t| t.contains(':')),
+        None => authority.contains(':'),
+    };
+    let target = if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:5683")
+    };
+    target.to_socket_addrs().ok()?.next()
+}
+
 /// The engine's clock: milliseconds since `start`.
 fn engine_now(start: tokio::time::Instant) -> Instant {
     Instant::from_millis(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))
@@ -111,9 +133,38 @@ fn log_event(event: &ClientEvent) {
             warn!(code = ?code.map(|c| c.to_string()), "update failed, registering again")
         }
         ClientEvent::Deregistered => info!("deregistered"),
+        ClientEvent::Bootstrapped => info!("bootstrap finished, registering"),
+        ClientEvent::BootstrapFailed { code, retry_at } => match retry_at {
+            Some(at) => warn!(
+                code = ?code.map(|c| c.to_string()),
+                retry_at_ms = at.as_millis(),
+                "bootstrap failed, will retry"
+            ),
+            None => warn!(code = ?code.map(|c| c.to_string()), "bootstrap failed, giving up"),
+        },
         ClientEvent::Sleeping => info!("queue mode: sleeping until the next uplink"),
         ClientEvent::SendCompleted { id, code } => {
             info!(id = id.0, code = ?code.map(|c| c.to_string()), "send answered")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_coap_uri;
+
+    #[test]
+    fn coap_uris_resolve_with_the_default_port() {
+        let r = |u| resolve_coap_uri(u).map(|a| a.to_string());
+        assert_eq!(
+            r("coap://127.0.0.1:5700").as_deref(),
+            Some("127.0.0.1:5700")
+        );
+        assert_eq!(r("coap://127.0.0.1").as_deref(), Some("127.0.0.1:5683"));
+        assert_eq!(r("coap://127.0.0.1/rd").as_deref(), Some("127.0.0.1:5683"));
+        assert_eq!(r("coap://[::1]:9").as_deref(), Some("[::1]:9"));
+        assert_eq!(r("coap://[::1]").as_deref(), Some("[::1]:5683"));
+        assert_eq!(r("coaps://127.0.0.1"), None);
+        assert_eq!(r("coap://"), None);
     }
 }

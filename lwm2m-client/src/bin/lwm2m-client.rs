@@ -5,7 +5,10 @@
 //! ```text
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
 //!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1]
+//! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! ```
+//! With `--bootstrap` the client starts without a server account and asks
+//! the Bootstrap-Server for one.
 //! Log level from `RUST_LOG` (default `info`).
 
 use std::net::SocketAddr;
@@ -14,18 +17,21 @@ use std::process::ExitCode;
 use lwm2m_client::objects::{
     ConnectivityMonitoring, Device, DeviceInfo, Security, Server, ServerConfig,
 };
+use lwm2m_client::tokio_driver::resolve_coap_uri;
 use lwm2m_client::{Client, ClientConfig};
 use lwm2m_core::model::Version;
 use lwm2m_core::rng::SplitMix64;
 use tokio::net::UdpSocket;
 use tracing::{error, info};
 
-const USAGE: &str = "usage: lwm2m-client --endpoint NAME --server coap://HOST:PORT \
+const USAGE: &str =
+    "usage: lwm2m-client --endpoint NAME (--server | --bootstrap) coap://HOST:PORT \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1]";
 
 struct Args {
     endpoint: String,
     server: String,
+    bootstrap: Option<String>,
     lifetime: u32,
     version: Version,
 }
@@ -34,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         endpoint: String::new(),
         server: "coap://127.0.0.1:5683".into(),
+        bootstrap: None,
         lifetime: 300,
         version: Version::new(1, 1),
     };
@@ -48,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--endpoint" => args.endpoint = value,
             "--server" => args.server = value,
+            "--bootstrap" => args.bootstrap = Some(value),
             "--lifetime" => {
                 args.lifetime = value
                     .parse()
@@ -75,34 +83,10 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// `coap://host[:port]` → `host:port` (port 5683 by default). Only plain
-/// CoAP: this slice has no DTLS.
-fn host_port(uri: &str) -> Result<String, String> {
-    let rest = uri
-        .strip_prefix("coap://")
-        .ok_or_else(|| format!("--server: expected coap://HOST[:PORT], got {uri:?}"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(format!("--server: no host in {uri:?}"));
-    }
-    let has_port = match authority.rfind(']') {
-        Some(bracket) => authority[bracket..].contains(':'),
-        None => authority.contains(':'),
-    };
-    Ok(if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:5683")
-    })
-}
-
 async fn run(args: Args) -> Result<(), String> {
-    let target = host_port(&args.server)?;
-    let server: SocketAddr = tokio::net::lookup_host(&target)
-        .await
-        .map_err(|e| format!("cannot resolve {target}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{target} resolves to no address"))?;
+    let uri = args.bootstrap.as_deref().unwrap_or(&args.server);
+    let server: SocketAddr = resolve_coap_uri(uri)
+        .ok_or_else(|| format!("cannot resolve {uri:?}: expected coap://HOST[:PORT]"))?;
     let bind: SocketAddr = if server.is_ipv4() {
         "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
     } else {
@@ -131,8 +115,17 @@ async fn run(args: Args) -> Result<(), String> {
         .unwrap_or(0)
         ^ u64::from(std::process::id()).rotate_left(32);
     let mut client = Client::new(config, server, SplitMix64::new(seed));
-    client.add_object(Box::new(Security::new(&args.server, 1)));
-    client.add_object(Box::new(Server::new(ServerConfig::new(args.lifetime))));
+    client.set_resolver(resolve_coap_uri);
+    match &args.bootstrap {
+        Some(bs) => {
+            client.add_object(Box::new(Security::bootstrap(bs)));
+            client.add_object(Box::new(Server::empty()));
+        }
+        None => {
+            client.add_object(Box::new(Security::new(&args.server, 1)));
+            client.add_object(Box::new(Server::new(ServerConfig::new(args.lifetime))));
+        }
+    }
     let info = DeviceInfo {
         manufacturer: "lwm2m-rs".into(),
         model_number: "demo".into(),

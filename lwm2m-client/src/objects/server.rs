@@ -1,10 +1,11 @@
 //! Server object (1): one instance with the registration parameters.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use lwm2m_core::model::{ObjectModel, ResourceValue, Value};
+use lwm2m_core::model::{ObjectModel, Resource, ResourceValue, Value};
 use lwm2m_objects::server::v1_1 as srv;
 
 use super::{as_int, as_string, int, string};
@@ -44,32 +45,41 @@ impl ServerConfig {
     }
 }
 
-/// The Server object (version 1.1) with one instance (0).
+/// The Server object (version 1.1): one instance per LwM2M server account.
 ///
 /// Writable: lifetime, default periods, notification storing, binding, Mute
 /// Send (the
 /// engine sends an Update with the new lifetime after a lifetime write).
 /// Executable: Registration Update Trigger (8), which the engine turns into
 /// an Update. Disable (4) is not implemented and not listed, so it answers
-/// 4.04.
+/// 4.04. Device management cannot write the Short Server ID (the model
+/// makes it read-only); a Bootstrap-Server can, and can create and delete
+/// instances.
 #[derive(Debug, Clone)]
 pub struct Server {
     model: ObjectModel,
-    config: ServerConfig,
+    instances: BTreeMap<u16, ServerConfig>,
 }
 
 impl Server {
     /// The Server object with instance 0 holding `config`.
     pub fn new(config: ServerConfig) -> Server {
+        let mut s = Server::empty();
+        s.instances.insert(0, config);
+        s
+    }
+
+    /// No instances (a client that bootstraps first).
+    pub fn empty() -> Server {
         Server {
             model: srv::MODEL.to_model(),
-            config,
+            instances: BTreeMap::new(),
         }
     }
 
-    /// The current values.
-    pub fn config(&self) -> &ServerConfig {
-        &self.config
+    /// The values of instance `id`.
+    pub fn instance(&self, id: u16) -> Option<&ServerConfig> {
+        self.instances.get(&id)
     }
 }
 
@@ -83,15 +93,18 @@ impl Object for Server {
     }
 
     fn instances(&self) -> Vec<u16> {
-        vec![0]
+        self.instances.keys().copied().collect()
     }
 
-    fn resources(&self, _instance: u16) -> Vec<u16> {
+    fn resources(&self, instance: u16) -> Vec<u16> {
         let mut r = vec![srv::SHORT_SERVER_ID, srv::LIFETIME];
-        if self.config.default_pmin.is_some() {
+        let Some(c) = self.instances.get(&instance) else {
+            return r;
+        };
+        if c.default_pmin.is_some() {
             r.push(srv::DEFAULT_MINIMUM_PERIOD);
         }
-        if self.config.default_pmax.is_some() {
+        if c.default_pmax.is_some() {
             r.push(srv::DEFAULT_MAXIMUM_PERIOD);
         }
         r.extend([
@@ -104,10 +117,7 @@ impl Object for Server {
     }
 
     fn read(&self, instance: u16, resource: u16) -> Result<ResourceValue, DmError> {
-        if instance != 0 {
-            return Err(DmError::NotFound);
-        }
-        let c = &self.config;
+        let c = self.instances.get(&instance).ok_or(DmError::NotFound)?;
         Ok(match resource {
             srv::SHORT_SERVER_ID => int(i64::from(c.short_server_id)),
             srv::LIFETIME => int(i64::from(c.lifetime)),
@@ -123,11 +133,15 @@ impl Object for Server {
     }
 
     fn write(&mut self, instance: u16, resource: u16, value: ResourceValue) -> Result<(), DmError> {
-        if instance != 0 {
-            return Err(DmError::NotFound);
-        }
-        let c = &mut self.config;
+        let c = self.instances.get_mut(&instance).ok_or(DmError::NotFound)?;
         match resource {
+            // Only a Bootstrap-Write gets here (the model makes it R).
+            srv::SHORT_SERVER_ID => {
+                c.short_server_id = u16::try_from(as_int(&value)?)
+                    .ok()
+                    .filter(|&s| (1..=65534).contains(&s))
+                    .ok_or(DmError::BadRequest)?
+            }
             srv::LIFETIME => {
                 let lt = period(&value)?;
                 // A zero lifetime would make the registration expire at once.
@@ -147,17 +161,40 @@ impl Object for Server {
                 ResourceValue::Single(Value::Boolean(b)) => c.mute_send = b,
                 _ => return Err(DmError::BadRequest),
             },
-            _ => return Err(DmError::MethodNotAllowed),
+            // Resources this object does not implement: accepted and
+            // dropped for a Bootstrap-Write of a full instance.
+            _ if self.model.resource(resource).is_some() => {}
+            _ => return Err(DmError::NotFound),
         }
         Ok(())
     }
 
     fn execute(&mut self, instance: u16, resource: u16, _args: &str) -> Result<(), DmError> {
-        match (instance, resource) {
-            // The engine sends the Update; nothing to do here.
-            (0, srv::REGISTRATION_UPDATE_TRIGGER) => Ok(()),
-            (0, _) => Err(DmError::MethodNotAllowed),
-            _ => Err(DmError::NotFound),
+        if !self.instances.contains_key(&instance) {
+            return Err(DmError::NotFound);
         }
+        match resource {
+            // The engine sends the Update; nothing to do here.
+            srv::REGISTRATION_UPDATE_TRIGGER => Ok(()),
+            _ => Err(DmError::MethodNotAllowed),
+        }
+    }
+
+    fn create(&mut self, instance: u16, resources: Vec<Resource>) -> Result<(), DmError> {
+        self.instances.insert(instance, ServerConfig::new(86_400));
+        for r in resources {
+            if let Err(e) = self.write(instance, r.id, r.value) {
+                self.instances.remove(&instance);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, instance: u16) -> Result<(), DmError> {
+        self.instances
+            .remove(&instance)
+            .map(|_| ())
+            .ok_or(DmError::NotFound)
     }
 }

@@ -35,6 +35,8 @@ pub struct ServerApp {
     pub update_answer: Code,
     /// Location-Path segments given to the client.
     pub location: Vec<Vec<u8>>,
+    /// Answer to Bootstrap-Request (2.04 normally).
+    pub bootstrap_answer: Code,
 }
 
 pub const LOCATION: [&str; 2] = ["rd", "5a3f"];
@@ -54,6 +56,7 @@ impl ServerApp {
                         Code::POST if segments == [b"rd".to_vec()] => self.register_answer,
                         Code::POST if at_location => self.update_answer,
                         Code::POST if segments == [b"dp".to_vec()] => Code::CHANGED,
+                        Code::POST if segments == [b"bs".to_vec()] => self.bootstrap_answer,
                         Code::DELETE if at_location => Code::DELETED,
                         _ => Code::NOT_FOUND,
                     };
@@ -132,6 +135,23 @@ pub struct Probes {
 
 pub const CLIENT: SimAddr = 0;
 pub const SERVER: SimAddr = 1;
+/// The Bootstrap-Server in [`Harness::with_bootstrap`].
+pub const BOOTSTRAP: SimAddr = 2;
+
+fn server_app(seed: u64) -> ServerApp {
+    ServerApp {
+        ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed)),
+        now: Instant::ZERO,
+        rd_requests: Vec::new(),
+        responses: BTreeMap::new(),
+        failures: BTreeMap::new(),
+        notifications: Vec::new(),
+        register_answer: Code::CREATED,
+        update_answer: Code::CHANGED,
+        location: LOCATION.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        bootstrap_answer: Code::CHANGED,
+    }
+}
 
 pub struct Harness {
     pub net: Network<SimPeer>,
@@ -173,17 +193,7 @@ impl Harness {
         client.add_object(Box::new(ConnectivityMonitoring::ethernet(vec![
             "192.0.2.7".into(),
         ])));
-        let server = ServerApp {
-            ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed ^ 0x5E5E)),
-            now: Instant::ZERO,
-            rd_requests: Vec::new(),
-            responses: BTreeMap::new(),
-            failures: BTreeMap::new(),
-            notifications: Vec::new(),
-            register_answer: Code::CREATED,
-            update_answer: Code::CHANGED,
-            location: LOCATION.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        };
+        let server = server_app(seed ^ 0x5E5E);
         let mut net = Network::new(seed, LinkConfig::lossy(loss_percent));
         net.enable_trace();
         assert_eq!(net.add(SimPeer::Client(Box::new(client))), CLIENT);
@@ -192,6 +202,46 @@ impl Harness {
             net,
             probes,
             client_events: Vec::new(),
+        }
+    }
+
+    /// A client `dev1` that starts with only a Bootstrap-Server account
+    /// (`coap://bs`, node [`BOOTSTRAP`]), an empty Server object and the
+    /// Device object; `coap://dm` resolves to node [`SERVER`].
+    pub fn with_bootstrap(seed: u64, loss_percent: u32) -> Harness {
+        let probes = Probes::default();
+        let mut client = Client::new(
+            ClientConfig::new("dev1"),
+            BOOTSTRAP,
+            SplitMix64::new(seed ^ 0xC11E),
+        );
+        client.set_resolver(|uri| (uri == "coap://dm").then_some(SERVER));
+        client.add_object(Box::new(Security::bootstrap("coap://bs")));
+        client.add_object(Box::new(Server::empty()));
+        client.add_object(Box::new(device(&probes)));
+        let mut net = Network::new(seed, LinkConfig::lossy(loss_percent));
+        net.enable_trace();
+        assert_eq!(net.add(SimPeer::Client(Box::new(client))), CLIENT);
+        assert_eq!(
+            net.add(SimPeer::Server(Box::new(server_app(seed ^ 0x5E5E)))),
+            SERVER
+        );
+        assert_eq!(
+            net.add(SimPeer::Server(Box::new(server_app(seed ^ 0xB5B5)))),
+            BOOTSTRAP
+        );
+        Harness {
+            net,
+            probes,
+            client_events: Vec::new(),
+        }
+    }
+
+    /// The scripted server at `addr`.
+    pub fn server_at(&mut self, addr: SimAddr) -> &mut ServerApp {
+        match self.net.node_mut(addr) {
+            SimPeer::Server(s) => s,
+            SimPeer::Client(_) => unreachable!(),
         }
     }
 
@@ -263,18 +313,23 @@ impl Harness {
     /// response. A request the CoAP layer gives up on (every copy or every
     /// answer lost) is sent again, as a real server would; `attempts` counts them.
     pub fn request_counting(&mut self, request: Request) -> (Response, u32) {
+        self.request_from(SERVER, request)
+    }
+
+    /// Like [`Harness::request_counting`], from the server at `from`.
+    pub fn request_from(&mut self, from: SimAddr, request: Request) -> (Response, u32) {
         for attempt in 1..=5 {
             let now = self.now();
             let id = self
-                .server()
+                .server_at(from)
                 .ep
                 .send_request(now, CLIENT, request.clone())
                 .expect("send");
-            self.run_until(Duration::from_secs(600), |net, _| match net.node(SERVER) {
+            self.run_until(Duration::from_secs(600), |net, _| match net.node(from) {
                 SimPeer::Server(s) => s.responses.contains_key(&id) || s.failures.contains_key(&id),
                 SimPeer::Client(_) => unreachable!(),
             });
-            if let Some(r) = self.server().responses.get(&id) {
+            if let Some(r) = self.server_at(from).responses.get(&id) {
                 return (r.clone(), attempt);
             }
         }
