@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use lwm2m_client::objects::{Device, DeviceInfo, Server, ServerConfig};
+use lwm2m_client::objects::{Device, DeviceInfo, Security, Server, ServerConfig};
 use lwm2m_client::{Client, ClientConfig, DmError, Object};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
@@ -64,7 +64,7 @@ impl Object for Bag {
     }
 }
 
-const IDS: [&str; 10] = ["0", "1", "3", "4", "7", "5", "13", "11", "65534", "x"];
+const IDS: [&str; 11] = ["0", "1", "3", "4", "7", "5", "13", "11", "65534", "x", "bs"];
 const FORMATS: [u32; 9] = [0, 40, 42, 60, 110, 112, 11542, 11543, 9999];
 const QUERIES: [&str; 8] = [
     "pmin=1", "pmax=3", "con=1", "gt=3", "pmin", "st=0.5", "lt=1", "ep=x",
@@ -119,7 +119,16 @@ fuzz_target!(|data: &[u8]| {
         default_pmax: Some(5),
         ..ServerConfig::new(60)
     };
-    client.add_object(Box::new(Server::new(server_config)));
+    // An odd first byte: start with only a Bootstrap-Server account, so the
+    // input drives a bootstrap session (Finish needs "/bs" from IDS).
+    let bootstrap = data.first().is_some_and(|b| b & 1 == 1);
+    if bootstrap {
+        client.add_object(Box::new(Security::bootstrap("coap://bs")));
+        client.add_object(Box::new(Server::empty()));
+        client.set_resolver(|_| Some(SERVER));
+    } else {
+        client.add_object(Box::new(Server::new(server_config)));
+    }
     client.add_object(Box::new(
         Device::new(DeviceInfo::default()).on_reboot(|| {}),
     ));
@@ -174,10 +183,11 @@ fuzz_target!(|data: &[u8]| {
             }
             while let Some(e) = server.poll_event() {
                 if let Event::Request { id, request, .. } = e {
-                    let mut resp = Response::new(if request.code == Code::POST {
-                        Code::CREATED
-                    } else {
-                        Code::DELETED
+                    let bs = request.path() == "/bs";
+                    let mut resp = Response::new(match request.code {
+                        Code::POST if bs => Code::CHANGED,
+                        Code::POST => Code::CREATED,
+                        _ => Code::DELETED,
                     });
                     resp.options.push(number::LOCATION_PATH, b"rd".to_vec());
                     resp.options.push(number::LOCATION_PATH, b"1".to_vec());
