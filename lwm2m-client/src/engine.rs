@@ -113,8 +113,11 @@
 //! values periodically, for values that change without [`Client::changed`].
 //! On a single numeric resource, `gt` / `lt` / `st` narrow "differs" to
 //! "crossed gt or lt, or moved by at least st since the last notification".
-//! `epmin`, `epmax`, `edge` and `hqmax` are stored and reported by Discover
-//! but not yet evaluated.
+//! `edge` on a boolean resource narrows it to the rising (1) or falling (0)
+//! transition. `epmin` delays the evaluation of a change after the last
+//! one; `epmax` makes the engine read the value at least that often even
+//! if nobody called [`Client::changed`]. `hqmax` (1.2) is stored and
+//! reported by Discover but not used.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -368,7 +371,36 @@ struct Observation {
     last_payload: Vec<u8>,
     /// The numeric value last sent, for gt / lt / st.
     last_value: Option<f64>,
+    /// When the value was last read, for epmin / epmax.
+    last_eval: Instant,
+    /// The boolean value last read, for edge.
+    last_bool: Option<bool>,
     dirty: bool,
+}
+
+/// The value of a single boolean resource, for the edge condition.
+fn boolean(node: &Node) -> Option<bool> {
+    match node {
+        Node::Resource(Resource {
+            value: ResourceValue::Single(Value::Boolean(b)),
+            ..
+        })
+        | Node::ResourceInstance {
+            value: Value::Boolean(b),
+            ..
+        } => Some(*b),
+        _ => None,
+    }
+}
+
+/// Whether a change of a boolean from `last` to `value` passes `edge`
+/// (TS Core 1.2 §7.3.2: 1 notifies on false → true only, 0 on true → false
+/// only). Without edge, or for non-boolean values, any change passes.
+fn passes_edge(edge: Option<bool>, last: Option<bool>, value: Option<bool>) -> bool {
+    match (edge, value) {
+        (Some(rising), Some(v)) => last == Some(!rising) && v == rising,
+        _ => true,
+    }
 }
 
 /// The leaf values of `node` (at `path`) as path/value records.
@@ -1150,7 +1182,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     return;
                 }
                 let payload = response.payload.clone();
-                let last_value = self.read_node(&path).ok().as_ref().and_then(numeric);
+                let node = self.read_node(&path).ok();
+                let last_value = node.as_ref().and_then(numeric);
+                let last_bool = node.as_ref().and_then(boolean);
                 if let Some(obs) = self.ep.respond_observe(now, id, response) {
                     self.observations.insert(
                         obs,
@@ -1161,6 +1195,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                             last_sent: now,
                             last_payload: payload,
                             last_value,
+                            last_eval: now,
+                            last_bool,
                             dirty: false,
                         },
                     );
@@ -2192,7 +2228,17 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     fn observation_due(&self, o: &Observation) -> Option<Instant> {
         let attrs = self.effective_attributes(&o.path);
         let secs = |s: u32| Duration::from_secs(u64::from(s));
-        let mut due = o.dirty.then(|| o.last_sent + secs(attrs.pmin.unwrap_or(0)));
+        // A change is looked at no earlier than pmin after the last
+        // notification and epmin after the last evaluation.
+        let mut due = o.dirty.then(|| {
+            (o.last_sent + secs(attrs.pmin.unwrap_or(0)))
+                .max(o.last_eval + secs(attrs.epmin.unwrap_or(0)))
+        });
+        // epmax: evaluate at least that often even if nobody reported a change.
+        if let Some(epmax) = attrs.epmax.filter(|&e| e > 0) {
+            let at = o.last_eval + secs(epmax);
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
         if let Some(pmax) = attrs.effective_pmax() {
             let at = o.last_sent + secs(pmax);
             due = Some(due.map_or(at, |d| d.min(at)));
@@ -2227,28 +2273,39 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             let pmax_due = attrs
                 .effective_pmax()
                 .is_some_and(|p| now >= o.last_sent + Duration::from_secs(u64::from(p)));
-            let (path, format, dirty) = (o.path, o.format, o.dirty);
+            let epmax_due = attrs
+                .epmax
+                .filter(|&e| e > 0)
+                .is_some_and(|e| now >= o.last_eval + Duration::from_secs(u64::from(e)));
+            let (path, format) = (o.path, o.format);
+            let dirty = o.dirty || epmax_due;
             let confirmable = attrs.con.unwrap_or(false);
             let encoded = if o.composite.is_empty() {
                 self.read_node(&path)
                     .and_then(|node| {
                         let mut out = Vec::new();
                         format::encode(format, &node, &path, &mut out)
-                            .map(|()| (out, numeric(&node)))
+                            .map(|()| (out, numeric(&node), boolean(&node)))
                             .map_err(|_| DmError::Internal)
                     })
                     .map_err(DmError::code)
             } else {
                 self.composite_payload(&o.composite, format)
-                    .map(|out| (out, None))
+                    .map(|out| (out, None, None))
             };
             match encoded {
-                Ok((payload, value)) => {
+                Ok((payload, value, flag)) => {
                     let send = pmax_due
                         || (dirty
                             && self.observations.get(&id).is_some_and(|o| {
-                                o.last_payload != payload
+                                // With edge the transition since the last
+                                // evaluation is the change: the value may
+                                // equal the last one sent (the opposite
+                                // transition in between was not notified).
+                                let edge = attrs.edge.is_some() && flag.is_some();
+                                (edge || o.last_payload != payload)
                                     && passes_thresholds(&attrs, o.last_value, value)
+                                    && passes_edge(attrs.edge, o.last_bool, flag)
                             }));
                     if send {
                         let response =
@@ -2257,6 +2314,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     }
                     if let Some(o) = self.observations.get_mut(&id) {
                         o.dirty = false;
+                        o.last_eval = now;
+                        o.last_bool = flag;
                         if send {
                             o.last_sent = now;
                             o.last_payload = payload;
@@ -2328,6 +2387,22 @@ mod tests {
             .next_delay(1, 0),
             None
         );
+    }
+
+    #[test]
+    fn edges() {
+        // Rising.
+        assert!(passes_edge(Some(true), Some(false), Some(true)));
+        assert!(!passes_edge(Some(true), Some(true), Some(false)));
+        assert!(!passes_edge(Some(true), Some(true), Some(true)));
+        // Falling.
+        assert!(passes_edge(Some(false), Some(true), Some(false)));
+        assert!(!passes_edge(Some(false), Some(false), Some(true)));
+        // Unknown previous value: no transition seen.
+        assert!(!passes_edge(Some(true), None, Some(true)));
+        // No edge, or not a boolean: anything passes.
+        assert!(passes_edge(None, Some(true), Some(false)));
+        assert!(passes_edge(Some(true), Some(true), None));
     }
 
     #[test]

@@ -1172,3 +1172,83 @@ fn observe_composite_notifies_when_any_listed_path_changes() {
     h.run_for(Duration::from_secs(1));
     assert_eq!(h.server().notifications.len(), count + 1);
 }
+
+#[test]
+fn edge_notifies_on_one_transition_only() {
+    let Setup { mut h, .. } = setup();
+    // /1/0/6 (Notification Storing) is a writable boolean, false at first.
+    let wa = Request::new(Code::PUT)
+        .with_path("/1/0/6")
+        .with_query("edge=1");
+    assert_eq!(code(&mut h, wa), Code::CHANGED);
+    let now = h.now();
+    h.server()
+        .ep
+        .send_request(
+            now,
+            CLIENT,
+            get("/1/0/6").with_uint_option(number::OBSERVE, 0),
+        )
+        .unwrap();
+    h.run_for(Duration::from_secs(1));
+    // Rising edges only; the second rising edge notifies although its value
+    // equals the last one sent.
+    for (value, expected) in [(b"1", true), (b"0", false), (b"1", true), (b"1", false)] {
+        let before = h.server().notifications.len();
+        assert_eq!(code(&mut h, put("/1/0/6", 0, value)), Code::CHANGED);
+        h.run_for(Duration::from_secs(1));
+        assert_eq!(
+            h.server().notifications.len() > before,
+            expected,
+            "write {value:?}"
+        );
+    }
+}
+
+#[test]
+fn epmax_reads_values_nobody_reported() {
+    let Setup { mut h, .. } = setup();
+    let wa = Request::new(Code::PUT)
+        .with_path("/3/0/13")
+        .with_query("epmax=2");
+    assert_eq!(code(&mut h, wa), Code::CHANGED);
+    let r = h.request(get("/3/0/13").with_uint_option(number::OBSERVE, 0));
+    assert_eq!(r.code, Code::CONTENT);
+    h.run_for(Duration::from_secs(5));
+    assert!(h.server().notifications.is_empty(), "value did not change");
+    let changed_at = h.now();
+    h.probes.clock.set(h.probes.clock.get() + 100);
+    h.run_for(Duration::from_secs(5));
+    let n = h
+        .server()
+        .notifications
+        .first()
+        .cloned()
+        .expect("notification");
+    assert!(n.0 - changed_at <= Duration::from_secs(2) + Duration::from_millis(50));
+    assert_eq!(text(&n.2), (1_700_000_100).to_string());
+}
+
+#[test]
+fn epmin_delays_the_evaluation_of_changes() {
+    let Setup { mut h, .. } = setup();
+    let wa = Request::new(Code::PUT)
+        .with_path("/31024/0/0")
+        .with_query("epmin=4");
+    assert_eq!(code(&mut h, wa), Code::CHANGED);
+    let r = h.request(get("/31024/0/0").with_uint_option(number::OBSERVE, 0));
+    assert_eq!(r.code, Code::CONTENT);
+    let observed = h.now();
+    assert_eq!(code(&mut h, put("/31024/0/0", 0, b"6")), Code::CHANGED);
+    h.run_for(Duration::from_secs(1));
+    assert!(h.server().notifications.is_empty());
+    h.run_for(Duration::from_secs(4));
+    let n = h
+        .server()
+        .notifications
+        .first()
+        .cloned()
+        .expect("notification");
+    assert!(n.0 >= observed + Duration::from_secs(4));
+    assert_eq!(text(&n.2), "6");
+}
