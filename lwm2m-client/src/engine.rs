@@ -5,7 +5,7 @@
 //! endpoint it owns no socket, clock or task; a driver (the tokio one in
 //! [`crate::tokio_driver`], or a test's simulated network):
 //!
-//! 1. calls [`Client::start`] once, which sends the Register request,
+//! 1. calls [`Client::start`] once, which sends Register (or Bootstrap-Request),
 //! 2. passes every received datagram to [`Client::handle_datagram`],
 //! 3. sends what [`Client::poll_transmit`] returns,
 //! 4. calls [`Client::handle_timeout`] when [`Client::poll_timeout`] is due,
