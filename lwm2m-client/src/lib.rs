@@ -1,2 +1,24 @@
 //! LwM2M client library.
+//!
+//! * [`object`]: the [`Object`] trait integrators implement,
+//!   one implementation per LwM2M object.
+//! * [`engine`]: the sans-IO client ([`Client`]):
+//!   registration, device management dispatch, observations. `no_std` +
+//!   `alloc`, like `lwm2m-core`.
+//! * [`objects`]: ready objects: Security (0), Server (1), Device (3),
+//!   Connectivity Monitoring (4).
+//! * `tokio_driver` (feature `tokio`): runs a client over a UDP socket until
+//!   shutdown.
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod engine;
+pub mod object;
+pub mod objects;
+#[cfg(feature = "tokio")]
+pub mod tokio_driver;
+
+pub use engine::{Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy, SendError};
+pub use object::{DmError, Object};

@@ -1,0 +1,187 @@
+//! Demo LwM2M device: registers to a server with Security, Server, Device and
+//! Connectivity Monitoring objects and serves it until Ctrl-C, which
+//! De-registers.
+//!
+//! ```text
+//! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
+//!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1]
+//! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
+//! ```
+//! With `--bootstrap` the client starts without a server account and asks
+//! the Bootstrap-Server for one.
+//! Log level from `RUST_LOG` (default `info`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use lwm2m_client::objects::{
+    ConnectivityMonitoring, Device, DeviceInfo, Security, Server, ServerConfig,
+};
+use lwm2m_client::tokio_driver::resolve_coap_uri;
+use lwm2m_client::{Client, ClientConfig};
+use lwm2m_core::model::Version;
+use lwm2m_core::rng::SplitMix64;
+use tokio::net::UdpSocket;
+use tracing::{error, info};
+
+const USAGE: &str =
+    "usage: lwm2m-client --endpoint NAME (--server | --bootstrap) coap://HOST:PORT \
+[--lifetime SECONDS] [--lwm2m-version 1.0|1.1]";
+
+struct Args {
+    endpoint: String,
+    server: String,
+    bootstrap: Option<String>,
+    lifetime: u32,
+    version: Version,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        endpoint: String::new(),
+        server: "coap://127.0.0.1:5683".into(),
+        bootstrap: None,
+        lifetime: 300,
+        version: Version::new(1, 1),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--endpoint" => args.endpoint = value,
+            "--server" => args.server = value,
+            "--bootstrap" => args.bootstrap = Some(value),
+            "--lifetime" => {
+                args.lifetime = value
+                    .parse()
+                    .ok()
+                    .filter(|&l| l > 0)
+                    .ok_or_else(|| format!("--lifetime: expected seconds > 0, got {value:?}"))?
+            }
+            "--lwm2m-version" => {
+                args.version = match value.as_str() {
+                    "1.0" => Version::new(1, 0),
+                    "1.1" => Version::new(1, 1),
+                    _ => {
+                        return Err(format!(
+                            "--lwm2m-version: expected 1.0 or 1.1, got {value:?}"
+                        ))
+                    }
+                }
+            }
+            _ => return Err(format!("unknown flag {flag:?}\n{USAGE}")),
+        }
+    }
+    if args.endpoint.is_empty() {
+        return Err(format!("--endpoint is required\n{USAGE}"));
+    }
+    Ok(args)
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let uri = args.bootstrap.as_deref().unwrap_or(&args.server);
+    let server: SocketAddr = resolve_coap_uri(uri)
+        .ok_or_else(|| format!("cannot resolve {uri:?}: expected coap://HOST[:PORT]"))?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
+    } else {
+        "[::]:0".parse().unwrap_or_else(|_| unreachable!())
+    };
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("cannot bind UDP socket: {e}"))?;
+    // Connecting a UDP socket picks the local address used towards the
+    // server: that is the device's IP address for object 4.
+    let probe = std::net::UdpSocket::bind(bind).and_then(|s| s.connect(server).map(|()| s));
+    let ip = probe
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+
+    let mut config = ClientConfig::new(&args.endpoint);
+    config.lifetime = args.lifetime;
+    config.lwm2m_version = args.version;
+    // Current Time and Memory Free change by themselves: re-read observed
+    // values every second so observations of them notify.
+    config.poll_observed = Some(lwm2m_core::time::Duration::from_secs(1));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut client = Client::new(config, server, SplitMix64::new(seed));
+    client.set_resolver(resolve_coap_uri);
+    match &args.bootstrap {
+        Some(bs) => {
+            client.add_object(Box::new(Security::bootstrap(bs)));
+            client.add_object(Box::new(Server::empty()));
+        }
+        None => {
+            client.add_object(Box::new(Security::new(&args.server, 1)));
+            client.add_object(Box::new(Server::new(ServerConfig::new(args.lifetime))));
+        }
+    }
+    let info = DeviceInfo {
+        manufacturer: "lwm2m-rs".into(),
+        model_number: "demo".into(),
+        serial_number: args.endpoint.clone(),
+        firmware_version: env!("CARGO_PKG_VERSION").into(),
+        supported_binding: "U".into(),
+    };
+    let device = Device::new(info)
+        .with_host_sources()
+        .on_reboot(|| info!("Reboot executed (the demo only logs it)"))
+        .on_factory_reset(|| info!("Factory Reset executed (the demo only logs it)"));
+    client.add_object(Box::new(device));
+    let ips = if ip.is_empty() { Vec::new() } else { vec![ip] };
+    client.add_object(Box::new(ConnectivityMonitoring::ethernet(ips)));
+
+    info!(endpoint = %args.endpoint, %server, lifetime = args.lifetime, "starting");
+    let shutdown = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handling available: run until killed.
+            std::future::pending::<()>().await;
+        }
+    };
+    lwm2m_client::tokio_driver::run(&mut client, &socket, shutdown, |_| {})
+        .await
+        .map_err(|e| format!("socket error: {e}"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            error!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

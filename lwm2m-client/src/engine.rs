@@ -1,0 +1,2425 @@
+//! The sans-IO LwM2M client engine: registration with one LwM2M server and
+//! the Device Management & Information Reporting interfaces.
+//!
+//! A [`Client`] wraps a CoAP [`Endpoint`] and a set of [`Object`]s. Like the
+//! endpoint it owns no socket, clock or task; a driver (the tokio one in
+//! [`crate::tokio_driver`], or a test's simulated network):
+//!
+//! 1. calls [`Client::start`] once, which sends Register (or Bootstrap-Request),
+//! 2. passes every received datagram to [`Client::handle_datagram`],
+//! 3. sends what [`Client::poll_transmit`] returns,
+//! 4. calls [`Client::handle_timeout`] when [`Client::poll_timeout`] is due,
+//! 5. reads [`ClientEvent`]s from [`Client::poll_event`],
+//! 6. calls [`Client::deregister`] to shut down, and stops after
+//!    [`ClientEvent::Deregistered`].
+//!
+//! The application tells the engine about values that changed on their own
+//! (a sensor reading) with [`Client::changed`]: observations of that path
+//! then notify, respecting `pmin`. Writes by the server mark their path
+//! changed automatically.
+//!
+//! # Bootstrap
+//!
+//! When the Security object has a Bootstrap-Server account and no LwM2M
+//! server account, [`Client::start`] sends `POST /bs?ep=<name>` to the
+//! address given to [`Client::new`]. Until Bootstrap-Finish (or
+//! [`ClientConfig::bootstrap_timeout`]) that peer may Bootstrap-Write
+//! (PUT `/O`, `/O/I`, `/O/I/R`, creating instances and writing read-only
+//! resources, executables excepted), Bootstrap-Delete (`/`, `/O`, `/O/I`;
+//! its own account and the Device object stay), Bootstrap-Discover (GET
+//! Accept 40 on `/` or `/O`) and Bootstrap-Read the Server and Access
+//! Control objects. Bootstrap-Finish (`POST /bs`) is answered 2.04 when a
+//! Security instance and a Server instance share a Short Server ID and
+//! [`Client::set_resolver`] maps its URI to an address; the client then
+//! registers there with the Server instance's lifetime and binding.
+//! Otherwise 4.06, and the Bootstrap-Server may fix the configuration.
+//! Failed attempts follow the same retry schedule as Register.
+//!
+//! # Registration
+//!
+//! * Register: `POST /rd?ep=<name>&lt=<lifetime>&lwm2m=<version>&b=<binding>`,
+//!   Content-Format 40, payload `</>;rt="oma.lwm2m";ct=...` (the `ct` list only
+//!   from LwM2M 1.1 on, where it was introduced) followed by one link per
+//!   object and object instance, Security (0) and OSCORE (21) left out as TS
+//!   Core §6.2.1 requires; an object link carries `ver=` when the object
+//!   version is not 1.0, and objects without instances are listed as `</O>`.
+//! * Update: `POST /<location>` at lifetime / 2 after the last successful
+//!   Register or Update (so the registration never expires even if one Update
+//!   needs the whole CoAP retransmission budget, about 93 s), with `lt=` when
+//!   the lifetime changed (a write to `/1/x/1`) and the link payload when the
+//!   objects changed ([`Client::objects_changed`], Create, Delete). Executing
+//!   the Server object's Registration Update Trigger (`/1/x/8`) sends one now.
+//! * An Update that fails (4.04 because the server forgot us, any other
+//!   error, or no answer) starts a new registration at once.
+//! * Deregister: `DELETE /<location>`.
+//!
+//! ## Retry schedule when Register fails
+//!
+//! The Server object defaults of TS Core 1.1 §E.2 (resources 17–20), in
+//! [`RetryPolicy`]: a *communication sequence* is up to `retry_count` (5)
+//! Register attempts; after the n-th failed attempt the next one waits
+//! `retry_timer · 2^(n-1)` (60 s, 120 s, 240 s, 480 s). When a whole sequence
+//! failed, the next one starts after `sequence_delay` (24 h), up to
+//! `sequence_retry_count` (1) sequences; then the engine gives up
+//! ([`RegistrationState::Failed`]) until [`Client::start`] is called again.
+//! An attempt fails on an error response or when the CoAP layer gives up
+//! (no ACK after its retransmissions, about 93 s with the default
+//! parameters).
+//!
+//! # Device management
+//!
+//! Requests from the server are dispatched by method and path depth:
+//!
+//! | Request | Operation |
+//! |---|---|
+//! | GET, Accept 40 | Discover (object, instance or resource) |
+//! | GET, Observe 0 | Observe (any depth below the root) |
+//! | GET (Observe 1 or none) | Read (Observe 1 also cancels) |
+//! | PUT without payload, with Uri-Query | Write-Attributes |
+//! | PUT with payload | Write (replace) on an instance, resource or resource instance |
+//! | POST `/O` | Create |
+//! | POST `/O/I` | Write (partial update) |
+//! | POST `/O/I/R` | Execute |
+//! | DELETE `/O/I` | Delete |
+//! | FETCH `/` (SenML path list) | Read-Composite |
+//! | iPATCH `/` (SenML values) | Write-Composite |
+//!
+//! Read formats: with no Accept option a single value goes out as
+//! text/plain (opaque values as application/octet-stream) and anything larger
+//! as TLV to an LwM2M 1.0 server, SenML JSON from 1.1 on. An Accept the
+//! engine cannot produce for that node (text/plain for an instance, an
+//! unknown format) gets 4.06 Not Acceptable.
+//!
+//! [`Client::send`] reports values unasked (`POST /dp`, LwM2M 1.1), unless
+//! the Server object's Mute Send is set. Queue mode: see
+//! [`ClientConfig::queue_mode`].
+//!
+//! The Security object (0) and OSCORE (21) are not reachable through device
+//! management: every request on them gets 4.01 Unauthorized (TS Core §E.1).
+//!
+//! # Observations
+//!
+//! The attributes in effect for an observed path are those of the object,
+//! instance, resource and resource instance levels, the most specific level
+//! winning; `pmin`/`pmax` fall back on the Server object's Default Minimum
+//! and Maximum Period (`/1/x/2`, `/1/x/3`). A notification goes out when the
+//! path was marked changed and its encoded value differs from the last one
+//! sent, but not before `last + pmin`; and at `last + pmax` in any case.
+//! `con=1` makes notifications confirmable (default: non-confirmable).
+//! Observe-Composite (FETCH `/` with Observe 0) notifies when any listed
+//! path changes; its timing uses the Server object's default periods only
+//! (attributes attached to the listed paths are not combined).
+//! With [`ClientConfig::poll_observed`] the engine also re-reads observed
+//! values periodically, for values that change without [`Client::changed`].
+//! On a single numeric resource, `gt` / `lt` / `st` narrow "differs" to
+//! "crossed gt or lt, or moved by at least st since the last notification".
+//! `edge` on a boolean resource narrows it to the rising (1) or falling (0)
+//! transition. `epmin` delays the evaluation of a change after the last
+//! one; `epmax` makes the engine read the value at least that often even
+//! if nobody called [`Client::changed`]. `hqmax` (1.2) is stored and
+//! reported by Discover but not used.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Debug;
+
+use lwm2m_core::coap::endpoint::{IncomingId, ObservationId, RequestError};
+use lwm2m_core::coap::option::number;
+use lwm2m_core::coap::{
+    Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Transmit,
+};
+use lwm2m_core::format::link::{
+    encode_discover, encode_links, BootstrapDiscover, DiscoverEntry, Link, LinkParam,
+};
+use lwm2m_core::format::{self, ContentFormat, FormatError};
+use lwm2m_core::model::{
+    write_attributes, Attributes, Instance, ModelLookup, Node, ObjectModel, ObjectNode, Path,
+    Resource, ResourceModel, ResourceValue, TimestampedValue, Value, Version,
+};
+use lwm2m_core::rng::RandomSource;
+use lwm2m_core::time::{Duration, Instant};
+
+use crate::object::{DmError, Object};
+
+/// Object id of the Security object, never reachable through device management.
+const SECURITY: u16 = 0;
+/// Object id of the Server object.
+const SERVER: u16 = 1;
+/// Object id of the OSCORE object, never reachable through device management.
+const OSCORE: u16 = 21;
+/// Server object resources the engine reacts to.
+const SERVER_LIFETIME: u16 = 1;
+const SERVER_DEFAULT_PMIN: u16 = 2;
+const SERVER_DEFAULT_PMAX: u16 = 3;
+const SERVER_UPDATE_TRIGGER: u16 = 8;
+const SERVER_MUTE_SEND: u16 = 23;
+
+/// Content formats this client reads and writes beyond text/plain, opaque
+/// and link format, announced in the `ct` parameter of the registration.
+const ANNOUNCED_FORMATS: [u16; 3] = [110, 11542, 11543];
+
+/// When to try Register again after a failure; see the
+/// [module documentation](self#retry-schedule-when-register-fails).
+/// Defaults are the Server object's (TS Core 1.1 §E.2, resources 17–20).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per communication sequence (resource 17, default 5).
+    pub retry_count: u32,
+    /// Base delay between attempts, doubled after each failure (resource 18, default 60 s).
+    pub retry_timer: Duration,
+    /// Delay between sequences (resource 19, default 86400 s).
+    pub sequence_delay: Duration,
+    /// Number of sequences before giving up (resource 20, default 1).
+    pub sequence_retry_count: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retry_count: 5,
+            retry_timer: Duration::from_secs(60),
+            sequence_delay: Duration::from_secs(86_400),
+            sequence_retry_count: 1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the next attempt after `failed_attempts` failures in
+    /// the current sequence (1-based) and `failed_sequences` whole sequences
+    /// before it; `None` means give up.
+    ///
+    /// ```
+    /// use lwm2m_client::engine::RetryPolicy;
+    /// use lwm2m_core::time::Duration;
+    /// let p = RetryPolicy::default();
+    /// assert_eq!(p.next_delay(1, 0), Some(Duration::from_secs(60)));
+    /// assert_eq!(p.next_delay(4, 0), Some(Duration::from_secs(480)));
+    /// assert_eq!(p.next_delay(5, 0), None); // one sequence only by default
+    /// ```
+    pub fn next_delay(&self, failed_attempts: u32, failed_sequences: u32) -> Option<Duration> {
+        if failed_attempts < self.retry_count.max(1) {
+            let factor = 1u32
+                .checked_shl(failed_attempts.saturating_sub(1))
+                .unwrap_or(u32::MAX);
+            Some(self.retry_timer.saturating_mul(factor))
+        } else if failed_sequences + 1 < self.sequence_retry_count {
+            Some(self.sequence_delay)
+        } else {
+            None
+        }
+    }
+}
+
+/// Configuration of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Endpoint client name (`ep`).
+    pub endpoint: String,
+    /// Registration lifetime in seconds (`lt`); also updated by writes to `/1/x/1`.
+    pub lifetime: u32,
+    /// LwM2M enabler version announced (`lwm2m`): 1.0 or 1.1.
+    pub lwm2m_version: Version,
+    /// Binding mode (`b`), `U` for UDP.
+    pub binding: String,
+    /// Register retry schedule.
+    pub retry: RetryPolicy,
+    /// CoAP transmission parameters.
+    pub coap: EndpointConfig,
+    /// Most observations served at once; beyond it an Observe request is
+    /// answered as a plain Read (RFC 7641 §4.1 lets a server decline).
+    pub max_observations: usize,
+    /// When set, observed paths are read again at this period and treated
+    /// as changed if their value differs: for values that change by
+    /// themselves (clocks, sensors) when the application does not call
+    /// [`Client::changed`]. `None` (default): only `changed` and server
+    /// writes trigger value-change notifications.
+    pub poll_observed: Option<Duration>,
+    /// Queue mode (TS Core 1.1 §6.5): `Some(awake)` registers with the `Q`
+    /// parameter (binding `UQ` for LwM2M 1.0) and keeps the client
+    /// reachable for `awake` after its last transmission only (the TS
+    /// recommends MAX_TRANSMIT_WAIT, 93 s). While asleep, received
+    /// datagrams are dropped as a powered-down radio would;
+    /// [`ClientEvent::Sleeping`] tells the driver it may power down. Any
+    /// uplink (Update at lifetime / 2, a notification, a Send) wakes it.
+    pub queue_mode: Option<Duration>,
+    /// How long the Bootstrap-Server has, after accepting Bootstrap-Request,
+    /// to send Bootstrap-Finish before the attempt counts as failed.
+    pub bootstrap_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with lifetime 86400 s, LwM2M 1.1, binding U and the
+    /// default retry schedule and CoAP parameters.
+    pub fn new(endpoint: &str) -> ClientConfig {
+        ClientConfig {
+            endpoint: endpoint.to_string(),
+            lifetime: 86_400,
+            lwm2m_version: Version::new(1, 1),
+            binding: "U".to_string(),
+            retry: RetryPolicy::default(),
+            coap: EndpointConfig::default(),
+            max_observations: 64,
+            poll_observed: None,
+            queue_mode: None,
+            bootstrap_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Where the client stands with its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// [`Client::start`] was not called yet.
+    Idle,
+    /// Bootstrapping: the Bootstrap-Server is configuring the client.
+    Bootstrapping,
+    /// A Register request is in flight.
+    Registering,
+    /// Registered, no request in flight.
+    Registered,
+    /// Registered, an Update is in flight.
+    Updating,
+    /// Register failed; the next attempt waits for the retry schedule.
+    WaitingRetry,
+    /// Every attempt allowed by the retry schedule failed.
+    Failed,
+    /// A De-register request is in flight.
+    Deregistering,
+    /// Deregistered (or never registered and shut down).
+    Deregistered,
+}
+
+/// What happened, for the application (and the driver's log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// Register succeeded; `location` is the registration path, e.g. `/rd/5a3f`.
+    Registered {
+        /// Location-Path segments joined with `/`, with a leading `/`.
+        location: String,
+    },
+    /// Register failed: the server answered `code`, or nothing came back
+    /// (`code` is `None`). `retry_at` is the next attempt, `None` if the
+    /// engine gave up.
+    RegistrationFailed {
+        /// The error response, if any.
+        code: Option<Code>,
+        /// When the next attempt goes out.
+        retry_at: Option<Instant>,
+    },
+    /// Bootstrap-Finish accepted: Register to the configured server follows.
+    Bootstrapped,
+    /// Bootstrap failed (error response, no answer, or no Bootstrap-Finish
+    /// in time); `retry_at` as for `RegistrationFailed`.
+    BootstrapFailed {
+        /// The error response to Bootstrap-Request, if any.
+        code: Option<Code>,
+        /// When the next Bootstrap-Request goes out.
+        retry_at: Option<Instant>,
+    },
+    /// An Update succeeded.
+    Updated,
+    /// An Update failed (`code` as for `RegistrationFailed`); a new Register follows.
+    UpdateFailed {
+        /// The error response, if any.
+        code: Option<Code>,
+    },
+    /// Deregistered (or shut down before registering).
+    Deregistered,
+    /// Queue mode: the awake window after the last transmission ended;
+    /// datagrams are dropped until the client sends again.
+    Sleeping,
+    /// The server answered a Send ([`Client::send`]): `code` is its
+    /// response (2.04 on success), `None` if no answer came.
+    SendCompleted {
+        /// The id `send` returned.
+        id: RequestId,
+        /// The response code, if any.
+        code: Option<Code>,
+    },
+}
+
+/// Why [`Client::send`] sent nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Not registered.
+    NotRegistered,
+    /// Send needs LwM2M 1.1 or later.
+    Unsupported,
+    /// The Server object's Mute Send (`/1/x/23`) is set.
+    Muted,
+    /// A path could not be read (error as for a Read).
+    Read(DmError),
+    /// The CoAP layer refused the request (queue full, body too large).
+    Busy,
+}
+
+/// One observation this client serves.
+#[derive(Debug, Clone)]
+struct Observation {
+    path: Path,
+    /// Observe-Composite: the observed paths (`path` is then `/`); empty
+    /// for a plain observation.
+    composite: Vec<Path>,
+    format: ContentFormat,
+    last_sent: Instant,
+    last_payload: Vec<u8>,
+    /// The numeric value last sent, for gt / lt / st.
+    last_value: Option<f64>,
+    /// When the value was last read, for epmin / epmax.
+    last_eval: Instant,
+    /// The boolean value last read, for edge.
+    last_bool: Option<bool>,
+    dirty: bool,
+}
+
+/// The value of a single boolean resource, for the edge condition.
+fn boolean(node: &Node) -> Option<bool> {
+    match node {
+        Node::Resource(Resource {
+            value: ResourceValue::Single(Value::Boolean(b)),
+            ..
+        })
+        | Node::ResourceInstance {
+            value: Value::Boolean(b),
+            ..
+        } => Some(*b),
+        _ => None,
+    }
+}
+
+/// Whether a change of a boolean from `last` to `value` passes `edge`
+/// (TS Core 1.2 §7.3.2: 1 notifies on false → true only, 0 on true → false
+/// only). Without edge, or for non-boolean values, any change passes.
+fn passes_edge(edge: Option<bool>, last: Option<bool>, value: Option<bool>) -> bool {
+    match (edge, value) {
+        (Some(rising), Some(v)) => last == Some(!rising) && v == rising,
+        _ => true,
+    }
+}
+
+/// The leaf values of `node` (at `path`) as path/value records.
+fn flatten(path: Path, node: &Node, out: &mut Vec<TimestampedValue>) {
+    let mut push = |path: Option<Path>, value: &Value| {
+        if let Some(path) = path {
+            out.push(TimestampedValue {
+                path,
+                value: value.clone(),
+                time: None,
+            });
+        }
+    };
+    let resource = |base: Path, r: &Resource, push: &mut dyn FnMut(Option<Path>, &Value)| {
+        let rp = base.child(r.id);
+        match &r.value {
+            ResourceValue::Single(v) => push(rp, v),
+            ResourceValue::Multiple(map) => {
+                for (ri, v) in map {
+                    push(rp.and_then(|p| p.child(*ri)), v);
+                }
+            }
+        }
+    };
+    match node {
+        Node::Object(o) => {
+            for inst in o.instances.values() {
+                if let Some(ip) = path.child(inst.id) {
+                    for r in inst.resources.values() {
+                        resource(ip, r, &mut push);
+                    }
+                }
+            }
+        }
+        Node::Instance(inst) => {
+            for r in inst.resources.values() {
+                resource(path, r, &mut push);
+            }
+        }
+        Node::Resource(r) => resource(path.parent(), r, &mut push),
+        Node::ResourceInstance { value, .. } => push(Some(path), value),
+    }
+}
+
+/// The value of a single numeric resource (or resource instance), for the
+/// gt / lt / st conditions.
+fn numeric(node: &Node) -> Option<f64> {
+    let v = match node {
+        Node::Resource(Resource {
+            value: ResourceValue::Single(v),
+            ..
+        })
+        | Node::ResourceInstance { value: v, .. } => v,
+        _ => return None,
+    };
+    match *v {
+        Value::Integer(i) => Some(i as f64),
+        Value::UnsignedInteger(u) => Some(u as f64),
+        Value::Float(f) => Some(f),
+        _ => None,
+    }
+}
+
+/// Whether a change from `last` to `value` passes the change conditions
+/// (TS Core 1.1 §5.1.2): with none of gt / lt / st set any change does;
+/// otherwise the value must cross gt or lt (in either direction) or move by
+/// at least st since the last notification. Non-numeric values always pass.
+fn passes_thresholds(attrs: &Attributes, last: Option<f64>, value: Option<f64>) -> bool {
+    let (Some(last), Some(value)) = (last, value) else {
+        return true;
+    };
+    if attrs.gt.is_none() && attrs.lt.is_none() && attrs.st.is_none() {
+        return true;
+    }
+    let diff = value - last;
+    let moved = if diff < 0.0 { -diff } else { diff };
+    attrs.gt.is_some_and(|gt| (last > gt) != (value > gt))
+        || attrs.lt.is_some_and(|lt| (last < lt) != (value < lt))
+        || attrs.st.is_some_and(|st| moved >= st)
+}
+
+enum Reg {
+    Idle,
+    /// Bootstrap-Request in flight.
+    Bootstrapping(RequestId),
+    /// Bootstrap-Request accepted; the Bootstrap-Server configures the
+    /// client until Bootstrap-Finish or the deadline.
+    BootstrapWaiting(Instant),
+    Registering(RequestId),
+    Registered,
+    Updating(RequestId),
+    WaitingRetry(Instant),
+    Failed,
+    Deregistering(RequestId),
+    Deregistered,
+}
+
+/// What a DM request turned into.
+enum Outcome {
+    Respond(Response),
+    Observe {
+        response: Response,
+        path: Path,
+        composite: Vec<Path>,
+        format: ContentFormat,
+    },
+}
+
+impl From<Response> for Outcome {
+    fn from(r: Response) -> Outcome {
+        Outcome::Respond(r)
+    }
+}
+
+fn error(code: Code) -> Response {
+    Response::new(code)
+}
+
+impl From<DmError> for Response {
+    fn from(e: DmError) -> Response {
+        Response::new(e.code())
+    }
+}
+
+fn format_code(e: &FormatError) -> Code {
+    let (c, d) = e.coap_code();
+    Code::new(c, d)
+}
+
+/// The LwM2M path a request addresses (4.00 if it is not one).
+fn request_path(request: &Request) -> Result<Path, Response> {
+    let mut segments = Vec::new();
+    for seg in request.options.get_all(number::URI_PATH) {
+        match core::str::from_utf8(seg) {
+            Ok(s) => segments.push(s),
+            Err(_) => return Err(error(Code::BAD_REQUEST)),
+        }
+    }
+    // A single empty segment is how some servers address the root.
+    if segments == [""] {
+        segments.clear();
+    }
+    Path::from_segments(segments.iter().copied()).map_err(|_| error(Code::BAD_REQUEST))
+}
+
+/// The objects' models, for the content-format decoders.
+struct Models<'a>(&'a BTreeMap<u16, Box<dyn Object>>);
+
+impl ModelLookup for Models<'_> {
+    fn object(&self, id: u16) -> Option<&ObjectModel> {
+        self.0.get(&id).map(|o| o.model())
+    }
+}
+
+/// Turns a server URI (from the Security object) into a peer address.
+type Resolver<P> = Box<dyn Fn(&str) -> Option<P>>;
+
+/// The sans-IO LwM2M client; see the [module documentation](self).
+pub struct Client<P, R> {
+    ep: Endpoint<P, R>,
+    config: ClientConfig,
+    server: P,
+    objects: BTreeMap<u16, Box<dyn Object>>,
+    attributes: BTreeMap<Path, Attributes>,
+    observations: BTreeMap<ObservationId, Observation>,
+    reg: Reg,
+    location: Option<String>,
+    /// The Location-Path segments exactly as received: a segment may hold
+    /// bytes (even `/`) that a joined string would not round-trip.
+    location_segments: Vec<Vec<u8>>,
+    next_update: Option<Instant>,
+    /// Next re-read of observed values (with `poll_observed`).
+    next_poll: Option<Instant>,
+    /// An Update is wanted now (objects changed or the trigger was executed).
+    update_now: bool,
+    /// The next Update carries the link payload.
+    send_links: bool,
+    /// The next Update carries `lt=`.
+    send_lifetime: bool,
+    failed_attempts: u32,
+    failed_sequences: u32,
+    /// Send requests waiting for their answer.
+    sends: Vec<RequestId>,
+    /// The latest time any entry point was called with: `poll_transmit`
+    /// has no `now`, and a transmission is what opens the awake window.
+    last_now: Instant,
+    /// Queue mode: reachable until then.
+    awake_until: Instant,
+    /// Queue mode: `Sleeping` was reported and nothing was sent since.
+    asleep: bool,
+    /// The current attempt sequence bootstraps rather than registers.
+    bootstrap_mode: bool,
+    /// Turns a server URI written by the Bootstrap-Server into a peer.
+    resolver: Option<Resolver<P>>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
+    /// A client for the LwM2M server at `server`, with no objects yet.
+    pub fn new(config: ClientConfig, server: P, rng: R) -> Self {
+        Client {
+            ep: Endpoint::new(config.coap.clone(), rng),
+            config,
+            server,
+            objects: BTreeMap::new(),
+            attributes: BTreeMap::new(),
+            observations: BTreeMap::new(),
+            reg: Reg::Idle,
+            location: None,
+            location_segments: Vec::new(),
+            next_update: None,
+            next_poll: None,
+            update_now: false,
+            send_links: false,
+            send_lifetime: false,
+            failed_attempts: 0,
+            failed_sequences: 0,
+            sends: Vec::new(),
+            last_now: Instant::ZERO,
+            awake_until: Instant::ZERO,
+            asleep: false,
+            bootstrap_mode: false,
+            resolver: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Adds an object (replacing and returning one with the same id). Call
+    /// [`Client::objects_changed`] if the client is already registered.
+    pub fn add_object(&mut self, object: Box<dyn Object>) -> Option<Box<dyn Object>> {
+        self.objects.insert(object.model().id, object)
+    }
+
+    /// The object with id `id`.
+    pub fn object(&self, id: u16) -> Option<&dyn Object> {
+        self.objects.get(&id).map(|o| &**o)
+    }
+
+    /// The object with id `id`, mutably (to change values; then call
+    /// [`Client::changed`]).
+    pub fn object_mut(&mut self, id: u16) -> Option<&mut (dyn Object + 'static)> {
+        self.objects.get_mut(&id).map(|o| &mut **o)
+    }
+
+    /// The configuration in use (lifetime follows writes to `/1/x/1`).
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The CoAP endpoint underneath.
+    pub fn endpoint(&self) -> &Endpoint<P, R> {
+        &self.ep
+    }
+
+    /// The registration state.
+    pub fn state(&self) -> RegistrationState {
+        match self.reg {
+            Reg::Idle => RegistrationState::Idle,
+            Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_) => RegistrationState::Bootstrapping,
+            Reg::Registering(_) => RegistrationState::Registering,
+            Reg::Registered => RegistrationState::Registered,
+            Reg::Updating(_) => RegistrationState::Updating,
+            Reg::WaitingRetry(_) => RegistrationState::WaitingRetry,
+            Reg::Failed => RegistrationState::Failed,
+            Reg::Deregistering(_) => RegistrationState::Deregistering,
+            Reg::Deregistered => RegistrationState::Deregistered,
+        }
+    }
+
+    /// The registration location (`/rd/...`) while registered.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// Number of observations being served.
+    pub fn observation_count(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// Sends Register to the server given to [`Client::new`] (again, from a
+    /// fresh retry sequence) or, when the Security object holds no LwM2M
+    /// server account (a non-bootstrap instance whose Short Server ID
+    /// matches a Server object instance) but a Bootstrap-Server account,
+    /// Bootstrap-Request to that same address, which is then the
+    /// Bootstrap-Server's. After Bootstrap-Finish the client registers with
+    /// the configured server, whose URI [`Client::set_resolver`] maps to an
+    /// address.
+    pub fn start(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.failed_attempts = 0;
+        self.failed_sequences = 0;
+        self.bootstrap_mode = self.dm_account().is_none() && self.bootstrap_account().is_some();
+        self.begin(now);
+    }
+
+    /// How server URIs written by a Bootstrap-Server become peer addresses
+    /// (the driver knows: DNS, `coap://` parsing).
+    pub fn set_resolver(&mut self, resolver: impl Fn(&str) -> Option<P> + 'static) {
+        self.resolver = Some(Box::new(resolver));
+    }
+
+    fn begin(&mut self, now: Instant) {
+        if self.bootstrap_mode {
+            self.send_bootstrap_request(now);
+        } else {
+            self.send_register(now);
+        }
+    }
+
+    /// Sends De-register if registered; [`ClientEvent::Deregistered`] follows
+    /// (at once if there was no registration). Returns true if a request went out.
+    pub fn deregister(&mut self, now: Instant) -> bool {
+        self.last_now = self.last_now.max(now);
+        self.cancel_in_flight(now);
+        self.next_update = None;
+        self.drop_observations();
+        match self.location.take() {
+            Some(_) => {
+                let req = self.location_request(Code::DELETE);
+                match self.ep.send_request(now, self.server.clone(), req) {
+                    Ok(id) => {
+                        self.reg = Reg::Deregistering(id);
+                        return true;
+                    }
+                    Err(_) => self.finish_deregister(),
+                }
+            }
+            None => self.finish_deregister(),
+        }
+        false
+    }
+
+    /// The objects or their instances changed (added, removed): the next
+    /// Update, sent now if registered, carries the new link payload.
+    pub fn objects_changed(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.send_links = true;
+        self.update_now = true;
+        self.drive_registration(now);
+    }
+
+    /// Asks for an Update now (what the Registration Update Trigger does).
+    pub fn trigger_update(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.update_now = true;
+        self.drive_registration(now);
+    }
+
+    /// The value at `path` (or below it) changed: observations of `path`,
+    /// of its ancestors and of its descendants notify, respecting `pmin`.
+    pub fn changed(&mut self, now: Instant, path: Path) {
+        self.last_now = self.last_now.max(now);
+        self.mark_changed(&path);
+        self.evaluate_observations(now);
+    }
+
+    /// Send (TS Core 1.1 §6.4.6): reports the current values of `paths` to
+    /// the server with `POST /dp`, SenML JSON, without being asked.
+    /// [`ClientEvent::SendCompleted`] follows with the returned id.
+    pub fn send(&mut self, now: Instant, paths: &[Path]) -> Result<RequestId, SendError> {
+        self.last_now = self.last_now.max(now);
+        if self.location.is_none() {
+            return Err(SendError::NotRegistered);
+        }
+        if self.config.lwm2m_version < Version::new(1, 1) {
+            return Err(SendError::Unsupported);
+        }
+        let muted = self.objects.get(&SERVER).is_some_and(|s| {
+            s.instances().into_iter().min().is_some_and(|i| {
+                matches!(
+                    s.read(i, SERVER_MUTE_SEND),
+                    Ok(ResourceValue::Single(Value::Boolean(true)))
+                )
+            })
+        });
+        if muted {
+            return Err(SendError::Muted);
+        }
+        let mut values = Vec::new();
+        for path in paths {
+            if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
+                return Err(SendError::Read(DmError::Unauthorized));
+            }
+            let node = self.read_node(path).map_err(SendError::Read)?;
+            flatten(*path, &node, &mut values);
+        }
+        let mut out = Vec::new();
+        format::encode_values(ContentFormat::SENML_JSON, &values, &mut out)
+            .map_err(|_| SendError::Read(DmError::Internal))?;
+        let req = Request::new(Code::POST)
+            .with_path("/dp")
+            .with_payload(ContentFormat::SENML_JSON.0, out);
+        let id = self
+            .ep
+            .send_request(now, self.server.clone(), req)
+            .map_err(|_| SendError::Busy)?;
+        self.sends.push(id);
+        Ok(id)
+    }
+
+    /// The Register payload for the current objects.
+    pub fn registration_payload(&self) -> Vec<u8> {
+        let mut links = Vec::new();
+        let mut root = Link::new("/").with(LinkParam::quoted("rt", "oma.lwm2m"));
+        if self.config.lwm2m_version >= Version::new(1, 1) {
+            let cts: Vec<String> = ANNOUNCED_FORMATS.iter().map(|c| c.to_string()).collect();
+            root = root.with(match cts.as_slice() {
+                [one] => LinkParam::token("ct", one),
+                many => LinkParam::quoted("ct", &many.join(" ")),
+            });
+        }
+        links.push(root);
+        for (&id, object) in &self.objects {
+            if id == SECURITY || id == OSCORE {
+                continue;
+            }
+            let instances = object.instances();
+            let version = object.model().version.as_str();
+            let announce_version = !version.is_empty() && version != "1.0";
+            if announce_version || instances.is_empty() {
+                let mut l = Link::new(&format!("/{id}"));
+                if announce_version {
+                    l = l.with(LinkParam::token("ver", version));
+                }
+                links.push(l);
+            }
+            let mut instances = instances;
+            instances.sort_unstable();
+            for i in instances {
+                links.push(Link::new(&format!("/{id}/{i}")));
+            }
+        }
+        let mut out = Vec::new();
+        // Every target and parameter above is well formed, so encoding
+        // cannot fail; an empty payload would be the visible symptom if it did.
+        let _ = encode_links(&links, &mut out);
+        out
+    }
+
+    // ------------------------------------------------------------------
+    // I/O
+    // ------------------------------------------------------------------
+
+    /// A datagram arrived from `peer`.
+    pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        if self.config.queue_mode.is_some() && now >= self.awake_until {
+            // Asleep: the radio would be off.
+            return;
+        }
+        self.ep.handle_datagram(now, peer, bytes);
+        self.process(now);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        let t = self.ep.poll_transmit()?;
+        if let Some(awake) = self.config.queue_mode {
+            self.awake_until = self.last_now + awake;
+            self.asleep = false;
+        }
+        Some(t)
+    }
+
+    /// False while a queue-mode client sleeps (datagrams are dropped).
+    pub fn is_listening(&self, now: Instant) -> bool {
+        self.config.queue_mode.is_none() || now < self.awake_until
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Client::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.ep.poll_timeout();
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        match self.reg {
+            Reg::WaitingRetry(at) | Reg::BootstrapWaiting(at) => consider(Some(at)),
+            Reg::Registered => consider(self.next_update),
+            _ => {}
+        }
+        for o in self.observations.values() {
+            consider(self.observation_due(o));
+        }
+        if !self.observations.is_empty() {
+            consider(self.next_poll);
+        }
+        if self.config.queue_mode.is_some() && !self.asleep {
+            consider(Some(self.awake_until));
+        }
+        t
+    }
+
+    /// Time passed: retransmissions, retries, Updates, notifications.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.ep.handle_timeout(now);
+        self.process(now);
+        self.drive_registration(now);
+        self.poll_observed(now);
+        self.evaluate_observations(now);
+        if self.config.queue_mode.is_some() && !self.asleep && now >= self.awake_until {
+            self.asleep = true;
+            self.events.push_back(ClientEvent::Sleeping);
+        }
+    }
+
+    /// With `poll_observed`: marks every observation changed once per
+    /// period; evaluation then notifies only those whose value differs.
+    fn poll_observed(&mut self, now: Instant) {
+        let Some(period) = self.config.poll_observed else {
+            return;
+        };
+        if self.observations.is_empty() {
+            self.next_poll = None;
+            return;
+        }
+        match self.next_poll {
+            Some(at) if now >= at => {
+                for o in self.observations.values_mut() {
+                    o.dirty = true;
+                }
+                self.next_poll = Some(now + period.max(Duration::from_millis(1)));
+            }
+            Some(_) => {}
+            None => self.next_poll = Some(now + period.max(Duration::from_millis(1))),
+        }
+    }
+
+    fn process(&mut self, now: Instant) {
+        while let Some(event) = self.ep.poll_event() {
+            match event {
+                Event::Request { id, peer, request } => self.handle_request(now, id, peer, request),
+                Event::Response { id, response } => self.handle_response(now, id, Ok(response)),
+                Event::RequestFailed { id, error } => self.handle_response(now, id, Err(error)),
+                Event::ObservationCancelled { id, .. } => {
+                    self.observations.remove(&id);
+                }
+                // This client never observes anything itself.
+                Event::Notification { .. } => {}
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Registration
+    // ------------------------------------------------------------------
+
+    fn cancel_in_flight(&mut self, now: Instant) {
+        if let Reg::Registering(id)
+        | Reg::Updating(id)
+        | Reg::Deregistering(id)
+        | Reg::Bootstrapping(id) = self.reg
+        {
+            self.ep.cancel_request(now, id);
+        }
+    }
+
+    fn drop_observations(&mut self) {
+        for id in core::mem::take(&mut self.observations).into_keys() {
+            self.ep.remove_observation(id);
+        }
+    }
+
+    fn send_register(&mut self, now: Instant) {
+        self.cancel_in_flight(now);
+        self.location = None;
+        self.next_update = None;
+        let c = &self.config;
+        let queue = c.queue_mode.is_some();
+        let legacy = c.lwm2m_version < Version::new(1, 1);
+        // LwM2M 1.0 spells queue mode as a `Q` in the binding, 1.1 as a
+        // separate `Q` parameter.
+        let binding_q = if queue && legacy && !c.binding.contains('Q') {
+            "Q"
+        } else {
+            ""
+        };
+        let mut req = Request::new(Code::POST)
+            .with_path("/rd")
+            .with_query(&format!("ep={}", c.endpoint))
+            .with_query(&format!("lt={}", c.lifetime))
+            .with_query(&format!("lwm2m={}", c.lwm2m_version))
+            .with_query(&format!("b={}{binding_q}", c.binding));
+        if queue && !legacy {
+            req = req.with_query("Q");
+        }
+        let req = req.with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
+        match self.ep.send_request(now, self.server.clone(), req) {
+            Ok(id) => self.reg = Reg::Registering(id),
+            Err(_) => self.register_failed(now, None),
+        }
+    }
+
+    fn register_failed(&mut self, now: Instant, code: Option<Code>) {
+        self.failed_attempts += 1;
+        let delay = self
+            .config
+            .retry
+            .next_delay(self.failed_attempts, self.failed_sequences);
+        if self.failed_attempts >= self.config.retry.retry_count.max(1) {
+            self.failed_attempts = 0;
+            self.failed_sequences += 1;
+        }
+        let retry_at = delay.map(|d| now + d);
+        self.reg = match retry_at {
+            Some(at) => Reg::WaitingRetry(at),
+            None => Reg::Failed,
+        };
+        self.events.push_back(if self.bootstrap_mode {
+            ClientEvent::BootstrapFailed { code, retry_at }
+        } else {
+            ClientEvent::RegistrationFailed { code, retry_at }
+        });
+    }
+
+    fn send_update(&mut self, now: Instant) {
+        if self.location.is_none() {
+            return;
+        }
+        let mut req = self.location_request(Code::POST);
+        if self.send_lifetime {
+            req = req.with_query(&format!("lt={}", self.config.lifetime));
+        }
+        if self.send_links {
+            req = req.with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
+        }
+        self.update_now = false;
+        self.send_links = false;
+        self.send_lifetime = false;
+        match self.ep.send_request(now, self.server.clone(), req) {
+            Ok(id) => self.reg = Reg::Updating(id),
+            Err(_) => {
+                self.events
+                    .push_back(ClientEvent::UpdateFailed { code: None });
+                self.send_register(now);
+            }
+        }
+    }
+
+    /// A request to the registration location (Update, De-register).
+    fn location_request(&self, code: Code) -> Request {
+        let mut req = Request::new(code);
+        for seg in &self.location_segments {
+            req.options.push(number::URI_PATH, seg.clone());
+        }
+        req
+    }
+
+    fn drive_registration(&mut self, now: Instant) {
+        match self.reg {
+            Reg::WaitingRetry(at) if now >= at => self.begin(now),
+            Reg::BootstrapWaiting(deadline) if now >= deadline => self.register_failed(now, None),
+            Reg::Registered if self.update_now || self.next_update.is_some_and(|t| now >= t) => {
+                self.send_update(now)
+            }
+            _ => {}
+        }
+    }
+
+    fn schedule_update(&mut self, now: Instant) {
+        let half = Duration::from_secs(u64::from(self.config.lifetime / 2).max(1));
+        self.next_update = Some(now + half);
+    }
+
+    fn finish_deregister(&mut self) {
+        self.reg = Reg::Deregistered;
+        self.location = None;
+        self.events.push_back(ClientEvent::Deregistered);
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<Response, RequestError>,
+    ) {
+        if let Some(pos) = self.sends.iter().position(|s| *s == id) {
+            self.sends.swap_remove(pos);
+            let code = result.ok().map(|r| r.code);
+            self.events
+                .push_back(ClientEvent::SendCompleted { id, code });
+            return;
+        }
+        match self.reg {
+            Reg::Bootstrapping(r) if r == id => match result {
+                Ok(resp) if resp.code == Code::CHANGED => {
+                    self.reg = Reg::BootstrapWaiting(now + self.config.bootstrap_timeout);
+                }
+                Ok(resp) => self.register_failed(now, Some(resp.code)),
+                Err(_) => self.register_failed(now, None),
+            },
+            Reg::Registering(r) if r == id => match result {
+                Ok(resp) if resp.code == Code::CREATED => {
+                    let mut location = String::new();
+                    self.location_segments = resp
+                        .options
+                        .get_all(number::LOCATION_PATH)
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    for seg in &self.location_segments {
+                        location.push('/');
+                        location.push_str(&String::from_utf8_lossy(seg));
+                    }
+                    if location.is_empty() {
+                        // Without a location there is nothing to Update or
+                        // De-register: treat it as a failed attempt.
+                        self.register_failed(now, Some(resp.code));
+                        return;
+                    }
+                    // A new registration starts without observations: the
+                    // server forgets them when the client registers again.
+                    self.drop_observations();
+                    self.failed_attempts = 0;
+                    self.failed_sequences = 0;
+                    self.location = Some(location.clone());
+                    self.reg = Reg::Registered;
+                    self.send_links = false;
+                    self.send_lifetime = false;
+                    self.update_now = false;
+                    self.schedule_update(now);
+                    self.events.push_back(ClientEvent::Registered { location });
+                }
+                Ok(resp) => self.register_failed(now, Some(resp.code)),
+                Err(_) => self.register_failed(now, None),
+            },
+            Reg::Updating(r) if r == id => match result {
+                Ok(resp) if resp.code == Code::CHANGED => {
+                    self.reg = Reg::Registered;
+                    self.schedule_update(now);
+                    self.events.push_back(ClientEvent::Updated);
+                    // Something asked for another Update while this one was in flight.
+                    self.drive_registration(now);
+                }
+                other => {
+                    let code = other.ok().map(|r| r.code);
+                    self.events.push_back(ClientEvent::UpdateFailed { code });
+                    self.failed_attempts = 0;
+                    self.failed_sequences = 0;
+                    self.send_register(now);
+                }
+            },
+            Reg::Deregistering(r) if r == id => self.finish_deregister(),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Device management dispatch
+    // ------------------------------------------------------------------
+
+    fn handle_request(&mut self, now: Instant, id: IncomingId, peer: P, request: Request) {
+        if peer != self.server {
+            self.ep.respond(now, id, error(Code::UNAUTHORIZED));
+            return;
+        }
+        if matches!(self.reg, Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_)) {
+            self.bootstrap_request(now, id, &request);
+            return;
+        }
+        match self.dispatch(now, &request) {
+            Outcome::Respond(response) => {
+                self.ep.respond(now, id, response);
+            }
+            Outcome::Observe {
+                response,
+                path,
+                composite,
+                format,
+            } => {
+                if self.observations.len() >= self.config.max_observations {
+                    self.ep.respond(now, id, response);
+                    return;
+                }
+                let payload = response.payload.clone();
+                let node = self.read_node(&path).ok();
+                let last_value = node.as_ref().and_then(numeric);
+                let last_bool = node.as_ref().and_then(boolean);
+                if let Some(obs) = self.ep.respond_observe(now, id, response) {
+                    self.observations.insert(
+                        obs,
+                        Observation {
+                            path,
+                            composite,
+                            format,
+                            last_sent: now,
+                            last_payload: payload,
+                            last_value,
+                            last_eval: now,
+                            last_bool,
+                            dirty: false,
+                        },
+                    );
+                    self.poll_observed(now);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, request: &Request) -> Outcome {
+        let path = match request_path(request) {
+            Ok(p) => p,
+            Err(r) => return r.into(),
+        };
+        if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
+            return error(Code::UNAUTHORIZED).into();
+        }
+        let mut queries = Vec::new();
+        for q in request.options.get_all(number::URI_QUERY) {
+            match core::str::from_utf8(q) {
+                Ok(s) => queries.push(s),
+                Err(_) => return error(Code::BAD_REQUEST).into(),
+            }
+        }
+        let content_format = request.options.uint(number::CONTENT_FORMAT);
+        let accept = request.options.uint(number::ACCEPT);
+        let depth = path.depth();
+        match request.code {
+            Code::GET if accept == Some(u32::from(ContentFormat::LINK_FORMAT.0)) => {
+                self.discover(&path).into()
+            }
+            Code::GET => {
+                let observe = request.options.uint(number::OBSERVE) == Some(0);
+                match self.read(&path, accept) {
+                    Ok((format, response)) if observe => Outcome::Observe {
+                        response,
+                        path,
+                        composite: Vec::new(),
+                        format,
+                    },
+                    Ok((_, response)) => response.into(),
+                    Err(response) => response.into(),
+                }
+            }
+            Code::PUT if request.payload.is_empty() && content_format.is_none() => {
+                if queries.is_empty() {
+                    error(Code::BAD_REQUEST).into()
+                } else {
+                    self.write_attributes(&path, &queries).into()
+                }
+            }
+            Code::PUT => self
+                .write(now, &path, content_format, &request.payload, true)
+                .into(),
+            Code::POST if depth == 1 => self
+                .create(now, &path, content_format, &request.payload)
+                .into(),
+            Code::POST if depth == 2 => self
+                .write(now, &path, content_format, &request.payload, false)
+                .into(),
+            Code::POST if depth == 3 => self.execute(now, &path, &request.payload).into(),
+            Code::DELETE if depth == 2 => self.delete(now, &path).into(),
+            Code::FETCH if depth == 0 => {
+                let observe = request.options.uint(number::OBSERVE) == Some(0);
+                let read = self.composite_request(content_format, accept, &request.payload);
+                let read = read.and_then(|(paths, format)| {
+                    let payload = self.composite_payload(&paths, format).map_err(error)?;
+                    let response = Response::new(Code::CONTENT).with_payload(format.0, payload);
+                    Ok((paths, format, response))
+                });
+                match read {
+                    Ok((paths, format, response)) if observe => Outcome::Observe {
+                        response,
+                        path: Path::Root,
+                        composite: paths,
+                        format,
+                    },
+                    Ok((_, _, response)) | Err(response) => response.into(),
+                }
+            }
+            Code::IPATCH if depth == 0 => self
+                .write_composite(now, content_format, &request.payload)
+                .into(),
+            _ => error(Code::METHOD_NOT_ALLOWED).into(),
+        }
+    }
+
+    /// The object, checked to have instance `instance` if given.
+    fn find(&self, object: u16, instance: Option<u16>) -> Result<&dyn Object, DmError> {
+        let o = self.objects.get(&object).ok_or(DmError::NotFound)?;
+        if let Some(i) = instance {
+            if !o.instances().contains(&i) {
+                return Err(DmError::NotFound);
+            }
+        }
+        Ok(&**o)
+    }
+
+    /// The model of a resource that exists in an existing instance.
+    fn find_resource(&self, o: u16, i: u16, r: u16) -> Result<ResourceModel, DmError> {
+        let obj = self.find(o, Some(i))?;
+        let model = obj.model().resource(r).ok_or(DmError::NotFound)?;
+        if !obj.resources(i).contains(&r) {
+            return Err(DmError::NotFound);
+        }
+        Ok(model.clone())
+    }
+
+    fn read_instance(obj: &dyn Object, i: u16) -> Result<Instance, DmError> {
+        let mut inst = Instance {
+            id: i,
+            resources: BTreeMap::new(),
+        };
+        for r in obj.resources(i) {
+            let readable = obj
+                .model()
+                .resource(r)
+                .is_some_and(|m| m.operations.readable());
+            if !readable {
+                continue;
+            }
+            match obj.read(i, r) {
+                Ok(value) => {
+                    inst.resources.insert(r, Resource { id: r, value });
+                }
+                // Optional resources the object does not implement.
+                Err(DmError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(inst)
+    }
+
+    /// The node at `path`, for Read and notifications.
+    fn read_node(&self, path: &Path) -> Result<Node, DmError> {
+        match *path {
+            Path::Root => Err(DmError::MethodNotAllowed),
+            Path::Object(o) => {
+                let obj = self.find(o, None)?;
+                let mut node = ObjectNode {
+                    id: o,
+                    instances: BTreeMap::new(),
+                };
+                for i in obj.instances() {
+                    node.instances.insert(i, Self::read_instance(obj, i)?);
+                }
+                Ok(Node::Object(node))
+            }
+            Path::Instance(o, i) => {
+                let obj = self.find(o, Some(i))?;
+                Ok(Node::Instance(Self::read_instance(obj, i)?))
+            }
+            Path::Resource(o, i, r) => {
+                let model = self.find_resource(o, i, r)?;
+                if !model.operations.readable() {
+                    return Err(DmError::MethodNotAllowed);
+                }
+                let value = self.find(o, Some(i))?.read(i, r)?;
+                Ok(Node::Resource(Resource { id: r, value }))
+            }
+            Path::ResourceInstance(o, i, r, ri) => {
+                let model = self.find_resource(o, i, r)?;
+                if !model.operations.readable() {
+                    return Err(DmError::MethodNotAllowed);
+                }
+                if !model.multiple {
+                    return Err(DmError::NotFound);
+                }
+                match self.find(o, Some(i))?.read(i, r)? {
+                    ResourceValue::Multiple(mut map) => {
+                        let value = map.remove(&ri).ok_or(DmError::NotFound)?;
+                        Ok(Node::ResourceInstance { id: ri, value })
+                    }
+                    ResourceValue::Single(_) => Err(DmError::NotFound),
+                }
+            }
+        }
+    }
+
+    /// The format a Read answers in without Accept.
+    fn default_format(&self, node: &Node) -> ContentFormat {
+        let single = match node {
+            Node::Resource(Resource {
+                value: ResourceValue::Single(v),
+                ..
+            })
+            | Node::ResourceInstance { value: v, .. } => Some(v),
+            _ => None,
+        };
+        match single {
+            Some(Value::Opaque(_)) => ContentFormat::OPAQUE,
+            Some(_) => ContentFormat::TEXT,
+            None if self.config.lwm2m_version >= Version::new(1, 1) => ContentFormat::SENML_JSON,
+            None => ContentFormat::TLV,
+        }
+    }
+
+    /// Read: the format used and a 2.05 response, or the error response.
+    fn read(
+        &self,
+        path: &Path,
+        accept: Option<u32>,
+    ) -> Result<(ContentFormat, Response), Response> {
+        let node = self.read_node(path)?;
+        let format = match accept {
+            None => self.default_format(&node),
+            Some(a) => match u16::try_from(a) {
+                Ok(a) => ContentFormat(a),
+                Err(_) => return Err(error(Code::NOT_ACCEPTABLE)),
+            },
+        };
+        let mut out = Vec::new();
+        match format::encode(format, &node, path, &mut out) {
+            Ok(()) => Ok((
+                format,
+                Response::new(Code::CONTENT).with_payload(format.0, out),
+            )),
+            // The format cannot carry this node (text/plain for an
+            // instance) or is unknown: the Accept cannot be satisfied.
+            Err(FormatError::UnsupportedFormat(_) | FormatError::NotRepresentable(_)) => {
+                Err(error(Code::NOT_ACCEPTABLE))
+            }
+            Err(_) => Err(error(Code::INTERNAL_SERVER_ERROR)),
+        }
+    }
+
+    fn discover(&self, path: &Path) -> Response {
+        match self.discover_entries(path) {
+            Ok(entries) => {
+                let mut out = Vec::new();
+                match encode_discover(&entries, &mut out) {
+                    Ok(()) => {
+                        Response::new(Code::CONTENT).with_payload(ContentFormat::LINK_FORMAT.0, out)
+                    }
+                    Err(_) => error(Code::INTERNAL_SERVER_ERROR),
+                }
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    fn attached(&self, path: &Path) -> Attributes {
+        self.attributes.get(path).cloned().unwrap_or_default()
+    }
+
+    fn resource_entry(
+        &self,
+        obj: &dyn Object,
+        path: Path,
+        i: u16,
+        r: u16,
+        attrs: Attributes,
+    ) -> DiscoverEntry {
+        let mut attributes = attrs;
+        if obj
+            .model()
+            .resource(r)
+            .is_some_and(|m| m.multiple && m.operations.readable())
+        {
+            if let Ok(ResourceValue::Multiple(map)) = obj.read(i, r) {
+                attributes.dim = u16::try_from(map.len()).ok();
+            }
+        }
+        DiscoverEntry { path, attributes }
+    }
+
+    fn discover_entries(&self, path: &Path) -> Result<Vec<DiscoverEntry>, DmError> {
+        let mut entries = Vec::new();
+        let instance_entries =
+            |this: &Self, obj: &dyn Object, o: u16, i: u16, out: &mut Vec<DiscoverEntry>| {
+                let ip = Path::Instance(o, i);
+                out.push(DiscoverEntry {
+                    path: ip,
+                    attributes: this.attached(&ip),
+                });
+                let mut rs = obj.resources(i);
+                rs.sort_unstable();
+                for r in rs {
+                    let rp = Path::Resource(o, i, r);
+                    out.push(this.resource_entry(obj, rp, i, r, this.attached(&rp)));
+                }
+            };
+        match *path {
+            Path::Object(o) => {
+                let obj = self.find(o, None)?;
+                let mut attributes = self.attached(path);
+                let version = obj.model().version.as_str();
+                if version != "1.0" {
+                    attributes.ver = version.parse().ok();
+                }
+                entries.push(DiscoverEntry {
+                    path: *path,
+                    attributes,
+                });
+                let mut is = obj.instances();
+                is.sort_unstable();
+                for i in is {
+                    instance_entries(self, obj, o, i, &mut entries);
+                }
+            }
+            Path::Instance(o, i) => {
+                let obj = self.find(o, Some(i))?;
+                instance_entries(self, obj, o, i, &mut entries);
+            }
+            Path::Resource(o, i, r) => {
+                self.find_resource(o, i, r)?;
+                let obj = self.find(o, Some(i))?;
+                // A resource's Discover reports the attributes in effect,
+                // inherited from the object and instance levels.
+                let attrs = self.effective_attributes(path);
+                entries.push(self.resource_entry(obj, *path, i, r, attrs));
+            }
+            Path::Root | Path::ResourceInstance(..) => return Err(DmError::MethodNotAllowed),
+        }
+        Ok(entries)
+    }
+
+    fn write_attributes(&mut self, path: &Path, queries: &[&str]) -> Response {
+        let model = match *path {
+            Path::Root => return error(Code::METHOD_NOT_ALLOWED),
+            Path::Object(o) => self.find(o, None).map(|_| None),
+            Path::Instance(o, i) => self.find(o, Some(i)).map(|_| None),
+            Path::Resource(o, i, r) => self.find_resource(o, i, r).map(Some),
+            // Attributes attach to resource instances that exist only:
+            // otherwise the server could grow the attribute table without
+            // bound.
+            Path::ResourceInstance(..) => self.read_node(path).and_then(|_| match *path {
+                Path::ResourceInstance(o, i, r, _) => self.find_resource(o, i, r).map(Some),
+                _ => Err(DmError::NotFound),
+            }),
+        };
+        let model = match model {
+            Ok(m) => m,
+            Err(e) => return e.into(),
+        };
+        let current = self.attached(path);
+        match write_attributes(&current, queries.iter().copied(), path, model.as_ref()) {
+            Ok(next) => {
+                if next.is_empty() {
+                    self.attributes.remove(path);
+                } else {
+                    self.attributes.insert(*path, next);
+                }
+                Response::new(Code::CHANGED)
+            }
+            Err(e) => {
+                let (c, d) = e.coap_code();
+                error(Code::new(c, d))
+            }
+        }
+    }
+
+    fn decode(&self, cf: Option<u32>, payload: &[u8], path: &Path) -> Result<Node, Response> {
+        // A write without Content-Format cannot be decoded: the request
+        // itself is incomplete (4.00), unlike a format we do not know (4.15).
+        let cf = cf.ok_or_else(|| error(Code::BAD_REQUEST))?;
+        let cf = u16::try_from(cf).map_err(|_| error(Code::UNSUPPORTED_CONTENT_FORMAT))?;
+        format::decode(ContentFormat(cf), payload, path, &Models(&self.objects))
+            .map_err(|e| error(format_code(&e)))
+    }
+
+    /// Checks a resource value about to be written: known, writable and of
+    /// the right multiplicity.
+    fn check_writable(&self, o: u16, i: u16, res: &Resource) -> Result<ResourceModel, DmError> {
+        let model = self.find_resource(o, i, res.id)?;
+        if !model.operations.writable() {
+            return Err(DmError::MethodNotAllowed);
+        }
+        match (&res.value, model.multiple) {
+            (ResourceValue::Single(_), false) | (ResourceValue::Multiple(_), true) => Ok(model),
+            _ => Err(DmError::BadRequest),
+        }
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        path: &Path,
+        cf: Option<u32>,
+        payload: &[u8],
+        replace: bool,
+    ) -> Response {
+        let (o, i) = match *path {
+            Path::Instance(o, i) | Path::Resource(o, i, _) | Path::ResourceInstance(o, i, _, _) => {
+                (o, i)
+            }
+            Path::Root | Path::Object(_) => return error(Code::METHOD_NOT_ALLOWED),
+        };
+        // Existence and permissions first: a write to an unknown or
+        // read-only resource fails the same way whatever the payload.
+        if let Err(e) = self.find(o, Some(i)) {
+            return e.into();
+        }
+        if let Path::Resource(_, _, r) | Path::ResourceInstance(_, _, r, _) = *path {
+            match self.find_resource(o, i, r) {
+                Ok(m) if !m.operations.writable() => return error(Code::METHOD_NOT_ALLOWED),
+                Ok(m) if path.depth() == 4 && !m.multiple => return error(Code::NOT_FOUND),
+                Ok(_) => {}
+                Err(e) => return e.into(),
+            }
+        }
+        let node = match self.decode(cf, payload, path) {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let writes: Vec<Resource> = match (node, *path) {
+            (Node::Resource(res), Path::Resource(_, _, r)) if res.id == r => alloc::vec![res],
+            (Node::ResourceInstance { id, value }, Path::ResourceInstance(_, _, r, ri))
+                if id == ri =>
+            {
+                let mut map = match self.find(o, Some(i)).and_then(|obj| obj.read(i, r)) {
+                    Ok(ResourceValue::Multiple(map)) => map,
+                    _ => BTreeMap::new(),
+                };
+                map.insert(ri, value);
+                alloc::vec![Resource::multiple(r, map)]
+            }
+            (Node::Instance(inst), Path::Instance(..)) if inst.id == i => {
+                inst.resources.into_values().collect()
+            }
+            _ => return error(Code::BAD_REQUEST),
+        };
+        for res in &writes {
+            if let Err(e) = self.check_writable(o, i, res) {
+                return e.into();
+            }
+        }
+        for mut res in writes {
+            // A partial update adds to a multiple resource's instances
+            // instead of replacing them (TS Core §5.4.3).
+            if let (false, ResourceValue::Multiple(new)) = (replace, &res.value) {
+                if let Ok(ResourceValue::Multiple(mut old)) =
+                    self.find(o, Some(i)).and_then(|obj| obj.read(i, res.id))
+                {
+                    old.extend(new.clone());
+                    res.value = ResourceValue::Multiple(old);
+                }
+            }
+            let r = res.id;
+            let Some(obj) = self.objects.get_mut(&o) else {
+                return error(Code::NOT_FOUND);
+            };
+            if let Err(e) = obj.write(i, r, res.value) {
+                return e.into();
+            }
+            self.after_write(now, o, i, r);
+        }
+        self.mark_changed(path);
+        self.evaluate_observations(now);
+        Response::new(Code::CHANGED)
+    }
+
+    /// Parses a Read-Composite / Observe-Composite request (FETCH `/` with
+    /// a SenML path list): the paths and the answer's format (SenML JSON
+    /// unless Accept asks otherwise).
+    fn composite_request(
+        &self,
+        cf: Option<u32>,
+        accept: Option<u32>,
+        payload: &[u8],
+    ) -> Result<(Vec<Path>, ContentFormat), Response> {
+        let cf = cf.ok_or_else(|| error(Code::BAD_REQUEST))?;
+        let cf = u16::try_from(cf).map_err(|_| error(Code::UNSUPPORTED_CONTENT_FORMAT))?;
+        let paths =
+            format::decode_paths(ContentFormat(cf), payload).map_err(|e| error(format_code(&e)))?;
+        let format = match accept.map(u16::try_from) {
+            None => ContentFormat::SENML_JSON,
+            Some(Ok(a)) => ContentFormat(a),
+            Some(Err(_)) => return Err(error(Code::NOT_ACCEPTABLE)),
+        };
+        Ok((paths, format))
+    }
+
+    /// The values of every listed path that exists, encoded in `format`.
+    /// Paths that do not exist are left out (TS Core 1.1 §6.3.8 answers
+    /// with what is there); any other error fails the whole read.
+    fn composite_payload(&self, paths: &[Path], format: ContentFormat) -> Result<Vec<u8>, Code> {
+        let mut values = Vec::new();
+        for path in paths {
+            if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
+                return Err(Code::UNAUTHORIZED);
+            }
+            match self.read_node(path) {
+                Ok(node) => flatten(*path, &node, &mut values),
+                Err(DmError::NotFound) => {}
+                Err(e) => return Err(e.code()),
+            }
+        }
+        let mut out = Vec::new();
+        match format::encode_values(format, &values, &mut out) {
+            Ok(()) => Ok(out),
+            Err(FormatError::UnsupportedFormat(_) | FormatError::NotRepresentable(_)) => {
+                Err(Code::NOT_ACCEPTABLE)
+            }
+            Err(_) => Err(Code::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    /// Write-Composite (iPATCH `/` with SenML values): every value is
+    /// checked (exists, writable, right multiplicity) before anything is
+    /// written, so a refused request changes nothing. Resource instances
+    /// are merged into their resource's current instances.
+    fn write_composite(&mut self, now: Instant, cf: Option<u32>, payload: &[u8]) -> Response {
+        let Some(cf) = cf else {
+            return error(Code::BAD_REQUEST);
+        };
+        let Ok(cf) = u16::try_from(cf) else {
+            return error(Code::UNSUPPORTED_CONTENT_FORMAT);
+        };
+        let values = match format::decode_values(ContentFormat(cf), payload, &Models(&self.objects))
+        {
+            Ok(v) => v,
+            Err(e) => return error(format_code(&e)),
+        };
+        let mut plan: BTreeMap<(u16, u16, u16), ResourceValue> = BTreeMap::new();
+        for v in values {
+            if matches!(v.path.object_id(), Some(SECURITY | OSCORE)) {
+                return error(Code::UNAUTHORIZED);
+            }
+            let (o, i, r, ri) = match v.path {
+                Path::Resource(o, i, r) => (o, i, r, None),
+                Path::ResourceInstance(o, i, r, ri) => (o, i, r, Some(ri)),
+                _ => return error(Code::BAD_REQUEST),
+            };
+            let model = match self.find_resource(o, i, r) {
+                Ok(m) => m,
+                Err(e) => return e.into(),
+            };
+            if !model.operations.writable() {
+                return error(Code::METHOD_NOT_ALLOWED);
+            }
+            match (ri, model.multiple) {
+                (None, false) => {
+                    plan.insert((o, i, r), ResourceValue::Single(v.value));
+                }
+                (Some(ri), true) => {
+                    let entry = match plan.entry((o, i, r)) {
+                        alloc::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        alloc::collections::btree_map::Entry::Vacant(e) => {
+                            let current = match self.find(o, Some(i)).and_then(|obj| obj.read(i, r))
+                            {
+                                Ok(ResourceValue::Multiple(map)) => map,
+                                _ => BTreeMap::new(),
+                            };
+                            e.insert(ResourceValue::Multiple(current))
+                        }
+                    };
+                    if let ResourceValue::Multiple(map) = entry {
+                        map.insert(ri, v.value);
+                    }
+                }
+                // A whole multiple resource cannot be a single SenML
+                // record, and a single resource has no instances.
+                _ => return error(Code::BAD_REQUEST),
+            }
+        }
+        for ((o, i, r), value) in plan {
+            let Some(obj) = self.objects.get_mut(&o) else {
+                return error(Code::NOT_FOUND);
+            };
+            if let Err(e) = obj.write(i, r, value) {
+                return e.into();
+            }
+            self.after_write(now, o, i, r);
+            self.mark_changed(&Path::Resource(o, i, r));
+        }
+        self.evaluate_observations(now);
+        Response::new(Code::CHANGED)
+    }
+
+    /// Reacts to writes to the Server object that concern the engine.
+    fn after_write(&mut self, now: Instant, o: u16, i: u16, r: u16) {
+        if o == SERVER && r == SERVER_LIFETIME {
+            if let Some(lt) = self.server_resource_u32(i, SERVER_LIFETIME) {
+                if lt != self.config.lifetime && lt > 0 {
+                    self.config.lifetime = lt;
+                    self.send_lifetime = true;
+                    self.update_now = true;
+                    self.drive_registration(now);
+                }
+            }
+        }
+    }
+
+    fn server_resource_u32(&self, instance: u16, r: u16) -> Option<u32> {
+        let obj = self.objects.get(&SERVER)?;
+        match obj.read(instance, r).ok()? {
+            ResourceValue::Single(Value::Integer(v)) => u32::try_from(v).ok(),
+            ResourceValue::Single(Value::UnsignedInteger(v)) => u32::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// A default period from the first Server object instance.
+    fn server_default(&self, r: u16) -> Option<u32> {
+        let obj = self.objects.get(&SERVER)?;
+        let first = obj.instances().into_iter().min()?;
+        self.server_resource_u32(first, r)
+    }
+
+    fn execute(&mut self, now: Instant, path: &Path, payload: &[u8]) -> Response {
+        let Path::Resource(o, i, r) = *path else {
+            return error(Code::METHOD_NOT_ALLOWED);
+        };
+        match self.find_resource(o, i, r) {
+            Ok(m) if !m.operations.executable() => return error(Code::METHOD_NOT_ALLOWED),
+            Ok(_) => {}
+            Err(e) => return e.into(),
+        }
+        let Ok(args) = core::str::from_utf8(payload) else {
+            return error(Code::BAD_REQUEST);
+        };
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        if let Err(e) = obj.execute(i, r, args) {
+            return e.into();
+        }
+        if o == SERVER && r == SERVER_UPDATE_TRIGGER {
+            self.trigger_update(now);
+        }
+        Response::new(Code::CHANGED)
+    }
+
+    fn create(&mut self, now: Instant, path: &Path, cf: Option<u32>, payload: &[u8]) -> Response {
+        let Path::Object(o) = *path else {
+            return error(Code::METHOD_NOT_ALLOWED);
+        };
+        let existing = match self.find(o, None) {
+            Ok(obj) => obj.instances(),
+            Err(e) => return e.into(),
+        };
+        let free = (0..=lwm2m_core::model::MAX_ID).find(|i| !existing.contains(i));
+        let (id, resources) = if payload.is_empty() {
+            match free {
+                Some(id) => (Some(id), Vec::new()),
+                None => return error(Code::BAD_REQUEST),
+            }
+        } else {
+            // The payload either names the new instance (TLV object
+            // instance, SenML `/O/I/R` names) or only holds its resources.
+            match self.decode(cf, payload, path) {
+                Ok(Node::Object(mut on)) if on.instances.len() == 1 => {
+                    match on.instances.pop_first() {
+                        Some((id, inst)) => (Some(id), inst.resources.into_values().collect()),
+                        None => return error(Code::BAD_REQUEST),
+                    }
+                }
+                Ok(_) => return error(Code::BAD_REQUEST),
+                Err(first_error) => {
+                    let Some(id) = free else {
+                        return error(Code::BAD_REQUEST);
+                    };
+                    match self.decode(cf, payload, &Path::Instance(o, id)) {
+                        Ok(Node::Instance(inst)) => {
+                            (Some(id), inst.resources.into_values().collect())
+                        }
+                        _ => return first_error,
+                    }
+                }
+            }
+        };
+        let Some(id) = id else {
+            return error(Code::BAD_REQUEST);
+        };
+        if existing.contains(&id) {
+            return error(Code::BAD_REQUEST);
+        }
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        if let Err(e) = obj.create(id, resources) {
+            return e.into();
+        }
+        self.mark_changed(path);
+        self.objects_changed(now);
+        let mut response = Response::new(Code::CREATED);
+        response
+            .options
+            .push(number::LOCATION_PATH, o.to_string().into_bytes());
+        response
+            .options
+            .push(number::LOCATION_PATH, id.to_string().into_bytes());
+        response
+    }
+
+    fn delete(&mut self, now: Instant, path: &Path) -> Response {
+        let Path::Instance(o, i) = *path else {
+            return error(Code::METHOD_NOT_ALLOWED);
+        };
+        if let Err(e) = self.find(o, Some(i)) {
+            return e.into();
+        }
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        if let Err(e) = obj.delete(i) {
+            return e.into();
+        }
+        self.attributes.retain(|p, _| !path.is_prefix_of(p));
+        // Observations of the instance end with 4.04 (RFC 7641 §4.2: a
+        // non-2.xx notification ends the observation).
+        let gone: Vec<ObservationId> = self
+            .observations
+            .iter()
+            .filter(|(_, ob)| path.is_prefix_of(&ob.path))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.observations.remove(&id);
+            self.ep
+                .notify(now, id, Response::new(Code::NOT_FOUND), false);
+        }
+        self.mark_changed(&Path::Object(o));
+        self.objects_changed(now);
+        Response::new(Code::DELETED)
+    }
+
+    // ------------------------------------------------------------------
+    // Bootstrap (client-initiated, TS Core 1.1 §6.1.1 / §5.2.7)
+    // ------------------------------------------------------------------
+
+    fn send_bootstrap_request(&mut self, now: Instant) {
+        self.cancel_in_flight(now);
+        self.location = None;
+        self.next_update = None;
+        let req = Request::new(Code::POST)
+            .with_path("/bs")
+            .with_query(&format!("ep={}", self.config.endpoint));
+        match self.ep.send_request(now, self.server.clone(), req) {
+            Ok(id) => self.reg = Reg::Bootstrapping(id),
+            Err(_) => self.register_failed(now, None),
+        }
+    }
+
+    /// A single value of instance `i` of object `o`.
+    fn value(&self, o: u16, i: u16, r: u16) -> Option<Value> {
+        match self.objects.get(&o)?.read(i, r).ok()? {
+            ResourceValue::Single(v) => Some(v),
+            ResourceValue::Multiple(_) => None,
+        }
+    }
+
+    fn int_value(&self, o: u16, i: u16, r: u16) -> Option<i64> {
+        match self.value(o, i, r)? {
+            Value::Integer(v) => Some(v),
+            Value::UnsignedInteger(v) => i64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    fn is_bootstrap_account(&self, i: u16) -> bool {
+        matches!(self.value(SECURITY, i, 1), Some(Value::Boolean(true)))
+    }
+
+    /// The Security instance of the Bootstrap-Server account.
+    fn bootstrap_account(&self) -> Option<u16> {
+        let sec = self.objects.get(&SECURITY)?;
+        sec.instances()
+            .into_iter()
+            .find(|&i| self.is_bootstrap_account(i))
+    }
+
+    /// The first LwM2M server account: (server URI, Server object instance).
+    fn dm_account(&self) -> Option<(String, u16)> {
+        let sec = self.objects.get(&SECURITY)?;
+        let srv = self.objects.get(&SERVER)?;
+        let mut accounts = sec.instances();
+        accounts.sort_unstable();
+        for i in accounts {
+            if self.is_bootstrap_account(i) {
+                continue;
+            }
+            let Some(ssid) = self.int_value(SECURITY, i, 10) else {
+                continue;
+            };
+            let Some(Value::String(uri)) = self.value(SECURITY, i, 0) else {
+                continue;
+            };
+            let mut servers = srv.instances();
+            servers.sort_unstable();
+            if let Some(j) = servers
+                .into_iter()
+                .find(|&j| self.int_value(SERVER, j, 0) == Some(ssid))
+            {
+                return Some((uri, j));
+            }
+        }
+        None
+    }
+
+    /// Requests from the Bootstrap-Server while bootstrapping.
+    fn bootstrap_request(&mut self, now: Instant, id: IncomingId, request: &Request) {
+        let is_finish = request.code == Code::POST
+            && request.options.get_all(number::URI_PATH).eq([&b"bs"[..]]);
+        if is_finish {
+            self.bootstrap_finish(now, id);
+            return;
+        }
+        let path = match request_path(request) {
+            Ok(p) => p,
+            Err(r) => {
+                self.ep.respond(now, id, r);
+                return;
+            }
+        };
+        let cf = request.options.uint(number::CONTENT_FORMAT);
+        let accept = request.options.uint(number::ACCEPT);
+        let response = match (request.code, path) {
+            (Code::PUT, Path::Object(_) | Path::Instance(..) | Path::Resource(..)) => {
+                self.bootstrap_write(&path, cf, &request.payload)
+            }
+            (Code::DELETE, Path::Root | Path::Object(_) | Path::Instance(..)) => {
+                self.bootstrap_delete(&path)
+            }
+            (Code::GET, Path::Root | Path::Object(_))
+                if accept == Some(u32::from(ContentFormat::LINK_FORMAT.0)) =>
+            {
+                self.bootstrap_discover(&path)
+            }
+            // Bootstrap-Read (1.1) reaches the Server and Access Control objects only.
+            (Code::GET, p) if matches!(p.object_id(), Some(1 | 2)) => match self.read(&p, accept) {
+                Ok((_, r)) | Err(r) => r,
+            },
+            (Code::GET, _) => error(Code::UNAUTHORIZED),
+            _ => error(Code::METHOD_NOT_ALLOWED),
+        };
+        self.ep.respond(now, id, response);
+    }
+
+    /// Bootstrap-Write: like Write, but creates missing instances and may
+    /// write read-only resources (Short Server ID...), and reaches the
+    /// Security object.
+    fn bootstrap_write(&mut self, path: &Path, cf: Option<u32>, payload: &[u8]) -> Response {
+        let o = path.object_id().unwrap_or(0);
+        if !self.objects.contains_key(&o) {
+            return error(Code::NOT_FOUND);
+        }
+        let node = match self.decode(cf, payload, path) {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let items: Vec<(u16, Vec<Resource>)> = match (node, *path) {
+            (Node::Object(on), Path::Object(_)) => on
+                .instances
+                .into_values()
+                .map(|i| (i.id, i.resources.into_values().collect()))
+                .collect(),
+            (Node::Instance(inst), Path::Instance(_, i)) if inst.id == i => {
+                alloc::vec![(i, inst.resources.into_values().collect())]
+            }
+            (Node::Resource(res), Path::Resource(_, i, r)) if res.id == r => {
+                alloc::vec![(i, alloc::vec![res])]
+            }
+            _ => return error(Code::BAD_REQUEST),
+        };
+        let Some(obj) = self.objects.get_mut(&o) else {
+            return error(Code::NOT_FOUND);
+        };
+        for (i, resources) in items {
+            let executable = resources.iter().any(|r| {
+                obj.model()
+                    .resource(r.id)
+                    .is_some_and(|m| m.operations.executable())
+            });
+            if executable {
+                return error(Code::BAD_REQUEST);
+            }
+            let result = if obj.instances().contains(&i) {
+                resources
+                    .into_iter()
+                    .try_for_each(|r| obj.write(i, r.id, r.value))
+            } else {
+                obj.create(i, resources)
+            };
+            if let Err(e) = result {
+                return e.into();
+            }
+        }
+        Response::new(Code::CHANGED)
+    }
+
+    /// Bootstrap-Delete of `/`, `/O` or `/O/I`. The Bootstrap-Server's own
+    /// account and the Device object are kept (TS Core 1.1 §5.2.7.5);
+    /// objects that cannot delete instances keep theirs.
+    fn bootstrap_delete(&mut self, path: &Path) -> Response {
+        let mut targets = Vec::new();
+        for (&o, obj) in &self.objects {
+            if path.object_id().is_some_and(|p| p != o) || o == 3 {
+                continue;
+            }
+            for i in obj.instances() {
+                if path.instance_id().is_some_and(|p| p != i) {
+                    continue;
+                }
+                if o == SECURITY && self.is_bootstrap_account(i) {
+                    continue;
+                }
+                targets.push((o, i));
+            }
+        }
+        for (o, i) in targets {
+            if let Some(obj) = self.objects.get_mut(&o) {
+                // Objects without Delete (fixed instances) keep them.
+                let _ = obj.delete(i);
+            }
+            let gone = Path::Instance(o, i);
+            self.attributes.retain(|p, _| !gone.is_prefix_of(p));
+        }
+        Response::new(Code::DELETED)
+    }
+
+    /// Bootstrap-Discover of `/` or `/O`: objects (with `ver`) and
+    /// instances, Security instances with `ssid` and `uri`, Server
+    /// instances with `ssid`.
+    fn bootstrap_discover(&self, path: &Path) -> Response {
+        let mut entries = Vec::new();
+        for (&o, obj) in &self.objects {
+            if path.object_id().is_some_and(|p| p != o) {
+                continue;
+            }
+            let version = obj.model().version.as_str();
+            let mut instances = obj.instances();
+            instances.sort_unstable();
+            if version != "1.0" || instances.is_empty() {
+                let mut attributes = Attributes::new();
+                if version != "1.0" {
+                    attributes.ver = version.parse().ok();
+                }
+                entries.push(DiscoverEntry {
+                    path: Path::Object(o),
+                    attributes,
+                });
+            }
+            for i in instances {
+                let mut attributes = Attributes::new();
+                match o {
+                    SECURITY if !self.is_bootstrap_account(i) => {
+                        attributes.ssid =
+                            self.int_value(o, i, 10).and_then(|v| u16::try_from(v).ok());
+                        if let Some(Value::String(uri)) = self.value(o, i, 0) {
+                            attributes.uri = Some(uri);
+                        }
+                    }
+                    SERVER => {
+                        attributes.ssid =
+                            self.int_value(o, i, 0).and_then(|v| u16::try_from(v).ok());
+                    }
+                    _ => {}
+                }
+                entries.push(DiscoverEntry {
+                    path: Path::Instance(o, i),
+                    attributes,
+                });
+            }
+        }
+        if entries.is_empty() && path.depth() == 1 {
+            return error(Code::NOT_FOUND);
+        }
+        let discover = BootstrapDiscover {
+            lwm2m: Some(self.config.lwm2m_version),
+            entries,
+        };
+        let mut out = Vec::new();
+        match discover.encode(&mut out) {
+            Ok(()) => Response::new(Code::CONTENT).with_payload(ContentFormat::LINK_FORMAT.0, out),
+            Err(_) => error(Code::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    /// Bootstrap-Finish: 2.04 and Register with the configured server if
+    /// there is a usable account, 4.06 otherwise (TS Core 1.1 §5.2.7.6:
+    /// the configuration is inconsistent; the Bootstrap-Server may fix it).
+    fn bootstrap_finish(&mut self, now: Instant, id: IncomingId) {
+        let target = self.dm_account().and_then(|(uri, j)| {
+            let peer = self.resolver.as_ref().and_then(|r| r(&uri))?;
+            Some((peer, j))
+        });
+        let Some((peer, j)) = target else {
+            self.ep.respond(now, id, error(Code::NOT_ACCEPTABLE));
+            return;
+        };
+        self.ep.respond(now, id, Response::new(Code::CHANGED));
+        if let Some(lt) = self
+            .int_value(SERVER, j, SERVER_LIFETIME)
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v > 0)
+        {
+            self.config.lifetime = lt;
+        }
+        if let Some(Value::String(b)) = self.value(SERVER, j, 7) {
+            if !b.is_empty() {
+                self.config.binding = b;
+            }
+        }
+        self.server = peer;
+        self.bootstrap_mode = false;
+        self.failed_attempts = 0;
+        self.failed_sequences = 0;
+        self.events.push_back(ClientEvent::Bootstrapped);
+        self.send_register(now);
+    }
+
+    // ------------------------------------------------------------------
+    // Observations
+    // ------------------------------------------------------------------
+
+    /// The attributes in effect at `path`, with the Server object's default
+    /// periods where no level sets them.
+    fn effective_attributes(&self, path: &Path) -> Attributes {
+        let mut levels = Vec::new();
+        let mut p = *path;
+        while p != Path::Root {
+            levels.push(self.attached(&p));
+            p = p.parent();
+        }
+        levels.reverse();
+        let refs: Vec<&Attributes> = levels.iter().collect();
+        let mut eff = Attributes::inherit(&refs);
+        if eff.pmin.is_none() {
+            eff.pmin = self.server_default(SERVER_DEFAULT_PMIN);
+        }
+        if eff.pmax.is_none() {
+            eff.pmax = self.server_default(SERVER_DEFAULT_PMAX);
+        }
+        eff
+    }
+
+    fn observation_due(&self, o: &Observation) -> Option<Instant> {
+        let attrs = self.effective_attributes(&o.path);
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        // A change is looked at no earlier than pmin after the last
+        // notification and epmin after the last evaluation.
+        let mut due = o.dirty.then(|| {
+            (o.last_sent + secs(attrs.pmin.unwrap_or(0)))
+                .max(o.last_eval + secs(attrs.epmin.unwrap_or(0)))
+        });
+        // epmax: evaluate at least that often even if nobody reported a change.
+        if let Some(epmax) = attrs.epmax.filter(|&e| e > 0) {
+            let at = o.last_eval + secs(epmax);
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        if let Some(pmax) = attrs.effective_pmax() {
+            let at = o.last_sent + secs(pmax);
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        due
+    }
+
+    fn mark_changed(&mut self, path: &Path) {
+        let related = |p: &Path| p.is_prefix_of(path) || path.is_prefix_of(p);
+        for o in self.observations.values_mut() {
+            let hit = if o.composite.is_empty() {
+                related(&o.path)
+            } else {
+                o.composite.iter().any(related)
+            };
+            if hit {
+                o.dirty = true;
+            }
+        }
+    }
+
+    fn evaluate_observations(&mut self, now: Instant) {
+        let ids: Vec<ObservationId> = self.observations.keys().copied().collect();
+        for id in ids {
+            let Some(o) = self.observations.get(&id) else {
+                continue;
+            };
+            if self.observation_due(o).is_none_or(|d| d > now) {
+                continue;
+            }
+            let attrs = self.effective_attributes(&o.path);
+            let pmax_due = attrs
+                .effective_pmax()
+                .is_some_and(|p| now >= o.last_sent + Duration::from_secs(u64::from(p)));
+            let epmax_due = attrs
+                .epmax
+                .filter(|&e| e > 0)
+                .is_some_and(|e| now >= o.last_eval + Duration::from_secs(u64::from(e)));
+            let (path, format) = (o.path, o.format);
+            let dirty = o.dirty || epmax_due;
+            let confirmable = attrs.con.unwrap_or(false);
+            let encoded = if o.composite.is_empty() {
+                self.read_node(&path)
+                    .and_then(|node| {
+                        let mut out = Vec::new();
+                        format::encode(format, &node, &path, &mut out)
+                            .map(|()| (out, numeric(&node), boolean(&node)))
+                            .map_err(|_| DmError::Internal)
+                    })
+                    .map_err(DmError::code)
+            } else {
+                self.composite_payload(&o.composite, format)
+                    .map(|out| (out, None, None))
+            };
+            match encoded {
+                Ok((payload, value, flag)) => {
+                    let send = pmax_due
+                        || (dirty
+                            && self.observations.get(&id).is_some_and(|o| {
+                                // With edge the transition since the last
+                                // evaluation is the change: the value may
+                                // equal the last one sent (the opposite
+                                // transition in between was not notified).
+                                let edge = attrs.edge.is_some() && flag.is_some();
+                                (edge || o.last_payload != payload)
+                                    && passes_thresholds(&attrs, o.last_value, value)
+                                    && passes_edge(attrs.edge, o.last_bool, flag)
+                            }));
+                    if send {
+                        let response =
+                            Response::new(Code::CONTENT).with_payload(format.0, payload.clone());
+                        self.ep.notify(now, id, response, confirmable);
+                    }
+                    if let Some(o) = self.observations.get_mut(&id) {
+                        o.dirty = false;
+                        o.last_eval = now;
+                        o.last_bool = flag;
+                        if send {
+                            o.last_sent = now;
+                            o.last_payload = payload;
+                            o.last_value = value;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The observed path is gone or unreadable now: tell the
+                    // observer, which ends the observation.
+                    self.observations.remove(&id);
+                    self.ep.notify(now, id, Response::new(e), confirmable);
+                }
+            }
+        }
+    }
+}
+
+impl<P, R> Debug for Client<P, R>
+where
+    P: Debug,
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.config.endpoint)
+            .field("server", &self.server)
+            .field("location", &self.location)
+            .field("objects", &self.objects.keys().collect::<Vec<_>>())
+            .field("observations", &self.observations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_schedule_doubles_within_a_sequence_then_waits_between_sequences() {
+        let p = RetryPolicy {
+            retry_count: 3,
+            retry_timer: Duration::from_secs(10),
+            sequence_delay: Duration::from_secs(1_000),
+            sequence_retry_count: 2,
+        };
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        assert_eq!(secs(p.next_delay(1, 0)), Some(10));
+        assert_eq!(secs(p.next_delay(2, 0)), Some(20));
+        // Third failure ends the first sequence: wait the sequence delay.
+        assert_eq!(secs(p.next_delay(3, 0)), Some(1_000));
+        assert_eq!(secs(p.next_delay(1, 1)), Some(10));
+        // End of the second (last) sequence: give up.
+        assert_eq!(secs(p.next_delay(3, 1)), None);
+    }
+
+    #[test]
+    fn retry_delay_saturates_instead_of_overflowing() {
+        let p = RetryPolicy {
+            retry_count: u32::MAX,
+            retry_timer: Duration::from_secs(u64::MAX / 2),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.next_delay(200, 0), Some(Duration::MAX));
+        assert_eq!(
+            RetryPolicy {
+                retry_count: 0,
+                ..RetryPolicy::default()
+            }
+            .next_delay(1, 0),
+            None
+        );
+    }
+
+    #[test]
+    fn edges() {
+        // Rising.
+        assert!(passes_edge(Some(true), Some(false), Some(true)));
+        assert!(!passes_edge(Some(true), Some(true), Some(false)));
+        assert!(!passes_edge(Some(true), Some(true), Some(true)));
+        // Falling.
+        assert!(passes_edge(Some(false), Some(true), Some(false)));
+        assert!(!passes_edge(Some(false), Some(false), Some(true)));
+        // Unknown previous value: no transition seen.
+        assert!(!passes_edge(Some(true), None, Some(true)));
+        // No edge, or not a boolean: anything passes.
+        assert!(passes_edge(None, Some(true), Some(false)));
+        assert!(passes_edge(Some(true), Some(true), None));
+    }
+
+    #[test]
+    fn thresholds() {
+        let a = Attributes {
+            gt: Some(50.0),
+            lt: Some(10.0),
+            st: Some(15.0),
+            ..Attributes::new()
+        };
+        assert!(!passes_thresholds(&a, Some(5.0), Some(8.0)));
+        assert!(passes_thresholds(&a, Some(8.0), Some(12.0)));
+        assert!(passes_thresholds(&a, Some(51.0), Some(50.0)));
+        assert!(passes_thresholds(&a, Some(20.0), Some(5.0)));
+        assert!(!passes_thresholds(&a, Some(20.0), Some(34.0)));
+        // Non-numeric values and no conditions: any change.
+        assert!(passes_thresholds(&a, None, Some(1.0)));
+        assert!(passes_thresholds(&Attributes::new(), Some(1.0), Some(1.5)));
+    }
+}

@@ -1,0 +1,200 @@
+//! Server object (1): one instance with the registration parameters.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use lwm2m_core::model::{ObjectModel, Resource, ResourceValue, Value};
+use lwm2m_objects::server::v1_1 as srv;
+
+use super::{as_int, as_string, int, string};
+use crate::object::{DmError, Object};
+
+/// The values of the Server object instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Short Server ID (resource 0).
+    pub short_server_id: u16,
+    /// Lifetime in seconds (resource 1).
+    pub lifetime: u32,
+    /// Default Minimum Period in seconds (resource 2), if set.
+    pub default_pmin: Option<u32>,
+    /// Default Maximum Period in seconds (resource 3), if set.
+    pub default_pmax: Option<u32>,
+    /// Notification Storing When Disabled or Offline (resource 6).
+    pub notification_storing: bool,
+    /// Binding (resource 7).
+    pub binding: String,
+    /// Mute Send (resource 23): the client does not use Send while set.
+    pub mute_send: bool,
+}
+
+impl ServerConfig {
+    /// Short server id 1, the given lifetime, no default periods, binding `U`.
+    pub fn new(lifetime: u32) -> ServerConfig {
+        ServerConfig {
+            short_server_id: 1,
+            lifetime,
+            default_pmin: None,
+            default_pmax: None,
+            notification_storing: false,
+            binding: String::from("U"),
+            mute_send: false,
+        }
+    }
+}
+
+/// The Server object (version 1.1): one instance per LwM2M server account.
+///
+/// Writable: lifetime, default periods, notification storing, binding, Mute
+/// Send (the
+/// engine sends an Update with the new lifetime after a lifetime write).
+/// Executable: Registration Update Trigger (8), which the engine turns into
+/// an Update. Disable (4) is not implemented and not listed, so it answers
+/// 4.04. Device management cannot write the Short Server ID (the model
+/// makes it read-only); a Bootstrap-Server can, and can create and delete
+/// instances.
+#[derive(Debug, Clone)]
+pub struct Server {
+    model: ObjectModel,
+    instances: BTreeMap<u16, ServerConfig>,
+}
+
+impl Server {
+    /// The Server object with instance 0 holding `config`.
+    pub fn new(config: ServerConfig) -> Server {
+        let mut s = Server::empty();
+        s.instances.insert(0, config);
+        s
+    }
+
+    /// No instances (a client that bootstraps first).
+    pub fn empty() -> Server {
+        Server {
+            model: srv::MODEL.to_model(),
+            instances: BTreeMap::new(),
+        }
+    }
+
+    /// The values of instance `id`.
+    pub fn instance(&self, id: u16) -> Option<&ServerConfig> {
+        self.instances.get(&id)
+    }
+}
+
+fn period(v: &ResourceValue) -> Result<u32, DmError> {
+    u32::try_from(as_int(v)?).map_err(|_| DmError::BadRequest)
+}
+
+impl Object for Server {
+    fn model(&self) -> &ObjectModel {
+        &self.model
+    }
+
+    fn instances(&self) -> Vec<u16> {
+        self.instances.keys().copied().collect()
+    }
+
+    fn resources(&self, instance: u16) -> Vec<u16> {
+        let mut r = vec![srv::SHORT_SERVER_ID, srv::LIFETIME];
+        let Some(c) = self.instances.get(&instance) else {
+            return r;
+        };
+        if c.default_pmin.is_some() {
+            r.push(srv::DEFAULT_MINIMUM_PERIOD);
+        }
+        if c.default_pmax.is_some() {
+            r.push(srv::DEFAULT_MAXIMUM_PERIOD);
+        }
+        r.extend([
+            srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
+            srv::BINDING,
+            srv::REGISTRATION_UPDATE_TRIGGER,
+            srv::MUTE_SEND,
+        ]);
+        r
+    }
+
+    fn read(&self, instance: u16, resource: u16) -> Result<ResourceValue, DmError> {
+        let c = self.instances.get(&instance).ok_or(DmError::NotFound)?;
+        Ok(match resource {
+            srv::SHORT_SERVER_ID => int(i64::from(c.short_server_id)),
+            srv::LIFETIME => int(i64::from(c.lifetime)),
+            srv::DEFAULT_MINIMUM_PERIOD => int(i64::from(c.default_pmin.ok_or(DmError::NotFound)?)),
+            srv::DEFAULT_MAXIMUM_PERIOD => int(i64::from(c.default_pmax.ok_or(DmError::NotFound)?)),
+            srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE => {
+                ResourceValue::Single(Value::Boolean(c.notification_storing))
+            }
+            srv::BINDING => string(&c.binding),
+            srv::MUTE_SEND => ResourceValue::Single(Value::Boolean(c.mute_send)),
+            _ => return Err(DmError::NotFound),
+        })
+    }
+
+    fn write(&mut self, instance: u16, resource: u16, value: ResourceValue) -> Result<(), DmError> {
+        let c = self.instances.get_mut(&instance).ok_or(DmError::NotFound)?;
+        match resource {
+            // Only a Bootstrap-Write gets here (the model makes it R).
+            srv::SHORT_SERVER_ID => {
+                c.short_server_id = u16::try_from(as_int(&value)?)
+                    .ok()
+                    .filter(|&s| (1..=65534).contains(&s))
+                    .ok_or(DmError::BadRequest)?
+            }
+            srv::LIFETIME => {
+                let lt = period(&value)?;
+                // A zero lifetime would make the registration expire at once.
+                if lt == 0 {
+                    return Err(DmError::BadRequest);
+                }
+                c.lifetime = lt;
+            }
+            srv::DEFAULT_MINIMUM_PERIOD => c.default_pmin = Some(period(&value)?),
+            srv::DEFAULT_MAXIMUM_PERIOD => c.default_pmax = Some(period(&value)?),
+            srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE => match value {
+                ResourceValue::Single(Value::Boolean(b)) => c.notification_storing = b,
+                _ => return Err(DmError::BadRequest),
+            },
+            srv::BINDING => c.binding = as_string(value)?,
+            srv::MUTE_SEND => match value {
+                ResourceValue::Single(Value::Boolean(b)) => c.mute_send = b,
+                _ => return Err(DmError::BadRequest),
+            },
+            // Resources this object does not implement: accepted and
+            // dropped for a Bootstrap-Write of a full instance.
+            _ if self.model.resource(resource).is_some() => {}
+            _ => return Err(DmError::NotFound),
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, instance: u16, resource: u16, _args: &str) -> Result<(), DmError> {
+        if !self.instances.contains_key(&instance) {
+            return Err(DmError::NotFound);
+        }
+        match resource {
+            // The engine sends the Update; nothing to do here.
+            srv::REGISTRATION_UPDATE_TRIGGER => Ok(()),
+            _ => Err(DmError::MethodNotAllowed),
+        }
+    }
+
+    fn create(&mut self, instance: u16, resources: Vec<Resource>) -> Result<(), DmError> {
+        self.instances.insert(instance, ServerConfig::new(86_400));
+        for r in resources {
+            if let Err(e) = self.write(instance, r.id, r.value) {
+                self.instances.remove(&instance);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, instance: u16) -> Result<(), DmError> {
+        self.instances
+            .remove(&instance)
+            .map(|_| ())
+            .ok_or(DmError::NotFound)
+    }
+}

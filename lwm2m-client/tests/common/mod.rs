@@ -1,0 +1,354 @@
+//! A simulated network holding one LwM2M client engine and a scripted LwM2M
+//! server built from a bare CoAP endpoint.
+#![allow(dead_code)]
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use lwm2m_client::objects::{
+    ConnectivityMonitoring, Device, DeviceInfo, Security, Server, ServerConfig,
+};
+use lwm2m_client::{Client, ClientConfig, ClientEvent};
+use lwm2m_core::coap::endpoint::RequestError;
+use lwm2m_core::coap::option::number;
+use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response};
+use lwm2m_core::rng::SplitMix64;
+use lwm2m_core::sim::{LinkConfig, Network, SimAddr, SimNode};
+use lwm2m_core::time::{Duration, Instant};
+
+pub type TestClient = Client<SimAddr, SplitMix64>;
+
+/// The scripted server: answers the registration interface by itself,
+/// records everything else for the test.
+pub struct ServerApp {
+    pub ep: Endpoint<SimAddr, SplitMix64>,
+    pub now: Instant,
+    /// Registration-interface requests received: (time, request).
+    pub rd_requests: Vec<(Instant, Request)>,
+    pub responses: BTreeMap<RequestId, Response>,
+    pub failures: BTreeMap<RequestId, RequestError>,
+    pub notifications: Vec<(Instant, RequestId, Response)>,
+    /// Answer to Register (2.01 normally).
+    pub register_answer: Code,
+    /// Answer to Update (2.04 normally).
+    pub update_answer: Code,
+    /// Location-Path segments given to the client.
+    pub location: Vec<Vec<u8>>,
+    /// Answer to Bootstrap-Request (2.04 normally).
+    pub bootstrap_answer: Code,
+}
+
+pub const LOCATION: [&str; 2] = ["rd", "5a3f"];
+
+impl ServerApp {
+    fn drain(&mut self) {
+        while let Some(e) = self.ep.poll_event() {
+            match e {
+                Event::Request { id, request, .. } => {
+                    let segments: Vec<Vec<u8>> = request
+                        .options
+                        .get_all(number::URI_PATH)
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    let at_location = segments == self.location;
+                    let code = match request.code {
+                        Code::POST if segments == [b"rd".to_vec()] => self.register_answer,
+                        Code::POST if at_location => self.update_answer,
+                        Code::POST if segments == [b"dp".to_vec()] => Code::CHANGED,
+                        Code::POST if segments == [b"bs".to_vec()] => self.bootstrap_answer,
+                        Code::DELETE if at_location => Code::DELETED,
+                        _ => Code::NOT_FOUND,
+                    };
+                    let mut resp = Response::new(code);
+                    if code == Code::CREATED {
+                        for seg in &self.location {
+                            resp.options.push(number::LOCATION_PATH, seg.clone());
+                        }
+                    }
+                    self.ep.respond(self.now, id, resp);
+                    self.rd_requests.push((self.now, request));
+                }
+                Event::Response { id, response } => {
+                    self.responses.insert(id, response);
+                }
+                Event::Notification { id, response } => {
+                    self.notifications.push((self.now, id, response))
+                }
+                Event::RequestFailed { id, error } => {
+                    self.failures.insert(id, error);
+                }
+                Event::ObservationCancelled { .. } => {}
+            }
+        }
+    }
+}
+
+pub enum SimPeer {
+    Client(Box<TestClient>),
+    Server(Box<ServerApp>),
+}
+
+impl SimNode for SimPeer {
+    fn handle_datagram(&mut self, now: Instant, from: SimAddr, bytes: &[u8]) {
+        match self {
+            SimPeer::Client(c) => c.handle_datagram(now, from, bytes),
+            SimPeer::Server(s) => {
+                s.now = now;
+                s.ep.handle_datagram(now, from, bytes);
+                s.drain();
+            }
+        }
+    }
+    fn poll_transmit(&mut self) -> Option<(SimAddr, Vec<u8>)> {
+        match self {
+            SimPeer::Client(c) => c.poll_transmit().map(|t| (t.peer, t.bytes)),
+            SimPeer::Server(s) => s.ep.poll_transmit().map(|t| (t.peer, t.bytes)),
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            SimPeer::Client(c) => c.poll_timeout(),
+            SimPeer::Server(s) => s.ep.poll_timeout(),
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            SimPeer::Client(c) => c.handle_timeout(now),
+            SimPeer::Server(s) => {
+                s.now = now;
+                s.ep.handle_timeout(now);
+                s.drain();
+            }
+        }
+    }
+}
+
+/// Hooks and sources of the test device.
+#[derive(Clone, Default)]
+pub struct Probes {
+    pub reboots: Rc<Cell<u32>>,
+    pub factory_resets: Rc<Cell<u32>>,
+    /// Seconds since the epoch returned by the device clock.
+    pub clock: Rc<Cell<i64>>,
+}
+
+pub const CLIENT: SimAddr = 0;
+pub const SERVER: SimAddr = 1;
+/// The Bootstrap-Server in [`Harness::with_bootstrap`].
+pub const BOOTSTRAP: SimAddr = 2;
+
+fn server_app(seed: u64) -> ServerApp {
+    ServerApp {
+        ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed)),
+        now: Instant::ZERO,
+        rd_requests: Vec::new(),
+        responses: BTreeMap::new(),
+        failures: BTreeMap::new(),
+        notifications: Vec::new(),
+        register_answer: Code::CREATED,
+        update_answer: Code::CHANGED,
+        location: LOCATION.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        bootstrap_answer: Code::CHANGED,
+    }
+}
+
+pub struct Harness {
+    pub net: Network<SimPeer>,
+    pub probes: Probes,
+    pub client_events: Vec<(Instant, ClientEvent)>,
+}
+
+pub fn device(probes: &Probes) -> Device {
+    let info = DeviceInfo {
+        manufacturer: "ACME".into(),
+        model_number: "Gateway 9".into(),
+        serial_number: "SN-0042".into(),
+        firmware_version: "1.2.3".into(),
+        supported_binding: "U".into(),
+    };
+    let (r, f, c) = (
+        probes.reboots.clone(),
+        probes.factory_resets.clone(),
+        probes.clock.clone(),
+    );
+    Device::new(info)
+        .on_reboot(move || r.set(r.get() + 1))
+        .on_factory_reset(move || f.set(f.get() + 1))
+        .with_clock(move || Some(c.get()))
+}
+
+impl Harness {
+    /// A client `dev1` (lifetime `lifetime`) with Security, Server, Device and
+    /// Connectivity Monitoring objects, and the scripted server.
+    pub fn new(seed: u64, loss_percent: u32, lifetime: u32) -> Harness {
+        let probes = Probes::default();
+        probes.clock.set(1_700_000_000);
+        let mut config = ClientConfig::new("dev1");
+        config.lifetime = lifetime;
+        let mut client = Client::new(config, SERVER, SplitMix64::new(seed ^ 0xC11E));
+        client.add_object(Box::new(Security::new("coap://server", 1)));
+        client.add_object(Box::new(Server::new(ServerConfig::new(lifetime))));
+        client.add_object(Box::new(device(&probes)));
+        client.add_object(Box::new(ConnectivityMonitoring::ethernet(vec![
+            "192.0.2.7".into(),
+        ])));
+        let server = server_app(seed ^ 0x5E5E);
+        let mut net = Network::new(seed, LinkConfig::lossy(loss_percent));
+        net.enable_trace();
+        assert_eq!(net.add(SimPeer::Client(Box::new(client))), CLIENT);
+        assert_eq!(net.add(SimPeer::Server(Box::new(server))), SERVER);
+        Harness {
+            net,
+            probes,
+            client_events: Vec::new(),
+        }
+    }
+
+    /// A client `dev1` that starts with only a Bootstrap-Server account
+    /// (`coap://bs`, node [`BOOTSTRAP`]), an empty Server object and the
+    /// Device object; `coap://dm` resolves to node [`SERVER`].
+    pub fn with_bootstrap(seed: u64, loss_percent: u32) -> Harness {
+        let probes = Probes::default();
+        let mut client = Client::new(
+            ClientConfig::new("dev1"),
+            BOOTSTRAP,
+            SplitMix64::new(seed ^ 0xC11E),
+        );
+        client.set_resolver(|uri| (uri == "coap://dm").then_some(SERVER));
+        client.add_object(Box::new(Security::bootstrap("coap://bs")));
+        client.add_object(Box::new(Server::empty()));
+        client.add_object(Box::new(device(&probes)));
+        let mut net = Network::new(seed, LinkConfig::lossy(loss_percent));
+        net.enable_trace();
+        assert_eq!(net.add(SimPeer::Client(Box::new(client))), CLIENT);
+        assert_eq!(
+            net.add(SimPeer::Server(Box::new(server_app(seed ^ 0x5E5E)))),
+            SERVER
+        );
+        assert_eq!(
+            net.add(SimPeer::Server(Box::new(server_app(seed ^ 0xB5B5)))),
+            BOOTSTRAP
+        );
+        Harness {
+            net,
+            probes,
+            client_events: Vec::new(),
+        }
+    }
+
+    /// The scripted server at `addr`.
+    pub fn server_at(&mut self, addr: SimAddr) -> &mut ServerApp {
+        match self.net.node_mut(addr) {
+            SimPeer::Server(s) => s,
+            SimPeer::Client(_) => unreachable!(),
+        }
+    }
+
+    pub fn client(&mut self) -> &mut TestClient {
+        match self.net.node_mut(CLIENT) {
+            SimPeer::Client(c) => c,
+            SimPeer::Server(_) => unreachable!(),
+        }
+    }
+
+    pub fn server(&mut self) -> &mut ServerApp {
+        match self.net.node_mut(SERVER) {
+            SimPeer::Server(s) => s,
+            SimPeer::Client(_) => unreachable!(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.net.now()
+    }
+
+    fn collect(net: &mut Network<SimPeer>, events: &mut Vec<(Instant, ClientEvent)>) {
+        let now = net.now();
+        if let SimPeer::Client(c) = net.node_mut(CLIENT) {
+            while let Some(e) = c.poll_event() {
+                events.push((now, e));
+            }
+        }
+    }
+
+    /// Runs until `done` (checked with client events collected) or `limit`
+    /// of virtual time passed. Returns `done`'s last value.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut Network<SimPeer>, &[(Instant, ClientEvent)]) -> bool,
+    ) -> bool {
+        let deadline = self.now() + limit;
+        let events = &mut self.client_events;
+        self.net.run_until(deadline, |net| {
+            Self::collect(net, events);
+            done(net, events)
+        })
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let deadline = self.now() + d;
+        let events = &mut self.client_events;
+        self.net.run_until(deadline, |net| {
+            Self::collect(net, events);
+            false
+        });
+        self.net.advance_to(deadline);
+    }
+
+    /// Starts the client and runs until it is registered.
+    pub fn register(&mut self) {
+        let now = self.now();
+        self.client().start(now);
+        let ok = self.run_until(Duration::from_secs(3_600), |_, ev| {
+            ev.iter()
+                .any(|(_, e)| matches!(e, ClientEvent::Registered { .. }))
+        });
+        assert!(ok, "client did not register: {:?}", self.client_events);
+    }
+
+    /// Sends `request` from the server to the client and returns the
+    /// response. A request the CoAP layer gives up on (every copy or every
+    /// answer lost) is sent again, as a real server would; `attempts` counts them.
+    pub fn request_counting(&mut self, request: Request) -> (Response, u32) {
+        self.request_from(SERVER, request)
+    }
+
+    /// Like [`Harness::request_counting`], from the server at `from`.
+    pub fn request_from(&mut self, from: SimAddr, request: Request) -> (Response, u32) {
+        for attempt in 1..=5 {
+            let now = self.now();
+            let id = self
+                .server_at(from)
+                .ep
+                .send_request(now, CLIENT, request.clone())
+                .expect("send");
+            self.run_until(Duration::from_secs(600), |net, _| match net.node(from) {
+                SimPeer::Server(s) => s.responses.contains_key(&id) || s.failures.contains_key(&id),
+                SimPeer::Client(_) => unreachable!(),
+            });
+            if let Some(r) = self.server_at(from).responses.get(&id) {
+                return (r.clone(), attempt);
+            }
+        }
+        panic!("no response to {request:?} after 5 attempts");
+    }
+
+    pub fn request(&mut self, request: Request) -> Response {
+        self.request_counting(request).0
+    }
+}
+
+pub fn get(path: &str) -> Request {
+    Request::new(Code::GET).with_path(path)
+}
+
+pub fn get_accept(path: &str, cf: u16) -> Request {
+    get(path).with_uint_option(number::ACCEPT, u32::from(cf))
+}
+
+pub fn content_format(r: &Response) -> Option<u32> {
+    r.options.uint(number::CONTENT_FORMAT)
+}
