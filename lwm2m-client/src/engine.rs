@@ -86,7 +86,7 @@
 //!
 //! Read formats: with no Accept option a single value goes out as
 //! text/plain (opaque values as application/octet-stream) and anything larger
-//! as TLV to an LwM2M 1.0 server, SenML JSON from 1.1 on. An Accept the
+//! as TLV to an LwM2M 1.0 server, SenML CBOR from 1.1 on (the TS default). An Accept the
 //! engine cannot produce for that node (text/plain for an instance, an
 //! unknown format) gets 4.06 Not Acceptable.
 //!
@@ -159,7 +159,7 @@ const SERVER_MUTE_SEND: u16 = 23;
 
 /// Content formats this client reads and writes beyond text/plain, opaque
 /// and link format, announced in the `ct` parameter of the registration.
-const ANNOUNCED_FORMATS: [u16; 3] = [110, 11542, 11543];
+const ANNOUNCED_FORMATS: [u16; 6] = [60, 110, 112, 11542, 11543, 11544];
 
 /// When to try Register again after a failure; see the
 /// [module documentation](self#retry-schedule-when-register-fails).
@@ -1389,7 +1389,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         match single {
             Some(Value::Opaque(_)) => ContentFormat::OPAQUE,
             Some(_) => ContentFormat::TEXT,
-            None if self.config.lwm2m_version >= Version::new(1, 1) => ContentFormat::SENML_JSON,
+            None if self.config.lwm2m_version >= Version::new(1, 1) => ContentFormat::SENML_CBOR,
             None => ContentFormat::TLV,
         }
     }
@@ -1650,8 +1650,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     }
 
     /// Parses a Read-Composite / Observe-Composite request (FETCH `/` with
-    /// a SenML path list): the paths and the answer's format (SenML JSON
-    /// unless Accept asks otherwise).
+    /// a path list): the paths and the answer's format (the format of the
+    /// path list unless Accept asks otherwise).
     fn composite_request(
         &self,
         cf: Option<u32>,
@@ -1662,8 +1662,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         let cf = u16::try_from(cf).map_err(|_| error(Code::UNSUPPORTED_CONTENT_FORMAT))?;
         let paths =
             format::decode_paths(ContentFormat(cf), payload).map_err(|e| error(format_code(&e)))?;
+        // Without Accept, answer in the format the request's path list came in.
         let format = match accept.map(u16::try_from) {
-            None => ContentFormat::SENML_JSON,
+            None => ContentFormat(cf),
             Some(Ok(a)) => ContentFormat(a),
             Some(Err(_)) => return Err(error(Code::NOT_ACCEPTABLE)),
         };

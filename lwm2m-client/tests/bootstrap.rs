@@ -105,7 +105,7 @@ fn bootstrap_then_register_at_20_percent_loss() {
                 options: Default::default(),
                 payload: register.payload.clone()
             }),
-            r#"</>;rt="oma.lwm2m";ct="110 11542 11543",</1>;ver=1.1,</1/0>,</3>;ver=1.1,</3/0>"#
+            r#"</>;rt="oma.lwm2m";ct="60 110 112 11542 11543 11544",</1>;ver=1.1,</1/0>,</3>;ver=1.1,</3/0>"#
         );
         let events: Vec<_> = h.client_events.iter().map(|(_, e)| e.clone()).collect();
         let boot = events

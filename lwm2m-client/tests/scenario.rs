@@ -68,7 +68,7 @@ fn full_life_cycle_at_20_percent_loss() {
         assert_eq!(register.options.uint(number::CONTENT_FORMAT), Some(40));
         assert_eq!(
             String::from_utf8(register.payload.clone()).unwrap(),
-            r#"</>;rt="oma.lwm2m";ct="110 11542 11543",</1>;ver=1.1,</1/0>,</3>;ver=1.1,</3/0>,</4>;ver=1.3,</4/0>"#
+            r#"</>;rt="oma.lwm2m";ct="60 110 112 11542 11543 11544",</1>;ver=1.1,</1/0>,</3>;ver=1.1,</3/0>,</4>;ver=1.3,</4/0>"#
         );
         assert_eq!(h.client().location(), Some("/rd/5a3f"));
         let registered_at = h
