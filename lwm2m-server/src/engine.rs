@@ -423,10 +423,19 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                 break;
             }
             if self.store.is_shared() {
+                let due = self.clients.get(&id).map(|c| c.reg.clone());
                 self.sync_from_store(now, &id);
                 if !self.expiries.contains(&(t, id.clone())) {
                     // Another node took an Update (a later expiry is now
-                    // queued) or ended the registration.
+                    // queued) or ended the registration. Ended: as far as
+                    // this node knows, its lifetime ran out (every node
+                    // holding it reports that, whichever removed it first).
+                    if !self.clients.contains_key(&id) {
+                        if let Some(reg) = due {
+                            self.events
+                                .push_back(ServerEvent::Expired { registration: reg });
+                        }
+                    }
                     continue;
                 }
             }
@@ -567,9 +576,9 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     /// may have registered it, taken its Updates, replaced or ended it. The
     /// stored copy wins unless this engine's is more recent (a write that
     /// failed); a store error keeps what this engine knows. A registration
-    /// ended elsewhere is dropped here without a registration event (this
-    /// node did not see how it ended); its held requests and observations
-    /// end as on De-register.
+    /// ended elsewhere is dropped here, its held requests and observations
+    /// ending as on De-register; the caller reports it (an expiry) or not
+    /// (an Update or De-register for it is answered 4.04).
     fn sync_from_store(&mut self, now: Instant, id: &str) {
         if !self.store.is_shared() {
             return;

@@ -18,7 +18,8 @@ use lwm2m_core::model::{Instance, Node, Path, Resource, Value, Version};
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Instant;
 use lwm2m_server::{
-    Content, RedisStore, Registration, RegistrationStore, Server, ServerConfig, StoreError,
+    Content, RedisStore, Registration, RegistrationStore, Server, ServerConfig, ServerEvent,
+    StoreError,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -278,8 +279,12 @@ impl UdpClient {
     }
 
     async fn register(&self, to: SocketAddr, ep: &str) -> String {
+        self.register_for(to, ep, 300).await
+    }
+
+    async fn register_for(&self, to: SocketAddr, ep: &str, lifetime: u32) -> String {
         let mut r = Request::new(Code::POST).with_path("/rd");
-        for q in [format!("ep={ep}"), "lt=300".into(), "b=U".into()] {
+        for q in [format!("ep={ep}"), format!("lt={lifetime}"), "b=U".into()] {
             r = r.with_query(&q);
         }
         let resp = self
@@ -322,9 +327,13 @@ fn handler(req: &Request) -> Response {
 }
 
 async fn node(redis: &RedisServer) -> Server {
+    node_with(redis, ServerConfig::default()).await
+}
+
+async fn node_with(redis: &RedisServer, config: ServerConfig) -> Server {
     Server::start(
         "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
+        config,
         Box::new(redis.store()),
         Box::new(lwm2m_objects::Registry::standard()),
     )
@@ -401,4 +410,50 @@ async fn restart_with_redis_keeps_registrations_and_their_ids() {
     assert_eq!(regs.len(), 1);
     assert!(regs[0].last_update > before[0].last_update);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_does_not_expire_a_registration_updated_on_another() {
+    let redis = RedisServer::start();
+    let config = ServerConfig {
+        lifetime_grace: lwm2m_core::time::Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let a = node_with(&redis, config.clone()).await;
+    let b = node_with(&redis, config).await;
+    let mut a_events = a.events();
+    let mut b_events = b.events();
+    let client = UdpClient::spawn(3).await;
+    let start = tokio::time::Instant::now();
+    let loc = client.register_for(a.local_addr(), "lively", 2).await;
+    let id = loc.trim_start_matches("/rd/").to_string();
+
+    tokio::time::sleep_until(start + Duration::from_secs(1)).await;
+    assert_eq!(client.update(b.local_addr(), &loc).await, Code::CHANGED);
+    let updated = tokio::time::Instant::now();
+    // a's deadline for the Register (2 s + 0.3 s grace) passes.
+    tokio::time::sleep_until(start + Duration::from_millis(2_700)).await;
+    assert!(redis.store().get(&id).unwrap().is_some(), "still stored");
+    let on_a = a.registrations().await;
+    assert_eq!(on_a.len(), 1, "a kept it");
+    assert_eq!(on_a, b.registrations().await, "a took b's copy");
+
+    // Nobody updates again: both nodes expire it, and the store forgets it.
+    tokio::time::sleep_until(updated + Duration::from_millis(3_000)).await;
+    assert!(a.registrations().await.is_empty());
+    assert!(b.registrations().await.is_empty());
+    assert!(redis.store().load().unwrap().is_empty());
+    // Whichever node removed it first, each reports the expiry once, with
+    // the time of b's Update.
+    for events in [&mut a_events, &mut b_events] {
+        let mut expired = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            if let ServerEvent::Expired { registration } = ev {
+                expired.push(registration.last_update);
+            }
+        }
+        assert_eq!(expired, vec![on_a[0].last_update]);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -138,8 +138,8 @@ fn a_node_started_before_the_register_accepts_the_update() {
     assert!(store.regs.lock().unwrap().contains_key(&id));
     assert_eq!(a.registration("dev").unwrap().last_update, t1);
 
-    // De-register on b; a drops it at its next deadline without calling it
-    // an expiry.
+    // De-register on b; a drops it at its next deadline, where as far as
+    // a knows its lifetime ran out.
     let (code, _) = exchange(
         &mut b,
         t2,
@@ -148,11 +148,19 @@ fn a_node_started_before_the_register_accepts_the_update() {
     );
     assert_eq!(code, Code::DELETED);
     assert!(store.regs.lock().unwrap().is_empty());
+    a.handle_timeout(t1 + Duration::from_secs(114));
+    assert!(a.registration("dev").is_some(), "not due yet");
     a.handle_timeout(t1 + Duration::from_secs(116));
     assert!(a.registration("dev").is_none());
-    assert!(events(&mut a)
-        .iter()
-        .all(|e| !matches!(e, ServerEvent::Expired { .. })));
+    let expired: Vec<_> = events(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            ServerEvent::Expired { registration } => Some(registration.last_update),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expired, vec![t1]);
+    assert!(store.regs.lock().unwrap().is_empty());
 }
 
 #[test]
