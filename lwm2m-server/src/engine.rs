@@ -25,6 +25,12 @@
 //! - **Duplicate endpoint names**: the newer Register wins; the old
 //!   registration is reported in `ServerEvent::Registered { replaced }`, its
 //!   observations end, requests held for it carry over to the new one.
+//! - **Several server nodes** may share one store (Redis): when the store
+//!   says it is shared, the engine reads a registration back before acting
+//!   on an Update, a De-register or its expiry, so a client registered on
+//!   another node can update here and a registration updated elsewhere is
+//!   not expired here. Device-management requests reach only the clients
+//!   this engine knows (loaded at start or seen since).
 //! - **Update from another address** moves the registration there (NAT
 //!   rebinding); the per-address limit applies to Register only. Anyone who
 //!   knows a registration id can update it: without DTLS the id's 80 random
@@ -416,6 +422,23 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             if t > now {
                 break;
             }
+            if self.store.is_shared() {
+                let due = self.clients.get(&id).map(|c| c.reg.clone());
+                self.sync_from_store(now, &id);
+                if !self.expiries.contains(&(t, id.clone())) {
+                    // Another node took an Update (a later expiry is now
+                    // queued) or ended the registration. Ended: as far as
+                    // this node knows, its lifetime ran out (every node
+                    // holding it reports that, whichever removed it first).
+                    if !self.clients.contains_key(&id) {
+                        if let Some(reg) = due {
+                            self.events
+                                .push_back(ServerEvent::Expired { registration: reg });
+                        }
+                    }
+                    continue;
+                }
+            }
             if let Some(reg) = self.remove_client(now, &id) {
                 self.events
                     .push_back(ServerEvent::Expired { registration: reg });
@@ -545,6 +568,53 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             self.events.push_back(ServerEvent::StoreFailed {
                 error: e.to_string(),
             });
+        }
+    }
+
+    /// With a store several server nodes share, brings registration `id` up
+    /// to date with the store before this engine acts on it: another node
+    /// may have registered it, taken its Updates, replaced or ended it. The
+    /// stored copy wins unless this engine's is more recent (a write that
+    /// failed); a store error keeps what this engine knows. A registration
+    /// ended elsewhere is dropped here, its held requests and observations
+    /// ending as on De-register; the caller reports it (an expiry) or not
+    /// (an Update or De-register for it is answered 4.04).
+    fn sync_from_store(&mut self, now: Instant, id: &str) {
+        if !self.store.is_shared() {
+            return;
+        }
+        let stored = match self.store.get(id) {
+            Ok(s) => s,
+            Err(e) => {
+                self.events.push_back(ServerEvent::StoreFailed {
+                    error: e.to_string(),
+                });
+                return;
+            }
+        };
+        match stored {
+            Some(reg) => {
+                if let Some(c) = self.clients.get(id) {
+                    if c.reg == reg || c.reg.last_update > reg.last_update {
+                        return;
+                    }
+                }
+                let mut queue = self.unlink(id).map(|c| c.queue).unwrap_or_default();
+                // This node may still hold the endpoint under an older id
+                // that a Register on another node replaced.
+                if let Some(older) = self.by_endpoint.get(&reg.endpoint).cloned() {
+                    if let Some(c) = self.unlink(&older) {
+                        self.end_observations(now, &c.reg.endpoint);
+                        queue.extend(c.queue);
+                    }
+                }
+                self.link(reg, queue);
+            }
+            None => {
+                if self.clients.contains_key(id) {
+                    self.remove_client(now, id);
+                }
+            }
         }
     }
 
@@ -726,6 +796,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         req: &Request,
     ) -> Result<Response, Response> {
         let refuse = |e: RegistrationError| error_response(e.code(), &e.to_string());
+        self.sync_from_store(now, id);
         if !self.clients.contains_key(id) {
             return Err(error_response(
                 Code::NOT_FOUND,
@@ -776,6 +847,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     }
 
     fn deregister(&mut self, now: Instant, id: &str) -> Response {
+        self.sync_from_store(now, id);
         match self.remove_client(now, id) {
             Some(reg) => {
                 self.events

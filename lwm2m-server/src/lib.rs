@@ -3,14 +3,17 @@
 //! [`store`]s (SQLite, in memory) and a tokio [`driver`] that binds a UDP
 //! socket and exposes an async API.
 //!
-//! Features (both default): `sqlite` ([`store::SqliteStore`]) and `tokio`
-//! ([`driver`]). Without them the crate is the engine and the in-memory
+//! Features (all default): `sqlite` ([`store::SqliteStore`]), `redis`
+//! ([`redis_store::RedisStore`], state shared by several server nodes) and
+//! `tokio` ([`driver`]). Without them the crate is the engine and the in-memory
 //! store only, for other drivers and for fuzzing.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod engine;
+#[cfg(feature = "redis")]
+pub mod redis_store;
 pub mod registration;
 pub mod store;
 
@@ -19,6 +22,8 @@ pub use driver::{Server, ServerHandle, StartError};
 pub use engine::{
     Content, DmError, DmRequestId, DmResponse, Engine, ServerConfig, ServerEvent, WriteMode,
 };
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 pub use registration::Registration;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;

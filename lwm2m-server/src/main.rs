@@ -1,11 +1,14 @@
 //! The LwM2M server binary.
 //!
 //! ```text
-//! lwm2m-server [--coap ADDR] [--data-dir DIR]
+//! lwm2m-server [--coap ADDR] [--data-dir DIR] [--redis URL]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
-//! registration database lives. Flags win over environment variables.
+//! registration database lives. `--redis` (env `LWM2M_REDIS`): keep
+//! registrations in that Redis instead (`redis://host[:port][/db]`), shared
+//! with every server node given the same URL; the data directory is then
+//! unused. Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
 //! `info` (`--verbose` for `debug`).
 #![forbid(unsafe_code)]
@@ -14,17 +17,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lwm2m_server::{Server, ServerConfig, SqliteStore};
+use lwm2m_server::{RegistrationStore, Server, ServerConfig, SqliteStore};
 
-const USAGE: &str = "usage: lwm2m-server [--coap ADDR] [--data-dir DIR] [--verbose]
+const USAGE: &str = "usage: lwm2m-server [--coap ADDR] [--data-dir DIR] [--redis URL] [--verbose]
   --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
   --data-dir DIR   registration database directory (env LWM2M_DATA_DIR, default ./lwm2m-data)
+  --redis URL      keep registrations in Redis instead, shared by the server nodes
+                   given the same URL (env LWM2M_REDIS, e.g. redis://127.0.0.1:6379/0)
   --verbose        debug logging";
 
 #[derive(Debug, PartialEq)]
 struct Args {
     coap: SocketAddr,
     data_dir: PathBuf,
+    /// Redis URL: selects RedisStore over SqliteStore.
+    redis: Option<String>,
     verbose: bool,
 }
 
@@ -36,6 +43,7 @@ fn parse_args(
 ) -> Result<Args, String> {
     let mut coap = env("LWM2M_COAP");
     let mut data_dir = env("LWM2M_DATA_DIR");
+    let mut redis = env("LWM2M_REDIS").filter(|v| !v.is_empty());
     let mut verbose = false;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -44,13 +52,15 @@ fn parse_args(
             None => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--coap" | "--data-dir" => {
+            "--coap" | "--data-dir" | "--redis" => {
                 let value = match inline {
                     Some(v) => v,
                     None => it.next().ok_or(format!("{flag} needs a value"))?,
                 };
                 if flag == "--coap" {
                     coap = Some(value);
+                } else if flag == "--redis" {
+                    redis = Some(value);
                 } else {
                     data_dir = Some(value);
                 }
@@ -67,6 +77,7 @@ fn parse_args(
     Ok(Args {
         coap,
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
+        redis,
         verbose,
     })
 }
@@ -108,29 +119,71 @@ fn main() -> ExitCode {
     runtime.block_on(serve(args))
 }
 
+/// The Redis store if `--redis` was given, else SQLite in the data directory.
+fn open_store(args: &Args) -> Result<(Box<dyn RegistrationStore<SocketAddr>>, String), String> {
+    if let Some(url) = &args.redis {
+        #[cfg(feature = "redis")]
+        return match lwm2m_server::RedisStore::open(url) {
+            Ok(s) => Ok((Box::new(s), format!("redis {}", redacted(url)))),
+            Err(e) => Err(format!("{e} ({})", redacted(url))),
+        };
+        #[cfg(not(feature = "redis"))]
+        return Err(format!(
+            "--redis {:?}: this build has no Redis support (feature `redis`)",
+            redacted(url)
+        ));
+    }
+    match SqliteStore::open(&args.data_dir) {
+        Ok(s) => Ok((Box::new(s), args.data_dir.display().to_string())),
+        Err(e) => Err(format!("{e} ({})", args.data_dir.display())),
+    }
+}
+
+/// The URL without its password, for logs.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!(
+                "{}://***{}",
+                url.get(..scheme).unwrap_or(""),
+                url.get(at..).unwrap_or("")
+            )
+        }
+        _ => url.to_string(),
+    }
+}
+
 async fn serve(args: Args) -> ExitCode {
-    let store = match SqliteStore::open(&args.data_dir) {
+    let (store, store_name) = match open_store(&args) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("{e} ({})", args.data_dir.display());
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    // SIGTERM is caught from here on: one that comes right after the
+    // "listening" line (a test or service manager stopping a server that
+    // just started) must stop it cleanly, not kill it.
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     let models = Box::new(lwm2m_objects::Registry::standard());
-    let server =
-        match Server::start(args.coap, ServerConfig::default(), Box::new(store), models).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let server = match Server::start(args.coap, ServerConfig::default(), store, models).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
         coap = %server.local_addr(),
-        data_dir = %args.data_dir.display(),
+        store = %store_name,
         "LwM2M server listening"
     );
-    wait_for_stop_signal().await;
+    wait_for_stop_signal(
+        #[cfg(unix)]
+        term,
+    )
+    .await;
     tracing::info!("shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
@@ -138,11 +191,10 @@ async fn serve(args: Args) -> ExitCode {
 
 /// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and
 /// container runtimes send).
-async fn wait_for_stop_signal() {
+async fn wait_for_stop_signal(#[cfg(unix)] term: std::io::Result<tokio::signal::unix::Signal>) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
+        match term {
             Ok(mut term) => {
                 tokio::select! {
                     r = tokio::signal::ctrl_c() => {
@@ -183,6 +235,7 @@ mod tests {
         let a = parse(&[], &[]).unwrap();
         assert_eq!(a.coap, "0.0.0.0:5683".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("./lwm2m-data"));
+        assert_eq!(a.redis, None);
         assert!(!a.verbose);
     }
 
@@ -196,6 +249,31 @@ mod tests {
         assert_eq!(a.coap, "[::1]:5684".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("/f"));
         assert!(a.verbose);
+    }
+
+    #[test]
+    fn redis_from_flag_or_env() {
+        let env = [("LWM2M_REDIS", "redis://env:6379/")];
+        assert_eq!(
+            parse(&[], &env).unwrap().redis.as_deref(),
+            Some("redis://env:6379/")
+        );
+        let a = parse(&["--redis=redis://flag/1"], &env).unwrap();
+        assert_eq!(a.redis.as_deref(), Some("redis://flag/1"));
+        // An empty variable is unset (as shells and compose files leave it).
+        assert_eq!(parse(&[], &[("LWM2M_REDIS", "")]).unwrap().redis, None);
+        assert!(parse(&["--redis"], &[])
+            .unwrap_err()
+            .contains("needs a value"));
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redacted("redis://user:secret@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
+        assert_eq!(redacted("redis://db:6379/0"), "redis://db:6379/0");
     }
 
     #[test]

@@ -69,6 +69,22 @@ pub trait RegistrationStore<P>: Send {
     fn put(&mut self, reg: &Registration<P>) -> Result<(), StoreError>;
     /// Removes the registration `id` (no error if absent).
     fn remove(&mut self, id: &str) -> Result<(), StoreError>;
+
+    /// True for a store that several server nodes write (Redis): the engine
+    /// then reads a registration back with [`RegistrationStore::get`] before
+    /// it acts on an Update, a De-register or an expiry, since another node
+    /// may have handled the client since. False (the default) for a store
+    /// only this engine writes, whose memory is then the truth.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The registration `id` as stored now (`None` if absent). Called only
+    /// when [`RegistrationStore::is_shared`]; the default knows nothing.
+    fn get(&mut self, id: &str) -> Result<Option<Registration<P>>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
 }
 
 /// A store that keeps nothing beyond the process: for tests and for servers

@@ -22,6 +22,7 @@ impl Running {
             .arg(data_dir)
             .env_remove("LWM2M_COAP")
             .env_remove("LWM2M_DATA_DIR")
+            .env_remove("LWM2M_REDIS")
             .stderr(Stdio::piped())
             .spawn()
             .expect("start lwm2m-server");
