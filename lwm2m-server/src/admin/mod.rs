@@ -26,8 +26,9 @@
 //! (as Leshan's demo does, so a device's 4.04 is never confused with the API's
 //! own 404 for an unknown client). API errors are `{"error":"..."}` with 404
 //! (unknown client), 400 (bad path, query or body), 504 (no answer within
-//! `timeout`, default 5 s), 503 (server stopped or request queue full) or 502
-//! (undecodable answer).
+//! `timeout`, default 5 s), 503 (server stopped or request queue full), 502
+//! (undecodable answer), 410 (the client deregistered before answering) or
+//! 405 (e.g. GET on `.../attributes`).
 //!
 //! Queue mode: a request for a queue-mode client that is asleep (no Register
 //! or Update within the server's awake time) is answered `202 Accepted` with
@@ -358,7 +359,7 @@ async fn ui_js() -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let registered = s.server.registrations().await.len();
+    let registered = s.server.registration_count().await;
     (
         [(
             header::CONTENT_TYPE,
@@ -413,10 +414,8 @@ async fn list_clients(State(s): State<AppState>) -> Json<JsonValue> {
 
 async fn find(s: &Shared, ep: &str) -> Result<Registration<SocketAddr>, ApiError> {
     s.server
-        .registrations()
+        .registration(ep)
         .await
-        .into_iter()
-        .find(|r| r.endpoint == ep)
         .ok_or_else(|| unknown_client(ep))
 }
 
@@ -555,17 +554,33 @@ fn default_write_format(r: &Registration<SocketAddr>) -> ContentFormat {
     }
 }
 
-/// Query items of a raw query string, percent-decoding the few characters
-/// attribute values can hold.
-fn query_items(raw: &str) -> Vec<String> {
+/// Percent-decodes one query item (`+` is a space, as in forms).
+fn percent_decode(item: &str) -> Result<String, ApiError> {
+    let bad = || bad_request(format!("bad percent-encoding in query item {item:?}"));
+    let mut out = Vec::with_capacity(item.len());
+    let mut bytes = item.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hi = bytes.next().ok_or_else(bad)?;
+                let lo = bytes.next().ok_or_else(bad)?;
+                let hex = [hi, lo];
+                let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// The decoded items of a raw query string, in order (Write-Attributes
+/// needs the bare `name` items that unset, which a map would lose).
+fn query_items(raw: &str) -> Result<Vec<String>, ApiError> {
     raw.split('&')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.replace("%2E", ".")
-                .replace("%2e", ".")
-                .replace("%2D", "-")
-                .replace("%2d", "-")
-        })
+        .map(percent_decode)
         .collect()
 }
 
@@ -618,7 +633,7 @@ async fn dm(
             )
         }
         (Method::PUT, Action::Attributes) => {
-            let items = query_items(raw.as_deref().unwrap_or(""));
+            let items = query_items(raw.as_deref().unwrap_or(""))?;
             // format/timeout/replace are the API's own parameters.
             let attrs: Vec<&str> = items
                 .iter()
@@ -821,6 +836,17 @@ mod tests {
         assert!(parse_target("3/x").is_err());
         assert!(parse_target("3/65535").is_err());
         assert!(parse_target("1/2/3/4/5").is_err());
+    }
+
+    #[test]
+    fn query_items_are_percent_decoded() {
+        assert_eq!(
+            query_items("pmin=10&gt%3D2.5&&lt").unwrap(),
+            ["pmin=10", "gt=2.5", "lt"]
+        );
+        assert!(query_items("pmin=%4").is_err());
+        assert!(query_items("pmin=%zz").is_err());
+        assert!(query_items("pmin=%ff").is_err(), "not UTF-8");
     }
 
     #[test]

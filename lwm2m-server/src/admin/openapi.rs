@@ -56,6 +56,8 @@ fn dm_responses() -> Value {
         "202": json_response("The client is a sleeping queue-mode client: the request is queued and its result comes as a REQUEST_RESULT event.", "Queued"),
         "400": json_response("Bad path, query or body.", "Error"),
         "404": json_response("No client registered with this endpoint name.", "Error"),
+        "405": json_response("Method not allowed on this kind of path.", "Error"),
+        "410": json_response("The client deregistered before answering.", "Error"),
         "502": json_response("The device's answer could not be decoded or the exchange failed.", "Error"),
         "503": json_response("Server stopped or request queue full.", "Error"),
         "504": json_response("No answer within the timeout.", "Error"),
