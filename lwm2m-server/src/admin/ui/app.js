@@ -192,11 +192,13 @@ function renderDetail() {
   const tree = el("div");
   for (const [o, insts] of [...objects.entries()].sort((a, b) => a[0] - b[0])) {
     const spec = state.specs.get(o);
-    const box = el("div", { class: "obj", "data-object": String(o) }, el("h3", {}, `${spec ? spec.name : "Object"} (/${o})`));
+    // Security (/0) holds keys and is not readable over DM: start it closed.
+    const box = el("details", { class: "obj", "data-object": String(o) }, el("summary", {}, el("h3", {}, `${spec ? spec.name : "Object"} (/${o})`)));
+    if (o !== 0) box.open = true;
     for (const i of [...insts].sort((a, b) => a - b)) box.append(renderInstance(c.endpoint, o, i, spec));
     tree.append(box);
   }
-  d.replaceChildren(el("h2", {}, c.endpoint), info, el("div", { id: "status" }), tree);
+  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, c.endpoint), info, tree);
 }
 
 async function select(ep) {
@@ -248,4 +250,6 @@ function listen() {
   for (const s of specs.body) state.specs.set(s.id, s);
   listen();
   await loadClients();
+  // A queue-mode client falls asleep without any event: refresh now and then.
+  setInterval(loadClients, 15000);
 })();
