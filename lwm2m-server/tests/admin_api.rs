@@ -551,3 +551,28 @@ async fn ui_and_object_specs_are_served() {
     assert_eq!(manufacturer["type"], "STRING");
     f.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn expiry_is_a_deregistration_event_marked_expired() {
+    let config = ServerConfig {
+        lifetime_grace: lwm2m_core::time::Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let f = fixture(config).await;
+    let mut events = Events::open(&f.app, "?ep=short").await;
+    let d = Device::spawn(15).await;
+    d.register(f.server.local_addr(), "ep=short&lt=1").await;
+    assert_eq!(events.next("REGISTRATION").await["lifetime"], 1);
+    let r = events.next("DEREGISTRATION").await;
+    assert_eq!(r["endpoint"], "short");
+    assert_eq!(r["expired"], true);
+    let m = text(&f.app, "/metrics").await;
+    assert!(
+        m.contains("\nlwm2m_registration_expirations_total 1\n"),
+        "{m}"
+    );
+    assert!(m.contains("\nlwm2m_registered_clients 0\n"), "{m}");
+    let (s, _) = call(&f.app, "GET", "/api/clients/short/3/0", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    f.server.shutdown().await;
+}

@@ -36,6 +36,9 @@
 //! until the client is next heard from, and the answer arrives on
 //! `/api/events` as a `REQUEST_RESULT` event carrying the same `requestId`.
 //!
+//! No authentication: bind `--http` to a trusted interface (the default
+//! 0.0.0.0:8080 is for lab use) or put an authenticating proxy in front.
+//!
 //! Decisions: the default Write/Create format is TLV for LwM2M 1.0 and 1.1
 //! clients (mandatory for them) and SenML CBOR for 1.2 (TLV is optional
 //! there). Create needs the instance `id` in the body: the driver always names
@@ -89,7 +92,7 @@ impl AdminConfig {
     /// Settings matching the server's configuration, 5 s default timeout.
     pub fn for_server(config: &ServerConfig) -> AdminConfig {
         AdminConfig {
-            awake_time: Duration::from_millis(config.awake_time.as_millis() as u64),
+            awake_time: config.awake_time,
             default_timeout: Duration::from_secs(5),
         }
     }
@@ -775,7 +778,15 @@ async fn dm(
     }
 
     let start = std::time::Instant::now();
-    match tokio::time::timeout(params.timeout, fut).await {
+    // The request runs in its own task: when the caller's timeout passes,
+    // it still completes in the driver (an Observe answered late is still
+    // recorded, so it can be cancelled by path).
+    let task = tokio::spawn(fut);
+    match tokio::time::timeout(params.timeout, task).await {
+        Ok(Err(join)) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{op} {path} failed: {join}"),
+        )),
         Err(_) => {
             s.metrics.request(op, "timeout", start.elapsed());
             Err(ApiError(
@@ -786,11 +797,11 @@ async fn dm(
                 ),
             ))
         }
-        Ok(Ok(r)) => {
+        Ok(Ok(Ok(r))) => {
             s.metrics.request(op, &outcome_of(&r), start.elapsed());
             Ok(Json(json::response_json(&r)).into_response())
         }
-        Ok(Err(e)) => {
+        Ok(Ok(Err(e))) => {
             let (status, outcome) = dm_error(&e);
             s.metrics.request(op, outcome, start.elapsed());
             Ok((status, Json(dm_error_json(&e))).into_response())
