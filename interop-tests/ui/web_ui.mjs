@@ -1,5 +1,6 @@
 // Drives the LwM2M server's web UI in headless Chromium: open the page,
-// click the registered client, Read /3/0 and see the manufacturer.
+// click the registered client, Read /3/0 and see the manufacturer, then
+// Write /1/0/1 (Lifetime) through the prompt and see the value read back.
 //
 //   node web_ui.mjs BASE_URL ENDPOINT EXPECTED_MANUFACTURER
 //
@@ -41,7 +42,11 @@ try {
   await cell.filter({ hasText: manufacturer }).waitFor({ timeout });
   const status = await page.locator("#status").textContent();
   if (!status.includes("CONTENT")) throw new Error(`status line says ${JSON.stringify(status)}`);
-  console.log(`ok: ${endpoint} /3/0/0 = ${await cell.textContent()}`);
+  // Write the Server object's Lifetime through the prompt; the UI reads it back.
+  page.once("dialog", (d) => d.accept("120"));
+  await page.locator('tr[data-path="/1/0/1"] button[data-op="write"]').click();
+  await page.locator('[id="v-/1/0/1"]').filter({ hasText: "120" }).waitFor({ timeout });
+  console.log(`ok: ${endpoint} /3/0/0 = ${await cell.textContent()}, /1/0/1 written`);
   ok = true;
 } catch (e) {
   console.error(`web UI test failed: ${e.message}`);

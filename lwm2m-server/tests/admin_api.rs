@@ -548,7 +548,9 @@ async fn ui_and_object_specs_are_served() {
         .unwrap();
     assert_eq!(manufacturer["name"], "Manufacturer");
     assert_eq!(manufacturer["operations"], "R");
-    assert_eq!(manufacturer["type"], "STRING");
+    assert_eq!(manufacturer["type"], "string");
+    assert_eq!(manufacturer["instancetype"], "single");
+    assert_eq!(device["instancetype"], "single");
     f.server.shutdown().await;
 }
 

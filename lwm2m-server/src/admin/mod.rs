@@ -376,7 +376,11 @@ async fn openapi_json() -> Json<JsonValue> {
     Json(openapi())
 }
 
+/// Object models in the shape of Leshan's `/api/objectspecs` (without the
+/// description texts, which would make the answer hundreds of kilobytes).
 async fn objectspecs(State(s): State<AppState>) -> Json<JsonValue> {
+    use lwm2m_core::model::Operations;
+    let instancetype = |multiple: bool| if multiple { "multiple" } else { "single" };
     let specs: Vec<JsonValue> = s
         .models
         .defaults()
@@ -386,22 +390,24 @@ async fn objectspecs(State(s): State<AppState>) -> Json<JsonValue> {
                 .values()
                 .map(|r| {
                     let ops = match r.operations {
-                        lwm2m_core::model::Operations::None => "",
-                        lwm2m_core::model::Operations::Read => "R",
-                        lwm2m_core::model::Operations::Write => "W",
-                        lwm2m_core::model::Operations::ReadWrite => "RW",
-                        lwm2m_core::model::Operations::Execute => "E",
+                        Operations::None => "NONE",
+                        Operations::Read => "R",
+                        Operations::Write => "W",
+                        Operations::ReadWrite => "RW",
+                        Operations::Execute => "E",
                     };
                     json!({
                         "id": r.id, "name": r.name, "operations": ops,
-                        "multiple": r.multiple, "mandatory": r.mandatory,
-                        "type": json::type_name(r.resource_type), "units": r.units,
+                        "instancetype": instancetype(r.multiple), "mandatory": r.mandatory,
+                        "type": json::type_name(r.resource_type).to_ascii_lowercase(),
+                        "range": r.range, "units": r.units,
                     })
                 })
                 .collect();
             json!({
-                "id": o.id, "name": o.name, "version": o.version,
-                "multiple": o.multiple, "mandatory": o.mandatory, "resourcedefs": resources,
+                "id": o.id, "name": o.name, "instancetype": instancetype(o.multiple),
+                "mandatory": o.mandatory, "version": o.version,
+                "lwm2mversion": o.lwm2m_version, "resourcedefs": resources,
             })
         })
         .collect();

@@ -195,8 +195,16 @@ pub fn openapi() -> Value {
             }},
             "ObjectSpec": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "string"},
-                "multiple": {"type": "boolean"}, "mandatory": {"type": "boolean"},
-                "resourcedefs": {"type": "array", "items": {"type": "object"}},
+                "instancetype": {"type": "string", "enum": ["single", "multiple"]},
+                "mandatory": {"type": "boolean"}, "lwm2mversion": {"type": "string"},
+                "resourcedefs": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "name": {"type": "string"},
+                    "operations": {"type": "string", "enum": ["NONE", "R", "W", "RW", "E"]},
+                    "instancetype": {"type": "string", "enum": ["single", "multiple"]},
+                    "mandatory": {"type": "boolean"},
+                    "type": {"type": "string", "description": "Lower case, as Leshan: string, integer, unsigned_integer, float, boolean, opaque, time, objlnk, corelink, none."},
+                    "range": {"type": "string"}, "units": {"type": "string"},
+                }}},
             }},
         }},
     })

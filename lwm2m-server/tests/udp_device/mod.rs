@@ -83,6 +83,9 @@ fn answer(req: &Request) -> Option<Response> {
             Response::new(Code::CONTENT).with_payload(0, b"42".to_vec())
         }
         (Code::GET, ["7", ..]) => return None,
+        (Code::GET, ["1", "0", "1"]) => {
+            Response::new(Code::CONTENT).with_payload(0, b"120".to_vec())
+        }
         (Code::PUT, ["1", "0", "1"]) => Response::new(Code::CHANGED),
         (Code::PUT, ["3", "0", "9"]) => Response::new(Code::CHANGED),
         (Code::POST, ["3", "0", "4"]) => Response::new(Code::CHANGED),

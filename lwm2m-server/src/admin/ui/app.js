@@ -141,7 +141,9 @@ function opsFor(ep, path, def) {
     if (state.observed.has(ep + path)) ob.classList.add("on");
     td.append(ob);
   }
-  if (ops.includes("W") && !(def && def.multiple)) td.append(el("button", { onclick: () => write(ep, path, def ? def.type : "STRING"), "data-op": "write" }, "Write"));
+  if (ops.includes("W") && !(def && def.instancetype === "multiple")) {
+    td.append(el("button", { onclick: () => write(ep, path, def ? def.type.toUpperCase() : "STRING"), "data-op": "write" }, "Write"));
+  }
   if (ops.includes("E")) td.append(el("button", { onclick: () => exec(ep, path), "data-op": "execute" }, "Execute"));
   return td;
 }
