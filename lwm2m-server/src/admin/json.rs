@@ -586,6 +586,59 @@ mod tests {
         assert!(e.contains("integer"), "{e}");
     }
 
+    /// Odd bodies at every depth are errors, never panics (the body is
+    /// whatever an HTTP caller sent).
+    #[test]
+    fn odd_bodies_never_panic() {
+        let models = lwm2m_objects::Registry::standard();
+        let bodies = [
+            "null",
+            "[]",
+            "{}",
+            "1",
+            "\"x\"",
+            "true",
+            r#"{"kind":"obj"}"#,
+            r#"{"kind":"obj","instances":[null]}"#,
+            r#"{"kind":"obj","instances":[{"id":70000,"resources":[]}]}"#,
+            r#"{"kind":"instance","id":-1,"resources":[]}"#,
+            r#"{"kind":"instance","id":0,"resources":[{"id":0}]}"#,
+            r#"{"kind":"instance","id":0,"resources":[{"id":0,"value":null}]}"#,
+            r#"{"kind":"instance","id":0,"resources":[{"id":0,"kind":"multiResource","values":[]}]}"#,
+            r#"{"kind":"instance","id":0,"resources":[{"id":7,"kind":"multiResource","values":{"x":1}}]}"#,
+            r#"{"kind":"instance","id":0,"resources":[{"id":7,"kind":"multiResource","values":{"65535":1}}]}"#,
+            r#"{"kind":"singleResource","id":0,"type":"OBJLNK","value":"1:"}"#,
+            r#"{"kind":"singleResource","id":0,"type":"OBJLNK","value":"70000:1"}"#,
+            r#"{"kind":"singleResource","id":0,"type":"OPAQUE","value":"zz"}"#,
+            r#"{"kind":"singleResource","id":0,"type":"OPAQUE","value":"é0"}"#,
+            r#"{"kind":"singleResource","id":0,"type":"UNSIGNED_INTEGER","value":-1}"#,
+            r#"{"kind":"singleResource","id":0,"type":"INTEGER","value":1e300}"#,
+            r#"{"kind":"singleResource","id":0,"type":"NONE","value":1}"#,
+            r#"{"kind":"singleResource","id":0,"type":7,"value":1}"#,
+            r#"{"kind":"resourceInstance","id":0,"value":1}"#,
+        ];
+        let paths = [
+            Path::Root,
+            Path::Object(3),
+            Path::Instance(3, 0),
+            Path::Resource(3, 0, 0),
+            Path::Resource(3, 0, 7),
+            Path::ResourceInstance(3, 0, 7, 0),
+            Path::Resource(9999, 0, 0),
+        ];
+        for b in bodies {
+            let j: Json = serde_json::from_str(b).unwrap();
+            for p in &paths {
+                // Only "does not panic" is asserted for the odd ones; the
+                // clearly wrong ones must be errors.
+                let r = parse_node(&j, p, &models);
+                if matches!(b, "null" | "[]" | "1" | "true") || *p == Path::Root {
+                    assert!(r.is_err(), "{b} at {p}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn response_shapes() {
         let r = DmResponse {

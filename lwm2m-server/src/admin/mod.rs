@@ -158,7 +158,7 @@ impl Shared {
         let awake_until = r
             .last_update
             .as_millis()
-            .saturating_add(self.config.awake_time.as_millis() as u64);
+            .saturating_add(u64::try_from(self.config.awake_time.as_millis()).unwrap_or(u64::MAX));
         r.queue_mode && now >= awake_until
     }
 
