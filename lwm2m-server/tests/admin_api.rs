@@ -173,8 +173,16 @@ async fn clients_list_and_one_client() {
 #[tokio::test]
 async fn read_in_default_and_requested_formats() {
     let (f, d) = registered("dev1").await;
-    let (s, r) = call(&f.app, "GET", "/api/clients/dev1/3/0", None).await;
+    let mut events = Events::open(&f.app, "").await;
+    let (s, mut r) = call(&f.app, "GET", "/api/clients/dev1/3/0", None).await;
     assert_eq!(s, StatusCode::OK);
+    // The result is also an event, under the same request id.
+    let request_id = r.as_object_mut().unwrap().remove("requestId").unwrap();
+    let ev = events.next("REQUEST_RESULT").await;
+    assert_eq!(ev["requestId"], request_id);
+    assert_eq!(ev["operation"], "read");
+    assert_eq!(ev["path"], "/3/0");
+    assert_eq!(ev["result"], r);
     assert_eq!(
         r,
         json!({"status": "CONTENT", "code": "2.05", "success": true, "content": {
@@ -200,8 +208,9 @@ async fn read_in_default_and_requested_formats() {
     assert_eq!(d.last_request().options.uint(number::ACCEPT), Some(110));
 
     // The device's error is reported, not turned into an HTTP error.
-    let (s, r) = call(&f.app, "GET", "/api/clients/dev1/3/0/5", None).await;
+    let (s, mut r) = call(&f.app, "GET", "/api/clients/dev1/3/0/5", None).await;
     assert_eq!(s, StatusCode::OK);
+    assert!(r.as_object_mut().unwrap().remove("requestId").is_some());
     assert_eq!(
         r,
         json!({"status": "NOT_FOUND", "code": "4.04", "success": false})
@@ -225,6 +234,7 @@ async fn unanswered_read_is_a_gateway_timeout() {
         e["error"].as_str().unwrap().contains("did not answer"),
         "{e}"
     );
+    assert!(e["requestId"].as_str().unwrap().starts_with('r'), "{e}");
     f.server.shutdown().await;
 }
 

@@ -30,11 +30,15 @@
 //! (undecodable answer), 410 (the client deregistered before answering) or
 //! 405 (e.g. GET on `.../attributes`).
 //!
+//! Every device-management request gets a `requestId` (in its answer) and its
+//! result is also published as a `REQUEST_RESULT` event on `/api/events`.
 //! Queue mode: a request for a queue-mode client that is asleep (no Register
 //! or Update within the server's awake time) is answered `202 Accepted` with
 //! `{"requestId":"r1","status":"QUEUED"}` at once; the driver holds the request
-//! until the client is next heard from, and the answer arrives on
-//! `/api/events` as a `REQUEST_RESULT` event carrying the same `requestId`.
+//! until the client is next heard from, and the answer arrives as that
+//! `REQUEST_RESULT` event. After a 504 (the caller's `timeout`), a late answer
+//! arrives the same way. Metrics count each request once, with the outcome
+//! the driver reports (a caller's shorter `timeout` does not change it).
 //!
 //! No authentication: bind `--http` to a trusted interface (the default
 //! 0.0.0.0:8080 is for lab use) or put an authenticating proxy in front.
@@ -756,63 +760,71 @@ async fn dm(
         }
     };
 
+    // Every request has an id and runs in its own task, which counts it and
+    // publishes its result as a REQUEST_RESULT event whenever the driver
+    // has it: for a sleeping client after its wake-up, for a caller whose
+    // `timeout` passed when the device answers late (an Observe answered
+    // late is still recorded, so it can be cancelled by path).
+    let request_id = format!("r{}", s.next_request.fetch_add(1, Ordering::Relaxed));
+    let task = tokio::spawn(run_request(
+        s.clone(),
+        request_id.clone(),
+        ep.clone(),
+        path,
+        op,
+        fut,
+    ));
     if s.sleeping(&reg) {
-        let request_id = format!("r{}", s.next_request.fetch_add(1, Ordering::Relaxed));
-        let shared = s.clone();
-        let rid = request_id.clone();
-        tokio::spawn(async move {
-            let start = std::time::Instant::now();
-            let result = fut.await;
-            let result_json = match &result {
-                Ok(r) => {
-                    shared.metrics.request(op, &outcome_of(r), start.elapsed());
-                    json::response_json(r)
-                }
-                Err(e) => {
-                    shared.metrics.request(op, dm_error(e).1, start.elapsed());
-                    dm_error_json(e)
-                }
-            };
-            let data = json!({
-                "requestId": rid, "ep": ep, "path": path.to_string(),
-                "operation": op, "result": result_json,
-            });
-            shared.publish("REQUEST_RESULT", &ep, &data);
-        });
         let body = json!({"requestId": request_id, "status": "QUEUED"});
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-
-    let start = std::time::Instant::now();
-    // The request runs in its own task: when the caller's timeout passes,
-    // it still completes in the driver (an Observe answered late is still
-    // recorded, so it can be cancelled by path).
-    let task = tokio::spawn(fut);
-    match tokio::time::timeout(params.timeout, task).await {
-        Ok(Err(join)) => Err(ApiError(
+    let (status, mut body) = match tokio::time::timeout(params.timeout, task).await {
+        Ok(Err(join)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{op} {path} failed: {join}"),
-        )),
-        Err(_) => {
-            s.metrics.request(op, "timeout", start.elapsed());
-            Err(ApiError(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "{ep:?} did not answer {op} {path} within {:?}",
-                    params.timeout
-                ),
-            ))
+            json!({"error": format!("{op} {path} failed: {join}")}),
+        ),
+        Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            json!({"error": format!(
+                "{ep:?} did not answer {op} {path} within {:?} (a later answer comes as a REQUEST_RESULT event)",
+                params.timeout
+            )}),
+        ),
+        Ok(Ok((status, body))) => (status, body),
+    };
+    body["requestId"] = json!(request_id);
+    Ok((status, Json(body)).into_response())
+}
+
+/// Runs one device-management request to its end: counts it, publishes
+/// its result as a REQUEST_RESULT event and returns the HTTP status and
+/// body it maps to.
+async fn run_request(
+    shared: AppState,
+    request_id: String,
+    ep: String,
+    path: Path,
+    op: &'static str,
+    fut: impl Future<Output = Result<DmResponse, DmError>>,
+) -> (StatusCode, JsonValue) {
+    let start = std::time::Instant::now();
+    let (status, body) = match fut.await {
+        Ok(r) => {
+            shared.metrics.request(op, &outcome_of(&r), start.elapsed());
+            (StatusCode::OK, json::response_json(&r))
         }
-        Ok(Ok(Ok(r))) => {
-            s.metrics.request(op, &outcome_of(&r), start.elapsed());
-            Ok(Json(json::response_json(&r)).into_response())
-        }
-        Ok(Ok(Err(e))) => {
+        Err(e) => {
             let (status, outcome) = dm_error(&e);
-            s.metrics.request(op, outcome, start.elapsed());
-            Ok((status, Json(dm_error_json(&e))).into_response())
+            shared.metrics.request(op, outcome, start.elapsed());
+            (status, dm_error_json(&e))
         }
-    }
+    };
+    let data = json!({
+        "requestId": request_id, "ep": ep, "path": path.to_string(),
+        "operation": op, "result": body,
+    });
+    shared.publish("REQUEST_RESULT", &ep, &data);
+    (status, body)
 }
 
 fn outcome_of(r: &DmResponse) -> String {

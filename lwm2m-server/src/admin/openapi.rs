@@ -126,7 +126,7 @@ pub fn openapi() -> Value {
             "/api/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}},
             "/api/objectspecs": {"get": {"summary": "Object models the server knows (default version of each object).", "responses": {"200": {"description": "Object models.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/ObjectSpec"}}}}}}}},
             "/api/events": {"get": {
-                "summary": "Server-Sent Events: REGISTRATION, UPDATED, DEREGISTRATION (data: Registration, plus expired), NOTIFICATION (data: {ep, res, val: Node, status, code}), REQUEST_RESULT (data: {requestId, ep, path, operation, result}).",
+                "summary": "Server-Sent Events: REGISTRATION, UPDATED, DEREGISTRATION (data: Registration, plus expired), NOTIFICATION (data: {ep, res, val: Node, status, code}), REQUEST_RESULT for every device-management request, queued or not (data: {requestId, ep, path, operation, result: DeviceResponse or Error}).",
                 "parameters": [param("ep", "query", false, "Only events of this endpoint.")],
                 "responses": {"200": {"description": "Event stream.", "content": {"text/event-stream": {}}}},
             }},
@@ -155,9 +155,13 @@ pub fn openapi() -> Value {
             },
         },
         "components": {"schemas": {
-            "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "string"}, "code": {"type": "string"}}, "required": ["error"]},
+            "Error": {"type": "object", "properties": {
+                "error": {"type": "string"}, "status": {"type": "string"}, "code": {"type": "string"},
+                "requestId": {"type": "string", "description": "Set for device-management requests: a late result comes as a REQUEST_RESULT event with this id."},
+            }, "required": ["error"]},
             "Queued": {"type": "object", "properties": {"requestId": {"type": "string"}, "status": {"type": "string", "enum": ["QUEUED"]}}},
             "DeviceResponse": {"type": "object", "properties": {
+                "requestId": {"type": "string", "description": "Also in the REQUEST_RESULT event of this request."},
                 "status": {"type": "string", "example": "CONTENT"},
                 "code": {"type": "string", "example": "2.05"},
                 "success": {"type": "boolean"},

@@ -2,7 +2,9 @@
 // (/api/clients, /api/objectspecs) and listens to /api/events (SSE).
 "use strict";
 
-const state = { clients: new Map(), specs: new Map(), selected: null, observed: new Set() };
+// `pending`: ids of requests answered 202 (queued) or 504 (timed out), whose
+// result comes later as a REQUEST_RESULT event.
+const state = { clients: new Map(), specs: new Map(), selected: null, observed: new Set(), pending: new Set() };
 
 const $ = (sel) => document.querySelector(sel);
 function el(tag, attrs = {}, ...children) {
@@ -66,6 +68,7 @@ function showNode(path, node) {
 
 function report(op, path, res) {
   const b = res.body;
+  if ((res.http === 202 || res.http === 504) && b.requestId) state.pending.add(b.requestId);
   if (res.http === 202) status(`${op} ${path}: queued (${b.requestId}), client is sleeping`);
   else if (b.error) status(`${op} ${path}: ${b.error}`, true);
   else status(`${op} ${path}: ${b.status} ${b.code}${b.errorMessage ? " " + b.errorMessage : ""}`, !b.success);
@@ -243,7 +246,8 @@ function listen() {
   });
   es.addEventListener("REQUEST_RESULT", (e) => {
     const r = JSON.parse(e.data);
-    if (r.ep === state.selected) report(r.operation + " (queued " + r.requestId + ")", r.path, { http: 200, body: r.result });
+    if (!state.pending.delete(r.requestId)) return; // answered directly already
+    if (r.ep === state.selected) report(`${r.operation} (${r.requestId}, later)`, r.path, { http: 200, body: r.result });
   });
 }
 
