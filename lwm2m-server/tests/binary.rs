@@ -2,7 +2,7 @@
 //! registration made with libcoap's coap-client, lists it on the admin API,
 //! stops on SIGTERM and
 //! restores the registration at the next start.
-#![cfg(all(unix, feature = "sqlite", feature = "tokio"))]
+#![cfg(all(unix, feature = "sqlite", feature = "tokio", feature = "admin"))]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
