@@ -422,7 +422,9 @@ async fn sleeping_queue_mode_client_gets_202_and_result_as_event() {
     let loc = d
         .register(f.server.local_addr(), "ep=q1&lt=300&lwm2m=1.1&Q")
         .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // AWAKE after the Register, SLEEPING once the awake time has passed.
+    events.next("AWAKE").await;
+    assert_eq!(events.next("SLEEPING").await, json!({"ep": "q1"}));
     let (_, c) = call(&f.app, "GET", "/api/clients/q1", None).await;
     assert_eq!(c["sleeping"], true);
 

@@ -14,7 +14,7 @@
 //! | `GET /api/clients/{ep}/{path}/discover` | Discover |
 //! | `PUT /api/clients/{ep}/{path}/attributes?pmin=..` | Write-Attributes (bare `name` unsets) |
 //! | `POST`/`DELETE /api/clients/{ep}/{path}/observe` | Observe / cancel |
-//! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `REQUEST_RESULT` |
+//! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
 //! | `GET /metrics` | Prometheus text format |
@@ -242,11 +242,13 @@ async fn forward_events(
                 s.metrics.registration(R::Registered);
                 let data = s.registration_json(&registration);
                 s.publish("REGISTRATION", &registration.endpoint, &data);
+                watch_sleep(&s, &registration);
             }
             ServerEvent::Updated { registration } => {
                 s.metrics.registration(R::Updated);
                 let data = s.registration_json(&registration);
                 s.publish("UPDATED", &registration.endpoint, &data);
+                watch_sleep(&s, &registration);
             }
             ServerEvent::Deregistered { registration } => {
                 s.metrics.registration(R::Deregistered);
@@ -278,6 +280,29 @@ async fn forward_events(
             ServerEvent::Response { .. } | ServerEvent::StoreFailed { .. } => {}
         }
     }
+}
+
+/// A queue-mode client is awake after Register/Update: AWAKE now, and
+/// SLEEPING once the awake time has passed without another Update (as
+/// Leshan's demo reports them). The timer asks the driver for the
+/// registration, so a newer Update or a deregistration cancels it.
+fn watch_sleep(s: &Arc<Shared>, r: &Registration<SocketAddr>) {
+    if !r.queue_mode {
+        return;
+    }
+    let data = json!({"ep": r.endpoint});
+    s.publish("AWAKE", &r.endpoint, &data);
+    let weak = Arc::downgrade(s);
+    let (endpoint, last_update) = (r.endpoint.clone(), r.last_update);
+    let awake = s.config.awake_time;
+    tokio::spawn(async move {
+        tokio::time::sleep(awake).await;
+        let Some(s) = weak.upgrade() else { return };
+        let current = s.server.registration(&endpoint).await;
+        if current.is_some_and(|c| c.last_update == last_update) {
+            s.publish("SLEEPING", &endpoint, &data);
+        }
+    });
 }
 
 /// Leshan sends DEREGISTRATION for both ends of a registration; `expired`

@@ -126,7 +126,7 @@ pub fn openapi() -> Value {
             "/api/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}},
             "/api/objectspecs": {"get": {"summary": "Object models the server knows (default version of each object).", "responses": {"200": {"description": "Object models.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/ObjectSpec"}}}}}}}},
             "/api/events": {"get": {
-                "summary": "Server-Sent Events: REGISTRATION, UPDATED, DEREGISTRATION (data: Registration, plus expired), NOTIFICATION (data: {ep, res, val: Node, status, code}), REQUEST_RESULT for every device-management request, queued or not (data: {requestId, ep, path, operation, result: DeviceResponse or Error}).",
+                "summary": "Server-Sent Events: REGISTRATION, UPDATED, DEREGISTRATION (data: Registration, plus expired), NOTIFICATION (data: {ep, res, val: Node, status, code}), REQUEST_RESULT for every device-management request, queued or not (data: {requestId, ep, path, operation, result: DeviceResponse or Error}), AWAKE and SLEEPING for queue-mode clients (data: {ep}).",
                 "parameters": [param("ep", "query", false, "Only events of this endpoint.")],
                 "responses": {"200": {"description": "Event stream.", "content": {"text/event-stream": {}}}},
             }},

@@ -240,6 +240,14 @@ function listen() {
     renderClients();
     if (c.endpoint === state.selected) renderDetail();
   });
+  for (const name of ["AWAKE", "SLEEPING"]) {
+    es.addEventListener(name, (e) => {
+      const c = state.clients.get(JSON.parse(e.data).ep);
+      if (!c) return;
+      c.sleeping = name === "SLEEPING";
+      renderClients();
+    });
+  }
   es.addEventListener("NOTIFICATION", (e) => {
     const n = JSON.parse(e.data);
     if (n.ep === state.selected && n.res && n.val) showNode(n.res, n.val);
@@ -256,6 +264,7 @@ function listen() {
   for (const s of specs.body) state.specs.set(s.id, s);
   listen();
   await loadClients();
-  // A queue-mode client falls asleep without any event: refresh now and then.
-  setInterval(loadClients, 15000);
+  // AWAKE/SLEEPING events cover clients registered while the server ran;
+  // an occasional refresh covers the rest (e.g. restored registrations).
+  setInterval(loadClients, 60000);
 })();
