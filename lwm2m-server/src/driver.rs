@@ -89,6 +89,13 @@ enum Command {
     Registrations {
         reply: oneshot::Sender<Vec<Registration<SocketAddr>>>,
     },
+    Registration {
+        endpoint: String,
+        reply: oneshot::Sender<Option<Registration<SocketAddr>>>,
+    },
+    RegistrationCount {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] stops the
@@ -195,6 +202,32 @@ impl ServerHandle {
             .is_err()
         {
             return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The registration of `endpoint`, if registered (without copying every
+    /// registration as [`ServerHandle::registrations`] does).
+    pub async fn registration(&self, endpoint: &str) -> Option<Registration<SocketAddr>> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Registration {
+            endpoint: endpoint.to_string(),
+            reply,
+        };
+        self.commands.send(cmd).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Number of live registrations.
+    pub async fn registration_count(&self) -> usize {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::RegistrationCount { reply })
+            .await
+            .is_err()
+        {
+            return 0;
         }
         rx.await.unwrap_or_default()
     }
@@ -398,6 +431,12 @@ fn command(
     match cmd {
         Command::Registrations { reply } => {
             let _ = reply.send(engine.registrations().cloned().collect());
+        }
+        Command::Registration { endpoint, reply } => {
+            let _ = reply.send(engine.registration(&endpoint).cloned());
+        }
+        Command::RegistrationCount { reply } => {
+            let _ = reply.send(engine.registration_count());
         }
         Command::CancelObserve { id, reply } => match engine.cancel_observe(now, id) {
             Ok(Some(cancel)) => {

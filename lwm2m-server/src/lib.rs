@@ -3,12 +3,17 @@
 //! [`store`]s (SQLite, in memory) and a tokio [`driver`] that binds a UDP
 //! socket and exposes an async API.
 //!
+//! With the `admin` feature, [`admin`] serves an HTTP API, SSE, Prometheus
+//! metrics and a web UI over the driver.
+//!
 //! Features (all default): `sqlite` ([`store::SqliteStore`]), `redis`
-//! ([`redis_store::RedisStore`], state shared by several server nodes) and
-//! `tokio` ([`driver`]). Without them the crate is the engine and the in-memory
+//! ([`redis_store::RedisStore`], state shared by several server nodes),
+//! `tokio` ([`driver`]) and `admin` ([`admin`], implies `tokio`). Without them the crate is the engine and the in-memory
 //! store only, for other drivers and for fuzzing.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod engine;

@@ -1,9 +1,11 @@
 //! The LwM2M server binary.
 //!
 //! ```text
-//! lwm2m-server [--coap ADDR] [--data-dir DIR] [--redis URL]
+//! lwm2m-server [--coap ADDR] [--http ADDR] [--data-dir DIR] [--redis URL]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
+//! `--http` (env `LWM2M_HTTP`, default `0.0.0.0:8080`): TCP address of the
+//! admin API, events, metrics and web UI ([`lwm2m_server::admin`]).
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
 //! registration database lives. `--redis` (env `LWM2M_REDIS`): keep
 //! registrations in that Redis instead (`redis://host[:port][/db]`), shared
@@ -16,11 +18,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use lwm2m_server::admin::{self, AdminConfig};
 use lwm2m_server::{RegistrationStore, Server, ServerConfig, SqliteStore};
 
-const USAGE: &str = "usage: lwm2m-server [--coap ADDR] [--data-dir DIR] [--redis URL] [--verbose]
+const USAGE: &str =
+    "usage: lwm2m-server [--coap ADDR] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
   --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
+  --http ADDR      TCP address of the admin API and web UI (env LWM2M_HTTP, default 0.0.0.0:8080)
   --data-dir DIR   registration database directory (env LWM2M_DATA_DIR, default ./lwm2m-data)
   --redis URL      keep registrations in Redis instead, shared by the server nodes
                    given the same URL (env LWM2M_REDIS, e.g. redis://127.0.0.1:6379/0)
@@ -29,6 +35,7 @@ const USAGE: &str = "usage: lwm2m-server [--coap ADDR] [--data-dir DIR] [--redis
 #[derive(Debug, PartialEq)]
 struct Args {
     coap: SocketAddr,
+    http: SocketAddr,
     data_dir: PathBuf,
     /// Redis URL: selects RedisStore over SqliteStore.
     redis: Option<String>,
@@ -42,6 +49,7 @@ fn parse_args(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Args, String> {
     let mut coap = env("LWM2M_COAP");
+    let mut http = env("LWM2M_HTTP");
     let mut data_dir = env("LWM2M_DATA_DIR");
     let mut redis = env("LWM2M_REDIS").filter(|v| !v.is_empty());
     let mut verbose = false;
@@ -52,13 +60,15 @@ fn parse_args(
             None => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--coap" | "--data-dir" | "--redis" => {
+            "--coap" | "--http" | "--data-dir" | "--redis" => {
                 let value = match inline {
                     Some(v) => v,
                     None => it.next().ok_or(format!("{flag} needs a value"))?,
                 };
                 if flag == "--coap" {
                     coap = Some(value);
+                } else if flag == "--http" {
+                    http = Some(value);
                 } else if flag == "--redis" {
                     redis = Some(value);
                 } else {
@@ -74,8 +84,13 @@ fn parse_args(
     let coap = coap
         .parse()
         .map_err(|_| format!("--coap {coap:?} is not an address like 0.0.0.0:5683"))?;
+    let http = http.unwrap_or_else(|| "0.0.0.0:8080".into());
+    let http = http
+        .parse()
+        .map_err(|_| format!("--http {http:?} is not an address like 0.0.0.0:8080"))?;
     Ok(Args {
         coap,
+        http,
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
         redis,
         verbose,
@@ -161,39 +176,69 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // SIGTERM is caught from here on: one that comes right after the
-    // "listening" line (a test or service manager stopping a server that
-    // just started) must stop it cleanly, not kill it.
-    #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    let models = Box::new(lwm2m_objects::Registry::standard());
-    let server = match Server::start(args.coap, ServerConfig::default(), store, models).await {
+    let models = Arc::new(lwm2m_objects::Registry::standard());
+    let config = ServerConfig::default();
+    let http = match tokio::net::TcpListener::bind(args.http).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot bind the HTTP socket {}: {e}", args.http);
+            return ExitCode::FAILURE;
+        }
+    };
+    let http_addr = http.local_addr().unwrap_or(args.http);
+    let server = match Server::start(
+        args.coap,
+        config.clone(),
+        store,
+        Box::new((*models).clone()),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let router = admin::router(server.handle(), models, AdminConfig::for_server(&config));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut http_task = tokio::spawn(admin::serve(http, router, async {
+        let _ = http_stopped.await;
+    }));
+    let stop = wait_for_stop_signal();
     tracing::info!(
         coap = %server.local_addr(),
+        http = %http_addr,
         store = %store_name,
         "LwM2M server listening"
     );
-    wait_for_stop_signal(
-        #[cfg(unix)]
-        term,
-    )
-    .await;
+    tokio::select! {
+        () = stop => {}
+        r = &mut http_task => tracing::error!("HTTP server ended: {r:?}"),
+    }
     tracing::info!("shutting down");
+    let _ = stop_http.send(());
+    // Event streams (SSE) never end by themselves: give requests in flight
+    // a moment, then close what is left.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut http_task)
+        .await
+        .is_err()
+    {
+        http_task.abort();
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
 /// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and
-/// container runtimes send).
-async fn wait_for_stop_signal(#[cfg(unix)] term: std::io::Result<tokio::signal::unix::Signal>) {
+/// container runtimes send). The SIGTERM handler is installed when this is
+/// called, not when the future is first polled, so a SIGTERM that arrives
+/// right after the "listening" line is not lost.
+fn wait_for_stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
         match term {
             Ok(mut term) => {
                 tokio::select! {
@@ -210,9 +255,9 @@ async fn wait_for_stop_signal(#[cfg(unix)] term: std::io::Result<tokio::signal::
             }
             Err(e) => tracing::error!("cannot wait for SIGTERM: {e}"),
         }
-    }
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!("cannot wait for Ctrl-C: {e}");
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot wait for Ctrl-C: {e}");
+        }
     }
 }
 
@@ -234,6 +279,7 @@ mod tests {
     fn defaults() {
         let a = parse(&[], &[]).unwrap();
         assert_eq!(a.coap, "0.0.0.0:5683".parse().unwrap());
+        assert_eq!(a.http, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("./lwm2m-data"));
         assert_eq!(a.redis, None);
         assert!(!a.verbose);
@@ -241,9 +287,16 @@ mod tests {
 
     #[test]
     fn flags_override_env() {
-        let env = [("LWM2M_COAP", "127.0.0.1:1"), ("LWM2M_DATA_DIR", "/e")];
+        let env = [
+            ("LWM2M_COAP", "127.0.0.1:1"),
+            ("LWM2M_DATA_DIR", "/e"),
+            ("LWM2M_HTTP", "127.0.0.1:2"),
+        ];
         let a = parse(&[], &env).unwrap();
         assert_eq!(a.coap, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(a.http, "127.0.0.1:2".parse().unwrap());
+        let a = parse(&["--http=[::1]:80"], &env).unwrap();
+        assert_eq!(a.http, "[::1]:80".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("/e"));
         let a = parse(&["--coap", "[::1]:5684", "--data-dir=/f", "-v"], &env).unwrap();
         assert_eq!(a.coap, "[::1]:5684".parse().unwrap());
@@ -282,6 +335,9 @@ mod tests {
             .unwrap_err()
             .contains("needs a value"));
         assert!(parse(&["--coap", "localhost"], &[])
+            .unwrap_err()
+            .contains("not an address"));
+        assert!(parse(&["--http", "8080"], &[])
             .unwrap_err()
             .contains("not an address"));
         assert!(parse(&["--port", "1"], &[])

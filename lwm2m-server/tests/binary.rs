@@ -1,7 +1,8 @@
 //! The `lwm2m-server` binary: starts with a data directory, logs a
-//! registration made with libcoap's coap-client, stops on SIGTERM and
+//! registration made with libcoap's coap-client, lists it on the admin API,
+//! stops on SIGTERM and
 //! restores the registration at the next start.
-#![cfg(all(unix, feature = "sqlite", feature = "tokio"))]
+#![cfg(all(unix, feature = "sqlite", feature = "tokio", feature = "admin"))]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -18,9 +19,16 @@ struct Running {
 impl Running {
     fn start(data_dir: &std::path::Path) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server"))
-            .args(["--coap", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--coap",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env_remove("LWM2M_COAP")
+            .env_remove("LWM2M_HTTP")
             .env_remove("LWM2M_DATA_DIR")
             .env_remove("LWM2M_REDIS")
             .stderr(Stdio::piped())
@@ -61,13 +69,17 @@ impl Running {
         }
     }
 
-    fn port(&mut self) -> u16 {
+    /// The CoAP and HTTP ports from the "listening" line.
+    fn ports(&mut self) -> (u16, u16) {
         let line = self.expect_line("LwM2M server listening");
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("coap="))
-            .expect("coap= in the listening line");
-        addr.rsplit(':').next().unwrap().parse().unwrap()
+        let port = |key: &str| -> u16 {
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{key} in the listening line: {line}"));
+            addr.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        (port("coap="), port("http="))
     }
 
     fn stop(mut self) {
@@ -82,6 +94,21 @@ impl Running {
     }
 }
 
+/// A bare HTTP/1.1 GET (the test needs no HTTP client crate for one request).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn coap_client() -> String {
     std::env::var("COAP_CLIENT").unwrap_or_else(|_| "coap-client-notls".into())
 }
@@ -91,7 +118,7 @@ fn binary_registers_logs_stops_and_restores() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Running::start(&data);
-    let port = server.port();
+    let (port, http) = server.ports();
     let out = Command::new(coap_client())
         .args(["-m", "post", "-t", "40", "-e", "</3/0>"])
         .arg(format!("coap://127.0.0.1:{port}/rd?ep=bin-test&lt=60"))
@@ -103,11 +130,16 @@ fn binary_registers_logs_stops_and_restores() {
     let line = server.expect_line("registered");
     assert!(line.contains("endpoint=bin-test"), "{line}");
     assert!(line.contains("lifetime=60"), "{line}");
+    let clients = http_get(http, "/api/clients");
+    assert!(clients.starts_with("HTTP/1.1 200"), "{clients}");
+    assert!(clients.contains(r#""endpoint":"bin-test""#), "{clients}");
     server.stop();
     assert!(data.join("registrations.sqlite3").is_file());
 
     let mut server = Running::start(&data);
     let line = server.expect_line("restored registration");
     assert!(line.contains("endpoint=bin-test"), "{line}");
+    // SIGTERM is handled from the "listening" line on.
+    server.ports();
     server.stop();
 }

@@ -1,0 +1,215 @@
+//! The OpenAPI 3 document of the admin API, written by hand: the API is
+//! small, and a derive framework would add a dependency and macros to every
+//! handler for a document a test checks against [`super::ROUTES`] anyway.
+
+use serde_json::{json, Value};
+
+fn param(name: &str, location: &str, required: bool, description: &str) -> Value {
+    json!({
+        "name": name, "in": location, "required": required,
+        "description": description, "schema": {"type": "string"},
+    })
+}
+
+fn ep() -> Value {
+    param("endpoint", "path", true, "Endpoint client name.")
+}
+
+fn path() -> Value {
+    param(
+        "path",
+        "path",
+        true,
+        "LwM2M path without the leading slash, slashes kept: 3, 3/0, 3/0/1, 3/0/7/1.",
+    )
+}
+
+fn timeout() -> Value {
+    param(
+        "timeout",
+        "query",
+        false,
+        "Seconds to wait for the device (default 5, at most 3600).",
+    )
+}
+
+fn format() -> Value {
+    param(
+        "format",
+        "query",
+        false,
+        "Content format: TEXT, OPAQUE, CBOR, TLV, JSON, SENML_JSON, SENML_CBOR, LWM2M_CBOR or a number.",
+    )
+}
+
+fn json_response(description: &str, schema: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
+    })
+}
+
+/// Responses every device-management operation can give.
+fn dm_responses() -> Value {
+    json!({
+        "200": json_response("The device answered (success or a CoAP error, see status/code).", "DeviceResponse"),
+        "202": json_response("The client is a sleeping queue-mode client: the request is queued and its result comes as a REQUEST_RESULT event.", "Queued"),
+        "400": json_response("Bad path, query or body.", "Error"),
+        "404": json_response("No client registered with this endpoint name.", "Error"),
+        "405": json_response("Method not allowed on this kind of path.", "Error"),
+        "410": json_response("The client deregistered before answering.", "Error"),
+        "502": json_response("The device's answer could not be decoded or the exchange failed.", "Error"),
+        "503": json_response("Server stopped or request queue full.", "Error"),
+        "504": json_response("No answer within the timeout.", "Error"),
+    })
+}
+
+fn dm_op(summary: &str, extra: Vec<Value>, body: Option<Value>) -> Value {
+    let mut params = vec![ep(), path(), timeout()];
+    params.extend(extra);
+    let mut op = json!({"summary": summary, "parameters": params, "responses": dm_responses()});
+    if let Some(b) = body {
+        op["requestBody"] = b;
+    }
+    op
+}
+
+fn node_body() -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}})
+}
+
+/// The document.
+pub fn openapi() -> Value {
+    let attrs_params = vec![
+        param(
+            "pmin",
+            "query",
+            false,
+            "Minimum period (s); a bare name unsets it.",
+        ),
+        param("pmax", "query", false, "Maximum period (s)."),
+        param("gt", "query", false, "Greater than."),
+        param("lt", "query", false, "Less than."),
+        param("st", "query", false, "Step."),
+        param(
+            "epmin",
+            "query",
+            false,
+            "Minimum evaluation period (s, 1.1).",
+        ),
+        param(
+            "epmax",
+            "query",
+            false,
+            "Maximum evaluation period (s, 1.1).",
+        ),
+        param("edge", "query", false, "Edge 0/1 (1.2)."),
+        param(
+            "con",
+            "query",
+            false,
+            "Confirmable notifications 0/1 (1.2).",
+        ),
+        param("hqmax", "query", false, "Historical queue maximum (1.2)."),
+    ];
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "LwM2M server admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Registrations, device management and events of the LwM2M server, shaped like Eclipse Leshan's demo server API.",
+        },
+        "paths": {
+            "/": {"get": {"summary": "Web UI.", "responses": {"200": {"description": "HTML page.", "content": {"text/html": {}}}}}},
+            "/app.js": {"get": {"summary": "Web UI script.", "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format 0.0.4).", "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {}}}}}},
+            "/api/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}},
+            "/api/objectspecs": {"get": {"summary": "Object models the server knows (default version of each object).", "responses": {"200": {"description": "Object models.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/ObjectSpec"}}}}}}}},
+            "/api/events": {"get": {
+                "summary": "Server-Sent Events: REGISTRATION, UPDATED, DEREGISTRATION (data: Registration, plus expired), NOTIFICATION (data: {ep, res, val: Node, status, code}), REQUEST_RESULT for every device-management request, queued or not (data: {requestId, ep, path, operation, result: DeviceResponse or Error}), AWAKE and SLEEPING for queue-mode clients (data: {ep}).",
+                "parameters": [param("ep", "query", false, "Only events of this endpoint.")],
+                "responses": {"200": {"description": "Event stream.", "content": {"text/event-stream": {}}}},
+            }},
+            "/api/clients": {"get": {"summary": "Registered clients.", "responses": {"200": {"description": "Registrations.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Registration"}}}}}}}},
+            "/api/clients/{endpoint}": {"get": {
+                "summary": "One registered client.",
+                "parameters": [ep()],
+                "responses": {"200": json_response("Registration.", "Registration"), "404": json_response("Unknown client.", "Error")},
+            }},
+            "/api/clients/{endpoint}/{path}": {
+                "get": dm_op("Read.", vec![format()], None),
+                "put": dm_op("Write a node (replace=true: PUT replace; false: POST partial update).",
+                    vec![format(), param("replace", "query", false, "true (default) or false.")], Some(node_body())),
+                "post": dm_op("Execute on a resource path (body: arguments as text, e.g. 0='a',1) or Create on an object path (body: an instance node with its id).",
+                    vec![format()], Some(json!({"required": false, "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Node"}},
+                    }}))),
+                "delete": dm_op("Delete an object instance.", vec![], None),
+            },
+            "/api/clients/{endpoint}/{path}/discover": {"get": dm_op("Discover: objectLinks with attributes.", vec![], None)},
+            "/api/clients/{endpoint}/{path}/attributes": {"put": dm_op("Write-Attributes.", attrs_params, None)},
+            "/api/clients/{endpoint}/{path}/observe": {
+                "post": dm_op("Observe; notifications come as NOTIFICATION events.", vec![format()], None),
+                "delete": dm_op("Cancel the observation of this path (actively).", vec![], None),
+            },
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "properties": {
+                "error": {"type": "string"}, "status": {"type": "string"}, "code": {"type": "string"},
+                "requestId": {"type": "string", "description": "Set for device-management requests: a late result comes as a REQUEST_RESULT event with this id."},
+            }, "required": ["error"]},
+            "Queued": {"type": "object", "properties": {"requestId": {"type": "string"}, "status": {"type": "string", "enum": ["QUEUED"]}}},
+            "DeviceResponse": {"type": "object", "properties": {
+                "requestId": {"type": "string", "description": "Also in the REQUEST_RESULT event of this request."},
+                "status": {"type": "string", "example": "CONTENT"},
+                "code": {"type": "string", "example": "2.05"},
+                "success": {"type": "boolean"},
+                "content": {"$ref": "#/components/schemas/Node"},
+                "objectLinks": {"type": "array", "items": {"$ref": "#/components/schemas/Link"}},
+                "location": {"type": "string", "description": "Path of the instance a Create made."},
+                "errorMessage": {"type": "string", "description": "The device's diagnostic payload."},
+                "raw": {"type": "object", "properties": {"contentFormat": {"type": "integer"}, "payload": {"type": "string", "description": "hex"}}},
+            }, "required": ["status", "code", "success"]},
+            "Node": {
+                "type": "object",
+                "description": "kind obj: {id, instances}; instance: {id, resources}; singleResource: {id, type, value}; multiResource: {id, type, values: {riid: value}}; resourceInstance: {id, type, value}. Types: STRING, INTEGER, UNSIGNED_INTEGER, FLOAT, BOOLEAN, OPAQUE (hex), TIME (Unix seconds), OBJLNK (\"3:0\"), CORELINK. In request bodies, type may be left out for resources the object models know.",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["obj", "instance", "singleResource", "multiResource", "resourceInstance"]},
+                    "id": {"type": "integer"},
+                    "type": {"type": "string"},
+                    "value": {},
+                    "values": {"type": "object"},
+                    "resources": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                    "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                },
+                "example": {"kind": "instance", "id": 0, "resources": [{"kind": "singleResource", "id": 0, "type": "STRING", "value": "Open Mobile Alliance"}]},
+            },
+            "Link": {"type": "object", "properties": {"url": {"type": "string"}, "attributes": {"type": "object"}}},
+            "Registration": {"type": "object", "properties": {
+                "endpoint": {"type": "string"}, "registrationId": {"type": "string"},
+                "address": {"type": "string"}, "lifetime": {"type": "integer"},
+                "lwM2mVersion": {"type": "string"}, "bindingMode": {"type": "string"},
+                "sms": {"type": "string", "nullable": true}, "queueMode": {"type": "boolean"},
+                "sleeping": {"type": "boolean"}, "rootPath": {"type": "string"},
+                "supportedContentFormats": {"type": "array", "items": {"type": "integer"}},
+                "objectLinks": {"type": "array", "items": {"$ref": "#/components/schemas/Link"}},
+                "registrationDate": {"type": "string", "format": "date-time"},
+                "lastUpdate": {"type": "string", "format": "date-time"},
+            }},
+            "ObjectSpec": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "string"},
+                "instancetype": {"type": "string", "enum": ["single", "multiple"]},
+                "mandatory": {"type": "boolean"}, "lwm2mversion": {"type": "string"},
+                "resourcedefs": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "name": {"type": "string"},
+                    "operations": {"type": "string", "enum": ["NONE", "R", "W", "RW", "E"]},
+                    "instancetype": {"type": "string", "enum": ["single", "multiple"]},
+                    "mandatory": {"type": "boolean"},
+                    "type": {"type": "string", "description": "Lower case, as Leshan: string, integer, unsigned_integer, float, boolean, opaque, time, objlnk, corelink, none."},
+                    "range": {"type": "string"}, "units": {"type": "string"},
+                }}},
+            }},
+        }},
+    })
+}

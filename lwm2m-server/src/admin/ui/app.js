@@ -1,0 +1,270 @@
+// LwM2M server web UI: vanilla JS, no build step. Talks to the admin API
+// (/api/clients, /api/objectspecs) and listens to /api/events (SSE).
+"use strict";
+
+// `pending`: ids of requests answered 202 (queued) or 504 (timed out), whose
+// result comes later as a REQUEST_RESULT event.
+const state = { clients: new Map(), specs: new Map(), selected: null, observed: new Set(), pending: new Set() };
+
+const $ = (sel) => document.querySelector(sel);
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+const enc = encodeURIComponent;
+
+function status(text, err) {
+  const s = $("#status");
+  if (!s) return;
+  s.textContent = text;
+  s.className = err ? "err" : "";
+}
+
+async function api(method, url, body) {
+  const opts = { method, headers: {} };
+  if (body !== undefined) {
+    opts.body = typeof body === "string" ? body : JSON.stringify(body);
+    opts.headers["Content-Type"] = typeof body === "string" ? "text/plain" : "application/json";
+  }
+  const r = await fetch(url, opts);
+  const j = await r.json().catch(() => ({}));
+  return { http: r.status, body: j };
+}
+
+// --- values ---------------------------------------------------------------
+
+function show(path, value) {
+  const cell = document.getElementById("v-" + path);
+  if (cell) cell.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+// Writes a node's values into the value cells under `path`.
+function showNode(path, node) {
+  if (!node) return;
+  const parts = path.split("/").filter(Boolean);
+  switch (node.kind) {
+    case "obj":
+      for (const i of node.instances) showNode(`/${parts[0]}/${i.id}`, i);
+      break;
+    case "instance":
+      for (const r of node.resources) showNode(`/${parts[0]}/${parts[1]}/${r.id}`, r);
+      break;
+    case "singleResource":
+      show(path, node.value);
+      break;
+    case "multiResource":
+      show(path, node.values);
+      break;
+    case "resourceInstance":
+      show(path.split("/").slice(0, 4).join("/"), node.value);
+      break;
+  }
+}
+
+function report(op, path, res) {
+  const b = res.body;
+  if ((res.http === 202 || res.http === 504) && b.requestId) state.pending.add(b.requestId);
+  if (res.http === 202) status(`${op} ${path}: queued (${b.requestId}), client is sleeping`);
+  else if (b.error) status(`${op} ${path}: ${b.error}`, true);
+  else status(`${op} ${path}: ${b.status} ${b.code}${b.errorMessage ? " " + b.errorMessage : ""}`, !b.success);
+  if (b.success && b.content) showNode(path, b.content);
+}
+
+// --- operations -------------------------------------------------------------
+
+function url(ep, path, suffix = "") {
+  return `/api/clients/${enc(ep)}${path}${suffix}`;
+}
+
+async function read(ep, path) {
+  status(`read ${path}…`);
+  report("read", path, await api("GET", url(ep, path)));
+}
+
+async function write(ep, path, type) {
+  const text = prompt(`New value for ${path} (${type})`);
+  if (text === null) return;
+  let value = text;
+  if (["INTEGER", "UNSIGNED_INTEGER", "FLOAT", "TIME"].includes(type)) value = Number(text);
+  if (type === "BOOLEAN") value = text === "true" || text === "1";
+  const res = await api("PUT", url(ep, path), { id: Number(path.split("/")[3]), kind: "singleResource", type, value });
+  report("write", path, res);
+  if (res.body.success) read(ep, path);
+}
+
+async function exec(ep, path) {
+  const args = prompt(`Arguments for ${path} (e.g. 0='a',1), empty for none`, "");
+  if (args === null) return;
+  report("execute", path, await api("POST", url(ep, path), args));
+}
+
+async function observe(ep, path, button) {
+  const key = ep + path;
+  if (state.observed.has(key)) {
+    const res = await api("DELETE", url(ep, path, "/observe"));
+    state.observed.delete(key);
+    button.classList.remove("on");
+    report("cancel observe", path, res);
+  } else {
+    const res = await api("POST", url(ep, path, "/observe"));
+    if (res.body.success) {
+      state.observed.add(key);
+      button.classList.add("on");
+    }
+    report("observe", path, res);
+  }
+}
+
+// --- rendering --------------------------------------------------------------
+
+function renderClients() {
+  const ul = $("#clients");
+  ul.replaceChildren();
+  if (state.clients.size === 0) ul.append(el("li", { class: "empty" }, "No client registered."));
+  for (const c of [...state.clients.values()].sort((a, b) => a.endpoint.localeCompare(b.endpoint))) {
+    const li = el("li", { "data-ep": c.endpoint, class: c.endpoint === state.selected ? "sel" : "", onclick: () => select(c.endpoint) },
+      el("div", { class: "ep" }, el("span", { class: "dot" + (c.sleeping ? " sleeping" : "") }), c.endpoint),
+      el("div", { class: "meta" }, `${c.address} · LwM2M ${c.lwM2mVersion} · ${c.bindingMode}${c.queueMode ? " · queue" : ""}`));
+    ul.append(li);
+  }
+}
+
+function opsFor(ep, path, def) {
+  const td = el("td", { class: "ops" });
+  const ops = def ? def.operations : "RW";
+  if (ops.includes("R")) {
+    td.append(el("button", { onclick: () => read(ep, path), "data-op": "read" }, "Read"));
+    const ob = el("button", { "data-op": "observe" }, "Observe");
+    ob.addEventListener("click", () => observe(ep, path, ob));
+    if (state.observed.has(ep + path)) ob.classList.add("on");
+    td.append(ob);
+  }
+  if (ops.includes("W") && !(def && def.instancetype === "multiple")) {
+    td.append(el("button", { onclick: () => write(ep, path, def ? def.type.toUpperCase() : "STRING"), "data-op": "write" }, "Write"));
+  }
+  if (ops.includes("E")) td.append(el("button", { onclick: () => exec(ep, path), "data-op": "execute" }, "Execute"));
+  return td;
+}
+
+function renderInstance(ep, oid, iid, spec) {
+  const base = `/${oid}/${iid}`;
+  const head = el("h4", {}, `Instance ${iid}`,
+    el("button", { onclick: () => read(ep, base), "data-op": "read", "data-path": base }, "Read"),
+    el("button", { onclick: () => discover(ep, base), "data-op": "discover" }, "Discover"));
+  const table = el("table");
+  const defs = spec ? spec.resourcedefs : [];
+  for (const d of defs) {
+    const path = `${base}/${d.id}`;
+    table.append(el("tr", { "data-path": path },
+      el("td", { class: "id" }, String(d.id)),
+      el("td", { class: "name" }, d.name + (d.units ? ` (${d.units})` : "")),
+      el("td", { class: "val", id: "v-" + path }),
+      opsFor(ep, path, d)));
+  }
+  if (!spec) table.append(el("tr", {}, el("td", { colspan: 4, class: "empty" }, "Unknown object: Read the instance to see its resources.")));
+  return el("div", { class: "inst" }, head, table);
+}
+
+async function discover(ep, path) {
+  const res = await api("GET", url(ep, path, "/discover"));
+  report("discover", path, res);
+  if (res.body.objectLinks) status(`discover ${path}: ` + res.body.objectLinks.map((l) => l.url + Object.entries(l.attributes).map(([k, v]) => `;${k}=${v}`).join("")).join(", "));
+}
+
+function renderDetail() {
+  const d = $("#detail");
+  const c = state.clients.get(state.selected);
+  if (!c) {
+    d.replaceChildren(el("p", { class: "empty" }, state.selected ? `${state.selected} is no longer registered.` : "Select a client."));
+    return;
+  }
+  const info = el("dl");
+  for (const [k, v] of [["Endpoint", c.endpoint], ["Registration", c.registrationId], ["Address", c.address], ["Lifetime", c.lifetime + " s"],
+    ["LwM2M", c.lwM2mVersion], ["Binding", c.bindingMode + (c.queueMode ? " (queue mode" + (c.sleeping ? ", sleeping)" : ", awake)") : "")],
+    ["Registered", c.registrationDate], ["Last update", c.lastUpdate]]) info.append(el("dt", {}, k), el("dd", {}, String(v)));
+  // Objects and their instances from the registration's object links.
+  const objects = new Map();
+  for (const l of c.objectLinks) {
+    const [o, i] = l.url.split("/").filter(Boolean).map(Number);
+    if (!objects.has(o)) objects.set(o, new Set());
+    if (i !== undefined) objects.get(o).add(i);
+  }
+  const tree = el("div");
+  for (const [o, insts] of [...objects.entries()].sort((a, b) => a[0] - b[0])) {
+    const spec = state.specs.get(o);
+    // Security (/0) holds keys and is not readable over DM: start it closed.
+    const box = el("details", { class: "obj", "data-object": String(o) }, el("summary", {}, el("h3", {}, `${spec ? spec.name : "Object"} (/${o})`)));
+    if (o !== 0) box.open = true;
+    for (const i of [...insts].sort((a, b) => a - b)) box.append(renderInstance(c.endpoint, o, i, spec));
+    tree.append(box);
+  }
+  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, c.endpoint), info, tree);
+}
+
+async function select(ep) {
+  state.selected = ep;
+  renderClients();
+  renderDetail();
+}
+
+async function loadClients() {
+  const res = await api("GET", "/api/clients");
+  state.clients = new Map(res.body.map((c) => [c.endpoint, c]));
+  renderClients();
+}
+
+// --- live events -------------------------------------------------------------
+
+function listen() {
+  const es = new EventSource("/api/events");
+  es.onopen = () => { $("#live").textContent = "live"; };
+  es.onerror = () => { $("#live").textContent = "reconnecting…"; };
+  const upsert = (e) => {
+    const c = JSON.parse(e.data);
+    const selectedChanged = c.endpoint === state.selected;
+    state.clients.set(c.endpoint, c);
+    renderClients();
+    if (selectedChanged && e.type === "REGISTRATION") renderDetail();
+  };
+  es.addEventListener("REGISTRATION", upsert);
+  es.addEventListener("UPDATED", upsert);
+  es.addEventListener("DEREGISTRATION", (e) => {
+    const c = JSON.parse(e.data);
+    state.clients.delete(c.endpoint);
+    for (const k of [...state.observed]) if (k.startsWith(c.endpoint + "/")) state.observed.delete(k);
+    renderClients();
+    if (c.endpoint === state.selected) renderDetail();
+  });
+  for (const name of ["AWAKE", "SLEEPING"]) {
+    es.addEventListener(name, (e) => {
+      const c = state.clients.get(JSON.parse(e.data).ep);
+      if (!c) return;
+      c.sleeping = name === "SLEEPING";
+      renderClients();
+    });
+  }
+  es.addEventListener("NOTIFICATION", (e) => {
+    const n = JSON.parse(e.data);
+    if (n.ep === state.selected && n.res && n.val) showNode(n.res, n.val);
+  });
+  es.addEventListener("REQUEST_RESULT", (e) => {
+    const r = JSON.parse(e.data);
+    if (!state.pending.delete(r.requestId)) return; // answered directly already
+    if (r.ep === state.selected) report(`${r.operation} (${r.requestId}, later)`, r.path, { http: 200, body: r.result });
+  });
+}
+
+(async function main() {
+  const specs = await api("GET", "/api/objectspecs");
+  for (const s of specs.body) state.specs.set(s.id, s);
+  listen();
+  await loadClients();
+  // AWAKE/SLEEPING events cover clients registered while the server ran;
+  // an occasional refresh covers the rest (e.g. restored registrations).
+  setInterval(loadClients, 60000);
+})();
