@@ -8,6 +8,7 @@
 //! store only, for other drivers and for fuzzing.
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod engine;
