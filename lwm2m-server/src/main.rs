@@ -1,9 +1,12 @@
 //! The LwM2M server binary.
 //!
 //! ```text
-//! lwm2m-server [--coap ADDR] [--data-dir DIR]
+//! lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--data-dir DIR]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
+//! `--bootstrap` (env `LWM2M_BOOTSTRAP`, default `0.0.0.0:5783`): UDP address
+//! of the bootstrap server, `none` to run without it. Its configurations come
+//! from `bootstrap.json` in the data directory, if present (README).
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
 //! registration database lives. Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
@@ -14,16 +17,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use lwm2m_server::bootstrap::driver::BootstrapServer;
+use lwm2m_server::bootstrap::{BootstrapFile, BootstrapServerConfig, MemoryConfigStore};
 use lwm2m_server::{Server, ServerConfig, SqliteStore};
 
-const USAGE: &str = "usage: lwm2m-server [--coap ADDR] [--data-dir DIR] [--verbose]
+const USAGE: &str =
+    "usage: lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--data-dir DIR] [--verbose]
   --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
+  --bootstrap ADDR UDP address of the bootstrap server, or none (env LWM2M_BOOTSTRAP,
+                   default 0.0.0.0:5783); configurations from DIR/bootstrap.json
   --data-dir DIR   registration database directory (env LWM2M_DATA_DIR, default ./lwm2m-data)
   --verbose        debug logging";
 
 #[derive(Debug, PartialEq)]
 struct Args {
     coap: SocketAddr,
+    bootstrap: Option<SocketAddr>,
     data_dir: PathBuf,
     verbose: bool,
 }
@@ -36,6 +45,7 @@ fn parse_args(
 ) -> Result<Args, String> {
     let mut coap = env("LWM2M_COAP");
     let mut data_dir = env("LWM2M_DATA_DIR");
+    let mut bootstrap = env("LWM2M_BOOTSTRAP");
     let mut verbose = false;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -44,13 +54,15 @@ fn parse_args(
             None => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--coap" | "--data-dir" => {
+            "--coap" | "--data-dir" | "--bootstrap" => {
                 let value = match inline {
                     Some(v) => v,
                     None => it.next().ok_or(format!("{flag} needs a value"))?,
                 };
                 if flag == "--coap" {
                     coap = Some(value);
+                } else if flag == "--bootstrap" {
+                    bootstrap = Some(value);
                 } else {
                     data_dir = Some(value);
                 }
@@ -64,8 +76,15 @@ fn parse_args(
     let coap = coap
         .parse()
         .map_err(|_| format!("--coap {coap:?} is not an address like 0.0.0.0:5683"))?;
+    let bootstrap = match bootstrap.as_deref().unwrap_or("0.0.0.0:5783") {
+        "none" => None,
+        b => Some(b.parse().map_err(|_| {
+            format!("--bootstrap {b:?} is not an address like 0.0.0.0:5783 (or none)")
+        })?),
+    };
     Ok(Args {
         coap,
+        bootstrap,
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
         verbose,
     })
@@ -130,10 +149,51 @@ async fn serve(args: Args) -> ExitCode {
         data_dir = %args.data_dir.display(),
         "LwM2M server listening"
     );
+    let bootstrap = match args.bootstrap {
+        Some(addr) => match start_bootstrap(addr, &args.data_dir).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!("{e}");
+                server.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     wait_for_stop_signal().await;
     tracing::info!("shutting down");
+    if let Some(b) = bootstrap {
+        b.shutdown().await;
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Starts the bootstrap server with the configurations of
+/// `data_dir/bootstrap.json` (none if the file does not exist).
+async fn start_bootstrap(
+    addr: SocketAddr,
+    data_dir: &std::path::Path,
+) -> Result<BootstrapServer, String> {
+    let path = data_dir.join("bootstrap.json");
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            BootstrapFile::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BootstrapFile::default(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let count = file.endpoints.len();
+    let store = Box::new(MemoryConfigStore::from(file));
+    let bs = BootstrapServer::start(addr, BootstrapServerConfig::default(), store)
+        .await
+        .map_err(|e| format!("bootstrap server: {e}"))?;
+    tracing::info!(
+        bootstrap = %bs.local_addr(),
+        configurations = count,
+        "LwM2M bootstrap server listening"
+    );
+    Ok(bs)
 }
 
 /// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and
@@ -183,6 +243,7 @@ mod tests {
         let a = parse(&[], &[]).unwrap();
         assert_eq!(a.coap, "0.0.0.0:5683".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("./lwm2m-data"));
+        assert_eq!(a.bootstrap, Some("0.0.0.0:5783".parse().unwrap()));
         assert!(!a.verbose);
     }
 
@@ -196,6 +257,17 @@ mod tests {
         assert_eq!(a.coap, "[::1]:5684".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("/f"));
         assert!(a.verbose);
+    }
+
+    #[test]
+    fn bootstrap_address_or_none() {
+        let a = parse(&[], &[("LWM2M_BOOTSTRAP", "127.0.0.1:9")]).unwrap();
+        assert_eq!(a.bootstrap, Some("127.0.0.1:9".parse().unwrap()));
+        let a = parse(&["--bootstrap=none"], &[("LWM2M_BOOTSTRAP", "127.0.0.1:9")]).unwrap();
+        assert_eq!(a.bootstrap, None);
+        assert!(parse(&["--bootstrap", "bs"], &[])
+            .unwrap_err()
+            .contains("not an address"));
     }
 
     #[test]

@@ -274,6 +274,8 @@ pub enum ConfigError {
     ShortServerId(String),
     /// The JSON did not parse.
     Json(String),
+    /// The bootstrap server (driver) has stopped.
+    Stopped,
 }
 
 impl fmt::Display for ConfigError {
@@ -282,6 +284,7 @@ impl fmt::Display for ConfigError {
             ConfigError::DuplicateInstance(p) => write!(f, "instance {p} is configured twice"),
             ConfigError::ShortServerId(m) => f.write_str(m),
             ConfigError::Json(m) => write!(f, "bootstrap configuration JSON: {m}"),
+            ConfigError::Stopped => f.write_str("bootstrap server stopped"),
         }
     }
 }

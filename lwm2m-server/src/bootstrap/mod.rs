@@ -34,6 +34,8 @@
 //!   [`BootstrapServerConfig::session_timeout`].
 
 pub mod config;
+#[cfg(feature = "tokio")]
+pub mod driver;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -140,6 +142,8 @@ pub enum StartSessionError {
     AlreadyRunning,
     /// [`BootstrapServerConfig::max_sessions`] are running.
     TooManySessions,
+    /// The bootstrap server (driver) has stopped.
+    Stopped,
 }
 
 impl fmt::Display for StartSessionError {
@@ -148,6 +152,7 @@ impl fmt::Display for StartSessionError {
             StartSessionError::UnknownEndpoint => "no bootstrap configuration for this endpoint",
             StartSessionError::AlreadyRunning => "a bootstrap session for this endpoint is running",
             StartSessionError::TooManySessions => "too many bootstrap sessions at once",
+            StartSessionError::Stopped => "bootstrap server stopped",
         })
     }
 }
