@@ -506,7 +506,7 @@ mod path_list {
 mod tests {
     use super::*;
 
-    /// The example of the README, kept in sync by this test.
+    /// Every field, defaults left out where they can be.
     const EXAMPLE: &str = r#"{
   "endpoints": {
     "my-device": {
@@ -558,6 +558,20 @@ mod tests {
         // Serializing and parsing again gives the same configurations.
         let again = BootstrapFile::from_json(&serde_json::to_string(&f).unwrap()).unwrap();
         assert_eq!(again, f);
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_file() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("## Bootstrap a client")
+            .and_then(|i| readme[i..].find("```json").map(|j| i + j + "```json".len()))
+            .expect("README has a bootstrap.json example");
+        let len = readme[start..].find("```").unwrap();
+        let f = BootstrapFile::from_json(&readme[start..start + len]).unwrap();
+        let c = &f.endpoints["my-device"];
+        assert_eq!(c.security[0].uri, "coap://127.0.0.1:5683");
+        assert_eq!(c.servers[0].lifetime, 300);
     }
 
     #[test]
