@@ -753,3 +753,61 @@ fn discover_answer_is_decoded_for_the_event() {
     let d = BootstrapDiscover::decode(br#"lwm2m="1.0",</0/0>"#).unwrap();
     assert_eq!(d.lwm2m, Some(Version::new(1, 0)));
 }
+
+/// A store whose database is gone.
+struct BrokenStore;
+
+impl lwm2m_server::bootstrap::BootstrapConfigStore for BrokenStore {
+    fn get(
+        &self,
+        _: &str,
+    ) -> Result<Option<BootstrapConfig>, lwm2m_server::bootstrap::ConfigError> {
+        Err(lwm2m_server::bootstrap::ConfigError::Store(
+            "disk on fire".into(),
+        ))
+    }
+    fn put(
+        &mut self,
+        _: &str,
+        _: BootstrapConfig,
+    ) -> Result<(), lwm2m_server::bootstrap::ConfigError> {
+        Err(lwm2m_server::bootstrap::ConfigError::Store(
+            "disk on fire".into(),
+        ))
+    }
+    fn remove(&mut self, _: &str) -> Result<bool, lwm2m_server::bootstrap::ConfigError> {
+        Ok(false)
+    }
+    fn endpoints(&self) -> Result<Vec<String>, lwm2m_server::bootstrap::ConfigError> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn a_failing_store_is_a_server_error_not_an_unknown_client() {
+    let mut net = Network::new(30, LinkConfig::default());
+    net.add(Peer::Server(
+        Box::new(BootstrapEngine::new(
+            BootstrapServerConfig::default(),
+            SplitMix64::new(30),
+            Box::new(BrokenStore),
+        )),
+        Vec::new(),
+    ));
+    net.add(Peer::Client(Box::new(Client {
+        ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(31)),
+        handler: obliging,
+        requests: Vec::new(),
+        responses: Vec::new(),
+        failures: Vec::new(),
+    })));
+    let r = send(&mut net, bs_request(&["ep=dev-1"]));
+    assert_eq!(r.code, Code::INTERNAL_SERVER_ERROR);
+    assert!(String::from_utf8_lossy(&r.payload).contains("disk on fire"));
+    let now = net.now();
+    let err = server(&mut net)
+        .0
+        .start_session(now, "dev-1", CLIENT)
+        .unwrap_err();
+    assert!(matches!(err, StartSessionError::Store(m) if m.contains("disk on fire")));
+}

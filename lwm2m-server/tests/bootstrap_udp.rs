@@ -278,12 +278,15 @@ async fn handle_manages_configurations_and_starts_server_initiated_sessions() {
         )
         .await;
     assert_eq!(r.code, Code::BAD_REQUEST);
-    assert!(bs.endpoints().await.is_empty());
+    assert!(bs.endpoints().await.unwrap().is_empty());
     bs.put_config("later", BootstrapConfig::default())
         .await
         .unwrap();
-    assert_eq!(bs.endpoints().await, ["later"]);
-    assert_eq!(bs.config("later").await, Some(BootstrapConfig::default()));
+    assert_eq!(bs.endpoints().await.unwrap(), ["later"]);
+    assert_eq!(
+        bs.config("later").await.unwrap(),
+        Some(BootstrapConfig::default())
+    );
 
     // Server-initiated: the client never sent a Bootstrap-Request for it.
     let mut events = bs.events();
@@ -308,7 +311,7 @@ async fn handle_manages_configurations_and_starts_server_initiated_sessions() {
         matches!(&seen[1], BootstrapEvent::Finished { .. }),
         "{seen:?}"
     );
-    assert!(bs.remove_config("later").await);
-    assert!(!bs.remove_config("later").await);
+    assert!(bs.remove_config("later").await.unwrap());
+    assert!(!bs.remove_config("later").await.unwrap());
     bs.shutdown().await;
 }

@@ -276,6 +276,8 @@ pub enum ConfigError {
     Json(String),
     /// The bootstrap server (driver) has stopped.
     Stopped,
+    /// The configuration store failed (database error, corrupt row).
+    Store(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -285,6 +287,7 @@ impl fmt::Display for ConfigError {
             ConfigError::ShortServerId(m) => f.write_str(m),
             ConfigError::Json(m) => write!(f, "bootstrap configuration JSON: {m}"),
             ConfigError::Stopped => f.write_str("bootstrap server stopped"),
+            ConfigError::Store(m) => write!(f, "bootstrap configuration store: {m}"),
         }
     }
 }
@@ -407,16 +410,17 @@ impl BootstrapFile {
     }
 }
 
-/// Where the bootstrap server finds configurations.
+/// Where the bootstrap server finds configurations. Implementations
+/// validate on [`BootstrapConfigStore::put`] ([`BootstrapConfig::validate`]).
 pub trait BootstrapConfigStore: Send {
     /// The configuration of `endpoint`, if there is one.
-    fn get(&self, endpoint: &str) -> Option<BootstrapConfig>;
+    fn get(&self, endpoint: &str) -> Result<Option<BootstrapConfig>, ConfigError>;
     /// Adds or replaces the configuration of `endpoint`.
     fn put(&mut self, endpoint: &str, config: BootstrapConfig) -> Result<(), ConfigError>;
     /// Removes the configuration of `endpoint`; true if there was one.
-    fn remove(&mut self, endpoint: &str) -> bool;
-    /// Every configured endpoint name.
-    fn endpoints(&self) -> Vec<String>;
+    fn remove(&mut self, endpoint: &str) -> Result<bool, ConfigError>;
+    /// Every configured endpoint name, sorted.
+    fn endpoints(&self) -> Result<Vec<String>, ConfigError>;
 }
 
 /// Configurations in memory (loaded from `bootstrap.json` or set by the API).
@@ -441,19 +445,119 @@ impl From<BootstrapFile> for MemoryConfigStore {
 }
 
 impl BootstrapConfigStore for MemoryConfigStore {
-    fn get(&self, endpoint: &str) -> Option<BootstrapConfig> {
-        self.configs.get(endpoint).cloned()
+    fn get(&self, endpoint: &str) -> Result<Option<BootstrapConfig>, ConfigError> {
+        Ok(self.configs.get(endpoint).cloned())
     }
     fn put(&mut self, endpoint: &str, config: BootstrapConfig) -> Result<(), ConfigError> {
         config.validate()?;
         self.configs.insert(endpoint.to_string(), config);
         Ok(())
     }
-    fn remove(&mut self, endpoint: &str) -> bool {
-        self.configs.remove(endpoint).is_some()
+    fn remove(&mut self, endpoint: &str) -> Result<bool, ConfigError> {
+        Ok(self.configs.remove(endpoint).is_some())
     }
-    fn endpoints(&self) -> Vec<String> {
-        self.configs.keys().cloned().collect()
+    fn endpoints(&self) -> Result<Vec<String>, ConfigError> {
+        Ok(self.configs.keys().cloned().collect())
+    }
+}
+
+/// Configurations in SQLite (`bootstrap.sqlite3` in the data directory),
+/// one JSON document per endpoint: the same format as `bootstrap.json`, so
+/// a row can be read and fixed by hand, and new optional fields need no
+/// schema migration.
+#[cfg(feature = "sqlite")]
+pub struct SqliteConfigStore {
+    conn: rusqlite::Connection,
+}
+
+#[cfg(feature = "sqlite")]
+impl fmt::Debug for SqliteConfigStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteConfigStore").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn db(e: rusqlite::Error) -> ConfigError {
+    ConfigError::Store(e.to_string())
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteConfigStore {
+    /// File name of the database inside the data directory.
+    pub const FILE_NAME: &'static str = "bootstrap.sqlite3";
+
+    /// Opens (creating if needed) the database in `data_dir`, creating the directory too.
+    pub fn open(data_dir: &std::path::Path) -> Result<SqliteConfigStore, ConfigError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| ConfigError::Store(e.to_string()))?;
+        let conn = rusqlite::Connection::open(data_dir.join(Self::FILE_NAME)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS bootstrap_configs (
+                endpoint TEXT PRIMARY KEY NOT NULL,
+                config TEXT NOT NULL
+            );",
+        )
+        .map_err(db)?;
+        Ok(SqliteConfigStore { conn })
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl BootstrapConfigStore for SqliteConfigStore {
+    fn get(&self, endpoint: &str) -> Result<Option<BootstrapConfig>, ConfigError> {
+        use rusqlite::OptionalExtension;
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT config FROM bootstrap_configs WHERE endpoint = ?1",
+                [endpoint],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| {
+                ConfigError::Store(format!(
+                    "stored configuration of {endpoint:?} is corrupt: {e}"
+                ))
+            })
+        })
+        .transpose()
+    }
+
+    fn put(&mut self, endpoint: &str, config: BootstrapConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let json = serde_json::to_string(&config).map_err(|e| ConfigError::Json(e.to_string()))?;
+        self.conn
+            .execute(
+                "INSERT INTO bootstrap_configs (endpoint, config) VALUES (?1, ?2)
+                 ON CONFLICT(endpoint) DO UPDATE SET config = excluded.config",
+                [endpoint, json.as_str()],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn remove(&mut self, endpoint: &str) -> Result<bool, ConfigError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM bootstrap_configs WHERE endpoint = ?1",
+                [endpoint],
+            )
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    fn endpoints(&self) -> Result<Vec<String>, ConfigError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT endpoint FROM bootstrap_configs ORDER BY endpoint")
+            .map_err(db)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(db)
     }
 }
 
@@ -637,9 +741,52 @@ mod tests {
         };
         assert!(s.put("a", bad).is_err());
         s.put("b", BootstrapConfig::default()).unwrap();
-        assert_eq!(s.endpoints(), ["b"]);
-        assert!(s.get("b").is_some());
-        assert!(s.remove("b"));
-        assert!(!s.remove("b"));
+        assert_eq!(s.endpoints().unwrap(), ["b"]);
+        assert!(s.get("b").unwrap().is_some());
+        assert!(s.remove("b").unwrap());
+        assert!(!s.remove("b").unwrap());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_store_keeps_configurations_across_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = BootstrapFile::from_json(EXAMPLE).unwrap();
+        {
+            let mut s = SqliteConfigStore::open(dir.path()).unwrap();
+            for (ep, c) in &file.endpoints {
+                s.put(ep, c.clone()).unwrap();
+            }
+            // Replacing keeps one row.
+            s.put("my-device", file.endpoints["my-device"].clone())
+                .unwrap();
+            assert!(s
+                .put(
+                    "bad",
+                    BootstrapConfig {
+                        servers: file.endpoints["my-device"].servers.clone(),
+                        ..BootstrapConfig::default()
+                    }
+                )
+                .is_err());
+        }
+        let mut s = SqliteConfigStore::open(dir.path()).unwrap();
+        assert_eq!(s.endpoints().unwrap(), ["my-device", "psk-device"]);
+        assert_eq!(
+            s.get("psk-device").unwrap().as_ref(),
+            file.endpoints.get("psk-device")
+        );
+        assert_eq!(s.get("nobody").unwrap(), None);
+        assert!(s.remove("my-device").unwrap());
+        assert!(!s.remove("my-device").unwrap());
+        assert_eq!(s.endpoints().unwrap(), ["psk-device"]);
+        s.conn
+            .execute(
+                "UPDATE bootstrap_configs SET config = '{' WHERE endpoint = 'psk-device'",
+                [],
+            )
+            .unwrap();
+        let err = s.get("psk-device").unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
     }
 }

@@ -28,14 +28,14 @@ enum Command {
     },
     RemoveConfig {
         endpoint: String,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Result<bool, ConfigError>>,
     },
     GetConfig {
         endpoint: String,
-        reply: oneshot::Sender<Option<BootstrapConfig>>,
+        reply: oneshot::Sender<Result<Option<BootstrapConfig>, ConfigError>>,
     },
     Endpoints {
-        reply: oneshot::Sender<Vec<String>>,
+        reply: oneshot::Sender<Result<Vec<String>, ConfigError>>,
     },
 }
 
@@ -165,41 +165,41 @@ impl BootstrapHandle {
     }
 
     /// Removes the configuration of `endpoint`; true if there was one.
-    pub async fn remove_config(&self, endpoint: &str) -> bool {
+    pub async fn remove_config(&self, endpoint: &str) -> Result<bool, ConfigError> {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::RemoveConfig {
             endpoint: endpoint.to_string(),
             reply,
         };
-        if self.commands.send(cmd).await.is_err() {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+        self.ask(cmd, rx).await
     }
 
     /// The configuration of `endpoint`.
-    pub async fn config(&self, endpoint: &str) -> Option<BootstrapConfig> {
+    pub async fn config(&self, endpoint: &str) -> Result<Option<BootstrapConfig>, ConfigError> {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::GetConfig {
             endpoint: endpoint.to_string(),
             reply,
         };
-        self.commands.send(cmd).await.ok()?;
-        rx.await.ok().flatten()
+        self.ask(cmd, rx).await
     }
 
-    /// Every configured endpoint name.
-    pub async fn endpoints(&self) -> Vec<String> {
+    /// Every configured endpoint name, sorted.
+    pub async fn endpoints(&self) -> Result<Vec<String>, ConfigError> {
         let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Endpoints { reply })
+        self.ask(Command::Endpoints { reply }, rx).await
+    }
+
+    async fn ask<T>(
+        &self,
+        cmd: Command,
+        rx: oneshot::Receiver<Result<T, ConfigError>>,
+    ) -> Result<T, ConfigError> {
+        self.commands
+            .send(cmd)
             .await
-            .is_err()
-        {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+            .map_err(|_| ConfigError::Stopped)?;
+        rx.await.map_err(|_| ConfigError::Stopped)?
     }
 }
 

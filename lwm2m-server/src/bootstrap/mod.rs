@@ -50,6 +50,8 @@ use lwm2m_core::model::{Path, Version};
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
+#[cfg(feature = "sqlite")]
+pub use config::SqliteConfigStore;
 pub use config::{
     AclInstance, BootstrapConfig, BootstrapConfigStore, BootstrapFile, ConfigError,
     MemoryConfigStore, SecurityInstance, SecurityMode, ServerInstance,
@@ -144,6 +146,8 @@ pub enum StartSessionError {
     TooManySessions,
     /// The bootstrap server (driver) has stopped.
     Stopped,
+    /// The configuration store failed.
+    Store(String),
 }
 
 impl fmt::Display for StartSessionError {
@@ -153,6 +157,7 @@ impl fmt::Display for StartSessionError {
             StartSessionError::AlreadyRunning => "a bootstrap session for this endpoint is running",
             StartSessionError::TooManySessions => "too many bootstrap sessions at once",
             StartSessionError::Stopped => "bootstrap server stopped",
+            StartSessionError::Store(m) => return write!(f, "bootstrap configuration store: {m}"),
         })
     }
 }
@@ -380,6 +385,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         let config = self
             .store
             .get(endpoint)
+            .map_err(|e| StartSessionError::Store(e.to_string()))?
             .ok_or(StartSessionError::UnknownEndpoint)?;
         self.begin(now, endpoint, peer, config, None, false);
         Ok(())
@@ -460,12 +466,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         req: &Request,
     ) -> Result<(String, Option<ContentFormat>, BootstrapConfig), Response> {
         let (ep, pct) = query_params(req).map_err(|m| error_response(Code::BAD_REQUEST, m))?;
-        let config = self.store.get(&ep).ok_or_else(|| {
-            error_response(
-                Code::BAD_REQUEST,
-                "no bootstrap configuration for this endpoint name",
-            )
-        })?;
+        let config = self.lookup(&ep)?;
         if !self.sessions.contains_key(&ep) && self.sessions.len() >= self.config.max_sessions {
             return Err(error_response(
                 Code::SERVICE_UNAVAILABLE,
@@ -475,6 +476,22 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         // A pct this server cannot write is ignored, not refused: the client
         // said what it prefers, not what it only accepts.
         Ok((ep, pct.filter(|cf| encodable(*cf)), config))
+    }
+
+    /// The configuration of `ep`, or the error response: 4.00 for an
+    /// unknown endpoint (TS Core §6.1.7.1), 5.00 if the store failed.
+    fn lookup(&self, ep: &str) -> Result<BootstrapConfig, Response> {
+        match self.store.get(ep) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(error_response(
+                Code::BAD_REQUEST,
+                "no bootstrap configuration for this endpoint name",
+            )),
+            Err(e) => Err(error_response(
+                Code::INTERNAL_SERVER_ERROR,
+                &format!("bootstrap configuration store failed: {e}"),
+            )),
+        }
     }
 
     fn bootstrap_pack(&mut self, peer: P, req: &Request) -> Response {
@@ -493,11 +510,9 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
                 )
             }
         };
-        let Some(config) = self.store.get(&ep) else {
-            return error_response(
-                Code::BAD_REQUEST,
-                "no bootstrap configuration for this endpoint name",
-            );
+        let config = match self.lookup(&ep) {
+            Ok(c) => c,
+            Err(r) => return r,
         };
         let mut payload = Vec::new();
         if let Err(e) = format::encode_values(cf, &config.to_values(), &mut payload) {
