@@ -408,6 +408,11 @@ impl BootstrapFile {
         }
         Ok(file)
     }
+
+    /// The file as pretty-printed JSON (what [`BootstrapFile::from_json`] reads).
+    pub fn to_json(&self) -> Result<String, ConfigError> {
+        serde_json::to_string_pretty(self).map_err(|e| ConfigError::Json(e.to_string()))
+    }
 }
 
 /// Where the bootstrap server finds configurations. Implementations
@@ -660,7 +665,7 @@ mod tests {
         assert_eq!(p.acls[0].acl, BTreeMap::from([(7, 15)]));
         assert_eq!(p.content_format, Some(11542));
         // Serializing and parsing again gives the same configurations.
-        let again = BootstrapFile::from_json(&serde_json::to_string(&f).unwrap()).unwrap();
+        let again = BootstrapFile::from_json(&f.to_json().unwrap()).unwrap();
         assert_eq!(again, f);
     }
 
