@@ -128,6 +128,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
+    let stop = StopSignal::install();
     let store = match SqliteStore::open(&args.data_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -160,7 +161,7 @@ async fn serve(args: Args) -> ExitCode {
         },
         None => None,
     };
-    wait_for_stop_signal().await;
+    stop.wait().await;
     tracing::info!("shutting down");
     if let Some(b) = bootstrap {
         b.shutdown().await;
@@ -197,30 +198,49 @@ async fn start_bootstrap(
 }
 
 /// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and
-/// container runtimes send).
-async fn wait_for_stop_signal() {
+/// container runtimes send). Created before the servers start, so a signal
+/// that arrives while they start up is not lost to the default action
+/// (which would kill the process without a clean shutdown).
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => {
-                        if let Err(e) = r {
-                            // Keep serving; SIGTERM still stops the server.
-                            tracing::error!("cannot wait for Ctrl-C: {e}");
-                            term.recv().await;
-                        }
-                    }
-                    _ = term.recv() => {}
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignal {
+    fn install() -> StopSignal {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!("cannot wait for SIGTERM/SIGINT: {e}");
+                    None
                 }
-                return;
-            }
-            Err(e) => tracing::error!("cannot wait for SIGTERM: {e}"),
+            };
+            StopSignal { signals }
         }
+        #[cfg(not(unix))]
+        StopSignal {}
     }
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!("cannot wait for Ctrl-C: {e}");
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot wait for Ctrl-C: {e}");
+            // Nothing can stop the server cleanly; keep serving.
+            std::future::pending::<()>().await;
+        }
     }
 }
 

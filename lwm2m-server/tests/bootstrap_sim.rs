@@ -316,6 +316,7 @@ fn client_initiated_sequence_writes_tlv_to_an_unknown_version_client() {
             BootstrapEvent::Finished {
                 endpoint: "dev-1".into(),
                 discovered: None,
+                read: vec![],
                 format: ContentFormat::TLV
             },
         ]
@@ -810,4 +811,86 @@ fn a_failing_store_is_a_server_error_not_an_unknown_client() {
         .start_session(now, "dev-1", CLIENT)
         .unwrap_err();
     assert!(matches!(err, StartSessionError::Store(m) if m.contains("disk on fire")));
+}
+
+fn has_one_server_account(req: &Request) -> Option<Response> {
+    if req.code == Code::GET && req.path() == "/1" {
+        assert_eq!(req.options.uint(number::ACCEPT), Some(112));
+        let node = Node::Object(lwm2m_core::model::ObjectNode {
+            id: 1,
+            instances: BTreeMap::from([(
+                3,
+                lwm2m_core::model::Instance::new(
+                    3,
+                    [
+                        lwm2m_core::model::Resource::single(0, Value::Integer(55)),
+                        lwm2m_core::model::Resource::single(1, Value::Integer(900)),
+                    ],
+                ),
+            )]),
+        });
+        let mut out = Vec::new();
+        format::encode(ContentFormat::SENML_CBOR, &node, &Path::Object(1), &mut out).unwrap();
+        return Some(Response::new(Code::CONTENT).with_payload(112, out));
+    }
+    if req.code == Code::GET && req.path() == "/2" {
+        return Some(Response::new(Code::CONTENT).with_payload(112, b"\xff".to_vec()));
+    }
+    discover_1_1(req)
+}
+
+#[test]
+fn bootstrap_read_answers_come_in_the_finished_event() {
+    let mut cfg = dev_config();
+    cfg.discover = true;
+    cfg.read = vec![Path::Object(1)];
+    let store = store_with(&[("dev-1", cfg)]);
+    let mut net = net(
+        40,
+        LinkConfig::default(),
+        BootstrapServerConfig::default(),
+        store,
+        has_one_server_account,
+    );
+    send(&mut net, bs_request(&["ep=dev-1"]));
+    run_to_end(&mut net);
+    let reqs = client(&mut net).requests.clone();
+    assert_eq!(method_path_cf(&reqs[1]), (Code::GET, "/1".into(), None));
+    assert_eq!(reqs[2].path(), "/0");
+    let ev = events(&mut net);
+    let BootstrapEvent::Finished { read, .. } = &ev[1] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].0, Path::Object(1));
+    let Node::Object(o) = &read[0].1 else {
+        panic!("{read:?}")
+    };
+    let i = &o.instances[&3];
+    let ResourceValue::Single(v) = &i.resources[&1].value else {
+        panic!()
+    };
+    assert_eq!(as_int(v), Some(900));
+}
+
+#[test]
+fn an_undecodable_bootstrap_read_answer_fails_the_session() {
+    let mut cfg = dev_config();
+    cfg.discover = true;
+    cfg.read = vec![Path::Object(2)];
+    let store = store_with(&[("dev-1", cfg)]);
+    let mut net = net(
+        41,
+        LinkConfig::default(),
+        BootstrapServerConfig::default(),
+        store,
+        has_one_server_account,
+    );
+    send(&mut net, bs_request(&["ep=dev-1"]));
+    run_to_end(&mut net);
+    let ev = events(&mut net);
+    assert!(
+        matches!(&ev[1], BootstrapEvent::Failed { step: BootstrapStep::Read(p), reason: BootstrapFailure::Decode(_), .. } if *p == Path::Object(2)),
+        "{ev:?}"
+    );
 }

@@ -148,6 +148,12 @@ pub struct BootstrapConfig {
     /// not a failure.
     #[serde(default)]
     pub discover: bool,
+    /// Paths to Bootstrap-Read after Discover (LwM2M 1.1; only under the
+    /// Server `/1` and Access Control `/2` objects, TS Core §5.2.7.2), e.g.
+    /// `["/1"]` to learn the client's server accounts before changing them.
+    /// The answers come in the Finished event.
+    #[serde(default, with = "path_list", skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<Path>,
     /// Paths to Bootstrap-Delete first, as strings (`"/0"`, `"/1"`). Default
     /// `["/0", "/1"]`: the client keeps its own bootstrap-server account
     /// (TS Core §5.2.7.5 excludes it from deletion).
@@ -176,6 +182,7 @@ impl Default for BootstrapConfig {
     fn default() -> Self {
         BootstrapConfig {
             discover: false,
+            read: Vec::new(),
             delete: default_delete(),
             security: Vec::new(),
             servers: Vec::new(),
@@ -272,6 +279,8 @@ pub enum ConfigError {
     /// A non-bootstrap Security instance has no Short Server ID, or a Server
     /// instance's Short Server ID matches no Security instance.
     ShortServerId(String),
+    /// A Bootstrap-Read path outside the Server and Access Control objects.
+    ReadPath(Path),
     /// The JSON did not parse.
     Json(String),
     /// The bootstrap server (driver) has stopped.
@@ -285,6 +294,10 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::DuplicateInstance(p) => write!(f, "instance {p} is configured twice"),
             ConfigError::ShortServerId(m) => f.write_str(m),
+            ConfigError::ReadPath(p) => write!(
+                f,
+                "Bootstrap-Read of {p}: only /1 (Server) and /2 (Access Control) may be read"
+            ),
             ConfigError::Json(m) => write!(f, "bootstrap configuration JSON: {m}"),
             ConfigError::Stopped => f.write_str("bootstrap server stopped"),
             ConfigError::Store(m) => write!(f, "bootstrap configuration store: {m}"),
@@ -303,6 +316,11 @@ impl BootstrapConfig {
         for (path, _) in self.writes() {
             if !seen.insert(path) {
                 return Err(ConfigError::DuplicateInstance(path));
+            }
+        }
+        for p in &self.read {
+            if !matches!(p.object_id(), Some(server::ID | access_control::ID)) {
+                return Err(ConfigError::ReadPath(*p));
             }
         }
         for s in &self.security {
@@ -700,6 +718,8 @@ mod tests {
                 .contains("without short_server_id")
         );
         assert!(err(r#"{"endpoints":{"a":{"lifetime":5}}}"#).contains("unknown field"));
+        assert!(err(r#"{"endpoints":{"a":{"read":["/0"]}}}"#).contains("only /1"));
+        assert!(BootstrapFile::from_json(r#"{"endpoints":{"a":{"read":["/1","/2/0"]}}}"#).is_ok());
         let dup = r#"{"endpoints":{"a":{"security":[
             {"id":0,"uri":"coap://x","short_server_id":1},
             {"id":0,"uri":"coap://y","short_server_id":2}]}}}"#;

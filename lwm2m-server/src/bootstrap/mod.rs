@@ -5,7 +5,8 @@
 //! - **Bootstrap-Request** `POST /bs?ep=NAME[&pct=CF]`: answered 2.04 if a
 //!   [`BootstrapConfig`] exists for NAME (4.00 otherwise, as TS Core
 //!   §6.1.7.1 asks for a client the server does not know), then a session
-//!   runs: Bootstrap-Discover (optional), Bootstrap-Delete of each
+//!   runs: Bootstrap-Discover (optional), Bootstrap-Read of each configured
+//!   path (optional, 1.1; reported in the Finished event), Bootstrap-Delete of each
 //!   configured path, Bootstrap-Write of each Security / Server / ACL
 //!   instance, Bootstrap-Finish (`POST /bs`).
 //! - **Bootstrap-Pack-Request** `GET /bspack?ep=NAME` (TS Core 1.2): the
@@ -46,7 +47,7 @@ use lwm2m_core::coap::Transmit;
 use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response};
 use lwm2m_core::format::link::BootstrapDiscover;
 use lwm2m_core::format::{self, ContentFormat, FormatError};
-use lwm2m_core::model::{Path, Version};
+use lwm2m_core::model::{Node, Path, Version};
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
@@ -86,6 +87,8 @@ impl Default for BootstrapServerConfig {
 pub enum BootstrapStep {
     /// Bootstrap-Discover: GET `/` with Accept: application/link-format.
     Discover,
+    /// Bootstrap-Read (1.1; Server and Access Control objects only): GET.
+    Read(Path),
     /// Bootstrap-Delete: DELETE on the path.
     Delete(Path),
     /// Bootstrap-Write: PUT of the instance at the path.
@@ -98,6 +101,7 @@ impl fmt::Display for BootstrapStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BootstrapStep::Discover => f.write_str("Bootstrap-Discover /"),
+            BootstrapStep::Read(p) => write!(f, "Bootstrap-Read {p}"),
             BootstrapStep::Delete(p) => write!(f, "Bootstrap-Delete {p}"),
             BootstrapStep::Write(p) => write!(f, "Bootstrap-Write {p}"),
             BootstrapStep::Finish => f.write_str("Bootstrap-Finish"),
@@ -116,6 +120,8 @@ pub enum BootstrapFailure {
     Send(SendError),
     /// The instance could not be encoded in the chosen format.
     Encode(FormatError),
+    /// A Bootstrap-Read answer did not decode (or had no Content-Format).
+    Decode(FormatError),
     /// The session took longer than the session timeout.
     SessionTimeout,
     /// The client sent a new Bootstrap-Request; a new session replaced this one.
@@ -129,6 +135,7 @@ impl fmt::Display for BootstrapFailure {
             BootstrapFailure::Request(e) => write!(f, "request failed: {e:?}"),
             BootstrapFailure::Send(e) => write!(f, "cannot send: {e}"),
             BootstrapFailure::Encode(e) => write!(f, "cannot encode: {e}"),
+            BootstrapFailure::Decode(e) => write!(f, "answer did not decode: {e}"),
             BootstrapFailure::SessionTimeout => f.write_str("session timed out"),
             BootstrapFailure::Replaced => f.write_str("replaced by a new Bootstrap-Request"),
         }
@@ -182,6 +189,8 @@ pub enum BootstrapEvent<P> {
         endpoint: String,
         /// What Bootstrap-Discover returned, if it was asked and answered.
         discovered: Option<BootstrapDiscover>,
+        /// What each Bootstrap-Read returned, decoded with the object models.
+        read: Vec<(Path, Node)>,
         /// The format the instances were written in.
         format: ContentFormat,
     },
@@ -212,6 +221,7 @@ struct Session<P> {
     deadline: Instant,
     pct: Option<ContentFormat>,
     discovered: Option<BootstrapDiscover>,
+    read: Vec<(Path, Node)>,
 }
 
 impl<P> Session<P> {
@@ -252,6 +262,8 @@ pub struct BootstrapEngine<P, R> {
     by_coap: BTreeMap<RequestId, String>,
     deadlines: BTreeSet<(Instant, String)>,
     events: VecDeque<BootstrapEvent<P>>,
+    /// Object models for decoding Bootstrap-Read answers (objects 1 and 2).
+    models: lwm2m_objects::Registry,
 }
 
 impl<P, R> fmt::Debug for BootstrapEngine<P, R> {
@@ -305,6 +317,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
             by_coap: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             events: VecDeque::new(),
+            models: lwm2m_objects::Registry::standard(),
         }
     }
 
@@ -539,6 +552,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         if config.discover {
             steps.push_back(BootstrapStep::Discover);
         }
+        steps.extend(config.read.iter().cloned().map(BootstrapStep::Read));
         steps.extend(config.delete.iter().cloned().map(BootstrapStep::Delete));
         steps.extend(
             config
@@ -559,6 +573,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
                 deadline,
                 pct,
                 discovered: None,
+                read: Vec::new(),
             },
         );
         self.events.push_back(BootstrapEvent::Started {
@@ -581,6 +596,9 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
             BootstrapStep::Discover => Request::new(Code::GET)
                 .with_path("/")
                 .with_uint_option(number::ACCEPT, u32::from(ContentFormat::LINK_FORMAT.0)),
+            BootstrapStep::Read(p) => Request::new(Code::GET)
+                .with_path(&p.to_string())
+                .with_uint_option(number::ACCEPT, u32::from(s.format().0)),
             BootstrapStep::Delete(p) => Request::new(Code::DELETE).with_path(&p.to_string()),
             BootstrapStep::Write(p) => {
                 let cf = s.format();
@@ -635,7 +653,31 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
                         endpoint: ep,
                         format: s.format(),
                         discovered: s.discovered,
+                        read: s.read,
                     });
+                }
+            }
+            BootstrapStep::Read(path) if code.is_success() => {
+                let cf = response
+                    .options
+                    .uint(number::CONTENT_FORMAT)
+                    .and_then(|c| u16::try_from(c).ok())
+                    .map(ContentFormat);
+                let decoded = match cf {
+                    Some(cf) => format::decode(cf, &response.payload, &path, &self.models),
+                    None => Err(FormatError::UnsupportedFormat(ContentFormat(u16::MAX))),
+                };
+                match decoded {
+                    Ok(node) => {
+                        s.read.push((path, node));
+                        self.next_step(now, &ep);
+                    }
+                    Err(e) => self.fail(
+                        now,
+                        &ep,
+                        BootstrapStep::Read(path),
+                        BootstrapFailure::Decode(e),
+                    ),
                 }
             }
             _ if code.is_success() => self.next_step(now, &ep),
