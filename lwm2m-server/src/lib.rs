@@ -1,7 +1,8 @@
 //! The LwM2M server: a sans-IO [`engine`] (Registration interface on `/rd`
 //! and device-management requests to registered clients), registration
 //! [`store`]s (SQLite, in memory) and a tokio [`driver`] that binds a UDP
-//! socket and exposes an async API.
+//! socket and exposes an async API. The [`bootstrap`] module is the
+//! Bootstrap Server: its own sans-IO engine, configurations and tokio driver.
 //!
 //! Features (both default): `sqlite` ([`store::SqliteStore`]) and `tokio`
 //! ([`driver`]). Without them the crate is the engine and the in-memory

@@ -374,28 +374,33 @@ fn discover_first_then_senml_cbor_for_a_1_1_client() {
     assert_eq!(d.entries.len(), 3);
 }
 
-#[test]
-fn pct_picks_the_write_format() {
+/// Runs a client-initiated session with `query`; returns the requests the client got.
+fn session_with(seed: u64, query: &[&str]) -> Vec<Request> {
     let store = store_with(&[("dev-1", dev_config())]);
-    let mut net = net(
-        3,
+    let mut n = net(
+        seed,
         LinkConfig::default(),
         BootstrapServerConfig::default(),
         store,
         obliging,
     );
-    assert_eq!(
-        send(&mut net, bs_request(&["ep=dev-1", "pct=110"])).code,
-        Code::CHANGED
-    );
-    run_to_end(&mut net);
-    let reqs = client(&mut net).requests.clone();
+    assert_eq!(send(&mut n, bs_request(query)).code, Code::CHANGED);
+    run_to_end(&mut n);
+    client(&mut n).requests.clone()
+}
+
+#[test]
+fn pct_picks_the_write_format() {
+    let reqs = session_with(3, &["ep=dev-1", "pct=110"]);
     assert_eq!(reqs[2].options.uint(number::CONTENT_FORMAT), Some(110));
     let sec = decode_write(&reqs[2], &lwm2m_objects::Registry::standard());
     assert_eq!(
         single(&sec, 0),
         Value::String("coap://lwm2m.example:5683".into())
     );
+    // A pct this server cannot write instances in (0, text/plain) is ignored.
+    let reqs = session_with(3, &["ep=dev-1", "pct=0"]);
+    assert_eq!(reqs[2].options.uint(number::CONTENT_FORMAT), Some(11542));
 }
 
 fn discover_not_supported(req: &Request) -> Option<Response> {
@@ -892,5 +897,34 @@ fn an_undecodable_bootstrap_read_answer_fails_the_session() {
     assert!(
         matches!(&ev[1], BootstrapEvent::Failed { step: BootstrapStep::Read(p), reason: BootstrapFailure::Decode(_), .. } if *p == Path::Object(2)),
         "{ev:?}"
+    );
+}
+
+fn refuses_finish(req: &Request) -> Option<Response> {
+    if req.code == Code::POST && req.path() == "/bs" {
+        return Some(Response::new(Code::NOT_ACCEPTABLE));
+    }
+    obliging(req)
+}
+
+#[test]
+fn a_refused_bootstrap_finish_is_reported() {
+    let store = store_with(&[("dev-1", dev_config())]);
+    let mut net = net(
+        42,
+        LinkConfig::default(),
+        BootstrapServerConfig::default(),
+        store,
+        refuses_finish,
+    );
+    send(&mut net, bs_request(&["ep=dev-1"]));
+    run_to_end(&mut net);
+    assert_eq!(
+        events(&mut net)[1],
+        BootstrapEvent::Failed {
+            endpoint: "dev-1".into(),
+            step: BootstrapStep::Finish,
+            reason: BootstrapFailure::Code(Code::NOT_ACCEPTABLE),
+        }
     );
 }
