@@ -928,3 +928,49 @@ fn a_refused_bootstrap_finish_is_reported() {
         }
     );
 }
+
+#[test]
+fn a_server_account_is_moved_off_the_clients_bootstrap_account_id() {
+    // The client's Bootstrap-Discover lists /0/0 without ssid: its own
+    // bootstrap-server account. The configuration puts the LwM2M server
+    // account at /0/0 too.
+    let mut cfg = dev_config();
+    cfg.discover = true;
+    cfg.security[0].id = 0;
+    let store = store_with(&[("dev-1", cfg)]);
+    let mut n1 = net(
+        43,
+        LinkConfig::default(),
+        BootstrapServerConfig::default(),
+        store,
+        discover_1_1,
+    );
+    send(&mut n1, bs_request(&["ep=dev-1"]));
+    run_to_end(&mut n1);
+    let reqs = client(&mut n1).requests.clone();
+    let paths: Vec<String> = reqs.iter().map(|r| r.path()).collect();
+    assert_eq!(paths, ["/", "/0", "/1", "/0/1", "/1/0", "/2/0", "/bs"]);
+    let sec = decode_write(&reqs[3], &lwm2m_objects::Registry::standard());
+    let Node::Instance(i) = &sec else { panic!() };
+    assert_eq!(i.id, 1);
+    assert_eq!(as_int(&single(&sec, 10)), Some(101));
+    assert!(matches!(
+        events(&mut n1)[1],
+        BootstrapEvent::Finished { .. }
+    ));
+
+    // Without Discover nothing is known, nothing moves.
+    let mut cfg = dev_config();
+    cfg.security[0].id = 0;
+    let store = store_with(&[("dev-1", cfg)]);
+    let mut n2 = net(
+        44,
+        LinkConfig::default(),
+        BootstrapServerConfig::default(),
+        store,
+        obliging,
+    );
+    send(&mut n2, bs_request(&["ep=dev-1"]));
+    run_to_end(&mut n2);
+    assert_eq!(client(&mut n2).requests[2].path(), "/0/0");
+}

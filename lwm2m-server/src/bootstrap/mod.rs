@@ -23,6 +23,10 @@
 //!   `lwm2m=1.1` or later (Leshan does the same; SenML CBOR is the format
 //!   1.1 composite operations rely on), else TLV, the one binary format
 //!   every 1.0 client has.
+//! - **The client's bootstrap-server account is never overwritten**: after
+//!   a Bootstrap-Discover, a configured server-account Security instance
+//!   whose id is that of a /0 instance the client listed without `ssid` is
+//!   written under the smallest free id instead.
 //! - **Bootstrap-Discover errors** (4.xx) do not fail the session: a 1.0
 //!   client has no Bootstrap-Discover and may answer 4.00/4.04/4.05; the
 //!   session carries on as for a 1.0 client. Every other step's 4.xx/5.xx,
@@ -47,7 +51,7 @@ use lwm2m_core::coap::Transmit;
 use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response};
 use lwm2m_core::format::link::BootstrapDiscover;
 use lwm2m_core::format::{self, ContentFormat, FormatError};
-use lwm2m_core::model::{Node, Path, Version};
+use lwm2m_core::model::{Instance, Node, Path, ResourceValue, Value, Version};
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
@@ -222,6 +226,70 @@ struct Session<P> {
     pct: Option<ContentFormat>,
     discovered: Option<BootstrapDiscover>,
     read: Vec<(Path, Node)>,
+    /// The instances to write, by the path they are written to.
+    writes: BTreeMap<Path, Instance>,
+}
+
+impl<P> Session<P> {
+    /// Moves configured server-account Security instances off the ids of the
+    /// client's own bootstrap-server accounts (the /0 instances its
+    /// Bootstrap-Discover listed without `ssid`): writing over the account
+    /// would cut the client off from this server, and the client keeps it
+    /// through Bootstrap-Delete anyway. The new id is the smallest one used
+    /// by neither side.
+    fn avoid_bootstrap_accounts(&mut self) {
+        let Some(d) = &self.discovered else {
+            return;
+        };
+        let theirs: BTreeSet<u16> = d
+            .entries
+            .iter()
+            .filter(|e| e.attributes.ssid.is_none())
+            .filter_map(|e| match e.path {
+                Path::Instance(o, i) if o == lwm2m_objects::security::ID => Some(i),
+                _ => None,
+            })
+            .collect();
+        let clashes: Vec<Path> = self
+            .writes
+            .iter()
+            .filter(|(p, inst)| {
+                matches!(p, Path::Instance(o, i) if *o == lwm2m_objects::security::ID && theirs.contains(i))
+                    && !is_bootstrap_account(inst)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for old in clashes {
+            let used = |id: u16| {
+                theirs.contains(&id)
+                    || self
+                        .writes
+                        .contains_key(&Path::Instance(lwm2m_objects::security::ID, id))
+            };
+            // 65535 is reserved (TS Core §7.3); fewer than that many ids
+            // are ever in use, so a free one is always found.
+            let Some(free) = (0..u16::MAX).find(|id| !used(*id)) else {
+                continue;
+            };
+            let Some(mut inst) = self.writes.remove(&old) else {
+                continue;
+            };
+            inst.id = free;
+            let new = Path::Instance(lwm2m_objects::security::ID, free);
+            self.writes.insert(new, inst);
+            for step in self.steps.iter_mut() {
+                if *step == BootstrapStep::Write(old) {
+                    *step = BootstrapStep::Write(new);
+                }
+            }
+        }
+    }
+}
+
+fn is_bootstrap_account(inst: &Instance) -> bool {
+    inst.resources
+        .get(&lwm2m_objects::security::BOOTSTRAP_SERVER)
+        .is_some_and(|r| r.value == ResourceValue::Single(Value::Boolean(true)))
 }
 
 impl<P> Session<P> {
@@ -554,12 +622,8 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         }
         steps.extend(config.read.iter().cloned().map(BootstrapStep::Read));
         steps.extend(config.delete.iter().cloned().map(BootstrapStep::Delete));
-        steps.extend(
-            config
-                .writes()
-                .into_iter()
-                .map(|(p, _)| BootstrapStep::Write(p)),
-        );
+        let writes: Vec<(Path, Instance)> = config.writes();
+        steps.extend(writes.iter().map(|(p, _)| BootstrapStep::Write(*p)));
         steps.push_back(BootstrapStep::Finish);
         let deadline = now + self.config.session_timeout;
         self.deadlines.insert((deadline, ep.to_string()));
@@ -568,6 +632,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
             Session {
                 peer: peer.clone(),
                 config,
+                writes: writes.into_iter().collect(),
                 steps,
                 current: None,
                 deadline,
@@ -603,8 +668,10 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
             BootstrapStep::Write(p) => {
                 let cf = s.format();
                 let mut payload = Vec::new();
-                let encoded = match s.config.node_at(p) {
-                    Some(node) => format::encode(cf, &node, p, &mut payload),
+                let encoded = match s.writes.get(p) {
+                    Some(inst) => {
+                        format::encode(cf, &Node::Instance(inst.clone()), p, &mut payload)
+                    }
                     None => Err(FormatError::UnsupportedFormat(cf)),
                 };
                 if let Err(e) = encoded {
@@ -643,6 +710,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
                 // client (see the module documentation).
                 if code.is_success() {
                     s.discovered = BootstrapDiscover::decode(&response.payload).ok();
+                    s.avoid_bootstrap_accounts();
                 }
                 self.next_step(now, &ep);
             }
