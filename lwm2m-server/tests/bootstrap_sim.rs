@@ -737,6 +737,17 @@ fn bootstrap_pack_is_the_whole_configuration_in_senml_cbor() {
         .with_query("ep=dev-1")
         .with_uint_option(number::ACCEPT, 50);
     assert_eq!(send(&mut net, bad).code, Code::NOT_ACCEPTABLE);
+    for cf in [110u16, 11544] {
+        let other = Request::new(Code::GET)
+            .with_path("/bspack")
+            .with_query("ep=dev-1")
+            .with_uint_option(number::ACCEPT, u32::from(cf));
+        let r = send(&mut net, other);
+        assert_eq!(r.code, Code::CONTENT);
+        assert_eq!(r.options.uint(number::CONTENT_FORMAT), Some(u32::from(cf)));
+        let v = format::decode_values(ContentFormat(cf), &r.payload, &models).unwrap();
+        assert_eq!(v.len(), values.len(), "format {cf}");
+    }
     let unknown = Request::new(Code::GET)
         .with_path("/bspack")
         .with_query("ep=x");
@@ -973,4 +984,45 @@ fn a_server_account_is_moved_off_the_clients_bootstrap_account_id() {
     send(&mut n2, bs_request(&["ep=dev-1"]));
     run_to_end(&mut n2);
     assert_eq!(client(&mut n2).requests[2].path(), "/0/0");
+}
+
+#[test]
+fn lossy_duplicating_reordering_link_with_discover_and_read_still_completes() {
+    let link = LinkConfig {
+        loss_permille: 200,
+        duplicate_permille: 100,
+        jitter: Duration::from_millis(500),
+        ..LinkConfig::default()
+    };
+    for seed in 50..56 {
+        let mut cfg = dev_config();
+        cfg.discover = true;
+        cfg.read = vec![Path::Object(1)];
+        let store = store_with(&[("dev-1", cfg)]);
+        let mut n = net(
+            seed,
+            link.clone(),
+            BootstrapServerConfig::default(),
+            store,
+            has_one_server_account,
+        );
+        assert_eq!(
+            send(&mut n, bs_request(&["ep=dev-1"])).code,
+            Code::CHANGED,
+            "seed {seed}"
+        );
+        run_to_end(&mut n);
+        let ev = events(&mut n);
+        assert_eq!(ev.len(), 2, "seed {seed}: {ev:?}");
+        assert!(
+            matches!(&ev[1], BootstrapEvent::Finished { read, .. } if read.len() == 1),
+            "seed {seed}: {ev:?}"
+        );
+        let paths: Vec<String> = client(&mut n).requests.iter().map(|r| r.path()).collect();
+        assert_eq!(
+            paths,
+            ["/", "/1", "/0", "/1", "/0/1", "/1/0", "/2/0", "/bs"],
+            "seed {seed}"
+        );
+    }
 }

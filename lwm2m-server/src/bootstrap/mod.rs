@@ -10,8 +10,8 @@
 //!   configured path, Bootstrap-Write of each Security / Server / ACL
 //!   instance, Bootstrap-Finish (`POST /bs`).
 //! - **Bootstrap-Pack-Request** `GET /bspack?ep=NAME` (TS Core 1.2): the
-//!   whole configuration as one SenML CBOR (or LwM2M CBOR, on Accept 11544)
-//!   payload.
+//!   whole configuration as one SenML CBOR payload (SenML JSON or LwM2M
+//!   CBOR on Accept 110 / 11544).
 //! - **Server-initiated bootstrap**: [`BootstrapEngine::start_session`]
 //!   runs the same sequence for a client at a known address, without a
 //!   Bootstrap-Request.
@@ -584,10 +584,11 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
             None => ContentFormat::SENML_CBOR,
             Some(a) if a == u32::from(ContentFormat::SENML_CBOR.0) => ContentFormat::SENML_CBOR,
             Some(a) if a == u32::from(ContentFormat::LWM2M_CBOR.0) => ContentFormat::LWM2M_CBOR,
+            Some(a) if a == u32::from(ContentFormat::SENML_JSON.0) => ContentFormat::SENML_JSON,
             Some(_) => {
                 return error_response(
                     Code::NOT_ACCEPTABLE,
-                    "Bootstrap-Pack is served as SenML CBOR (112) or LwM2M CBOR (11544)",
+                    "Bootstrap-Pack is served as SenML CBOR (112), SenML JSON (110) or LwM2M CBOR (11544)",
                 )
             }
         };
