@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
         match op % 6 {
             0 | 1 => ep.handle_datagram(now, peer, chunk),
             2 => {
-                now = now + Duration::from_millis(u64::from(chunk.first().copied().unwrap_or(0)) * 500);
+                now = now
+                    + Duration::from_millis(u64::from(chunk.first().copied().unwrap_or(0)) * 500);
                 ep.handle_timeout(now);
             }
             3 => {
@@ -48,15 +49,24 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => {
-                let mut req = Request::new(Code::PUT).with_path("/5/0/0").with_payload(42, chunk.repeat(4));
+                let mut req = Request::new(Code::PUT)
+                    .with_path("/5/0/0")
+                    .with_payload(42, chunk.repeat(4));
                 if chunk.first().is_some_and(|b| b & 1 == 1) {
-                    req = Request::new(Code::GET).with_path("/3/0").with_uint_option(number::OBSERVE, 0);
+                    req = Request::new(Code::GET)
+                        .with_path("/3/0")
+                        .with_uint_option(number::OBSERVE, 0);
                 }
                 let _ = ep.send_request(now, peer, req);
             }
             _ => {
                 if let Some(obs) = observations.last() {
-                    ep.notify(now, *obs, Response::new(Code::CONTENT).with_payload(0, chunk.repeat(10)), len % 2 == 0);
+                    ep.notify(
+                        now,
+                        *obs,
+                        Response::new(Code::CONTENT).with_payload(0, chunk.repeat(10)),
+                        len % 2 == 0,
+                    );
                 }
             }
         }

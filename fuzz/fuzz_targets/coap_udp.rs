@@ -6,11 +6,21 @@ use lwm2m_core::coap::{Message, MessageWriter};
 fuzz_target!(|data: &[u8]| {
     let Ok(m) = Message::parse(data) else { return };
     let _ = m.check_options();
-    let _ = (m.content_format(), m.accept(), m.observe(), m.block1(), m.block2(), m.size1(), m.size2());
+    let _ = (
+        m.content_format(),
+        m.accept(),
+        m.observe(),
+        m.block1(),
+        m.block2(),
+        m.size1(),
+        m.size2(),
+    );
     let mut buf = Vec::new();
-    let mut w = MessageWriter::udp(&mut buf, m.mtype, m.code, m.message_id, m.token).expect("parsed token fits");
+    let mut w = MessageWriter::udp(&mut buf, m.mtype, m.code, m.message_id, m.token)
+        .expect("parsed token fits");
     for o in m.options() {
-        w.option(o.number, o.value).expect("parsed options are ordered and bounded");
+        w.option(o.number, o.value)
+            .expect("parsed options are ordered and bounded");
     }
     w.finish(m.payload);
     let again = Message::parse(&buf).expect("our own encoding parses");

@@ -127,7 +127,11 @@ fn run(data: &[u8]) -> Option<()> {
                 // A Package URI made of arbitrary text.
                 let uri = String::from_utf8_lossy(input.bytes()?).into_owned();
                 let _ = check_uri(&uri);
-                m.write(lwm2m_objects::firmware_update::PACKAGE_URI, Value::String(uri), now)
+                m.write(
+                    lwm2m_objects::firmware_update::PACKAGE_URI,
+                    Value::String(uri),
+                    now,
+                )
             }
         };
         while m.poll_event().is_some() {}
@@ -136,7 +140,10 @@ fn run(data: &[u8]) -> Option<()> {
         if let Err(e) = got {
             if !matches!(e, FwError::DownloadFailed(_)) {
                 assert_eq!(after, before, "refused {e:?} changed the state");
-                assert!(m.take_changed().is_empty(), "refused {e:?} changed resources");
+                assert!(
+                    m.take_changed().is_empty(),
+                    "refused {e:?} changed resources"
+                );
             }
         }
         if matches!(after.0, State::Downloaded | State::Updating) {

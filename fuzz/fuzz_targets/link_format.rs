@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(reg) = RegistrationLinks::decode(data) {
         let mut out = Vec::new();
-        reg.encode(&mut out).expect("decoded registration must encode");
+        reg.encode(&mut out)
+            .expect("decoded registration must encode");
         let again = RegistrationLinks::decode(&out).expect("encoded registration must decode");
         assert_eq!(again, reg);
     }
@@ -39,7 +40,8 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         // An entry for "/" with other attributes than lwm2m has no encoding; skip those.
         if bd.encode(&mut out).is_ok() {
-            let again = BootstrapDiscover::decode(&out).expect("encoded bootstrap-discover must decode");
+            let again =
+                BootstrapDiscover::decode(&out).expect("encoded bootstrap-discover must decode");
             assert_eq!(again, bd);
         }
     }
@@ -47,14 +49,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = core::str::from_utf8(data) {
         if let Ok(attrs) = Attributes::from_query(text.split('&')) {
             let q = attrs.to_query();
-            let again = Attributes::from_query(q.iter().map(String::as_str)).expect("written query must parse");
+            let again = Attributes::from_query(q.iter().map(String::as_str))
+                .expect("written query must parse");
             assert_eq!(again, attrs);
             let _ = attrs.validate_for(&Path::Resource(3303, 0, 5700), None);
             let _ = Attributes::inherit(&[&attrs, &attrs]);
         }
         if let Ok(update) = AttributeUpdate::from_query(text.split('&')) {
             let q = update.to_query();
-            let again = AttributeUpdate::from_query(q.iter().map(String::as_str)).expect("written update must parse");
+            let again = AttributeUpdate::from_query(q.iter().map(String::as_str))
+                .expect("written update must parse");
             assert_eq!(again, update);
             let _ = update.apply_to(&Attributes::new()).validate();
         }

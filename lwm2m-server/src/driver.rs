@@ -348,13 +348,13 @@ impl ServerHandle {
 }
 
 /// Engine time from the wall clock at start plus the monotonic clock since.
-struct Clock {
+pub(crate) struct Clock {
     base: Instant,
     start: tokio::time::Instant,
 }
 
 impl Clock {
-    fn new() -> Clock {
+    pub(crate) fn new() -> Clock {
         let unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -365,11 +365,11 @@ impl Clock {
         }
     }
 
-    fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         self.base + self.start.elapsed()
     }
 
-    fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
+    pub(crate) fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
         self.start + t.saturating_duration_since(self.base)
     }
 }

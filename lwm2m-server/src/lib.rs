@@ -1,7 +1,8 @@
 //! The LwM2M server: a sans-IO [`engine`] (Registration interface on `/rd`
 //! and device-management requests to registered clients), registration
 //! [`store`]s (SQLite, in memory) and a tokio [`driver`] that binds a UDP
-//! socket and exposes an async API.
+//! socket and exposes an async API. The [`bootstrap`] module is the
+//! Bootstrap Server: its own sans-IO engine, configurations and tokio driver.
 //!
 //! With the `admin` feature, [`admin`] serves an HTTP API, SSE, Prometheus
 //! metrics and a web UI over the driver.
@@ -14,6 +15,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod bootstrap;
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod engine;

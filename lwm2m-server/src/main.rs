@@ -1,9 +1,12 @@
 //! The LwM2M server binary.
 //!
 //! ```text
-//! lwm2m-server [--coap ADDR] [--http ADDR] [--data-dir DIR] [--redis URL]
+//! lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
+//! `--bootstrap` (env `LWM2M_BOOTSTRAP`, default `0.0.0.0:5783`): UDP address
+//! of the bootstrap server, `none` to run without it. Its configurations come
+//! from `bootstrap.json` in the data directory, if present (README).
 //! `--http` (env `LWM2M_HTTP`, default `0.0.0.0:8080`): TCP address of the
 //! admin API, events, metrics and web UI ([`lwm2m_server::admin`]).
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
@@ -21,11 +24,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use lwm2m_server::admin::{self, AdminConfig};
+use lwm2m_server::bootstrap::driver::BootstrapServer;
+use lwm2m_server::bootstrap::{BootstrapFile, BootstrapServerConfig, MemoryConfigStore};
 use lwm2m_server::{RegistrationStore, Server, ServerConfig, SqliteStore};
 
 const USAGE: &str =
-    "usage: lwm2m-server [--coap ADDR] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
+    "usage: lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
   --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
+  --bootstrap ADDR UDP address of the bootstrap server, or none (env LWM2M_BOOTSTRAP,
+                   default 0.0.0.0:5783); configurations from DIR/bootstrap.json
   --http ADDR      TCP address of the admin API and web UI (env LWM2M_HTTP, default 0.0.0.0:8080)
   --data-dir DIR   registration database directory (env LWM2M_DATA_DIR, default ./lwm2m-data)
   --redis URL      keep registrations in Redis instead, shared by the server nodes
@@ -35,6 +42,7 @@ const USAGE: &str =
 #[derive(Debug, PartialEq)]
 struct Args {
     coap: SocketAddr,
+    bootstrap: Option<SocketAddr>,
     http: SocketAddr,
     data_dir: PathBuf,
     /// Redis URL: selects RedisStore over SqliteStore.
@@ -50,6 +58,7 @@ fn parse_args(
 ) -> Result<Args, String> {
     let mut coap = env("LWM2M_COAP");
     let mut http = env("LWM2M_HTTP");
+    let mut bootstrap = env("LWM2M_BOOTSTRAP");
     let mut data_dir = env("LWM2M_DATA_DIR");
     let mut redis = env("LWM2M_REDIS").filter(|v| !v.is_empty());
     let mut verbose = false;
@@ -60,7 +69,7 @@ fn parse_args(
             None => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--coap" | "--http" | "--data-dir" | "--redis" => {
+            "--coap" | "--bootstrap" | "--http" | "--data-dir" | "--redis" => {
                 let value = match inline {
                     Some(v) => v,
                     None => it.next().ok_or(format!("{flag} needs a value"))?,
@@ -69,6 +78,8 @@ fn parse_args(
                     coap = Some(value);
                 } else if flag == "--http" {
                     http = Some(value);
+                } else if flag == "--bootstrap" {
+                    bootstrap = Some(value);
                 } else if flag == "--redis" {
                     redis = Some(value);
                 } else {
@@ -88,8 +99,15 @@ fn parse_args(
     let http = http
         .parse()
         .map_err(|_| format!("--http {http:?} is not an address like 0.0.0.0:8080"))?;
+    let bootstrap = match bootstrap.as_deref().unwrap_or("0.0.0.0:5783") {
+        "none" => None,
+        b => Some(b.parse().map_err(|_| {
+            format!("--bootstrap {b:?} is not an address like 0.0.0.0:5783 (or none)")
+        })?),
+    };
     Ok(Args {
         coap,
+        bootstrap,
         http,
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
         redis,
@@ -169,6 +187,10 @@ fn redacted(url: &str) -> String {
 }
 
 async fn serve(args: Args) -> ExitCode {
+    // Signal handlers first: a SIGTERM that arrives while the servers start
+    // (a test or service manager stopping a server that just started) must
+    // stop them cleanly, not kill the process.
+    let stop = wait_for_stop_signal();
     let (store, store_name) = match open_store(&args) {
         Ok(s) => s,
         Err(e) => {
@@ -205,7 +227,18 @@ async fn serve(args: Args) -> ExitCode {
     let mut http_task = tokio::spawn(admin::serve(http, router, async {
         let _ = http_stopped.await;
     }));
-    let stop = wait_for_stop_signal();
+    let bootstrap = match args.bootstrap {
+        Some(addr) => match start_bootstrap(addr, &args.data_dir).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!("{e}");
+                http_task.abort();
+                server.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     tracing::info!(
         coap = %server.local_addr(),
         http = %http_addr,
@@ -226,8 +259,38 @@ async fn serve(args: Args) -> ExitCode {
     {
         http_task.abort();
     }
+    if let Some(b) = bootstrap {
+        b.shutdown().await;
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Starts the bootstrap server with the configurations of
+/// `data_dir/bootstrap.json` (none if the file does not exist).
+async fn start_bootstrap(
+    addr: SocketAddr,
+    data_dir: &std::path::Path,
+) -> Result<BootstrapServer, String> {
+    let path = data_dir.join("bootstrap.json");
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            BootstrapFile::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BootstrapFile::default(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let count = file.endpoints.len();
+    let store = Box::new(MemoryConfigStore::from(file));
+    let bs = BootstrapServer::start(addr, BootstrapServerConfig::default(), store)
+        .await
+        .map_err(|e| format!("bootstrap server: {e}"))?;
+    tracing::info!(
+        bootstrap = %bs.local_addr(),
+        configurations = count,
+        "LwM2M bootstrap server listening"
+    );
+    Ok(bs)
 }
 
 /// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and
@@ -282,6 +345,7 @@ mod tests {
         assert_eq!(a.http, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("./lwm2m-data"));
         assert_eq!(a.redis, None);
+        assert_eq!(a.bootstrap, Some("0.0.0.0:5783".parse().unwrap()));
         assert!(!a.verbose);
     }
 
@@ -327,6 +391,17 @@ mod tests {
             "redis://***@db:6379/0"
         );
         assert_eq!(redacted("redis://db:6379/0"), "redis://db:6379/0");
+    }
+
+    #[test]
+    fn bootstrap_address_or_none() {
+        let a = parse(&[], &[("LWM2M_BOOTSTRAP", "127.0.0.1:9")]).unwrap();
+        assert_eq!(a.bootstrap, Some("127.0.0.1:9".parse().unwrap()));
+        let a = parse(&["--bootstrap=none"], &[("LWM2M_BOOTSTRAP", "127.0.0.1:9")]).unwrap();
+        assert_eq!(a.bootstrap, None);
+        assert!(parse(&["--bootstrap", "bs"], &[])
+            .unwrap_err()
+            .contains("not an address"));
     }
 
     #[test]

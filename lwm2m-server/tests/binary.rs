@@ -24,11 +24,14 @@ impl Running {
                 "127.0.0.1:0",
                 "--http",
                 "127.0.0.1:0",
+                "--bootstrap",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(data_dir)
             .env_remove("LWM2M_COAP")
             .env_remove("LWM2M_HTTP")
+            .env_remove("LWM2M_BOOTSTRAP")
             .env_remove("LWM2M_DATA_DIR")
             .env_remove("LWM2M_REDIS")
             .stderr(Stdio::piped())
@@ -142,4 +145,67 @@ fn binary_registers_logs_stops_and_restores() {
     // SIGTERM is handled from the "listening" line on.
     server.ports();
     server.stop();
+}
+
+#[test]
+fn binary_loads_bootstrap_json_and_serves_the_bootstrap_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("bootstrap.json"),
+        r#"{"endpoints": {"bin-dev": {
+            "security": [{"id": 1, "uri": "coap://127.0.0.1:5683", "short_server_id": 101}],
+            "servers": [{"id": 0, "short_server_id": 101, "lifetime": 300}]
+        }}}"#,
+    )
+    .unwrap();
+    let mut server = Running::start(&data);
+    let line = server.expect_line("bootstrap server listening");
+    assert!(line.contains("configurations=1"), "{line}");
+    let port: u16 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bootstrap="))
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("bootstrap= in the listening line");
+    let pack = dir.path().join("pack.cbor");
+    let out = Command::new(coap_client())
+        .args(["-m", "get", "-o"])
+        .arg(&pack)
+        .arg(format!("coap://127.0.0.1:{port}/bspack?ep=bin-dev"))
+        .output()
+        .expect("run libcoap's coap-client-notls");
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&pack).unwrap();
+    let values = lwm2m_core::format::decode_values(
+        lwm2m_core::format::ContentFormat::SENML_CBOR,
+        &bytes,
+        &lwm2m_objects::Registry::standard(),
+    )
+    .unwrap();
+    assert!(values
+        .iter()
+        .any(|v| v.path == lwm2m_core::model::Path::Resource(0, 1, 0)
+            && v.value == lwm2m_core::model::Value::String("coap://127.0.0.1:5683".into())));
+    let line = server.expect_line("bootstrap pack served");
+    assert!(line.contains("endpoint=bin-dev"), "{line}");
+    server.stop();
+}
+
+#[test]
+fn binary_refuses_a_broken_bootstrap_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("bootstrap.json"),
+        r#"{"endpoints": {"x": {"nope": 1}}}"#,
+    )
+    .unwrap();
+    let mut server = Running::start(&data);
+    let line = server.expect_line("bootstrap.json");
+    assert!(line.contains("unknown field"), "{line}");
+    let exit = server.child.wait().unwrap();
+    assert!(!exit.success());
 }

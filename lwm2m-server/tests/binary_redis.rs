@@ -25,10 +25,18 @@ impl Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server"))
             // Every process on its own free ports: the HTTP default (8080)
             // would clash between the two nodes.
-            .args(["--coap", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args([
+                "--coap",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--bootstrap",
+                "none",
+            ])
             .args(args)
             .env_remove("LWM2M_COAP")
             .env_remove("LWM2M_HTTP")
+            .env_remove("LWM2M_BOOTSTRAP")
             .env_remove("LWM2M_DATA_DIR")
             .env_remove("LWM2M_REDIS")
             .stderr(Stdio::piped())

@@ -54,11 +54,15 @@ impl ServerProcess {
                 "127.0.0.1:0",
                 "--http",
                 "127.0.0.1:0",
+                "--bootstrap",
+                "none",
                 "--data-dir",
             ])
             .arg(data_dir)
             .env_remove("LWM2M_COAP")
             .env_remove("LWM2M_HTTP")
+            .env_remove("LWM2M_BOOTSTRAP")
+            .env_remove("LWM2M_REDIS")
             .env_remove("LWM2M_DATA_DIR")
             .stderr(Stdio::piped())
             .spawn()
