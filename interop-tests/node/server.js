@@ -13,7 +13,10 @@
 //   {"event":"write","path":"/3/0/15","value":..}          (Timezone, text/plain)
 //   {"event":"read","path":"/3/0/15","value":..}           (read back)
 //   {"event":"execute","path":"/3/0/4"}                    (Reboot)
+//   {"event":"observe","path":"/3/0/13","value":..}        (Current Time, first value)
 //   {"event":"done"}
+// and for each later notification of the observation
+//   {"event":"notification","path":"/3/0/13","value":..}
 // a step that fails prints {"event":"error","op":..,"path":..,"message":..,"code":..}.
 //   {"event":"unregistration","endpoint":..}               (De-register)
 // Exits when stdin closes (the Rust guard) or after its lifetime.
@@ -71,6 +74,12 @@ function scenario(deviceId) {
         }),
         (next) => server.execute(deviceId, 3, 0, 4, null, (e) => {
             if (e) { failed('execute', '/3/0/4', e); } else { emit('execute', { path: '/3/0/4' }); }
+            next();
+        }),
+        (next) => server.observe(deviceId, 3, 0, 13, (value) => {
+            emit('notification', { path: '/3/0/13', value: value });
+        }, (e, v) => {
+            if (e) { failed('observe', '/3/0/13', e); } else { emit('observe', { path: '/3/0/13', value: v }); }
             next();
         }),
     ];

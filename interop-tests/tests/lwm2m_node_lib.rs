@@ -4,7 +4,8 @@
 //!
 //! * our client → lwm2m-node-lib's server (`node/server.js`): the server
 //!   sees our registration, reads the Manufacturer, writes and reads back
-//!   the Timezone, executes Reboot; our client De-registers on shutdown;
+//!   the Timezone, executes Reboot, observes Current Time and gets a
+//!   notification for each change; our client De-registers on shutdown;
 //! * lwm2m-node-lib's client (`node/client.js`) → our server: we see its
 //!   registration, read its Manufacturer, write, read back, observe (a
 //!   write makes it notify), execute; it De-registers when told to stop.
@@ -129,6 +130,18 @@ fn our_client_with_lwm2m_node_lib_server() {
     assert_eq!(back["value"], "Europe/Madrid", "{back}");
     assert!(find("execute", "/3/0/4").is_some(), "{seen:?}");
     assert_eq!(client.reboots.load(Ordering::SeqCst), 1);
+
+    // It observes Current Time; each change of our clock is notified.
+    let t0 = client.clock.load(Ordering::SeqCst);
+    let first = find("observe", "/3/0/13").expect("observe of /3/0/13");
+    assert_eq!(first["value"], t0.to_string(), "{first}");
+    for n in 1..=2i64 {
+        let want = (t0 + 100 * n).to_string();
+        client.clock.store(t0 + 100 * n, Ordering::SeqCst);
+        wait_event(&mut peer, "notification", |j| {
+            j["path"] == "/3/0/13" && j["value"] == want.as_str()
+        });
+    }
 
     let rest = client.shutdown(STEP).expect("client stops");
     assert!(rest.contains(&ClientEvent::Deregistered), "{rest:?}");
