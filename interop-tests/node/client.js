@@ -13,6 +13,7 @@
 //   {"event":"execute","path":..,"args":..}
 //   {"event":"unregistered"}
 //   {"event":"error","op":..,"message":..}
+//   {"event":"updated","port":N}                        (after an "update" line on stdin)
 // When stdin closes it De-registers and exits.
 const { emit, boundLifetime } = require('./loopback');
 const lwm2m = require('lwm2m-node-lib');
@@ -95,7 +96,25 @@ function register() {
     });
 }
 
-process.stdin.on('data', () => {});
+// Commands, one a line: "update" sends a registration Update.
+let pending = '';
+process.stdin.on('data', (chunk) => {
+    pending += chunk.toString();
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+        const command = pending.slice(0, nl).trim();
+        pending = pending.slice(nl + 1);
+        if (command === 'update' && deviceInfo) {
+            client.update(deviceInfo, (error) => {
+                if (error) {
+                    emit('error', { op: 'update', message: String(error.message || error.name || error) });
+                } else {
+                    emit('updated', { port: deviceInfo.localPort });
+                }
+            });
+        }
+    }
+});
 process.stdin.on('end', () => {
     if (!deviceInfo) {
         process.exit(0);

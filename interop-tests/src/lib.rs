@@ -745,6 +745,22 @@ impl PeerProcess {
         }
     }
 
+    /// Writes `bytes` to its standard input (for programs that take
+    /// commands there).
+    pub fn write_stdin(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let mut c = self
+            .child
+            .lock()
+            .map_err(|_| io::Error::other("child lock poisoned"))?;
+        let stdin = c
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other("stdin already closed"))?;
+        stdin.write_all(bytes)?;
+        stdin.flush()
+    }
+
     /// Closes its standard input (programs that exit on EOF then exit).
     pub fn close_stdin(&mut self) {
         if let Ok(mut c) = self.child.lock() {

@@ -8,7 +8,9 @@
 //!   notification for each change; our client De-registers on shutdown;
 //! * lwm2m-node-lib's client (`node/client.js`) → our server: we see its
 //!   registration, read its Manufacturer, write, read back, observe (a
-//!   write makes it notify), execute; it De-registers when told to stop.
+//!   write makes it notify), execute, discover, write attributes (seen in
+//!   the next discover), follow its Update from a new port; it
+//!   De-registers when told to stop.
 //!
 //! lwm2m-node-lib speaks LwM2M 1.0 with plain-text single resources (it
 //! does not read or write whole instances, nor TLV/SenML): the tests stay
@@ -26,7 +28,9 @@ use interop_tests::{free_udp_port, node, node_peers_dir, PeerProcess};
 use lwm2m_client::ClientEvent;
 use lwm2m_core::coap::Code;
 use lwm2m_core::format::ContentFormat;
-use lwm2m_core::model::{Node, Path, Resource, ResourceValue, Value, Version};
+use lwm2m_core::model::{
+    AttributeChange, AttributeUpdate, Node, Path, Resource, ResourceValue, Value, Version,
+};
 use lwm2m_server::{
     Content, DmResponse, MemoryStore, Server, ServerConfig, ServerEvent, WriteMode,
 };
@@ -329,6 +333,68 @@ async fn node_client_scenario() {
     );
     assert_eq!(r.code, Code::CHANGED);
     blocking(|| wait_event(&mut peer, "execute", |j| j["path"] == "/3/0/4"));
+
+    // Discover the instance: its resources, as link format.
+    let r = ok(
+        server.discover(ep, Path::Instance(3, 0)).await,
+        "discover /3/0",
+    );
+    assert_eq!(r.code, Code::CONTENT);
+    let Content::Links(links) = &r.content else {
+        panic!("discover /3/0: {r:?}");
+    };
+    let paths: Vec<Path> = links.iter().map(|l| l.path).collect();
+    for p in [
+        Path::Instance(3, 0),
+        Path::Resource(3, 0, 0),
+        Path::Resource(3, 0, 14),
+        Path::Resource(3, 0, 15),
+    ] {
+        assert!(paths.contains(&p), "{p} not in {paths:?}");
+    }
+
+    // Write-Attributes, then Discover shows them.
+    let update = AttributeUpdate {
+        pmin: Some(AttributeChange::Set(2)),
+        pmax: Some(AttributeChange::Set(30)),
+        ..AttributeUpdate::default()
+    };
+    let r = ok(
+        server
+            .write_attributes(ep, Path::Resource(3, 0, 15), update)
+            .await,
+        "write-attributes",
+    );
+    assert_eq!(r.code, Code::CHANGED);
+    let r = ok(
+        server.discover(ep, Path::Resource(3, 0, 15)).await,
+        "discover /3/0/15",
+    );
+    let Content::Links(links) = &r.content else {
+        panic!("discover /3/0/15: {r:?}");
+    };
+    let entry = links
+        .iter()
+        .find(|l| l.path == Path::Resource(3, 0, 15))
+        .unwrap_or_else(|| panic!("{links:?}"));
+    assert_eq!(entry.attributes.pmin, Some(2), "{links:?}");
+    assert_eq!(entry.attributes.pmax, Some(30), "{links:?}");
+
+    // An Update from a new port (lwm2m-node-lib sends it from a fresh
+    // socket and listens there afterwards): our server follows the address.
+    peer.write_stdin(b"update\n").unwrap();
+    let updated = match next_lifecycle_event(&mut events).await {
+        ServerEvent::Updated { registration } => registration,
+        e => panic!("expected Updated, got {e:?}\n{}", peer.output()),
+    };
+    assert_eq!(updated.id, reg.id);
+    let said = blocking(|| wait_event(&mut peer, "updated", |_| true));
+    assert_eq!(said["port"], updated.address.port(), "{said}");
+    let r = ok(
+        server.read(ep, Path::Resource(3, 0, 0)).await,
+        "read /3/0/0 after the Update",
+    );
+    assert_eq!(text_of(&r.content).as_deref(), Some(manufacturer), "{r:?}");
 
     // Closing its stdin makes it De-register.
     peer.close_stdin();
