@@ -39,11 +39,13 @@ pub struct OurClientOptions {
     /// ([`ClientConfig::poll_observed`]), so a change of [`OurClient::clock`]
     /// is noticed without the application calling `changed`.
     pub poll_observed: Option<Duration>,
+    /// Queue mode with this awake time ([`ClientConfig::queue_mode`]).
+    pub queue_mode: Option<Duration>,
 }
 
 impl OurClientOptions {
     /// LwM2M 1.1, lifetime 60 s, manufacturer `lwm2m-rs`, observed values
-    /// polled every 100 ms.
+    /// polled every 100 ms, no queue mode.
     pub fn new(endpoint: &str, server: SocketAddr) -> OurClientOptions {
         OurClientOptions {
             endpoint: endpoint.to_string(),
@@ -52,6 +54,7 @@ impl OurClientOptions {
             version: Version::new(1, 1),
             manufacturer: "lwm2m-rs".to_string(),
             poll_observed: Some(Duration::from_millis(100)),
+            queue_mode: None,
         }
     }
 }
@@ -233,6 +236,7 @@ fn build_client(
     config.lifetime = o.lifetime;
     config.lwm2m_version = o.version;
     config.poll_observed = o.poll_observed;
+    config.queue_mode = o.queue_mode;
     let uri = format!("coap://{}", o.server);
     let mut client = Client::new(config, o.server, OsRng);
     client.add_object(Box::new(Security::new(&uri, 1)));

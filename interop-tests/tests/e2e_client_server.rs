@@ -447,3 +447,103 @@ fn demo_binaries_register_and_deregister() {
         started.elapsed()
     );
 }
+
+/// An LwM2M 1.0 client in queue mode: it registers with binding `UQ`,
+/// answers a Read of /3/0 without Accept in TLV (the 1.0 default), falls
+/// asleep, and a Read made while it sleeps is held by the server and
+/// delivered after its next Update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_mode_lwm2m_1_0_client() {
+    tokio::time::timeout(WHOLE, queue_mode_scenario())
+        .await
+        .expect("the whole scenario within its bound");
+}
+
+async fn queue_mode_scenario() {
+    let started = std::time::Instant::now();
+    // The server believes the client awake for less time than the client
+    // stays awake, so nothing it sends right away lands while the client's
+    // radio is off.
+    let config = ServerConfig {
+        awake_time: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        config,
+        Box::new(lwm2m_server::MemoryStore::new()),
+        Box::new(lwm2m_objects::Registry::standard()),
+    )
+    .await
+    .unwrap();
+    let mut events = server.events();
+    let ep = "e2e-queue-1.0";
+    let mut client = OurClient::start(OurClientOptions {
+        manufacturer: MANUFACTURER.into(),
+        version: Version::new(1, 0),
+        // Update every second (lifetime / 2).
+        lifetime: 2,
+        queue_mode: Some(Duration::from_millis(600)),
+        poll_observed: None,
+        ..OurClientOptions::new(ep, server.local_addr())
+    })
+    .unwrap();
+    let reg = match next_lifecycle_event(&mut events).await {
+        ServerEvent::Registered { registration, .. } => registration,
+        e => panic!("expected Registered, got {e:?}"),
+    };
+    assert_eq!(reg.lwm2m_version, Version::new(1, 0));
+    assert_eq!(reg.binding, "UQ");
+    assert!(reg.queue_mode);
+
+    // Awake right after Register: the default format of a 1.0 client is TLV.
+    let r = ok(
+        step("read /3/0", server.read(ep, Path::Instance(3, 0))).await,
+        "read /3/0",
+    );
+    assert_eq!(
+        single_value(&r.content, 0),
+        Some(&Value::String(MANUFACTURER.into())),
+        "{r:?}"
+    );
+
+    // Asleep: the Read waits for the next Update.
+    client
+        .expect_event(STEP, "Sleeping", |e| *e == ClientEvent::Sleeping)
+        .await;
+    while events.try_recv().is_ok() {}
+    let asked = std::time::Instant::now();
+    let r = ok(
+        step("held read", server.read(ep, Path::Resource(3, 0, 0))).await,
+        "held read",
+    );
+    let waited = asked.elapsed();
+    assert_eq!(
+        r.content,
+        Content::Node(Node::Resource(Resource::single(
+            0,
+            Value::String(MANUFACTURER.into())
+        )))
+    );
+    let mut updated_first = false;
+    while let Ok(ev) = events.try_recv() {
+        if matches!(ev, ServerEvent::Updated { .. }) {
+            updated_first = true;
+        }
+    }
+    assert!(
+        updated_first,
+        "the held Read was answered without an Update waking the client (after {waited:?})"
+    );
+
+    let rest = tokio::task::spawn_blocking(move || client.shutdown(STEP))
+        .await
+        .unwrap()
+        .expect("client stops");
+    assert!(rest.contains(&ClientEvent::Deregistered), "{rest:?}");
+    server.shutdown().await;
+    eprintln!(
+        "held read answered after {waited:?}, whole scenario {:?}",
+        started.elapsed()
+    );
+}
