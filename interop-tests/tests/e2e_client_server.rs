@@ -547,3 +547,188 @@ async fn queue_mode_scenario() {
         started.elapsed()
     );
 }
+
+/// Write-Attributes from our server to our client: `pmax` makes an
+/// unchanged resource notify, and Discover reports the attributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_attributes_drive_notifications() {
+    tokio::time::timeout(WHOLE, attributes_scenario())
+        .await
+        .expect("the whole scenario within its bound");
+}
+
+async fn attributes_scenario() {
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+        Box::new(lwm2m_server::MemoryStore::new()),
+        Box::new(lwm2m_objects::Registry::standard()),
+    )
+    .await
+    .unwrap();
+    let mut events = server.events();
+    let ep = "e2e-attributes";
+    let client = OurClient::start(OurClientOptions {
+        manufacturer: MANUFACTURER.into(),
+        ..OurClientOptions::new(ep, server.local_addr())
+    })
+    .unwrap();
+    assert!(matches!(
+        next_lifecycle_event(&mut events).await,
+        ServerEvent::Registered { .. }
+    ));
+
+    let path = Path::Resource(3, 0, 0);
+    let update = lwm2m_core::model::AttributeUpdate {
+        pmin: Some(lwm2m_core::model::AttributeChange::Set(0)),
+        pmax: Some(lwm2m_core::model::AttributeChange::Set(1)),
+        ..Default::default()
+    };
+    let r = ok(
+        step(
+            "write-attributes",
+            server.write_attributes(ep, path, update),
+        )
+        .await,
+        "write-attributes",
+    );
+    assert_eq!(r.code, Code::CHANGED);
+    let r = ok(
+        step("discover", server.discover(ep, Path::Instance(3, 0))).await,
+        "discover",
+    );
+    let Content::Links(links) = &r.content else {
+        panic!("discover: {r:?}");
+    };
+    let entry = links
+        .iter()
+        .find(|l| l.path == path)
+        .unwrap_or_else(|| panic!("{path} not discovered: {links:?}"));
+    assert_eq!(entry.attributes.pmax, Some(1), "{links:?}");
+
+    // Manufacturer never changes: only pmax makes it notify.
+    let (obs, first) = step("observe", server.observe(ep, path, None))
+        .await
+        .unwrap_or_else(|e| panic!("observe: {e:?}"));
+    assert_eq!(
+        single_value(&first.content, 0),
+        Some(&Value::String(MANUFACTURER.into()))
+    );
+    let since = std::time::Instant::now();
+    for _ in 0..2 {
+        loop {
+            match step("pmax notification", events.recv()).await.unwrap() {
+                ServerEvent::Notification { id, result, .. } if id == obs => {
+                    let r = result.unwrap_or_else(|e| panic!("notification: {e:?}"));
+                    assert_eq!(
+                        single_value(&r.content, 0),
+                        Some(&Value::String(MANUFACTURER.into()))
+                    );
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let two = since.elapsed();
+    // Two pmax periods of 1 s, with slack for scheduling, not much less.
+    assert!(
+        two >= Duration::from_millis(1500) && two < Duration::from_secs(5),
+        "two pmax=1 notifications took {two:?}"
+    );
+    drop(client);
+    server.shutdown().await;
+}
+
+/// Our server restarts on the same address with its SQLite store while our
+/// client stays registered: the client's next Update (same registration
+/// id) is accepted and device management works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_keeps_our_client_registered() {
+    tokio::time::timeout(WHOLE, restart_scenario())
+        .await
+        .expect("the whole scenario within its bound");
+}
+
+async fn restart_scenario() {
+    let dir = TempDir::new().unwrap();
+    let start = |addr: SocketAddr| {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        async move {
+            Server::start(
+                addr,
+                ServerConfig::default(),
+                Box::new(store),
+                Box::new(lwm2m_objects::Registry::standard()),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let server = start("127.0.0.1:0".parse().unwrap()).await;
+    let addr = server.local_addr();
+    let mut events = server.events();
+    let ep = "e2e-restart";
+    let mut client = OurClient::start(OurClientOptions {
+        manufacturer: MANUFACTURER.into(),
+        // Update every second.
+        lifetime: 2,
+        ..OurClientOptions::new(ep, addr)
+    })
+    .unwrap();
+    let reg = match next_lifecycle_event(&mut events).await {
+        ServerEvent::Registered { registration, .. } => registration,
+        e => panic!("expected Registered, got {e:?}"),
+    };
+    client
+        .expect_event(STEP, "Registered", |e| {
+            matches!(e, ClientEvent::Registered { .. })
+        })
+        .await;
+    server.shutdown().await;
+
+    let server = start(addr).await;
+    let mut events = server.events();
+    assert_eq!(
+        server
+            .registrations()
+            .await
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        [reg.id.as_str()],
+        "restored from SQLite"
+    );
+    match next_lifecycle_event(&mut events).await {
+        ServerEvent::Updated { registration } => {
+            assert_eq!(registration.id, reg.id);
+            assert_eq!(registration.address, client.local_addr());
+        }
+        e => panic!("expected Updated after the restart, got {e:?}"),
+    }
+    let r = ok(
+        step(
+            "read after restart",
+            server.read(ep, Path::Resource(3, 0, 0)),
+        )
+        .await,
+        "read after restart",
+    );
+    assert_eq!(
+        single_value(&r.content, 0),
+        Some(&Value::String(MANUFACTURER.into()))
+    );
+    // The client never had to register again.
+    let rest = tokio::task::spawn_blocking(move || client.shutdown(STEP))
+        .await
+        .unwrap()
+        .expect("client stops");
+    assert!(
+        !rest
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Registered { .. })),
+        "{rest:?}"
+    );
+    assert!(rest.contains(&ClientEvent::Deregistered), "{rest:?}");
+    server.shutdown().await;
+}
