@@ -11,6 +11,9 @@
 //!   missing tool is a test failure that says how to install it, never a
 //!   silent pass.
 //! * [`free_udp_port`], [`wait_for_coap_ping`], [`TempDir`].
+//! * [`our_client::OurClient`]: our own LwM2M client on a thread of its own.
+//! * [`cargo_bin`]: builds and locates a binary of another workspace crate.
+//! * [`node`], [`node_peers_dir`]: the Node.js peers (lwm2m-node-lib).
 //!
 //! Every socket here binds 127.0.0.1 only.
 #![forbid(unsafe_code)]
@@ -32,6 +35,8 @@ use lwm2m_core::coap::{
 };
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
+
+pub mod our_client;
 
 /// The command that installs every third-party peer the tests need.
 pub const INSTALL_HINT: &str = "run ./scripts/install-test-deps from the repository root";
@@ -655,6 +660,32 @@ impl PeerProcess {
         &self.name
     }
 
+    /// The operating system's process id.
+    pub fn id(&self) -> u32 {
+        self.child.lock().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends `signal` (a name `kill -s` knows, e.g. `INT`, `TERM`) to the
+    /// program if it is still running, through `kill(1)`: the crate forbids
+    /// the `unsafe` a direct `kill(2)` call would need.
+    pub fn signal(&mut self, signal: &str) -> io::Result<()> {
+        if self.try_wait().is_some() {
+            return Ok(());
+        }
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.id().to_string()])
+            .stdin(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "kill -s {signal} {} failed: {status}",
+                self.id()
+            )))
+        }
+    }
+
     /// Everything the program wrote so far (stderr lines prefixed
     /// `stderr: `).
     pub fn output(&self) -> String {
@@ -712,6 +743,22 @@ impl PeerProcess {
             }
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Writes `bytes` to its standard input (for programs that take
+    /// commands there).
+    pub fn write_stdin(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let mut c = self
+            .child
+            .lock()
+            .map_err(|_| io::Error::other("child lock poisoned"))?;
+        let stdin = c
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other("stdin already closed"))?;
+        stdin.write_all(bytes)?;
+        stdin.flush()
     }
 
     /// Closes its standard input (programs that exit on EOF then exit).
@@ -875,6 +922,105 @@ pub fn aiocoap_python() -> PathBuf {
         python.display()
     );
     python
+}
+
+/// Builds binary `bin` of workspace package `package` and returns its path.
+///
+/// Cargo gives `CARGO_BIN_EXE_<name>` only to the tests of the package that
+/// owns the binary, and artifact dependencies (`bindeps`) are unstable, so
+/// interop tests ask cargo itself: `cargo build -p PACKAGE --bin BIN
+/// --message-format=json` in the repository, with the cargo that runs the
+/// tests (`$CARGO`) and the profile of this test build, then take the
+/// `executable` of the artifact cargo reports. That follows
+/// `CARGO_TARGET_DIR`, `--release` and any target directory layout instead
+/// of guessing `target/debug/`, and rebuilds a binary whose sources changed.
+/// An up-to-date binary costs one no-op cargo run (well under a second).
+/// Panics with cargo's output if the build fails.
+pub fn cargo_bin(package: &str, bin: &str) -> PathBuf {
+    // One build at a time in this process; cargo's own lock orders it with
+    // other processes.
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == bin) {
+        return p.clone();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "-p", package, "--bin", bin])
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(repo_root())
+        .stdin(Stdio::null());
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} --bin {bin} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| {
+            panic!(
+                "cargo build -p {package} --bin {bin} reported no executable:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+    assert!(is_executable(&exe), "{} is not executable", exe.display());
+    built.push((bin.to_string(), exe.clone()));
+    exe
+}
+
+/// The directory of the Node.js peers: `interop-tests/node`, holding
+/// `package.json`, `package-lock.json`, the peer scripts and (once
+/// installed) `node_modules`.
+pub fn node_peers_dir() -> PathBuf {
+    repo_root().join("interop-tests/node")
+}
+
+/// Node.js (`$NODE`, else `node` in `PATH`), checked to have the pinned
+/// lwm2m-node-lib installed in [`node_peers_dir`]: the version in
+/// `node_modules` must be the one `package.json` pins. Panics with
+/// installation advice otherwise. Returns the interpreter and that version.
+pub fn node() -> (PathBuf, String) {
+    let node = match std::env::var_os("NODE") {
+        Some(v) => PathBuf::from(v),
+        None => find_in_path(&["node", "nodejs"]).unwrap_or_else(|| {
+            panic!("Node.js not found: no node in PATH and NODE is not set; {INSTALL_HINT}")
+        }),
+    };
+    let dir = node_peers_dir();
+    let read_json = |p: PathBuf| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+    };
+    let pinned = read_json(dir.join("package.json"))
+        .and_then(|j| {
+            j["dependencies"]["lwm2m-node-lib"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .expect("interop-tests/node/package.json pins lwm2m-node-lib");
+    let installed = read_json(dir.join("node_modules/lwm2m-node-lib/package.json"))
+        .and_then(|j| j["version"].as_str().map(str::to_owned));
+    assert!(
+        installed.as_deref() == Some(pinned.as_str()),
+        "lwm2m-node-lib {pinned} is not installed in {} (found {installed:?}); {INSTALL_HINT} \
+         (it runs npm ci there)",
+        dir.display()
+    );
+    (node, pinned)
 }
 
 /// The version a libcoap tool reports in its help text (`vX.Y.Z`), for logs.
