@@ -70,6 +70,17 @@
 //! failed, the next one starts after `sequence_delay` (24 h), up to
 //! `sequence_retry_count` (1) sequences; then the engine gives up
 //! ([`RegistrationState::Failed`]) until [`Client::start`] is called again.
+//! Resources 17–20 of the Server object instance of the account, when it
+//! has them, override the configured values.
+//!
+//! Bootstrap on registration failure (Server resource 16, true unless the
+//! instance says false): when the schedule is exhausted and the Security
+//! object holds a Bootstrap-Server account whose URI
+//! [`Client::set_resolver`] resolves, the client reports
+//! [`ClientEvent::BootstrapOnRegistrationFailure`] instead of giving up,
+//! sends Bootstrap-Request there, and after Bootstrap-Finish registers with
+//! the server it configured (the Bootstrap-Request attempts follow their
+//! own fresh schedule).
 //! An attempt fails on an error response or when the CoAP layer gives up
 //! (no ACK after its retransmissions, about 93 s with the default
 //! parameters).
@@ -165,6 +176,11 @@ const SERVER_DEFAULT_PMIN: u16 = 2;
 const SERVER_DEFAULT_PMAX: u16 = 3;
 const SERVER_UPDATE_TRIGGER: u16 = 8;
 const SERVER_MUTE_SEND: u16 = 23;
+const SERVER_BOOTSTRAP_ON_FAILURE: u16 = 16;
+const SERVER_RETRY_COUNT: u16 = 17;
+const SERVER_RETRY_TIMER: u16 = 18;
+const SERVER_SEQUENCE_DELAY: u16 = 19;
+const SERVER_SEQUENCE_RETRY_COUNT: u16 = 20;
 
 /// Content formats this client reads and writes beyond text/plain, opaque
 /// and link format, announced in the `ct` parameter of the registration.
@@ -333,6 +349,14 @@ pub enum ClientEvent {
         code: Option<Code>,
         /// When the next attempt goes out.
         retry_at: Option<Instant>,
+    },
+    /// Every Register attempt of the retry schedule failed (`code` of the
+    /// last one, as for `RegistrationFailed`) and the Server object's
+    /// Bootstrap on Registration Failure (`/1/x/16`) is set: a
+    /// Bootstrap-Request to the Bootstrap-Server account follows.
+    BootstrapOnRegistrationFailure {
+        /// The last error response, if any.
+        code: Option<Code>,
     },
     /// Bootstrap-Finish accepted: Register to the configured server follows.
     Bootstrapped,
@@ -1059,15 +1083,25 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     fn register_failed(&mut self, now: Instant, code: Option<Code>) {
         self.failed_attempts += 1;
-        let delay = self
-            .config
-            .retry
-            .next_delay(self.failed_attempts, self.failed_sequences);
-        if self.failed_attempts >= self.config.retry.retry_count.max(1) {
+        let policy = self.retry_policy();
+        let delay = policy.next_delay(self.failed_attempts, self.failed_sequences);
+        if self.failed_attempts >= policy.retry_count.max(1) {
             self.failed_attempts = 0;
             self.failed_sequences += 1;
         }
         let retry_at = delay.map(|d| now + d);
+        if retry_at.is_none() && !self.bootstrap_mode {
+            if let Some(peer) = self.bootstrap_fallback() {
+                self.events
+                    .push_back(ClientEvent::BootstrapOnRegistrationFailure { code });
+                self.server = peer;
+                self.bootstrap_mode = true;
+                self.failed_attempts = 0;
+                self.failed_sequences = 0;
+                self.send_bootstrap_request(now);
+                return;
+            }
+        }
         self.reg = match retry_at {
             Some(at) => Reg::WaitingRetry(at),
             None => Reg::Failed,
@@ -1077,6 +1111,45 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         } else {
             ClientEvent::RegistrationFailed { code, retry_at }
         });
+    }
+
+    /// The retry schedule: the configured one, with the Server object's
+    /// resources 17–20 of the current account where they are set.
+    fn retry_policy(&self) -> RetryPolicy {
+        let mut p = self.config.retry.clone();
+        let Some((_, j)) = self.dm_account() else {
+            return p;
+        };
+        if let Some(v) = self.server_resource_u32(j, SERVER_RETRY_COUNT) {
+            p.retry_count = v;
+        }
+        if let Some(v) = self.server_resource_u32(j, SERVER_RETRY_TIMER) {
+            p.retry_timer = Duration::from_secs(u64::from(v));
+        }
+        if let Some(v) = self.server_resource_u32(j, SERVER_SEQUENCE_DELAY) {
+            p.sequence_delay = Duration::from_secs(u64::from(v));
+        }
+        if let Some(v) = self.server_resource_u32(j, SERVER_SEQUENCE_RETRY_COUNT) {
+            p.sequence_retry_count = v;
+        }
+        p
+    }
+
+    /// Where to bootstrap when registration gave up: the Bootstrap-Server
+    /// account's address, unless the Server account's resource 16 is false
+    /// (absent means true, the TS default) or there is no such account.
+    fn bootstrap_fallback(&self) -> Option<P> {
+        if let Some((_, j)) = self.dm_account() {
+            if let Some(Value::Boolean(false)) = self.value(SERVER, j, SERVER_BOOTSTRAP_ON_FAILURE)
+            {
+                return None;
+            }
+        }
+        let bs = self.bootstrap_account()?;
+        let Some(Value::String(uri)) = self.value(SECURITY, bs, 0) else {
+            return None;
+        };
+        self.resolver.as_ref().and_then(|r| r(&uri))
     }
 
     fn send_update(&mut self, now: Instant) {

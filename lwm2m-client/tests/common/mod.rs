@@ -260,6 +260,13 @@ impl Harness {
         }
     }
 
+    /// Adds a scripted Bootstrap-Server as node [`BOOTSTRAP`] to a harness
+    /// made by [`Harness::new`].
+    pub fn add_bootstrap_server(&mut self, seed: u64) {
+        let bs = server_app(seed ^ 0xB5B5);
+        assert_eq!(self.net.add(SimPeer::Server(Box::new(bs))), BOOTSTRAP);
+    }
+
     /// The scripted server at `addr`.
     pub fn server_at(&mut self, addr: SimAddr) -> &mut ServerApp {
         match self.net.node_mut(addr) {
