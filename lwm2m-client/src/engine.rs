@@ -652,6 +652,10 @@ pub struct Client<P, R> {
     bootstrap_mode: bool,
     /// Turns a server URI written by the Bootstrap-Server into a peer.
     resolver: Option<Resolver<P>>,
+    /// The server address before a bootstrap on registration failure
+    /// replaced it with the Bootstrap-Server's; [`Client::start`] goes back
+    /// to it if the client still has its server account.
+    fallback_from: Option<P>,
     /// The LwM2M version of this session: the configured one until the
     /// server refuses it (4.00 / 4.12), then the next lower one.
     version: Version,
@@ -685,6 +689,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             asleep: false,
             bootstrap_mode: false,
             resolver: None,
+            fallback_from: None,
             events: VecDeque::new(),
         }
     }
@@ -761,6 +766,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.failed_sequences = 0;
         self.version = self.config.lwm2m_version;
         self.bootstrap_mode = self.dm_account().is_none() && self.bootstrap_account().is_some();
+        if !self.bootstrap_mode {
+            if let Some(peer) = self.fallback_from.take() {
+                self.server = peer;
+            }
+        }
         self.begin(now);
     }
 
@@ -1094,7 +1104,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             if let Some(peer) = self.bootstrap_fallback() {
                 self.events
                     .push_back(ClientEvent::BootstrapOnRegistrationFailure { code });
-                self.server = peer;
+                let previous = core::mem::replace(&mut self.server, peer);
+                self.fallback_from.get_or_insert(previous);
                 self.bootstrap_mode = true;
                 self.failed_attempts = 0;
                 self.failed_sequences = 0;
@@ -2345,6 +2356,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             }
         }
         self.server = peer;
+        self.fallback_from = None;
         // A new server: offer the configured version again.
         self.version = self.config.lwm2m_version;
         self.bootstrap_mode = false;

@@ -351,3 +351,30 @@ fn resource_16_set_but_no_bootstrap_account_gives_up() {
     assert_eq!(h.server().rd_requests.len(), 5);
     assert_eq!(h.client().state(), RegistrationState::Failed);
 }
+
+#[test]
+fn start_after_a_failed_fallback_bootstrap_registers_with_the_server_again() {
+    let mut h = with_bootstrap_account(11, None);
+    h.server().register_answer = Code::FORBIDDEN;
+    h.server_at(BOOTSTRAP).bootstrap_answer = Code::BAD_REQUEST;
+    let now = h.now();
+    h.client().start(now);
+    h.run_for(Duration::from_secs(600));
+    // Two Registers, then two Bootstrap-Requests on the same schedule.
+    assert_eq!(h.server().rd_requests.len(), 2);
+    assert_eq!(h.server_at(BOOTSTRAP).rd_requests.len(), 2);
+    assert_eq!(h.client().state(), RegistrationState::Failed);
+    assert!(matches!(
+        h.client_events.last().map(|(_, e)| e),
+        Some(ClientEvent::BootstrapFailed {
+            code: Some(Code::BAD_REQUEST),
+            retry_at: None
+        })
+    ));
+    // The server account is still there: a new start registers with it.
+    h.server().register_answer = Code::CREATED;
+    h.register();
+    assert_eq!(h.server().rd_requests.len(), 3);
+    assert_eq!(h.server_at(BOOTSTRAP).rd_requests.len(), 2);
+    assert_eq!(h.client().state(), RegistrationState::Registered);
+}
