@@ -43,6 +43,14 @@
 //!   object and object instance, Security (0) and OSCORE (21) left out as TS
 //!   Core §6.2.1 requires; an object link carries `ver=` when the object
 //!   version is not 1.0, and objects without instances are listed as `</O>`.
+//! * Version fallback: a server that answers Register with 4.00 Bad Request
+//!   or 4.12 Precondition Failed may not speak the announced version
+//!   (TS Core 1.1 §6.2.1); the client registers again at once with the next
+//!   lower one (1.2 → 1.1 → 1.0), in that version's terms (1.0: binding
+//!   `UQ` for queue mode, no `ct` list, TLV as the default multi-value
+//!   format, no Send), and keeps it for the session
+//!   ([`Client::lwm2m_version`]) until [`Client::start`] or a
+//!   Bootstrap-Finish. The refusal does not count as a failed attempt.
 //! * Update: `POST /<location>` at lifetime / 2 after the last successful
 //!   Register or Update (so the registration never expires even if one Update
 //!   needs the whole CoAP retransmission budget, about 93 s), with `lt=` when
@@ -62,6 +70,17 @@
 //! failed, the next one starts after `sequence_delay` (24 h), up to
 //! `sequence_retry_count` (1) sequences; then the engine gives up
 //! ([`RegistrationState::Failed`]) until [`Client::start`] is called again.
+//! Resources 17–20 of the Server object instance of the account, when it
+//! has them, override the configured values.
+//!
+//! Bootstrap on registration failure (Server resource 16, true unless the
+//! instance says false): when the schedule is exhausted and the Security
+//! object holds a Bootstrap-Server account whose URI
+//! [`Client::set_resolver`] resolves, the client reports
+//! [`ClientEvent::BootstrapOnRegistrationFailure`] instead of giving up,
+//! sends Bootstrap-Request there, and after Bootstrap-Finish registers with
+//! the server it configured (the Bootstrap-Request attempts follow their
+//! own fresh schedule).
 //! An attempt fails on an error response or when the CoAP layer gives up
 //! (no ACK after its retransmissions, about 93 s with the default
 //! parameters).
@@ -86,7 +105,8 @@
 //!
 //! Read formats: with no Accept option a single value goes out as
 //! text/plain (opaque values as application/octet-stream) and anything larger
-//! as TLV to an LwM2M 1.0 server, SenML CBOR from 1.1 on (the TS default). An Accept the
+//! as TLV to an LwM2M 1.0 server, SenML CBOR from 1.1 on (the TS default;
+//! [`ClientConfig::preferred_format`] picks another). An Accept the
 //! engine cannot produce for that node (text/plain for an instance, an
 //! unknown format) gets 4.06 Not Acceptable.
 //!
@@ -156,10 +176,23 @@ const SERVER_DEFAULT_PMIN: u16 = 2;
 const SERVER_DEFAULT_PMAX: u16 = 3;
 const SERVER_UPDATE_TRIGGER: u16 = 8;
 const SERVER_MUTE_SEND: u16 = 23;
+const SERVER_BOOTSTRAP_ON_FAILURE: u16 = 16;
+const SERVER_RETRY_COUNT: u16 = 17;
+const SERVER_RETRY_TIMER: u16 = 18;
+const SERVER_SEQUENCE_DELAY: u16 = 19;
+const SERVER_SEQUENCE_RETRY_COUNT: u16 = 20;
 
 /// Content formats this client reads and writes beyond text/plain, opaque
 /// and link format, announced in the `ct` parameter of the registration.
 const ANNOUNCED_FORMATS: [u16; 6] = [60, 110, 112, 11542, 11543, 11544];
+
+/// Formats [`ClientConfig::preferred_format`] may name.
+const MULTI_VALUE_FORMATS: [ContentFormat; 4] = [
+    ContentFormat::TLV,
+    ContentFormat::SENML_JSON,
+    ContentFormat::SENML_CBOR,
+    ContentFormat::LWM2M_CBOR,
+];
 
 /// When to try Register again after a failure; see the
 /// [module documentation](self#retry-schedule-when-register-fails).
@@ -249,6 +282,11 @@ pub struct ClientConfig {
     /// How long the Bootstrap-Server has, after accepting Bootstrap-Request,
     /// to send Bootstrap-Finish before the attempt counts as failed.
     pub bootstrap_timeout: Duration,
+    /// Format of multi-value Read and Observe responses when the server
+    /// sends no Accept option, from LwM2M 1.1 on: one of TLV, SenML JSON,
+    /// SenML CBOR or LwM2M CBOR (anything else is ignored). `None`: SenML
+    /// CBOR, the TS default. With an LwM2M 1.0 server it is always TLV.
+    pub preferred_format: Option<ContentFormat>,
 }
 
 impl ClientConfig {
@@ -266,6 +304,7 @@ impl ClientConfig {
             poll_observed: None,
             queue_mode: None,
             bootstrap_timeout: Duration::from_secs(120),
+            preferred_format: None,
         }
     }
 }
@@ -310,6 +349,14 @@ pub enum ClientEvent {
         code: Option<Code>,
         /// When the next attempt goes out.
         retry_at: Option<Instant>,
+    },
+    /// Every Register attempt of the retry schedule failed (`code` of the
+    /// last one, as for `RegistrationFailed`) and the Server object's
+    /// Bootstrap on Registration Failure (`/1/x/16`) is set: a
+    /// Bootstrap-Request to the Bootstrap-Server account follows.
+    BootstrapOnRegistrationFailure {
+        /// The last error response, if any.
+        code: Option<Code>,
     },
     /// Bootstrap-Finish accepted: Register to the configured server follows.
     Bootstrapped,
@@ -515,6 +562,16 @@ impl From<Response> for Outcome {
     }
 }
 
+/// The LwM2M version to fall back on when the server refuses `v`:
+/// 1.2 → 1.1 → 1.0.
+fn lower_version(v: Version) -> Version {
+    if v > Version::new(1, 1) {
+        Version::new(1, 1)
+    } else {
+        Version::new(1, 0)
+    }
+}
+
 fn error(code: Code) -> Response {
     Response::new(code)
 }
@@ -595,6 +652,13 @@ pub struct Client<P, R> {
     bootstrap_mode: bool,
     /// Turns a server URI written by the Bootstrap-Server into a peer.
     resolver: Option<Resolver<P>>,
+    /// The server address before a bootstrap on registration failure
+    /// replaced it with the Bootstrap-Server's; [`Client::start`] goes back
+    /// to it if the client still has its server account.
+    fallback_from: Option<P>,
+    /// The LwM2M version of this session: the configured one until the
+    /// server refuses it (4.00 / 4.12), then the next lower one.
+    version: Version,
     events: VecDeque<ClientEvent>,
 }
 
@@ -603,6 +667,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     pub fn new(config: ClientConfig, server: P, rng: R) -> Self {
         Client {
             ep: Endpoint::new(config.coap.clone(), rng),
+            version: config.lwm2m_version,
             config,
             server,
             objects: BTreeMap::new(),
@@ -624,6 +689,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             asleep: false,
             bootstrap_mode: false,
             resolver: None,
+            fallback_from: None,
             events: VecDeque::new(),
         }
     }
@@ -670,6 +736,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         }
     }
 
+    /// The LwM2M version of the session: [`ClientConfig::lwm2m_version`]
+    /// unless the server refused it and the client fell back to a lower one.
+    pub fn lwm2m_version(&self) -> Version {
+        self.version
+    }
+
     /// The registration location (`/rd/...`) while registered.
     pub fn location(&self) -> Option<&str> {
         self.location.as_deref()
@@ -692,7 +764,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.last_now = self.last_now.max(now);
         self.failed_attempts = 0;
         self.failed_sequences = 0;
+        self.version = self.config.lwm2m_version;
         self.bootstrap_mode = self.dm_account().is_none() && self.bootstrap_account().is_some();
+        if !self.bootstrap_mode {
+            if let Some(peer) = self.fallback_from.take() {
+                self.server = peer;
+            }
+        }
         self.begin(now);
     }
 
@@ -765,7 +843,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if self.location.is_none() {
             return Err(SendError::NotRegistered);
         }
-        if self.config.lwm2m_version < Version::new(1, 1) {
+        if self.version < Version::new(1, 1) {
             return Err(SendError::Unsupported);
         }
         let muted = self.objects.get(&SERVER).is_some_and(|s| {
@@ -805,7 +883,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     pub fn registration_payload(&self) -> Vec<u8> {
         let mut links = Vec::new();
         let mut root = Link::new("/").with(LinkParam::quoted("rt", "oma.lwm2m"));
-        if self.config.lwm2m_version >= Version::new(1, 1) {
+        if self.version >= Version::new(1, 1) {
             let cts: Vec<String> = ANNOUNCED_FORMATS.iter().map(|c| c.to_string()).collect();
             root = root.with(match cts.as_slice() {
                 [one] => LinkParam::token("ct", one),
@@ -977,20 +1055,32 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.next_update = None;
         let c = &self.config;
         let queue = c.queue_mode.is_some();
-        let legacy = c.lwm2m_version < Version::new(1, 1);
+        let legacy = self.version < Version::new(1, 1);
         // LwM2M 1.0 spells queue mode as a `Q` in the binding, 1.1 as a
-        // separate `Q` parameter.
-        let binding_q = if queue && legacy && !c.binding.contains('Q') {
-            "Q"
+        // separate `Q` parameter; 1.0 bindings are made of U, S and Q only
+        // (1.1's T and N mean nothing to a 1.0 server).
+        let binding: String = if legacy {
+            let mut b: String = c
+                .binding
+                .chars()
+                .filter(|ch| *ch == 'U' || *ch == 'S')
+                .collect();
+            if b.is_empty() {
+                b.push('U');
+            }
+            if queue || c.binding.contains('Q') {
+                b.push('Q');
+            }
+            b
         } else {
-            ""
+            c.binding.clone()
         };
         let mut req = Request::new(Code::POST)
             .with_path("/rd")
             .with_query(&format!("ep={}", c.endpoint))
             .with_query(&format!("lt={}", c.lifetime))
-            .with_query(&format!("lwm2m={}", c.lwm2m_version))
-            .with_query(&format!("b={}{binding_q}", c.binding));
+            .with_query(&format!("lwm2m={}", self.version))
+            .with_query(&format!("b={binding}"));
         if queue && !legacy {
             req = req.with_query("Q");
         }
@@ -1003,15 +1093,26 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     fn register_failed(&mut self, now: Instant, code: Option<Code>) {
         self.failed_attempts += 1;
-        let delay = self
-            .config
-            .retry
-            .next_delay(self.failed_attempts, self.failed_sequences);
-        if self.failed_attempts >= self.config.retry.retry_count.max(1) {
+        let policy = self.retry_policy();
+        let delay = policy.next_delay(self.failed_attempts, self.failed_sequences);
+        if self.failed_attempts >= policy.retry_count.max(1) {
             self.failed_attempts = 0;
             self.failed_sequences += 1;
         }
         let retry_at = delay.map(|d| now + d);
+        if retry_at.is_none() && !self.bootstrap_mode {
+            if let Some(peer) = self.bootstrap_fallback() {
+                self.events
+                    .push_back(ClientEvent::BootstrapOnRegistrationFailure { code });
+                let previous = core::mem::replace(&mut self.server, peer);
+                self.fallback_from.get_or_insert(previous);
+                self.bootstrap_mode = true;
+                self.failed_attempts = 0;
+                self.failed_sequences = 0;
+                self.send_bootstrap_request(now);
+                return;
+            }
+        }
         self.reg = match retry_at {
             Some(at) => Reg::WaitingRetry(at),
             None => Reg::Failed,
@@ -1021,6 +1122,45 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         } else {
             ClientEvent::RegistrationFailed { code, retry_at }
         });
+    }
+
+    /// The retry schedule: the configured one, with the Server object's
+    /// resources 17–20 of the current account where they are set.
+    fn retry_policy(&self) -> RetryPolicy {
+        let mut p = self.config.retry.clone();
+        let Some((_, j)) = self.dm_account() else {
+            return p;
+        };
+        if let Some(v) = self.server_resource_u32(j, SERVER_RETRY_COUNT) {
+            p.retry_count = v;
+        }
+        if let Some(v) = self.server_resource_u32(j, SERVER_RETRY_TIMER) {
+            p.retry_timer = Duration::from_secs(u64::from(v));
+        }
+        if let Some(v) = self.server_resource_u32(j, SERVER_SEQUENCE_DELAY) {
+            p.sequence_delay = Duration::from_secs(u64::from(v));
+        }
+        if let Some(v) = self.server_resource_u32(j, SERVER_SEQUENCE_RETRY_COUNT) {
+            p.sequence_retry_count = v;
+        }
+        p
+    }
+
+    /// Where to bootstrap when registration gave up: the Bootstrap-Server
+    /// account's address, unless the Server account's resource 16 is false
+    /// (absent means true, the TS default) or there is no such account.
+    fn bootstrap_fallback(&self) -> Option<P> {
+        if let Some((_, j)) = self.dm_account() {
+            if let Some(Value::Boolean(false)) = self.value(SERVER, j, SERVER_BOOTSTRAP_ON_FAILURE)
+            {
+                return None;
+            }
+        }
+        let bs = self.bootstrap_account()?;
+        let Some(Value::String(uri)) = self.value(SECURITY, bs, 0) else {
+            return None;
+        };
+        self.resolver.as_ref().and_then(|r| r(&uri))
     }
 
     fn send_update(&mut self, now: Instant) {
@@ -1129,6 +1269,21 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     self.update_now = false;
                     self.schedule_update(now);
                     self.events.push_back(ClientEvent::Registered { location });
+                }
+                Ok(resp)
+                    if matches!(resp.code, Code::BAD_REQUEST | Code::PRECONDITION_FAILED)
+                        && self.version > Version::new(1, 0) =>
+                {
+                    // The server does not speak this version (TS Core 1.1
+                    // §6.2.1 lets it answer 4.00 / 4.12): try the next lower
+                    // one at once, without counting a failed attempt, and
+                    // keep it for the rest of the session.
+                    self.version = lower_version(self.version);
+                    self.events.push_back(ClientEvent::RegistrationFailed {
+                        code: Some(resp.code),
+                        retry_at: Some(now),
+                    });
+                    self.send_register(now);
                 }
                 Ok(resp) => self.register_failed(now, Some(resp.code)),
                 Err(_) => self.register_failed(now, None),
@@ -1389,8 +1544,15 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         match single {
             Some(Value::Opaque(_)) => ContentFormat::OPAQUE,
             Some(_) => ContentFormat::TEXT,
-            None if self.config.lwm2m_version >= Version::new(1, 1) => ContentFormat::SENML_CBOR,
-            None => ContentFormat::TLV,
+            // An LwM2M 1.0 server may know TLV only (JSON was optional).
+            None if self.version < Version::new(1, 1) => ContentFormat::TLV,
+            None => self
+                .config
+                .preferred_format
+                .filter(|f| MULTI_VALUE_FORMATS.contains(f))
+                // LwM2M CBOR came with 1.2.
+                .filter(|&f| f != ContentFormat::LWM2M_CBOR || self.version >= Version::new(1, 2))
+                .unwrap_or(ContentFormat::SENML_CBOR),
         }
     }
 
@@ -2158,7 +2320,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             return error(Code::NOT_FOUND);
         }
         let discover = BootstrapDiscover {
-            lwm2m: Some(self.config.lwm2m_version),
+            lwm2m: Some(self.version),
             entries,
         };
         let mut out = Vec::new();
@@ -2194,6 +2356,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             }
         }
         self.server = peer;
+        self.fallback_from = None;
+        // A new server: offer the configured version again.
+        self.version = self.config.lwm2m_version;
         self.bootstrap_mode = false;
         self.failed_attempts = 0;
         self.failed_sequences = 0;

@@ -134,6 +134,10 @@ fn log_event(event: &ClientEvent) {
         }
         ClientEvent::Deregistered => info!("deregistered"),
         ClientEvent::Bootstrapped => info!("bootstrap finished, registering"),
+        ClientEvent::BootstrapOnRegistrationFailure { code } => warn!(
+            code = ?code.map(|c| c.to_string()),
+            "registration failed, bootstrapping"
+        ),
         ClientEvent::BootstrapFailed { code, retry_at } => match retry_at {
             Some(at) => warn!(
                 code = ?code.map(|c| c.to_string()),

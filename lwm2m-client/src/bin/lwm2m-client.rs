@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
-//!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1]
+//!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
+//!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor]
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! ```
 //! With `--bootstrap` the client starts without a server account and asks
-//! the Bootstrap-Server for one.
+//! the Bootstrap-Server for one. `--queue` registers in queue mode (awake
+//! 93 s after each transmission). `--format` picks the format of
+//! multi-value reads when the server sends no Accept (default SenML CBOR;
+//! always TLV with an LwM2M 1.0 server; LwM2M CBOR needs 1.2). A server
+//! that refuses the announced version (4.00 / 4.12) gets a lower one.
 //! Log level from `RUST_LOG` (default `info`).
 
 use std::net::SocketAddr;
@@ -19,6 +24,7 @@ use lwm2m_client::objects::{
 };
 use lwm2m_client::tokio_driver::resolve_coap_uri;
 use lwm2m_client::{Client, ClientConfig};
+use lwm2m_core::format::ContentFormat;
 use lwm2m_core::model::Version;
 use lwm2m_core::rng::SplitMix64;
 use tokio::net::UdpSocket;
@@ -26,7 +32,8 @@ use tracing::{error, info};
 
 const USAGE: &str =
     "usage: lwm2m-client --endpoint NAME (--server | --bootstrap) coap://HOST:PORT \
-[--lifetime SECONDS] [--lwm2m-version 1.0|1.1]";
+[--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
+[--format tlv|senml-json|senml-cbor|lwm2m-cbor]";
 
 struct Args {
     endpoint: String,
@@ -34,6 +41,8 @@ struct Args {
     bootstrap: Option<String>,
     lifetime: u32,
     version: Version,
+    queue: bool,
+    format: Option<ContentFormat>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,11 +52,17 @@ fn parse_args() -> Result<Args, String> {
         bootstrap: None,
         lifetime: 300,
         version: Version::new(1, 1),
+        queue: false,
+        format: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.into());
+        }
+        if flag == "--queue" {
+            args.queue = true;
+            continue;
         }
         let value = it
             .next()
@@ -67,12 +82,27 @@ fn parse_args() -> Result<Args, String> {
                 args.version = match value.as_str() {
                     "1.0" => Version::new(1, 0),
                     "1.1" => Version::new(1, 1),
+                    "1.2" => Version::new(1, 2),
                     _ => {
                         return Err(format!(
-                            "--lwm2m-version: expected 1.0 or 1.1, got {value:?}"
+                            "--lwm2m-version: expected 1.0, 1.1 or 1.2, got {value:?}"
                         ))
                     }
                 }
+            }
+            "--format" => {
+                args.format = Some(match value.as_str() {
+                    "tlv" => ContentFormat::TLV,
+                    "senml-json" => ContentFormat::SENML_JSON,
+                    "senml-cbor" => ContentFormat::SENML_CBOR,
+                    "lwm2m-cbor" => ContentFormat::LWM2M_CBOR,
+                    _ => {
+                        return Err(format!(
+                            "--format: expected tlv, senml-json, senml-cbor or lwm2m-cbor, \
+got {value:?}"
+                        ))
+                    }
+                })
             }
             _ => return Err(format!("unknown flag {flag:?}\n{USAGE}")),
         }
@@ -106,6 +136,11 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = ClientConfig::new(&args.endpoint);
     config.lifetime = args.lifetime;
     config.lwm2m_version = args.version;
+    config.preferred_format = args.format;
+    if args.queue {
+        // MAX_TRANSMIT_WAIT, the awake time the TS recommends.
+        config.queue_mode = Some(lwm2m_core::time::Duration::from_secs(93));
+    }
     // Current Time and Memory Free change by themselves: re-read observed
     // values every second so observations of them notify.
     config.poll_observed = Some(lwm2m_core::time::Duration::from_secs(1));

@@ -28,6 +28,19 @@ pub struct ServerConfig {
     pub binding: String,
     /// Mute Send (resource 23): the client does not use Send while set.
     pub mute_send: bool,
+    /// Bootstrap on Registration Failure (resource 16, default true): when
+    /// the registration retry schedule is exhausted, the client bootstraps
+    /// (if it has a Bootstrap-Server account) instead of giving up.
+    pub bootstrap_on_registration_failure: bool,
+    /// Communication Retry Count (resource 17); `None`: the client's
+    /// configured [`RetryPolicy`](crate::engine::RetryPolicy).
+    pub communication_retry_count: Option<u32>,
+    /// Communication Retry Timer in seconds (resource 18).
+    pub communication_retry_timer: Option<u32>,
+    /// Communication Sequence Delay Timer in seconds (resource 19).
+    pub communication_sequence_delay: Option<u32>,
+    /// Communication Sequence Retry Count (resource 20).
+    pub communication_sequence_retry_count: Option<u32>,
 }
 
 impl ServerConfig {
@@ -41,6 +54,11 @@ impl ServerConfig {
             notification_storing: false,
             binding: String::from("U"),
             mute_send: false,
+            bootstrap_on_registration_failure: true,
+            communication_retry_count: None,
+            communication_retry_timer: None,
+            communication_sequence_delay: None,
+            communication_sequence_retry_count: None,
         }
     }
 }
@@ -83,6 +101,11 @@ impl Server {
     }
 }
 
+/// An optional unsigned resource: absent reads as 4.04.
+fn unsigned(v: Option<u32>) -> Result<ResourceValue, DmError> {
+    Ok(int(i64::from(v.ok_or(DmError::NotFound)?)))
+}
+
 fn period(v: &ResourceValue) -> Result<u32, DmError> {
     u32::try_from(as_int(v)?).map_err(|_| DmError::BadRequest)
 }
@@ -111,8 +134,25 @@ impl Object for Server {
             srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
             srv::BINDING,
             srv::REGISTRATION_UPDATE_TRIGGER,
-            srv::MUTE_SEND,
+            srv::BOOTSTRAP_ON_REGISTRATION_FAILURE,
         ]);
+        for (id, v) in [
+            (srv::COMMUNICATION_RETRY_COUNT, c.communication_retry_count),
+            (srv::COMMUNICATION_RETRY_TIMER, c.communication_retry_timer),
+            (
+                srv::COMMUNICATION_SEQUENCE_DELAY_TIMER,
+                c.communication_sequence_delay,
+            ),
+            (
+                srv::COMMUNICATION_SEQUENCE_RETRY_COUNT,
+                c.communication_sequence_retry_count,
+            ),
+        ] {
+            if v.is_some() {
+                r.push(id);
+            }
+        }
+        r.push(srv::MUTE_SEND);
         r
     }
 
@@ -128,6 +168,15 @@ impl Object for Server {
             }
             srv::BINDING => string(&c.binding),
             srv::MUTE_SEND => ResourceValue::Single(Value::Boolean(c.mute_send)),
+            srv::BOOTSTRAP_ON_REGISTRATION_FAILURE => {
+                ResourceValue::Single(Value::Boolean(c.bootstrap_on_registration_failure))
+            }
+            srv::COMMUNICATION_RETRY_COUNT => unsigned(c.communication_retry_count)?,
+            srv::COMMUNICATION_RETRY_TIMER => unsigned(c.communication_retry_timer)?,
+            srv::COMMUNICATION_SEQUENCE_DELAY_TIMER => unsigned(c.communication_sequence_delay)?,
+            srv::COMMUNICATION_SEQUENCE_RETRY_COUNT => {
+                unsigned(c.communication_sequence_retry_count)?
+            }
             _ => return Err(DmError::NotFound),
         })
     }
@@ -161,6 +210,18 @@ impl Object for Server {
                 ResourceValue::Single(Value::Boolean(b)) => c.mute_send = b,
                 _ => return Err(DmError::BadRequest),
             },
+            srv::BOOTSTRAP_ON_REGISTRATION_FAILURE => match value {
+                ResourceValue::Single(Value::Boolean(b)) => c.bootstrap_on_registration_failure = b,
+                _ => return Err(DmError::BadRequest),
+            },
+            srv::COMMUNICATION_RETRY_COUNT => c.communication_retry_count = Some(period(&value)?),
+            srv::COMMUNICATION_RETRY_TIMER => c.communication_retry_timer = Some(period(&value)?),
+            srv::COMMUNICATION_SEQUENCE_DELAY_TIMER => {
+                c.communication_sequence_delay = Some(period(&value)?)
+            }
+            srv::COMMUNICATION_SEQUENCE_RETRY_COUNT => {
+                c.communication_sequence_retry_count = Some(period(&value)?)
+            }
             // Resources this object does not implement: accepted and
             // dropped for a Bootstrap-Write of a full instance.
             _ if self.model.resource(resource).is_some() => {}

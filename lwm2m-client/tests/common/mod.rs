@@ -37,6 +37,8 @@ pub struct ServerApp {
     pub location: Vec<Vec<u8>>,
     /// Answer to Bootstrap-Request (2.04 normally).
     pub bootstrap_answer: Code,
+    /// Answers to Register by its `lwm2m=` query, before `register_answer`.
+    pub version_answers: Vec<(&'static str, Code)>,
 }
 
 pub const LOCATION: [&str; 2] = ["rd", "5a3f"];
@@ -53,7 +55,16 @@ impl ServerApp {
                         .collect();
                     let at_location = segments == self.location;
                     let code = match request.code {
-                        Code::POST if segments == [b"rd".to_vec()] => self.register_answer,
+                        Code::POST if segments == [b"rd".to_vec()] => {
+                            let version = request
+                                .options
+                                .get_all(number::URI_QUERY)
+                                .find_map(|q| q.strip_prefix(b"lwm2m="));
+                            self.version_answers
+                                .iter()
+                                .find(|(v, _)| version == Some(v.as_bytes()))
+                                .map_or(self.register_answer, |(_, c)| *c)
+                        }
                         Code::POST if at_location => self.update_answer,
                         Code::POST if segments == [b"dp".to_vec()] => Code::CHANGED,
                         Code::POST if segments == [b"bs".to_vec()] => self.bootstrap_answer,
@@ -150,6 +161,7 @@ fn server_app(seed: u64) -> ServerApp {
         update_answer: Code::CHANGED,
         location: LOCATION.iter().map(|s| s.as_bytes().to_vec()).collect(),
         bootstrap_answer: Code::CHANGED,
+        version_answers: Vec::new(),
     }
 }
 
@@ -182,10 +194,21 @@ impl Harness {
     /// A client `dev1` (lifetime `lifetime`) with Security, Server, Device and
     /// Connectivity Monitoring objects, and the scripted server.
     pub fn new(seed: u64, loss_percent: u32, lifetime: u32) -> Harness {
+        Harness::with_config(seed, loss_percent, lifetime, |_| {})
+    }
+
+    /// Like [`Harness::new`], with the client configuration adjusted by `tweak`.
+    pub fn with_config(
+        seed: u64,
+        loss_percent: u32,
+        lifetime: u32,
+        tweak: impl FnOnce(&mut ClientConfig),
+    ) -> Harness {
         let probes = Probes::default();
         probes.clock.set(1_700_000_000);
         let mut config = ClientConfig::new("dev1");
         config.lifetime = lifetime;
+        tweak(&mut config);
         let mut client = Client::new(config, SERVER, SplitMix64::new(seed ^ 0xC11E));
         client.add_object(Box::new(Security::new("coap://server", 1)));
         client.add_object(Box::new(Server::new(ServerConfig::new(lifetime))));
@@ -235,6 +258,13 @@ impl Harness {
             probes,
             client_events: Vec::new(),
         }
+    }
+
+    /// Adds a scripted Bootstrap-Server as node [`BOOTSTRAP`] to a harness
+    /// made by [`Harness::new`].
+    pub fn add_bootstrap_server(&mut self, seed: u64) {
+        let bs = server_app(seed ^ 0xB5B5);
+        assert_eq!(self.net.add(SimPeer::Server(Box::new(bs))), BOOTSTRAP);
     }
 
     /// The scripted server at `addr`.
