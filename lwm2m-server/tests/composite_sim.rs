@@ -356,3 +356,80 @@ fn observe_composite_notifications_then_cancel() {
         .respond(now, incoming, Response::new(Code::CONTENT));
     assert_eq!(response_of(&mut net, cancel).unwrap().code, Code::CONTENT);
 }
+
+#[test]
+fn send_in_lwm2m_cbor_is_decoded() {
+    let mut net = network(45, LinkConfig::default(), ServerConfig::default(), 1, None);
+    assert_eq!(
+        register(&mut net, 1, "ep=cbor&lwm2m=1.2").code,
+        Code::CREATED
+    );
+    // LwM2M CBOR (TS Core 1.2 §7.4.6): nested maps of ids, {3: {0: {9: 87}}}.
+    let payload = [0xa1, 0x03, 0xa1, 0x00, 0xa1, 0x09, 0x18, 0x57];
+    let r = exchange(
+        &mut net,
+        1,
+        request(Code::POST, "/dp", "", Some(11544), &payload),
+    )
+    .unwrap();
+    assert_eq!(r.code, Code::CHANGED);
+    assert_eq!(
+        sends(&mut net),
+        [(
+            "cbor".to_string(),
+            ContentFormat::LWM2M_CBOR,
+            vec![tv(Path::Resource(3, 0, 9), Value::Integer(87), None)]
+        )]
+    );
+}
+
+#[test]
+fn send_is_credited_to_the_newest_registration_at_the_address() {
+    let mut net = network(46, LinkConfig::default(), ServerConfig::default(), 1, None);
+    // Two endpoints behind one address (a NAT): the later registration wins.
+    assert_eq!(register(&mut net, 1, "ep=older").code, Code::CREATED);
+    run_for(&mut net, Duration::from_secs(2));
+    assert_eq!(register(&mut net, 1, "ep=newer").code, Code::CREATED);
+    let ok = br#"[{"n":"/3/0/9","v":87}]"#;
+    let r = exchange(&mut net, 1, request(Code::POST, "/dp", "", Some(110), ok)).unwrap();
+    assert_eq!(r.code, Code::CHANGED);
+    let senders: Vec<String> = sends(&mut net).into_iter().map(|s| s.0).collect();
+    assert_eq!(senders, ["newer"]);
+}
+
+#[test]
+fn send_from_a_sleeping_queue_mode_client_releases_held_requests() {
+    let mut net = network(
+        47,
+        LinkConfig::default(),
+        ServerConfig::default(),
+        1,
+        Some(composite_handler),
+    );
+    assert_eq!(
+        register(&mut net, 1, "ep=sleepy&lt=3600&lwm2m=1.1&Q").code,
+        Code::CREATED
+    );
+    // Past the awake time a Read-Composite is held.
+    run_for(&mut net, Duration::from_secs(120));
+    let before = client(&mut net, 1).requests.len();
+    let now = net.now();
+    let id = server(&mut net)
+        .engine
+        .read_composite(
+            now,
+            "sleepy",
+            &[Path::Resource(3, 0, 9)],
+            ContentFormat::SENML_JSON,
+            None,
+        )
+        .unwrap();
+    run_for(&mut net, Duration::from_secs(30));
+    assert_eq!(client(&mut net, 1).requests.len(), before);
+    // The client's Send shows it is awake: the held request goes out.
+    let ok = br#"[{"n":"/3/0/9","v":87}]"#;
+    let r = exchange(&mut net, 1, request(Code::POST, "/dp", "", Some(110), ok)).unwrap();
+    assert_eq!(r.code, Code::CHANGED);
+    assert_eq!(response_of(&mut net, id).unwrap().code, Code::CONTENT);
+    assert_eq!(client(&mut net, 1).requests.len(), before + 1);
+}
