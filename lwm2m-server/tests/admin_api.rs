@@ -726,5 +726,10 @@ async fn send_arrives_as_a_sse_event() {
         json!({"ep": "sender", "contentFormat": 110,
                "values": [{"path": "/3/0/9", "value": 40, "time": 1700000000.0}]})
     );
+    let (_, m) = call(&f.app, "GET", "/metrics", None).await;
+    assert!(
+        m.as_str().unwrap().contains("\nlwm2m_sends_total 1\n"),
+        "{m}"
+    );
     f.server.shutdown().await;
 }

@@ -310,6 +310,7 @@ async fn forward_events(
                 content_format,
                 values,
             } => {
+                s.metrics.send();
                 let data = json!({
                     "ep": endpoint,
                     "contentFormat": content_format.0,
