@@ -1,8 +1,9 @@
 //! The server engine fed a sequence of datagrams from a few peers: raw bytes,
 //! and Register / Update / De-register requests built from fuzz input (so
 //! the registration validation is reached past the CoAP parser), interleaved
-//! with time passing and device-management requests. Nothing may panic and
-//! the registration limits must hold.
+//! with time passing and device-management requests (composite ones too)
+//! and Sends (`POST /dp`) with fuzz payloads in the formats that carry
+//! paths. Nothing may panic and the registration limits must hold.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lwm2m_core::coap::option::number;
@@ -37,6 +38,19 @@ fn request(mid: u16, code: Code, loc: Option<&str>, text: &[u8], cf: Option<u32>
             break;
         }
     }
+    w.finish(payload);
+    buf
+}
+
+/// A CON `POST /dp` (Send) with `payload` in content format `cf`.
+fn send(mid: u16, payload: &[u8], cf: u32) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let token = mid.to_be_bytes();
+    let Ok(mut w) = MessageWriter::udp(&mut buf, MessageType::Con, Code::POST, mid, &token) else {
+        return buf;
+    };
+    let _ = w.option(number::URI_PATH, b"dp");
+    let _ = w.uint_option(number::CONTENT_FORMAT, cf);
     w.finish(payload);
     buf
 }
@@ -88,8 +102,13 @@ fuzz_target!(|data: &[u8]| {
                 let d = request(mid, Code::POST, loc.as_deref(), chunk, Some(40));
                 e.handle_datagram(now, peer, &d);
             }
-            3 => {
+            3 if first & 1 == 0 => {
                 let d = request(mid, Code::DELETE, loc.as_deref(), &[], None);
+                e.handle_datagram(now, peer, &d);
+            }
+            3 => {
+                let cf = [110, 112, 11544, 0][usize::from(first >> 1) % 4];
+                let d = send(mid, chunk.get(1..).unwrap_or_default(), cf);
                 e.handle_datagram(now, peer, &d);
             }
             4 => {
@@ -99,10 +118,12 @@ fuzz_target!(|data: &[u8]| {
             5 => {
                 if let Some(ep) = endpoint {
                     let path = Path::Instance(3, u16::from(first));
-                    let r = if first & 1 == 0 {
-                        e.read(now, &ep, path, Some(ContentFormat::TLV))
-                    } else {
-                        e.observe(now, &ep, path, None)
+                    let paths = [path, Path::Resource(1, 0, 1)];
+                    let r = match first % 4 {
+                        0 => e.read(now, &ep, path, Some(ContentFormat::TLV)),
+                        1 => e.observe(now, &ep, path, None),
+                        2 => e.read_composite(now, &ep, &paths, ContentFormat::SENML_CBOR, None),
+                        _ => e.observe_composite(now, &ep, &paths, ContentFormat::SENML_JSON, None),
                     };
                     if let Ok(id) = r {
                         dm.push(id);

@@ -744,3 +744,93 @@ async fn restart_scenario() {
     assert!(rest.contains(&ClientEvent::Deregistered), "{rest:?}");
     server.shutdown().await;
 }
+
+/// Read-Composite and Write-Composite over real UDP between the server's
+/// tokio driver and our client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_operations_over_udp() {
+    tokio::time::timeout(WHOLE, composite_scenario())
+        .await
+        .expect("the whole scenario within its bound");
+}
+
+async fn composite_scenario() {
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+        Box::new(lwm2m_server::MemoryStore::new()),
+        Box::new(lwm2m_objects::Registry::standard()),
+    )
+    .await
+    .unwrap();
+    let mut events = server.events();
+    let client = OurClient::start(OurClientOptions {
+        manufacturer: MANUFACTURER.into(),
+        ..OurClientOptions::new("composite-device", server.local_addr())
+    })
+    .unwrap();
+    match next_lifecycle_event(&mut events).await {
+        ServerEvent::Registered { .. } => {}
+        e => panic!("expected Registered, got {e:?}"),
+    }
+    let ep = "composite-device";
+    let paths = vec![Path::Resource(3, 0, 0), Path::Resource(1, 0, 1)];
+    let values = |r: &DmResponse| -> Vec<(Path, Value)> {
+        match &r.content {
+            Content::Values(v) => v.iter().map(|t| (t.path, t.value.clone())).collect(),
+            other => panic!("expected values, got {other:?}"),
+        }
+    };
+    for format in [ContentFormat::SENML_CBOR, ContentFormat::SENML_JSON] {
+        let r = ok(
+            step(
+                "read-composite",
+                server.read_composite(ep, paths.clone(), format, None),
+            )
+            .await,
+            "read-composite",
+        );
+        assert_eq!(r.code, Code::CONTENT);
+        assert_eq!(
+            values(&r),
+            [
+                (Path::Resource(3, 0, 0), Value::String(MANUFACTURER.into())),
+                (Path::Resource(1, 0, 1), Value::UnsignedInteger(60)),
+            ],
+            "{format:?}"
+        );
+    }
+    let write = vec![lwm2m_core::model::TimestampedValue {
+        path: Path::Resource(1, 0, 1),
+        value: Value::UnsignedInteger(120),
+        time: None,
+    }];
+    let r = ok(
+        step(
+            "write-composite",
+            server.write_composite(ep, write, ContentFormat::SENML_CBOR),
+        )
+        .await,
+        "write-composite",
+    );
+    assert_eq!(r.code, Code::CHANGED);
+    let r = ok(
+        step(
+            "read back",
+            server.read_composite(
+                ep,
+                vec![Path::Resource(1, 0, 1)],
+                ContentFormat::SENML_JSON,
+                None,
+            ),
+        )
+        .await,
+        "read back",
+    );
+    assert_eq!(
+        values(&r),
+        [(Path::Resource(1, 0, 1), Value::UnsignedInteger(120))]
+    );
+    client.shutdown(STEP).unwrap();
+    server.shutdown().await;
+}

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use lwm2m_core::format::ContentFormat;
-use lwm2m_core::model::{AttributeUpdate, Instance, ModelLookup, Node, Path};
+use lwm2m_core::model::{AttributeUpdate, Instance, ModelLookup, Node, Path, TimestampedValue};
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::Instant;
 use tokio::net::UdpSocket;
@@ -72,6 +72,9 @@ enum Op {
     Delete(Path),
     WriteAttributes(Path, AttributeUpdate),
     Observe(Path, Option<ContentFormat>),
+    ReadComposite(Vec<Path>, ContentFormat, Option<ContentFormat>),
+    WriteComposite(Vec<TimestampedValue>, ContentFormat),
+    ObserveComposite(Vec<Path>, ContentFormat, Option<ContentFormat>),
 }
 
 type DmReply = oneshot::Sender<Result<(DmRequestId, DmResponse), DmError>>;
@@ -335,6 +338,48 @@ impl ServerHandle {
         self.dm(endpoint, Op::Observe(path, accept)).await
     }
 
+    /// Read-Composite: `paths` sent as a FETCH body in `format` (SenML
+    /// JSON/CBOR or LwM2M CBOR), the answer in `accept` (default: `format`);
+    /// a decodable answer comes as [`crate::Content::Values`].
+    pub async fn read_composite(
+        &self,
+        endpoint: &str,
+        paths: Vec<Path>,
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    ) -> Result<DmResponse, DmError> {
+        Ok(self
+            .dm(endpoint, Op::ReadComposite(paths, format, accept))
+            .await?
+            .1)
+    }
+
+    /// Write-Composite: `values` sent with iPATCH in `format`.
+    pub async fn write_composite(
+        &self,
+        endpoint: &str,
+        values: Vec<TimestampedValue>,
+        format: ContentFormat,
+    ) -> Result<DmResponse, DmError> {
+        Ok(self
+            .dm(endpoint, Op::WriteComposite(values, format))
+            .await?
+            .1)
+    }
+
+    /// Observe-Composite: like [`ServerHandle::observe`] for a path list;
+    /// cancel with [`ServerHandle::cancel_observe`].
+    pub async fn observe_composite(
+        &self,
+        endpoint: &str,
+        paths: Vec<Path>,
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    ) -> Result<(DmRequestId, DmResponse), DmError> {
+        self.dm(endpoint, Op::ObserveComposite(paths, format, accept))
+            .await
+    }
+
     /// Cancels an observation actively; returns the client's answer (or an
     /// empty 2.05 if the observe was still held for a sleeping client).
     pub async fn cancel_observe(&self, id: DmRequestId) -> Result<DmResponse, DmError> {
@@ -468,6 +513,9 @@ fn command(
                 Op::Delete(p) => engine.delete(now, ep, p),
                 Op::WriteAttributes(p, u) => engine.write_attributes(now, ep, p, &u),
                 Op::Observe(p, a) => engine.observe(now, ep, p, a),
+                Op::ReadComposite(p, f, a) => engine.read_composite(now, ep, &p, f, a),
+                Op::WriteComposite(v, f) => engine.write_composite(now, ep, &v, f),
+                Op::ObserveComposite(p, f, a) => engine.observe_composite(now, ep, &p, f, a),
             };
             match r {
                 Ok(id) => {
@@ -526,6 +574,9 @@ fn log_event(ev: &ServerEvent<SocketAddr>) {
             tracing::info!(endpoint = %r.endpoint, id = %r.id, lifetime = r.lifetime, "expired")
         }
         ServerEvent::StoreFailed { error } => tracing::warn!("store failed: {error}"),
+        ServerEvent::Send {
+            endpoint, values, ..
+        } => tracing::info!(endpoint = %endpoint, values = values.len(), "send"),
         ServerEvent::Response { .. } | ServerEvent::Notification { .. } => {}
     }
 }

@@ -46,6 +46,15 @@
 //!   all is accepted as link-format, since the payload can be nothing else.
 //! - Error responses carry a diagnostic payload (RFC 7252 §5.5.2) saying what
 //!   was wrong and what was expected.
+//! - **Send** (`POST /dp`, TS Core 1.1 §6.4.6): the sender is found by its
+//!   source address (without DTLS nothing else identifies it). If several
+//!   registrations share that address (a NAT), the most recently updated one
+//!   is taken. An unknown sender is answered 4.04, a payload in a format
+//!   that carries no paths 4.15, an undecodable one 4.00. A Send shows the
+//!   client is awake, so requests held for a queue-mode client go out.
+//! - **Composite operations** (TS Core 1.1 §6.3.8, §6.3.9, §6.4.3) target
+//!   `/` (or the client's alternate path); their answers decode to
+//!   [`Content::Values`] when they come in SenML JSON/CBOR or LwM2M CBOR.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -57,7 +66,9 @@ use lwm2m_core::coap::{
 };
 use lwm2m_core::format::link::{decode_discover, DiscoverEntry};
 use lwm2m_core::format::{self, ContentFormat, FormatError};
-use lwm2m_core::model::{AttributeUpdate, Instance, ModelLookup, Node, ObjectNode, Path, Version};
+use lwm2m_core::model::{
+    AttributeUpdate, Instance, ModelLookup, Node, ObjectNode, Path, TimestampedValue, Version,
+};
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
@@ -123,6 +134,9 @@ pub enum Content {
     Links(Vec<DiscoverEntry>),
     /// The instance a Create made (from the Location-Path), if the client said.
     Created(Option<Path>),
+    /// Timestamped path/value records: the answer of a Read-Composite or
+    /// an Observe-Composite (and its notifications).
+    Values(Vec<TimestampedValue>),
     /// A payload in a format this server does not decode (yet), kept as is.
     Raw {
         /// Its Content-Format, if the response had one.
@@ -238,6 +252,15 @@ pub enum ServerEvent<P> {
         /// The notification.
         result: Result<DmResponse, DmError>,
     },
+    /// A registered client reported values unasked (Send, `POST /dp`).
+    Send {
+        /// The sender's endpoint name.
+        endpoint: String,
+        /// The Content-Format the values came in.
+        content_format: ContentFormat,
+        /// The values, with their timestamps if the client gave them.
+        values: Vec<TimestampedValue>,
+    },
     /// The registration store failed; the engine carries on in memory.
     StoreFailed {
         /// What went wrong.
@@ -256,6 +279,10 @@ enum Kind {
     WriteAttributes,
     Observe,
     CancelObserve,
+    ReadComposite,
+    WriteComposite,
+    ObserveComposite,
+    CancelObserveComposite,
 }
 
 #[derive(Debug)]
@@ -658,6 +685,19 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         let segs: Vec<&[u8]> = req.options.get_all(number::URI_PATH).collect();
         let mut flush = None;
         let response = match segs.as_slice() {
+            [dp] if *dp == b"dp" => {
+                if req.code == Code::POST {
+                    match self.on_send(&peer, &req) {
+                        Ok((reg_id, resp)) => {
+                            flush = Some(reg_id);
+                            resp
+                        }
+                        Err(resp) => resp,
+                    }
+                } else {
+                    error_response(Code::METHOD_NOT_ALLOWED, "/dp accepts POST (Send) only")
+                }
+            }
             [rd] if *rd == b"rd" => {
                 if req.code == Code::POST {
                     match self.register(now, peer, &req) {
@@ -694,6 +734,57 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         if let Some(reg_id) = flush {
             self.flush(now, &reg_id);
         }
+    }
+
+    /// Send (TS Core 1.1 §6.4.6): values a registered client reports
+    /// unasked. Returns the sender's registration id (to flush requests
+    /// held for it) and the response.
+    fn on_send(&mut self, peer: &P, req: &Request) -> Result<(String, Response), Response> {
+        // The most recently updated registration at this address.
+        let reg = self
+            .clients
+            .values()
+            .filter(|c| c.reg.address == *peer)
+            .max_by_key(|c| c.reg.last_update)
+            .map(|c| (c.reg.id.clone(), c.reg.endpoint.clone()))
+            .ok_or_else(|| {
+                error_response(
+                    Code::NOT_FOUND,
+                    "Send from an address with no registration: register first",
+                )
+            })?;
+        let cf = match req.options.uint(number::CONTENT_FORMAT) {
+            Some(cf) => u16::try_from(cf).map(ContentFormat).ok(),
+            None => None,
+        };
+        let cf = cf
+            .filter(|cf| {
+                matches!(
+                    *cf,
+                    ContentFormat::SENML_JSON
+                        | ContentFormat::SENML_CBOR
+                        | ContentFormat::LWM2M_CBOR
+                )
+            })
+            .ok_or_else(|| {
+                error_response(
+                    Code::UNSUPPORTED_CONTENT_FORMAT,
+                    "Send payload must be SenML JSON (110), SenML CBOR (112) or LwM2M CBOR (11544)",
+                )
+            })?;
+        let values = format::decode_values(cf, &req.payload, &*self.models).map_err(|e| {
+            let (class, detail) = e.coap_code();
+            error_response(
+                Code::new(class, detail),
+                &format!("Send payload did not decode: {e}"),
+            )
+        })?;
+        self.events.push_back(ServerEvent::Send {
+            endpoint: reg.1,
+            content_format: cf,
+            values,
+        });
+        Ok((reg.0, Response::new(Code::CHANGED)))
     }
 
     fn check_link_format(req: &Request) -> Result<(), RegistrationError> {
@@ -995,6 +1086,52 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         self.submit(now, endpoint, Kind::Observe, path, req)
     }
 
+    /// Read-Composite (TS Core 1.1 §6.3.8): FETCH `/` with the path list
+    /// encoded in `format` (SenML JSON/CBOR or LwM2M CBOR) and, if given,
+    /// an Accept for the answer (otherwise the client answers in `format`).
+    pub fn read_composite(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        paths: &[Path],
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    ) -> Result<DmRequestId, DmError> {
+        let req = composite_fetch(paths, format, accept)?;
+        self.submit(now, endpoint, Kind::ReadComposite, Path::Root, req)
+    }
+
+    /// Write-Composite (TS Core 1.1 §6.3.9): iPATCH `/` with `values`
+    /// encoded in `format` (SenML JSON/CBOR or LwM2M CBOR).
+    pub fn write_composite(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        values: &[TimestampedValue],
+        format: ContentFormat,
+    ) -> Result<DmRequestId, DmError> {
+        let mut payload = Vec::new();
+        format::encode_values(format, values, &mut payload).map_err(DmError::Encode)?;
+        let req = Request::new(Code::IPATCH).with_payload(format.0, payload);
+        self.submit(now, endpoint, Kind::WriteComposite, Path::Root, req)
+    }
+
+    /// Observe-Composite (TS Core 1.1 §6.4.3): FETCH `/` with Observe = 0
+    /// and the path list. Answers and notifications as for
+    /// [`Engine::observe`]; cancel with [`Engine::cancel_observe`].
+    pub fn observe_composite(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        paths: &[Path],
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    ) -> Result<DmRequestId, DmError> {
+        let mut req = composite_fetch(paths, format, accept)?;
+        req.options.set_uint(number::OBSERVE, 0);
+        self.submit(now, endpoint, Kind::ObserveComposite, Path::Root, req)
+    }
+
     /// Cancel Observation (TS Core §6.4.2), actively: sends GET with
     /// Observe = 1; its answer comes as a [`ServerEvent::Response`] for the
     /// returned id. An observe still held for a sleeping client is dropped
@@ -1005,7 +1142,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         id: DmRequestId,
     ) -> Result<Option<DmRequestId>, DmError> {
         let p = self.pending.get(&id).ok_or(DmError::UnknownRequest)?;
-        if p.kind != Kind::Observe {
+        if !matches!(p.kind, Kind::Observe | Kind::ObserveComposite) {
             return Err(DmError::UnknownRequest);
         }
         let Some(coap) = p.coap else {
@@ -1035,7 +1172,11 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             Pending {
                 endpoint: p.endpoint,
                 path: p.path,
-                kind: Kind::CancelObserve,
+                kind: if p.kind == Kind::ObserveComposite {
+                    Kind::CancelObserveComposite
+                } else {
+                    Kind::CancelObserve
+                },
                 coap: Some(new_coap),
                 established: false,
             },
@@ -1147,7 +1288,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         // Same rule as the CoAP endpoint: an observation exists only if the
         // success response carries Observe (RFC 7641 §3.2 otherwise means
         // "not observed, here is the plain answer").
-        let keep = p.kind == Kind::Observe
+        let keep = matches!(p.kind, Kind::Observe | Kind::ObserveComposite)
             && response.code.is_success()
             && response.options.contains(number::OBSERVE);
         p.established = keep;
@@ -1200,6 +1341,21 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     }
 }
 
+/// The FETCH `/` of Read-Composite and Observe-Composite.
+fn composite_fetch(
+    paths: &[Path],
+    format: ContentFormat,
+    accept: Option<ContentFormat>,
+) -> Result<Request, DmError> {
+    let mut payload = Vec::new();
+    format::encode_paths(format, paths, &mut payload).map_err(DmError::Encode)?;
+    let mut req = Request::new(Code::FETCH).with_payload(format.0, payload);
+    if let Some(cf) = accept {
+        req = req.with_uint_option(number::ACCEPT, u32::from(cf.0));
+    }
+    Ok(req)
+}
+
 fn decode_response(
     kind: Kind,
     path: &Path,
@@ -1241,6 +1397,16 @@ fn decode_response(
             decode_discover(&response.payload, root)
                 .map_err(|e| decode_err(FormatError::from(e)))?,
         ),
+        (Kind::ReadComposite | Kind::ObserveComposite | Kind::CancelObserveComposite, Some(cf)) => {
+            match format::decode_values(ContentFormat(cf), &response.payload, models) {
+                Ok(values) => Content::Values(values),
+                Err(FormatError::UnsupportedFormat(_)) => Content::Raw {
+                    content_format: Some(cf),
+                    payload: response.payload,
+                },
+                Err(e) => return Err(decode_err(e)),
+            }
+        }
         (_, Some(cf)) => match format::decode(ContentFormat(cf), &response.payload, path, models) {
             Ok(node) => Content::Node(node),
             Err(FormatError::UnsupportedFormat(_)) => Content::Raw {

@@ -590,3 +590,146 @@ async fn expiry_is_a_deregistration_event_marked_expired() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     f.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn composite_read_write_observe_and_cancel() {
+    let (f, d) = registered("comp").await;
+    let mut events = Events::open(&f.app, "?ep=comp").await;
+    // Read-Composite: SenML CBOR by default, for the path list and the answer.
+    let (s, r) = call(
+        &f.app,
+        "GET",
+        "/api/clients/comp/composite?paths=/3/0/9,/1/0/1",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        r["values"],
+        json!([{"path": "/3/0/9", "value": 42}, {"path": "/1/0/1", "value": 120}])
+    );
+    let req = d.last_request();
+    assert_eq!(req.code, Code::FETCH);
+    assert_eq!(req.options.uint(number::CONTENT_FORMAT), Some(112));
+    assert_eq!(req.options.uint(number::ACCEPT), Some(112));
+    // Sorted by path: [{0: "/1/0/1"}, {0: "/3/0/9"}].
+    let mut want = vec![0x82, 0xa1, 0x00, 0x66];
+    want.extend_from_slice(b"/1/0/1");
+    want.extend_from_slice(&[0xa1, 0x00, 0x66]);
+    want.extend_from_slice(b"/3/0/9");
+    assert_eq!(req.payload, want);
+    // format= picks SenML JSON.
+    let (s, r) = call(
+        &f.app,
+        "GET",
+        "/api/clients/comp/composite?paths=/3/0/9&format=SENML_JSON",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(d.last_request().payload, br#"[{"n":"/3/0/9"}]"#);
+
+    // Write-Composite with a JSON body, values typed by the models.
+    let (s, r) = call(
+        &f.app,
+        "PUT",
+        "/api/clients/comp/composite?format=SENML_JSON",
+        Some(r#"{"/1/0/1": 300, "/3/0/14": "+02"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["code"], "2.04");
+    let req = d.last_request();
+    assert_eq!(req.code, Code::IPATCH);
+    assert_eq!(
+        req.payload,
+        br#"[{"n":"/1/0/1","v":300},{"n":"/3/0/14","vs":"+02"}]"#
+    );
+    for bad in [r#"{"/1/0/1": "x"}"#, r#"{"/1/0": 1}"#, "{}", "[1]"] {
+        let (s, r) = call(&f.app, "PUT", "/api/clients/comp/composite", Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {r}");
+    }
+
+    // Observe-Composite, a notification, cancel.
+    let (s, r) = call(
+        &f.app,
+        "POST",
+        "/api/clients/comp/composite?paths=/3/0/9,/1/0/1&format=SENML_JSON",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(d.last_request().options.uint(number::OBSERVE), Some(0));
+    d.cmds
+        .send(Cmd::Notify(Response::new(Code::CONTENT).with_payload(
+            110,
+            br#"[{"n":"/3/0/9","v":41},{"n":"/1/0/1","v":120}]"#.to_vec(),
+        )))
+        .await
+        .unwrap();
+    let n = events.next("NOTIFICATION").await;
+    assert_eq!(n["res"], "/1/0/1,/3/0/9");
+    assert_eq!(
+        n["val"],
+        json!([{"path": "/3/0/9", "value": 41}, {"path": "/1/0/1", "value": 120}])
+    );
+    // Cancel names the same paths, in any order.
+    let (s, r) = call(
+        &f.app,
+        "DELETE",
+        "/api/clients/comp/composite?paths=/1/0/1,/3/0/9",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let req = d.last_request();
+    assert_eq!(
+        (req.code, req.options.uint(number::OBSERVE)),
+        (Code::FETCH, Some(1))
+    );
+    let (s, _) = call(
+        &f.app,
+        "DELETE",
+        "/api/clients/comp/composite?paths=/1/0/1,/3/0/9",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "already cancelled");
+
+    // Bad or missing paths.
+    for uri in [
+        "/api/clients/comp/composite",
+        "/api/clients/comp/composite?paths=",
+        "/api/clients/comp/composite?paths=/3/x",
+    ] {
+        let (s, r) = call(&f.app, "GET", uri, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {r}");
+    }
+    let (s, _) = call(&f.app, "PATCH", "/api/clients/comp/composite", None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_arrives_as_a_sse_event() {
+    let (f, d) = registered("sender").await;
+    let mut events = Events::open(&f.app, "?ep=sender").await;
+    let req = Request::new(Code::POST).with_path("/dp").with_payload(
+        110,
+        br#"[{"bn":"/3/0/","bt":1700000000,"n":"9","v":40}]"#.to_vec(),
+    );
+    let resp = d.send(f.server.local_addr(), req).await;
+    assert_eq!(resp.code, Code::CHANGED);
+    let e = events.next("SEND").await;
+    assert_eq!(
+        e,
+        json!({"ep": "sender", "contentFormat": 110,
+               "values": [{"path": "/3/0/9", "value": 40, "time": 1700000000.0}]})
+    );
+    let (_, m) = call(&f.app, "GET", "/metrics", None).await;
+    assert!(
+        m.as_str().unwrap().contains("\nlwm2m_sends_total 1\n"),
+        "{m}"
+    );
+    f.server.shutdown().await;
+}

@@ -27,7 +27,7 @@ use lwm2m_core::coap::Code;
 use lwm2m_core::format::link::DiscoverEntry;
 use lwm2m_core::model::{
     Instance, ModelLookup, Node, ObjLnk, ObjectNode, Path, Resource, ResourceType, ResourceValue,
-    Value,
+    TimestampedValue, Value,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -412,6 +412,9 @@ pub fn response_json(r: &DmResponse) -> Json {
         Content::Links(l) => {
             out.insert("objectLinks".into(), links_json(l));
         }
+        Content::Values(v) => {
+            out.insert("values".into(), values_json(v));
+        }
         Content::Created(p) => {
             if let Some(p) = p {
                 out.insert("location".into(), json!(p.to_string()));
@@ -436,6 +439,76 @@ pub fn response_json(r: &DmResponse) -> Json {
         }
     }
     Json::Object(out)
+}
+
+/// Timestamped values (Send, composite answers) as
+/// `[{"path":"/3/0/9","value":87,"time":1700000000}]` (`time` only if the
+/// device gave one), in the order the device sent them.
+pub fn values_json(values: &[TimestampedValue]) -> Json {
+    Json::Array(
+        values
+            .iter()
+            .map(|v| {
+                let mut o = Map::new();
+                o.insert("path".into(), json!(v.path.to_string()));
+                o.insert("value".into(), value_json(&v.value));
+                if let Some(t) = v.time {
+                    o.insert("time".into(), json!(t));
+                }
+                Json::Object(o)
+            })
+            .collect(),
+    )
+}
+
+/// Parses a Write-Composite body: an object of path → value,
+/// `{"/3/0/14":"+02:00","/1/0/1":300}`. Values are typed by the object
+/// models; a resource the models do not know takes
+/// `{"type":"STRING","value":...}`. Paths are resources or resource
+/// instances.
+pub fn parse_values(
+    j: &Json,
+    models: &dyn ModelLookup,
+) -> Result<Vec<TimestampedValue>, BodyError> {
+    let obj = as_object(j, "an object of path → value")?;
+    if obj.is_empty() {
+        return Err("no values to write: expected {\"/O/I/R\": value, ...}".into());
+    }
+    if obj.len() > MAX_RESOURCES {
+        return Err(format!("more than {MAX_RESOURCES} values"));
+    }
+    let mut out = Vec::new();
+    for (p, v) in obj {
+        let path: Path = p
+            .parse()
+            .map_err(|_| format!("bad path {p:?}: expected /O/I/R or /O/I/R/RI"))?;
+        let (o, r) = match path {
+            Path::Resource(o, _, r) | Path::ResourceInstance(o, _, r, _) => (o, r),
+            _ => return Err(format!("{p}: Write-Composite values need a resource path")),
+        };
+        let (t, value) = match v.as_object() {
+            Some(vo) => (
+                value_type(vo, o, r, models)?,
+                field(vo, "value").ok_or_else(|| format!("{p}: missing \"value\""))?,
+            ),
+            None => (
+                models
+                    .resource(o, r)
+                    .map(|m| m.resource_type)
+                    .ok_or_else(|| {
+                        format!("resource {p} is not in the object models: give {{\"type\":..., \"value\":...}}")
+                    })?,
+                v,
+            ),
+        };
+        let value = parse_value(value, t).map_err(|e| format!("{p}: {e}"))?;
+        out.push(TimestampedValue {
+            path,
+            value,
+            time: None,
+        });
+    }
+    Ok(out)
 }
 
 /// Milliseconds since the Unix epoch as RFC 3339 UTC (`2026-11-23T18:00:00.000Z`).

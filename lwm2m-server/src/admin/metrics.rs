@@ -31,6 +31,7 @@ struct Inner {
     deregistrations: u64,
     expirations: u64,
     notifications: u64,
+    sends: u64,
     /// (operation, outcome) → count.
     requests: BTreeMap<(&'static str, String), u64>,
     latency: BTreeMap<&'static str, Histogram>,
@@ -82,6 +83,11 @@ impl Metrics {
     /// Counts a notification.
     pub fn notification(&self) {
         self.with(|m| m.notifications += 1);
+    }
+
+    /// Counts a Send (values a client reported unasked).
+    pub fn send(&self) {
+        self.with(|m| m.sends += 1);
     }
 
     /// Counts a finished device-management request: `outcome` is `success`,
@@ -157,6 +163,12 @@ fn write_all(o: &mut String, m: &Inner, registered: usize) -> std::fmt::Result {
         "Observe notifications received.",
         m.notifications,
     )?;
+    counter(
+        o,
+        "lwm2m_sends_total",
+        "Send (POST /dp) requests accepted from registered clients.",
+        m.sends,
+    )?;
     writeln!(
         o,
         "# HELP lwm2m_dm_requests_total Device-management requests made through the admin API, by operation and outcome (success, a CoAP error code, timeout, error)."
@@ -211,6 +223,7 @@ mod tests {
         m.registration(RegistrationEvent::Registered);
         m.registration(RegistrationEvent::Registered);
         m.notification();
+        m.send();
         m.request("read", "success", Duration::from_millis(20));
         m.request("read", "4.04", Duration::from_millis(3));
         m.request("read", "timeout", Duration::from_secs(60));
@@ -218,6 +231,7 @@ mod tests {
         assert!(t.contains("# TYPE lwm2m_registered_clients gauge\nlwm2m_registered_clients 7\n"));
         assert!(t.contains("\nlwm2m_registrations_total 2\n"));
         assert!(t.contains("\nlwm2m_notifications_total 1\n"));
+        assert!(t.contains("# TYPE lwm2m_sends_total counter\nlwm2m_sends_total 1\n"));
         assert!(t.contains("lwm2m_dm_requests_total{operation=\"read\",outcome=\"4.04\"} 1\n"));
         assert!(t.contains(
             "lwm2m_dm_request_duration_seconds_bucket{operation=\"read\",le=\"0.005\"} 1\n"

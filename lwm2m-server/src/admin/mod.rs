@@ -14,7 +14,10 @@
 //! | `GET /api/clients/{ep}/{path}/discover` | Discover |
 //! | `PUT /api/clients/{ep}/{path}/attributes?pmin=..` | Write-Attributes (bare `name` unsets) |
 //! | `POST`/`DELETE /api/clients/{ep}/{path}/observe` | Observe / cancel |
-//! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
+//! | `GET /api/clients/{ep}/composite?paths=/3/0/9,/1/0/1` | Read-Composite (`format=`: path list and answer, default SenML CBOR) |
+//! | `PUT /api/clients/{ep}/composite` | Write-Composite (body `{"/1/0/1":300,...}`) |
+//! | `POST`/`DELETE /api/clients/{ep}/composite?paths=..` | Observe-Composite / cancel |
+//! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
 //! | `GET /metrics` | Prometheus text format |
@@ -121,6 +124,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/clients/{endpoint}/{path}/attributes"),
     ("post", "/api/clients/{endpoint}/{path}/observe"),
     ("delete", "/api/clients/{endpoint}/{path}/observe"),
+    ("get", "/api/clients/{endpoint}/composite"),
+    ("put", "/api/clients/{endpoint}/composite"),
+    ("post", "/api/clients/{endpoint}/composite"),
+    ("delete", "/api/clients/{endpoint}/composite"),
 ];
 
 #[derive(Clone, Debug)]
@@ -138,6 +145,8 @@ struct Shared {
     sse: broadcast::Sender<Broadcast>,
     /// Live observations: id → (endpoint, path).
     observations: Mutex<HashMap<DmRequestId, (String, Path)>>,
+    /// Live Observe-Composite observations: id → (endpoint, sorted paths).
+    composite_observations: Mutex<HashMap<DmRequestId, (String, Vec<Path>)>>,
     next_request: AtomicU64,
 }
 
@@ -155,6 +164,14 @@ impl Shared {
 
     fn observations(&self) -> std::sync::MutexGuard<'_, HashMap<DmRequestId, (String, Path)>> {
         self.observations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn composite_observations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<DmRequestId, (String, Vec<Path>)>> {
+        self.composite_observations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn sleeping(&self, r: &Registration<SocketAddr>) -> bool {
@@ -191,6 +208,7 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
         metrics: Metrics::default(),
         sse,
         observations: Mutex::new(HashMap::new()),
+        composite_observations: Mutex::new(HashMap::new()),
         next_request: AtomicU64::new(1),
     });
     tokio::spawn(forward_events(events, Arc::downgrade(&shared)));
@@ -264,18 +282,41 @@ async fn forward_events(
                 result,
             } => {
                 s.metrics.notification();
-                let path = s.observations().get(&id).map(|(_, p)| *p);
-                let mut data = json!({"ep": endpoint, "res": path.map(|p| p.to_string())});
+                let path = s.observations().get(&id).map(|(_, p)| p.to_string());
+                // An Observe-Composite names its paths, comma-separated.
+                let path = path.or_else(|| {
+                    s.composite_observations()
+                        .get(&id)
+                        .map(|(_, ps)| paths_string(ps))
+                });
+                let mut data = json!({"ep": endpoint, "res": path});
                 match &result {
                     Ok(r) => {
                         let r = json::response_json(r);
-                        data["val"] = r.get("content").cloned().unwrap_or(JsonValue::Null);
+                        data["val"] = r
+                            .get("content")
+                            .or_else(|| r.get("values"))
+                            .cloned()
+                            .unwrap_or(JsonValue::Null);
                         data["status"] = r["status"].clone();
                         data["code"] = r["code"].clone();
                     }
                     Err(e) => data["error"] = json!(e.to_string()),
                 }
                 s.publish("NOTIFICATION", &endpoint, &data);
+            }
+            ServerEvent::Send {
+                endpoint,
+                content_format,
+                values,
+            } => {
+                s.metrics.send();
+                let data = json!({
+                    "ep": endpoint,
+                    "contentFormat": content_format.0,
+                    "values": json::values_json(&values),
+                });
+                s.publish("SEND", &endpoint, &data);
             }
             ServerEvent::Response { .. } | ServerEvent::StoreFailed { .. } => {}
         }
@@ -309,6 +350,8 @@ fn watch_sleep(s: &Arc<Shared>, r: &Registration<SocketAddr>) {
 /// tells them apart. The client's observations end with it.
 fn deregistered(s: &Shared, registration: &Registration<SocketAddr>, expired: bool) {
     s.observations()
+        .retain(|_, (ep, _)| *ep != registration.endpoint);
+    s.composite_observations()
         .retain(|_, (ep, _)| *ep != registration.endpoint);
     let mut data = s.registration_json(registration);
     if let Some(o) = data.as_object_mut() {
@@ -502,10 +545,15 @@ enum Action {
     Discover,
     Attributes,
     Observe,
+    Composite,
 }
 
 fn parse_target(rest: &str) -> Result<(Path, Action), ApiError> {
     let mut segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    if segs == ["composite"] {
+        // Composite operations target the client's root.
+        return Ok((Path::Root, Action::Composite));
+    }
     let action = match segs.last().copied() {
         Some("discover") => Action::Discover,
         Some("attributes") => Action::Attributes,
@@ -578,6 +626,41 @@ fn parse_params(
         timeout,
         replace,
     })
+}
+
+/// The `paths=/3/0/9,/1/0/1` of a composite request, sorted and without
+/// duplicates (so a cancel finds its observation whatever the order).
+fn parse_paths(q: &HashMap<String, String>) -> Result<Vec<Path>, ApiError> {
+    let raw = q
+        .get("paths")
+        .ok_or_else(|| bad_request("missing paths= (expected paths=/3/0/9,/1/0/1)"))?;
+    let mut paths = raw
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<Path>().map_err(|e| {
+                bad_request(format!(
+                    "bad LwM2M path {p:?} in paths=: {e} (expected /O[/I[/R[/RI]]])"
+                ))
+            })
+        })
+        .collect::<Result<Vec<Path>, ApiError>>()?;
+    if paths.is_empty() {
+        return Err(bad_request(
+            "paths= is empty (expected paths=/3/0/9,/1/0/1)",
+        ));
+    }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+fn paths_string(paths: &[Path]) -> String {
+    paths
+        .iter()
+        .map(Path::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn parse_json(body: &[u8]) -> Result<JsonValue, ApiError> {
@@ -777,6 +860,76 @@ async fn dm(
                 Box::pin(async move { server.cancel_observe(id).await }),
             )
         }
+        (Method::GET, Action::Composite) => {
+            let paths = parse_paths(&q)?;
+            let p = parse_params(&q, s.config.default_timeout)?;
+            let f = p.format.unwrap_or(ContentFormat::SENML_CBOR);
+            (
+                "read-composite",
+                p,
+                Box::pin(async move { server.read_composite(&epc, paths, f, Some(f)).await }),
+            )
+        }
+        (Method::PUT, Action::Composite) => {
+            let p = parse_params(&q, s.config.default_timeout)?;
+            let values = json::parse_values(&parse_json(&body)?, &*s.models as &dyn ModelLookup)
+                .map_err(bad_request)?;
+            let f = p.format.unwrap_or(ContentFormat::SENML_CBOR);
+            (
+                "write-composite",
+                p,
+                Box::pin(async move { server.write_composite(&epc, values, f).await }),
+            )
+        }
+        (Method::POST, Action::Composite) => {
+            let paths = parse_paths(&q)?;
+            let p = parse_params(&q, s.config.default_timeout)?;
+            let f = p.format.unwrap_or(ContentFormat::SENML_CBOR);
+            let shared = s.clone();
+            (
+                "observe-composite",
+                p,
+                Box::pin(async move {
+                    let (id, r) = server
+                        .observe_composite(&epc, paths.clone(), f, Some(f))
+                        .await?;
+                    if r.code.is_success() {
+                        let mut obs = shared.composite_observations();
+                        // Keep one observation per path list: the newest.
+                        obs.retain(|_, (e, ps)| !(*e == epc && *ps == paths));
+                        obs.insert(id, (epc, paths));
+                    }
+                    Ok(r)
+                }),
+            )
+        }
+        (Method::DELETE, Action::Composite) => {
+            let paths = parse_paths(&q)?;
+            let p = parse_params(&q, s.config.default_timeout)?;
+            let id = {
+                let mut obs = s.composite_observations();
+                let id = obs
+                    .iter()
+                    .find(|(_, (e, ps))| *e == ep && *ps == paths)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| {
+                        ApiError(
+                            StatusCode::NOT_FOUND,
+                            format!(
+                                "no composite observation of {} on {ep:?}",
+                                paths_string(&paths)
+                            ),
+                        )
+                    })?;
+                obs.remove(&id);
+                id
+            };
+            (
+                "cancel-observe-composite",
+                p,
+                Box::pin(async move { server.cancel_observe(id).await }),
+            )
+        }
         (m, a) => {
             return Err(ApiError(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -866,6 +1019,7 @@ fn describe(a: Action) -> &'static str {
         Action::Discover => ".../discover (GET only)",
         Action::Attributes => ".../attributes (PUT only)",
         Action::Observe => ".../observe (POST observe, DELETE cancel)",
+        Action::Composite => ".../composite (GET read, PUT write, POST observe, DELETE cancel)",
     }
 }
 

@@ -74,6 +74,30 @@ fn dm_op(summary: &str, extra: Vec<Value>, body: Option<Value>) -> Value {
     op
 }
 
+/// A composite operation: no `{path}`, a `paths` list instead (except
+/// Write-Composite, whose body names its paths).
+fn composite_op(summary: &str, with_paths: bool, body: Option<Value>) -> Value {
+    let mut params = vec![ep(), timeout(), param(
+        "format",
+        "query",
+        false,
+        "Format of the path list, the values and the answer: SENML_CBOR (default), SENML_JSON or LWM2M_CBOR.",
+    )];
+    if with_paths {
+        params.push(param(
+            "paths",
+            "query",
+            true,
+            "Comma-separated LwM2M paths: /3/0/9,/1/0/1.",
+        ));
+    }
+    let mut op = json!({"summary": summary, "parameters": params, "responses": dm_responses()});
+    if let Some(b) = body {
+        op["requestBody"] = b;
+    }
+    op
+}
+
 fn node_body() -> Value {
     json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}})
 }
@@ -126,7 +150,7 @@ pub fn openapi() -> Value {
             "/api/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}},
             "/api/objectspecs": {"get": {"summary": "Object models the server knows (default version of each object).", "responses": {"200": {"description": "Object models.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/ObjectSpec"}}}}}}}},
             "/api/events": {"get": {
-                "summary": "Server-Sent Events: REGISTRATION, UPDATED, DEREGISTRATION (data: Registration, plus expired), NOTIFICATION (data: {ep, res, val: Node, status, code}), REQUEST_RESULT for every device-management request, queued or not (data: {requestId, ep, path, operation, result: DeviceResponse or Error}), AWAKE and SLEEPING for queue-mode clients (data: {ep}).",
+                "summary": "Server-Sent Events: REGISTRATION, UPDATED, DEREGISTRATION (data: Registration, plus expired), NOTIFICATION (data: {ep, res, val: Node or values, status, code}), SEND for values a client sent unasked (data: {ep, contentFormat, values: [{path, value, time?}]}), REQUEST_RESULT for every device-management request, queued or not (data: {requestId, ep, path, operation, result: DeviceResponse or Error}), AWAKE and SLEEPING for queue-mode clients (data: {ep}).",
                 "parameters": [param("ep", "query", false, "Only events of this endpoint.")],
                 "responses": {"200": {"description": "Event stream.", "content": {"text/event-stream": {}}}},
             }},
@@ -153,6 +177,17 @@ pub fn openapi() -> Value {
                 "post": dm_op("Observe; notifications come as NOTIFICATION events.", vec![format()], None),
                 "delete": dm_op("Cancel the observation of this path (actively).", vec![], None),
             },
+            "/api/clients/{endpoint}/composite": {
+                "get": composite_op("Read-Composite (FETCH /): values in the answer's \"values\".", true, None),
+                "put": composite_op("Write-Composite (iPATCH /).", false, Some(json!({"required": true, "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "description": "Path → value; values are typed by the object models, or {\"type\": ..., \"value\": ...} for resources the models do not know.",
+                    "additionalProperties": {},
+                    "example": {"/1/0/1": 300, "/3/0/14": "+02:00"},
+                }}}}))),
+                "post": composite_op("Observe-Composite; notifications come as NOTIFICATION events (res: the paths, comma-separated; val: the values).", true, None),
+                "delete": composite_op("Cancel the Observe-Composite of exactly these paths (actively).", true, None),
+            },
         },
         "components": {"schemas": {
             "Error": {"type": "object", "properties": {
@@ -166,6 +201,7 @@ pub fn openapi() -> Value {
                 "code": {"type": "string", "example": "2.05"},
                 "success": {"type": "boolean"},
                 "content": {"$ref": "#/components/schemas/Node"},
+                "values": {"type": "array", "description": "Composite answers: [{path, value, time?}] in the device's order.", "items": {"$ref": "#/components/schemas/TimestampedValue"}},
                 "objectLinks": {"type": "array", "items": {"$ref": "#/components/schemas/Link"}},
                 "location": {"type": "string", "description": "Path of the instance a Create made."},
                 "errorMessage": {"type": "string", "description": "The device's diagnostic payload."},
@@ -185,6 +221,10 @@ pub fn openapi() -> Value {
                 },
                 "example": {"kind": "instance", "id": 0, "resources": [{"kind": "singleResource", "id": 0, "type": "STRING", "value": "Open Mobile Alliance"}]},
             },
+            "TimestampedValue": {"type": "object", "properties": {
+                "path": {"type": "string", "example": "/3/0/9"}, "value": {},
+                "time": {"type": "number", "description": "Unix seconds, if the device gave a time."},
+            }, "required": ["path", "value"]},
             "Link": {"type": "object", "properties": {"url": {"type": "string"}, "attributes": {"type": "object"}}},
             "Registration": {"type": "object", "properties": {
                 "endpoint": {"type": "string"}, "registrationId": {"type": "string"},

@@ -12,7 +12,7 @@ use lwm2m_core::coap::endpoint::ObservationId;
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
 use lwm2m_core::format::{self, ContentFormat};
-use lwm2m_core::model::{Instance, Node, Path, Resource, Value};
+use lwm2m_core::model::{Instance, Node, Path, Resource, TimestampedValue, Value};
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Instant;
 use tokio::net::UdpSocket;
@@ -83,6 +83,29 @@ fn answer(req: &Request) -> Option<Response> {
             Response::new(Code::CONTENT).with_payload(0, b"42".to_vec())
         }
         (Code::GET, ["7", ..]) => return None,
+        // Read-Composite / Observe-Composite of anything: Battery Level and
+        // Lifetime, in the Accept format or that of the path list.
+        (Code::FETCH, []) => {
+            let cf = accept
+                .or(req.options.uint(number::CONTENT_FORMAT))
+                .map_or(ContentFormat::SENML_JSON, |c| ContentFormat(c as u16));
+            let values = [
+                TimestampedValue {
+                    path: Path::Resource(3, 0, 9),
+                    value: Value::Integer(42),
+                    time: None,
+                },
+                TimestampedValue {
+                    path: Path::Resource(1, 0, 1),
+                    value: Value::UnsignedInteger(120),
+                    time: None,
+                },
+            ];
+            let mut out = Vec::new();
+            format::encode_values(cf, &values, &mut out).unwrap();
+            Response::new(Code::CONTENT).with_payload(cf.0, out)
+        }
+        (Code::IPATCH, []) => Response::new(Code::CHANGED),
         (Code::GET, ["1", "0", "1"]) => {
             Response::new(Code::CONTENT).with_payload(0, b"120".to_vec())
         }

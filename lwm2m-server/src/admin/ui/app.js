@@ -66,6 +66,14 @@ function showNode(path, node) {
   }
 }
 
+// Timestamped values (Send, Observe-Composite): resource values only, as
+// the table has one cell per resource.
+function showValues(values) {
+  for (const v of values) {
+    if (v.path.split("/").filter(Boolean).length === 3) show(v.path, v.value);
+  }
+}
+
 function report(op, path, res) {
   const b = res.body;
   if ((res.http === 202 || res.http === 504) && b.requestId) state.pending.add(b.requestId);
@@ -250,7 +258,15 @@ function listen() {
   }
   es.addEventListener("NOTIFICATION", (e) => {
     const n = JSON.parse(e.data);
-    if (n.ep === state.selected && n.res && n.val) showNode(n.res, n.val);
+    if (n.ep !== state.selected || !n.res || !n.val) return;
+    if (Array.isArray(n.val)) showValues(n.val);
+    else showNode(n.res, n.val);
+  });
+  es.addEventListener("SEND", (e) => {
+    const d = JSON.parse(e.data);
+    if (d.ep !== state.selected) return;
+    showValues(d.values);
+    status(`SEND from ${d.ep}: ${d.values.length} value(s)`);
   });
   es.addEventListener("REQUEST_RESULT", (e) => {
     const r = JSON.parse(e.data);
