@@ -14,6 +14,8 @@
 //! | `GET /api/clients/{ep}/{path}/discover` | Discover |
 //! | `PUT /api/clients/{ep}/{path}/attributes?pmin=..` | Write-Attributes (bare `name` unsets) |
 //! | `POST`/`DELETE /api/clients/{ep}/{path}/observe` | Observe / cancel |
+//! | `GET /api/bootstrap` | every bootstrap configuration, as a `bootstrap.json` |
+//! | `GET`/`PUT`/`DELETE /api/bootstrap/{ep}` | one bootstrap configuration (a `bootstrap.json` entry) |
 //! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
@@ -74,6 +76,8 @@ use lwm2m_objects::Registry;
 use serde_json::{json, Value as JsonValue};
 use tokio::sync::broadcast;
 
+use crate::bootstrap::driver::BootstrapHandle;
+use crate::bootstrap::{BootstrapConfig, BootstrapFile, ConfigError};
 use crate::driver::ServerHandle;
 use crate::engine::{DmError, DmRequestId, DmResponse, ServerEvent, WriteMode};
 use crate::{Registration, ServerConfig};
@@ -90,6 +94,9 @@ pub struct AdminConfig {
     pub awake_time: Duration,
     /// Request timeout when the caller gives no `timeout=`.
     pub default_timeout: Duration,
+    /// The bootstrap server whose configurations `/api/bootstrap` manages;
+    /// `None`: those routes answer 503.
+    pub bootstrap: Option<BootstrapHandle>,
 }
 
 impl AdminConfig {
@@ -98,7 +105,14 @@ impl AdminConfig {
         AdminConfig {
             awake_time: config.awake_time,
             default_timeout: Duration::from_secs(5),
+            bootstrap: None,
         }
+    }
+
+    /// These settings with `/api/bootstrap` managing `bootstrap`'s configurations.
+    pub fn with_bootstrap(mut self, bootstrap: BootstrapHandle) -> AdminConfig {
+        self.bootstrap = Some(bootstrap);
+        self
     }
 }
 
@@ -121,6 +135,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/clients/{endpoint}/{path}/attributes"),
     ("post", "/api/clients/{endpoint}/{path}/observe"),
     ("delete", "/api/clients/{endpoint}/{path}/observe"),
+    ("get", "/api/bootstrap"),
+    ("get", "/api/bootstrap/{endpoint}"),
+    ("put", "/api/bootstrap/{endpoint}"),
+    ("delete", "/api/bootstrap/{endpoint}"),
 ];
 
 #[derive(Clone, Debug)]
@@ -203,6 +221,13 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
         .route("/api/events", get(events_sse))
         .route("/api/clients", get(list_clients))
         .route("/api/clients/{ep}", get(get_client))
+        .route("/api/bootstrap", get(list_bootstrap))
+        .route(
+            "/api/bootstrap/{ep}",
+            get(get_bootstrap)
+                .put(put_bootstrap)
+                .delete(delete_bootstrap),
+        )
         .route(
             "/api/clients/{ep}/{*rest}",
             get(dm).put(dm).post(dm).delete(dm),
@@ -338,6 +363,88 @@ fn unknown_client(ep: &str) -> ApiError {
         StatusCode::NOT_FOUND,
         format!("no client registered as {ep:?}"),
     )
+}
+
+// ---------------------------------------------------------------------------
+// Bootstrap configurations
+
+fn bootstrap_of(s: &Shared) -> Result<&BootstrapHandle, ApiError> {
+    s.config.bootstrap.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no bootstrap server runs with this server".into(),
+        )
+    })
+}
+
+fn config_error(e: ConfigError) -> ApiError {
+    match e {
+        ConfigError::Stopped | ConfigError::Store(_) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        _ => bad_request(e.to_string()),
+    }
+}
+
+fn no_bootstrap_config(ep: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no bootstrap configuration for {ep:?}"),
+    )
+}
+
+/// Every configuration, as a whole `bootstrap.json` (`{"endpoints":{..}}`).
+async fn list_bootstrap(State(s): State<AppState>) -> Result<Json<BootstrapFile>, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    let mut file = BootstrapFile::default();
+    for ep in bs.endpoints().await.map_err(config_error)? {
+        // One removed between the two calls is simply not listed.
+        if let Some(c) = bs.config(&ep).await.map_err(config_error)? {
+            file.endpoints.insert(ep, c);
+        }
+    }
+    Ok(Json(file))
+}
+
+async fn get_bootstrap(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+) -> Result<Json<BootstrapConfig>, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    match bs.config(&ep).await.map_err(config_error)? {
+        Some(c) => Ok(Json(c)),
+        None => Err(no_bootstrap_config(&ep)),
+    }
+}
+
+/// Adds or replaces a configuration: the body is one entry of
+/// `bootstrap.json`'s `endpoints`, validated; answers the stored configuration
+/// (defaults filled in).
+async fn put_bootstrap(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+    body: Bytes,
+) -> Result<Json<BootstrapConfig>, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    let config: BootstrapConfig = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("bootstrap configuration JSON: {e}")))?;
+    bs.put_config(&ep, config).await.map_err(config_error)?;
+    match bs.config(&ep).await.map_err(config_error)? {
+        Some(c) => Ok(Json(c)),
+        None => Err(no_bootstrap_config(&ep)),
+    }
+}
+
+async fn delete_bootstrap(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    if bs.remove_config(&ep).await.map_err(config_error)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_bootstrap_config(&ep))
+    }
 }
 
 async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
