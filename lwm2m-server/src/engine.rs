@@ -507,6 +507,15 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         self.clients.values().map(|c| &c.reg)
     }
 
+    /// Every established observation: its handle, endpoint name and path
+    /// (including those restored from the store at start).
+    pub fn observations(&self) -> impl Iterator<Item = (DmRequestId, &str, &Path)> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.kind == Kind::Observe && p.established)
+            .map(|(id, p)| (*id, p.endpoint.as_str(), &p.path))
+    }
+
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
         self.endpoint.poll_transmit()

@@ -110,6 +110,12 @@ fn observation_survives_restart_then_notifies_and_cancels() {
     server(&mut net).engine = engine(52, &store);
     server(&mut net).events.clear();
     assert!(server(&mut net).engine.registration("obs").is_some());
+    let restored: Vec<(DmRequestId, String, Path)> = server(&mut net)
+        .engine
+        .observations()
+        .map(|(i, ep, p)| (i, ep.to_string(), *p))
+        .collect();
+    assert_eq!(restored, [(id, "obs".to_string(), Path::Resource(3, 0, 9))]);
 
     let now = net.now();
     assert!(client(&mut net, 1).ep.notify(

@@ -252,6 +252,15 @@ async fn forward_events(
     shared: Weak<Shared>,
 ) {
     use metrics::RegistrationEvent as R;
+    // Observations the server restored from its store at start: known here
+    // too, so their notifications name the path and they can be cancelled.
+    if let Some(s) = shared.upgrade() {
+        let restored = s.server.observations().await;
+        let mut obs = s.observations();
+        for (id, ep, path) in restored {
+            obs.entry(id).or_insert((ep, path));
+        }
+    }
     loop {
         let ev = match events.recv().await {
             Ok(ev) => ev,
