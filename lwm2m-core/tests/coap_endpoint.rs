@@ -1113,3 +1113,74 @@ fn concurrent_block1_uploads_are_bounded() {
         [Code::CONTINUE, Code::CONTINUE, Code::SERVICE_UNAVAILABLE]
     );
 }
+
+/// An observer that lost its memory (a restarted server) re-attaches the
+/// observation by token: the next notification is delivered for the new
+/// id, and the active cancel reaches the observed endpoint.
+#[test]
+fn restored_observation_gets_notifications_and_cancels() {
+    let (mut net, c, s) = pair(41, LinkConfig::default(), Handling::Observe);
+    let observe = Request::new(Code::GET)
+        .with_path("/3/0/9")
+        .with_uint_option(number::OBSERVE, 0);
+    let id = send(&mut net, c, s, observe.clone());
+    net.run_until(secs(5), |n| n.node(c).done(id));
+    let token = net.node(c).ep.request_token(id).expect("observing");
+    let obs = net.node(s).observations[0];
+
+    // "Restart": a fresh endpoint that knows nothing of the observation.
+    *net.node_mut(c) = App::new(99, EndpointConfig::default(), Handling::Hold);
+    assert_eq!(
+        net.node_mut(c).ep.restore_observation(
+            s,
+            token,
+            Request::new(Code::GET).with_path("/3/0/9")
+        ),
+        None,
+        "not an observe request"
+    );
+    let restored = net
+        .node_mut(c)
+        .ep
+        .restore_observation(s, token, observe.clone())
+        .expect("restored");
+    assert_eq!(
+        net.node_mut(c)
+            .ep
+            .restore_observation(s, token, observe.clone()),
+        None,
+        "token already in use"
+    );
+    assert_eq!(net.node(c).ep.request_token(restored), Some(token));
+    assert_eq!(net.node(c).ep.request(restored), Some(&observe));
+
+    let now = net.now();
+    let resp = Response::new(Code::CONTENT).with_payload(0, b"after".to_vec());
+    assert!(net.node_mut(s).ep.notify(now, obs, resp, true));
+    net.run_until(net.now() + Duration::from_secs(1), |_| false);
+    let notes: Vec<Vec<u8>> = net
+        .node(c)
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Notification { id: i, response } if *i == restored => {
+                Some(response.payload.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes, [b"after".to_vec()]);
+    assert_eq!(net.node(s).ep.observation_count(), 1, "not reset");
+
+    let now = net.now();
+    let cancel = net.node_mut(c).ep.cancel_observe(now, restored).unwrap();
+    net.run_until(net.now() + Duration::from_secs(2), |n| {
+        n.node(c).done(cancel)
+    });
+    assert!(net.node(c).done(cancel));
+    assert!(net.node(s).events.contains(&Event::ObservationCancelled {
+        id: obs,
+        reason: CancelReason::Deregistered
+    }));
+    assert_eq!(net.node(s).ep.observation_count(), 0);
+}

@@ -99,6 +99,9 @@ enum Command {
     RegistrationCount {
         reply: oneshot::Sender<usize>,
     },
+    Observations {
+        reply: oneshot::Sender<Vec<(DmRequestId, String, Path)>>,
+    },
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] stops the
@@ -231,6 +234,21 @@ impl ServerHandle {
             .is_err()
         {
             return 0;
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Every established observation (handle, endpoint name, path),
+    /// including those restored from the store at start.
+    pub async fn observations(&self) -> Vec<(DmRequestId, String, Path)> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Observations { reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
         }
         rx.await.unwrap_or_default()
     }
@@ -482,6 +500,13 @@ fn command(
         }
         Command::RegistrationCount { reply } => {
             let _ = reply.send(engine.registration_count());
+        }
+        Command::Observations { reply } => {
+            let list = engine
+                .observations()
+                .map(|(id, ep, path)| (id, ep.to_string(), *path))
+                .collect();
+            let _ = reply.send(list);
         }
         Command::CancelObserve { id, reply } => match engine.cancel_observe(now, id) {
             Ok(Some(cancel)) => {

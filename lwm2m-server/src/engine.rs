@@ -62,7 +62,7 @@ use std::fmt;
 use lwm2m_core::coap::endpoint::{IncomingId, RequestError, SendError};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{
-    Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Transmit,
+    Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Token, Transmit,
 };
 use lwm2m_core::format::link::{decode_discover, DiscoverEntry};
 use lwm2m_core::format::{self, ContentFormat, FormatError};
@@ -73,7 +73,7 @@ use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
 use crate::registration::{parse_links, RegistrationError, RegistrationParams, DEFAULT_LIFETIME};
-use crate::store::RegistrationStore;
+use crate::store::{RegistrationStore, StoredObservation};
 use crate::Registration;
 
 /// Configuration of an [`Engine`].
@@ -327,6 +327,9 @@ pub struct Engine<P, R> {
     queue_deadlines: BTreeSet<(Instant, DmRequestId)>,
     events: VecDeque<ServerEvent<P>>,
     next_dm: u64,
+    /// Established observations written to the store: registration id and
+    /// token, to remove them from the store when they end.
+    persisted: BTreeMap<DmRequestId, (String, Vec<u8>)>,
 }
 
 impl<P, R> fmt::Debug for Engine<P, R> {
@@ -373,6 +376,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             queue_deadlines: BTreeSet::new(),
             events: VecDeque::new(),
             next_dm: 1,
+            persisted: BTreeMap::new(),
         };
         for reg in stored {
             // Two stored registrations with one endpoint name cannot come from
@@ -390,7 +394,123 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             }
             engine.link(reg, VecDeque::new());
         }
+        let observations = engine.store.load_observations()?;
+        for obs in observations {
+            engine.restore_observation(obs);
+        }
         Ok(engine)
+    }
+
+    /// Re-attaches a stored observation to the CoAP endpoint so the client's
+    /// next notification (with the old token) is delivered, under the old
+    /// [`DmRequestId`] if it is free. One whose registration is gone, or
+    /// that does not parse, is dropped from the store.
+    fn restore_observation(&mut self, obs: StoredObservation) {
+        let client = self
+            .clients
+            .get(&obs.registration_id)
+            .filter(|c| c.reg.endpoint == obs.endpoint);
+        let path = obs.path.parse::<Path>().ok();
+        let token = Token::new(&obs.token).filter(|t| !t.as_bytes().is_empty());
+        let (Some(c), Some(path), Some(token)) = (client, path, token) else {
+            self.store_remove_observation(&obs.registration_id, &obs.token);
+            return;
+        };
+        // The same request submit() built, so an active cancel matches it.
+        let mut req = Request::new(Code::GET).with_uint_option(number::OBSERVE, 0);
+        if let Some(cf) = obs.accept {
+            req = req.with_uint_option(number::ACCEPT, u32::from(cf));
+        }
+        let mut target = c.reg.links.root.clone().unwrap_or_default();
+        if path != Path::Root || target.is_empty() {
+            target.push_str(&path.to_path_string());
+        }
+        req.options.set_uri_path(&target);
+        let address = c.reg.address.clone();
+        let endpoint = c.reg.endpoint.clone();
+        let Some(coap) = self.endpoint.restore_observation(address, token, req) else {
+            self.store_remove_observation(&obs.registration_id, &obs.token);
+            return;
+        };
+        let mut id = DmRequestId(obs.id);
+        if obs.id == 0 || self.pending.contains_key(&id) {
+            id = self.next_dm_id();
+        }
+        self.next_dm = self.next_dm.max(id.0.saturating_add(1));
+        self.by_coap.insert(coap, id);
+        self.pending.insert(
+            id,
+            Pending {
+                endpoint,
+                path,
+                kind: Kind::Observe,
+                coap: Some(coap),
+                established: true,
+            },
+        );
+        if id.0 != obs.id {
+            // Keep the store in step with the new handle.
+            let stored = StoredObservation { id: id.0, ..obs };
+            if let Err(e) = self.store.put_observation(&stored) {
+                self.events.push_back(ServerEvent::StoreFailed {
+                    error: e.to_string(),
+                });
+            }
+            self.persisted
+                .insert(id, (stored.registration_id, stored.token));
+        } else {
+            self.persisted.insert(id, (obs.registration_id, obs.token));
+        }
+    }
+
+    /// Writes the observation `id`, just established, to the store.
+    fn persist_observation(&mut self, id: DmRequestId) {
+        let Some(p) = self.pending.get(&id) else {
+            return;
+        };
+        let Some(coap) = p.coap else {
+            return;
+        };
+        let Some(reg_id) = self.by_endpoint.get(&p.endpoint).cloned() else {
+            return;
+        };
+        let Some(token) = self.endpoint.request_token(coap) else {
+            return;
+        };
+        let accept = self
+            .endpoint
+            .request(coap)
+            .and_then(|r| r.options.uint(number::ACCEPT))
+            .and_then(|cf| u16::try_from(cf).ok());
+        let obs = StoredObservation {
+            id: id.0,
+            registration_id: reg_id.clone(),
+            endpoint: p.endpoint.clone(),
+            path: p.path.to_path_string(),
+            token: token.as_bytes().to_vec(),
+            accept,
+        };
+        if let Err(e) = self.store.put_observation(&obs) {
+            self.events.push_back(ServerEvent::StoreFailed {
+                error: e.to_string(),
+            });
+        }
+        self.persisted.insert(id, (reg_id, obs.token));
+    }
+
+    /// Removes the observation `id` from the store if it was written there.
+    fn unpersist_observation(&mut self, id: DmRequestId) {
+        if let Some((reg_id, token)) = self.persisted.remove(&id) {
+            self.store_remove_observation(&reg_id, &token);
+        }
+    }
+
+    fn store_remove_observation(&mut self, reg_id: &str, token: &[u8]) {
+        if let Err(e) = self.store.remove_observation(reg_id, token) {
+            self.events.push_back(ServerEvent::StoreFailed {
+                error: e.to_string(),
+            });
+        }
     }
 
     /// The configuration.
@@ -412,6 +532,15 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     /// Every live registration, by id.
     pub fn registrations(&self) -> impl Iterator<Item = &Registration<P>> {
         self.clients.values().map(|c| &c.reg)
+    }
+
+    /// Every established observation: its handle, endpoint name and path
+    /// (including those restored from the store at start).
+    pub fn observations(&self) -> impl Iterator<Item = (DmRequestId, &str, &Path)> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.kind == Kind::Observe && p.established)
+            .map(|(id, p)| (*id, p.endpoint.as_str(), &p.path))
     }
 
     /// Next datagram to send.
@@ -573,6 +702,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             .map(|(id, _)| *id)
             .collect();
         for dm in ended {
+            self.unpersist_observation(dm);
             if let Some(p) = self.pending.remove(&dm) {
                 if let Some(coap) = p.coap {
                     self.by_coap.remove(&coap);
@@ -1160,6 +1290,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             return Ok(None);
         };
         let p = self.pending.remove(&id).ok_or(DmError::UnknownRequest)?;
+        self.unpersist_observation(id);
         self.by_coap.remove(&coap);
         let new_coap = self
             .endpoint
@@ -1291,6 +1422,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         let keep = matches!(p.kind, Kind::Observe | Kind::ObserveComposite)
             && response.code.is_success()
             && response.options.contains(number::OBSERVE);
+        let newly_established = keep && !p.established;
         p.established = keep;
         let root = self
             .by_endpoint
@@ -1302,6 +1434,9 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         if !keep {
             self.by_coap.remove(&coap);
             self.pending.remove(&id);
+            self.unpersist_observation(id);
+        } else if newly_established {
+            self.persist_observation(id);
         }
         self.events.push_back(if notification {
             ServerEvent::Notification {
@@ -1322,6 +1457,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         let Some(id) = self.by_coap.remove(&coap) else {
             return;
         };
+        self.unpersist_observation(id);
         if let Some(p) = self.pending.remove(&id) {
             let result = Err(DmError::Request(error));
             self.events.push_back(if p.established {

@@ -34,4 +34,4 @@ pub use redis_store::RedisStore;
 pub use registration::Registration;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{MemoryStore, RegistrationStore, StoreError};
+pub use store::{MemoryStore, RegistrationStore, StoreError, StoredObservation};

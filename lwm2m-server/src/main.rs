@@ -5,8 +5,11 @@
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
 //! `--bootstrap` (env `LWM2M_BOOTSTRAP`, default `0.0.0.0:5783`): UDP address
-//! of the bootstrap server, `none` to run without it. Its configurations come
-//! from `bootstrap.json` in the data directory, if present (README).
+//! of the bootstrap server, `none` to run without it. Its configurations live
+//! in `bootstrap.sqlite3` in the data directory (managed with the admin API's
+//! `/api/bootstrap`); `bootstrap.json` there, if present, seeds the endpoints
+//! the database does not have yet: the database wins, so changes made through
+//! the API survive a restart (README).
 //! `--http` (env `LWM2M_HTTP`, default `0.0.0.0:8080`): TCP address of the
 //! admin API, events, metrics and web UI ([`lwm2m_server::admin`]).
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
@@ -25,7 +28,9 @@ use std::sync::Arc;
 
 use lwm2m_server::admin::{self, AdminConfig};
 use lwm2m_server::bootstrap::driver::BootstrapServer;
-use lwm2m_server::bootstrap::{BootstrapFile, BootstrapServerConfig, MemoryConfigStore};
+use lwm2m_server::bootstrap::{
+    BootstrapConfigStore, BootstrapFile, BootstrapServerConfig, SqliteConfigStore,
+};
 use lwm2m_server::{RegistrationStore, Server, ServerConfig, SqliteStore};
 
 const USAGE: &str =
@@ -222,23 +227,26 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let router = admin::router(server.handle(), models, AdminConfig::for_server(&config));
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut http_task = tokio::spawn(admin::serve(http, router, async {
-        let _ = http_stopped.await;
-    }));
     let bootstrap = match args.bootstrap {
         Some(addr) => match start_bootstrap(addr, &args.data_dir).await {
             Ok(b) => Some(b),
             Err(e) => {
                 tracing::error!("{e}");
-                http_task.abort();
                 server.shutdown().await;
                 return ExitCode::FAILURE;
             }
         },
         None => None,
     };
+    let mut admin_config = AdminConfig::for_server(&config);
+    if let Some(b) = &bootstrap {
+        admin_config = admin_config.with_bootstrap(b.handle());
+    }
+    let router = admin::router(server.handle(), models, admin_config);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut http_task = tokio::spawn(admin::serve(http, router, async {
+        let _ = http_stopped.await;
+    }));
     tracing::info!(
         coap = %server.local_addr(),
         http = %http_addr,
@@ -267,7 +275,10 @@ async fn serve(args: Args) -> ExitCode {
 }
 
 /// Starts the bootstrap server with the configurations of
-/// `data_dir/bootstrap.json` (none if the file does not exist).
+/// `data_dir/bootstrap.sqlite3`, first adding the endpoints of
+/// `data_dir/bootstrap.json` (if the file exists) that the database does not
+/// have: the database wins, so what the admin API changed stays changed, and
+/// a new endpoint added to the file is picked up at the next start.
 async fn start_bootstrap(
     addr: SocketAddr,
     data_dir: &std::path::Path,
@@ -280,14 +291,29 @@ async fn start_bootstrap(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BootstrapFile::default(),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let count = file.endpoints.len();
-    let store = Box::new(MemoryConfigStore::from(file));
+    let mut store =
+        SqliteConfigStore::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let known = store
+        .endpoints()
+        .map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let mut seeded = 0;
+    for (ep, c) in file.endpoints {
+        if !known.contains(&ep) {
+            store
+                .put(&ep, c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            seeded += 1;
+        }
+    }
+    let count = known.len() + seeded;
+    let store = Box::new(store);
     let bs = BootstrapServer::start(addr, BootstrapServerConfig::default(), store)
         .await
         .map_err(|e| format!("bootstrap server: {e}"))?;
     tracing::info!(
         bootstrap = %bs.local_addr(),
         configurations = count,
+        seeded_from_file = seeded,
         "LwM2M bootstrap server listening"
     );
     Ok(bs)

@@ -56,7 +56,7 @@ use lwm2m_core::model::Version;
 use lwm2m_core::time::Instant;
 use redis::{Commands, Connection, RedisResult, Script};
 
-use crate::store::{RegistrationStore, StoreError};
+use crate::store::{RegistrationStore, StoreError, StoredObservation};
 use crate::Registration;
 
 /// Puts a registration, deleting the one its endpoint name pointed to.
@@ -186,6 +186,12 @@ impl RedisStore {
 
     fn ep_key(&self, endpoint: &str) -> String {
         format!("{}ep:{endpoint}", self.prefix)
+    }
+
+    /// One hash of every stored observation: field `{registration id}:{token hex}`,
+    /// value the observation as JSON.
+    fn obs_key(&self) -> String {
+        format!("{}obs", self.prefix)
     }
 
     fn set_key(&self) -> String {
@@ -405,6 +411,53 @@ impl RegistrationStore<SocketAddr> for RedisStore {
         true
     }
 
+    fn load_observations(&mut self) -> Result<Vec<StoredObservation>, StoreError> {
+        let key = self.obs_key();
+        let h: HashMap<String, String> = self.link.run(|c| c.hgetall(key))?;
+        let mut out = Vec::new();
+        for (field, json) in h {
+            let o: ObsJson = serde_json::from_str(&json).map_err(|_| StoreError::Corrupt {
+                id: field,
+                column: "observation",
+            })?;
+            out.push(StoredObservation {
+                id: o.id,
+                registration_id: o.registration_id,
+                endpoint: o.endpoint,
+                path: o.path,
+                token: o.token,
+                accept: o.accept,
+            });
+        }
+        out.sort_by_key(|o| o.id);
+        Ok(out)
+    }
+
+    fn put_observation(&mut self, obs: &StoredObservation) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&ObsJson {
+            id: obs.id,
+            registration_id: obs.registration_id.clone(),
+            endpoint: obs.endpoint.clone(),
+            path: obs.path.clone(),
+            token: obs.token.clone(),
+            accept: obs.accept,
+        })
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+        let (key, field) = (self.obs_key(), obs_field(&obs.registration_id, &obs.token));
+        self.link.run(|c| c.hset::<_, _, _, ()>(key, field, json))?;
+        Ok(())
+    }
+
+    fn remove_observation(
+        &mut self,
+        registration_id: &str,
+        token: &[u8],
+    ) -> Result<(), StoreError> {
+        let (key, field) = (self.obs_key(), obs_field(registration_id, token));
+        self.link.run(|c| c.hdel::<_, _, ()>(key, field))?;
+        Ok(())
+    }
+
     fn get(&mut self, id: &str) -> Result<Option<Registration<SocketAddr>>, StoreError> {
         let key = self.reg_key(id);
         let h: HashMap<String, Vec<u8>> = self.link.run(|c| c.hgetall(key))?;
@@ -413,4 +466,21 @@ impl RegistrationStore<SocketAddr> for RedisStore {
         }
         decode(id, h).map(Some)
     }
+}
+
+/// The field of an observation in the observations hash.
+fn obs_field(registration_id: &str, token: &[u8]) -> String {
+    let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{registration_id}:{hex}")
+}
+
+/// An observation as stored in Redis.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ObsJson {
+    id: u64,
+    registration_id: String,
+    endpoint: String,
+    path: String,
+    token: Vec<u8>,
+    accept: Option<u16>,
 }

@@ -60,6 +60,27 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// An established observation as a store keeps it, so that a restarted
+/// engine can match the notifications the client keeps sending with the old
+/// token (the observe request carried no attributes: those are set with
+/// Write-Attributes and live on the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObservation {
+    /// The engine's handle of the observation (`DmRequestId.0`), kept so the
+    /// application's handle stays valid across the restart.
+    pub id: u64,
+    /// The registration it belongs to.
+    pub registration_id: String,
+    /// That registration's endpoint name.
+    pub endpoint: String,
+    /// The observed path, like `/3/0/9`.
+    pub path: String,
+    /// The CoAP token of the observe request (1 to 8 bytes).
+    pub token: Vec<u8>,
+    /// The Accept option of the observe request, if any.
+    pub accept: Option<u16>,
+}
+
 /// Persistence of registrations. Every method is called by the engine as the
 /// change happens (write-through); `load` once at start.
 pub trait RegistrationStore<P>: Send {
@@ -85,6 +106,28 @@ pub trait RegistrationStore<P>: Send {
         let _ = id;
         Ok(None)
     }
+
+    /// Every stored observation. The default keeps none, so a store that
+    /// does not override these three loses observations on restart.
+    fn load_observations(&mut self) -> Result<Vec<StoredObservation>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Inserts or replaces the observation with `obs.registration_id` and `obs.token`.
+    fn put_observation(&mut self, obs: &StoredObservation) -> Result<(), StoreError> {
+        let _ = obs;
+        Ok(())
+    }
+
+    /// Removes the observation of `registration_id` with `token` (no error if absent).
+    fn remove_observation(
+        &mut self,
+        registration_id: &str,
+        token: &[u8],
+    ) -> Result<(), StoreError> {
+        let _ = (registration_id, token);
+        Ok(())
+    }
 }
 
 /// A store that keeps nothing beyond the process: for tests and for servers
@@ -92,6 +135,7 @@ pub trait RegistrationStore<P>: Send {
 #[derive(Debug, Default)]
 pub struct MemoryStore<P> {
     regs: BTreeMap<String, Registration<P>>,
+    observations: BTreeMap<(String, Vec<u8>), StoredObservation>,
 }
 
 impl<P> MemoryStore<P> {
@@ -99,6 +143,7 @@ impl<P> MemoryStore<P> {
     pub fn new() -> Self {
         MemoryStore {
             regs: BTreeMap::new(),
+            observations: BTreeMap::new(),
         }
     }
 
@@ -123,6 +168,26 @@ impl<P: Clone + Send> RegistrationStore<P> for MemoryStore<P> {
     }
     fn remove(&mut self, id: &str) -> Result<(), StoreError> {
         self.regs.remove(id);
+        self.observations.retain(|(reg, _), _| reg != id);
+        Ok(())
+    }
+    fn load_observations(&mut self) -> Result<Vec<StoredObservation>, StoreError> {
+        Ok(self.observations.values().cloned().collect())
+    }
+    fn put_observation(&mut self, obs: &StoredObservation) -> Result<(), StoreError> {
+        self.observations.insert(
+            (obs.registration_id.clone(), obs.token.clone()),
+            obs.clone(),
+        );
+        Ok(())
+    }
+    fn remove_observation(
+        &mut self,
+        registration_id: &str,
+        token: &[u8],
+    ) -> Result<(), StoreError> {
+        self.observations
+            .remove(&(registration_id.to_string(), token.to_vec()));
         Ok(())
     }
 }
@@ -163,6 +228,15 @@ impl SqliteStore {
                 links TEXT NOT NULL,
                 registered_at INTEGER NOT NULL,
                 last_update INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS observations (
+                registration_id TEXT NOT NULL,
+                token BLOB NOT NULL,
+                id INTEGER NOT NULL,
+                endpoint TEXT NOT NULL,
+                path TEXT NOT NULL,
+                accept INTEGER,
+                PRIMARY KEY (registration_id, token)
             );",
         )?;
         Ok(SqliteStore { conn })
@@ -279,6 +353,75 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
     fn remove(&mut self, id: &str) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM registrations WHERE id = ?1", [id])?;
+        // Observations end with their registration.
+        self.conn
+            .execute("DELETE FROM observations WHERE registration_id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn load_observations(&mut self) -> Result<Vec<StoredObservation>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, registration_id, endpoint, path, token, accept FROM observations",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, registration_id, endpoint, path, token, accept) = row?;
+            let corrupt = |column| StoreError::Corrupt {
+                id: registration_id.clone(),
+                column,
+            };
+            let id = u64::try_from(id).map_err(|_| corrupt("observations.id"))?;
+            let accept = accept
+                .map(u16::try_from)
+                .transpose()
+                .map_err(|_| corrupt("observations.accept"))?;
+            out.push(StoredObservation {
+                id,
+                registration_id,
+                endpoint,
+                path,
+                token,
+                accept,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_observation(&mut self, obs: &StoredObservation) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO observations (registration_id, token, id, endpoint, path, accept)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                obs.registration_id,
+                obs.token,
+                i64::try_from(obs.id).unwrap_or(i64::MAX),
+                obs.endpoint,
+                obs.path,
+                obs.accept.map(i64::from),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_observation(
+        &mut self,
+        registration_id: &str,
+        token: &[u8],
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM observations WHERE registration_id = ?1 AND token = ?2",
+            rusqlite::params![registration_id, token],
+        )?;
         Ok(())
     }
 }
@@ -344,6 +487,56 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn observation(id: u64, reg: &str, token: &[u8]) -> StoredObservation {
+        StoredObservation {
+            id,
+            registration_id: reg.into(),
+            endpoint: format!("ep-{reg}"),
+            path: "/3/0/9".into(),
+            token: token.to_vec(),
+            accept: Some(110),
+        }
+    }
+
+    fn observation_round_trip(s: &mut dyn RegistrationStore<SocketAddr>) {
+        s.put(&sample("a")).unwrap();
+        s.put(&sample("b")).unwrap();
+        s.put_observation(&observation(1, "a", &[1, 2, 3, 4]))
+            .unwrap();
+        s.put_observation(&observation(2, "a", &[5, 6, 7, 8]))
+            .unwrap();
+        s.put_observation(&observation(3, "b", &[9; 8])).unwrap();
+        let mut changed = observation(2, "a", &[5, 6, 7, 8]);
+        changed.accept = None;
+        s.put_observation(&changed).unwrap();
+        s.remove_observation("a", &[1, 2, 3, 4]).unwrap();
+        s.remove_observation("a", &[0]).unwrap();
+        let mut loaded = s.load_observations().unwrap();
+        loaded.sort_by_key(|o| o.id);
+        assert_eq!(loaded, vec![changed, observation(3, "b", &[9; 8])]);
+    }
+
+    #[test]
+    fn sqlite_observations_survive_reopen_and_end_with_their_registration() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = SqliteStore::open(dir.path()).unwrap();
+            observation_round_trip(&mut s);
+        }
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.load_observations().unwrap().len(), 2);
+        s.remove("a").unwrap();
+        assert_eq!(
+            s.load_observations().unwrap(),
+            vec![observation(3, "b", &[9; 8])]
+        );
+    }
+
+    #[test]
+    fn memory_store_keeps_observations() {
+        observation_round_trip(&mut MemoryStore::new());
     }
 
     #[test]

@@ -209,3 +209,62 @@ fn binary_refuses_a_broken_bootstrap_json() {
     let exit = server.child.wait().unwrap();
     assert!(!exit.success());
 }
+
+/// A bare HTTP/1.1 request with a JSON body.
+fn http_send(port: u16, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// bootstrap.json seeds the SQLite database; a change made through the
+/// admin API survives a restart (the database wins over the file).
+#[test]
+fn binary_keeps_bootstrap_configurations_changed_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = |lifetime: u32| {
+        format!(
+            r#"{{"security": [{{"id": 1, "uri": "coap://127.0.0.1:5683", "short_server_id": 101}}],
+                "servers": [{{"id": 0, "short_server_id": 101, "lifetime": {lifetime}}}]}}"#
+        )
+    };
+    std::fs::write(
+        data.join("bootstrap.json"),
+        format!(r#"{{"endpoints": {{"bin-dev": {}}}}}"#, config(300)),
+    )
+    .unwrap();
+    let mut server = Running::start(&data);
+    let line = server.expect_line("bootstrap server listening");
+    assert!(line.contains("configurations=1"), "{line}");
+    assert!(line.contains("seeded_from_file=1"), "{line}");
+    let (_, http) = server.ports();
+    let r = http_send(http, "PUT", "/api/bootstrap/bin-dev", &config(99));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = http_send(http, "PUT", "/api/bootstrap/api-only", &config(42));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    server.stop();
+    assert!(data.join("bootstrap.sqlite3").is_file());
+
+    let mut server = Running::start(&data);
+    let line = server.expect_line("bootstrap server listening");
+    assert!(line.contains("configurations=2"), "{line}");
+    assert!(line.contains("seeded_from_file=0"), "{line}");
+    let (_, http) = server.ports();
+    let r = http_get(http, "/api/bootstrap/bin-dev");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains(r#""lifetime":99"#), "{r}");
+    let r = http_get(http, "/api/bootstrap");
+    assert!(r.contains(r#""api-only""#), "{r}");
+    server.stop();
+}

@@ -457,3 +457,34 @@ async fn a_node_does_not_expire_a_registration_updated_on_another() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[test]
+fn observations_round_trip_through_redis() {
+    let redis = RedisServer::start();
+    let obs = |id: u64, reg: &str, token: &[u8]| lwm2m_server::StoredObservation {
+        id,
+        registration_id: reg.into(),
+        endpoint: format!("ep-{reg}"),
+        path: "/3/0/9".into(),
+        token: token.to_vec(),
+        accept: Some(110),
+    };
+    {
+        let mut s = redis.store();
+        s.put_observation(&obs(1, "a", &[1, 2, 3, 4])).unwrap();
+        s.put_observation(&obs(2, "a", &[5, 6, 7, 8])).unwrap();
+        s.put_observation(&obs(3, "b", &[9; 8])).unwrap();
+        let mut changed = obs(2, "a", &[5, 6, 7, 8]);
+        changed.accept = None;
+        s.put_observation(&changed).unwrap();
+        s.remove_observation("a", &[1, 2, 3, 4]).unwrap();
+        s.remove_observation("a", &[0]).unwrap();
+    }
+    let mut s = redis.store();
+    let mut changed = obs(2, "a", &[5, 6, 7, 8]);
+    changed.accept = None;
+    assert_eq!(
+        s.load_observations().unwrap(),
+        vec![changed, obs(3, "b", &[9; 8])]
+    );
+}

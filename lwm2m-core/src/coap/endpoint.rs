@@ -723,6 +723,55 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         Ok(id)
     }
 
+    /// The token of request `id` while it is in flight or observing (`None`
+    /// once it finished or for an unknown id). A server persists it with an
+    /// observation so it can [`Endpoint::restore_observation`] after a restart.
+    pub fn request_token(&self, id: RequestId) -> Option<Token> {
+        self.out.get(&id).map(|r| r.token)
+    }
+
+    /// The request `id` as sent (with its options and payload) while it is
+    /// in flight or observing; `None` once it finished or for an unknown id.
+    pub fn request(&self, id: RequestId) -> Option<&Request> {
+        self.out.get(&id).map(|r| &r.request)
+    }
+
+    /// Re-attaches an observation this endpoint (or an earlier process of
+    /// the same application) established with `peer` under `token`, e.g.
+    /// after a restart that lost the in-memory state: notifications carrying
+    /// `token` from `peer` then come as [`Event::Notification`] for the
+    /// returned id, and [`Endpoint::cancel_observe`] works on it. `request`
+    /// is the original observe request (GET or FETCH with Observe = 0, its
+    /// Uri-Path, Accept...), reused for the active cancellation. Nothing is
+    /// sent. Returns `None` if `request` is not an observe request or the
+    /// token is already in use with that peer.
+    pub fn restore_observation(
+        &mut self,
+        peer: P,
+        token: Token,
+        request: Request,
+    ) -> Option<RequestId> {
+        let observe = (request.code == Code::GET || request.code == Code::FETCH)
+            && request.options.uint(number::OBSERVE) == Some(0);
+        if !observe || self.by_token.contains_key(&(peer.clone(), token)) {
+            return None;
+        }
+        let id = RequestId(self.next_handle());
+        self.by_token.insert((peer.clone(), token), id);
+        self.out.insert(
+            id,
+            OutRequest {
+                observe: true,
+                // Established: not outstanding (it holds no NSTART slot), no
+                // deadline, and any sequence number counts as fresh for the
+                // first notification since the old ordering state is lost.
+                phase: Phase::Observing,
+                ..OutRequest::queued(peer, token, request)
+            },
+        );
+        Some(id)
+    }
+
     /// Forgets a request: no event will come for it, and a later response or
     /// notification with its token is answered with RST (for an observe
     /// request this is the passive cancellation of RFC 7641 §3.6).

@@ -17,6 +17,8 @@
 //! | `GET /api/clients/{ep}/composite?paths=/3/0/9,/1/0/1` | Read-Composite (`format=`: path list and answer, default SenML CBOR) |
 //! | `PUT /api/clients/{ep}/composite` | Write-Composite (body `{"/1/0/1":300,...}`) |
 //! | `POST`/`DELETE /api/clients/{ep}/composite?paths=..` | Observe-Composite / cancel |
+//! | `GET /api/bootstrap` | every bootstrap configuration, as a `bootstrap.json` |
+//! | `GET`/`PUT`/`DELETE /api/bootstrap/{ep}` | one bootstrap configuration (a `bootstrap.json` entry) |
 //! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
@@ -77,6 +79,8 @@ use lwm2m_objects::Registry;
 use serde_json::{json, Value as JsonValue};
 use tokio::sync::broadcast;
 
+use crate::bootstrap::driver::BootstrapHandle;
+use crate::bootstrap::{BootstrapConfig, BootstrapFile, ConfigError};
 use crate::driver::ServerHandle;
 use crate::engine::{DmError, DmRequestId, DmResponse, ServerEvent, WriteMode};
 use crate::{Registration, ServerConfig};
@@ -93,6 +97,9 @@ pub struct AdminConfig {
     pub awake_time: Duration,
     /// Request timeout when the caller gives no `timeout=`.
     pub default_timeout: Duration,
+    /// The bootstrap server whose configurations `/api/bootstrap` manages;
+    /// `None`: those routes answer 503.
+    pub bootstrap: Option<BootstrapHandle>,
 }
 
 impl AdminConfig {
@@ -101,7 +108,14 @@ impl AdminConfig {
         AdminConfig {
             awake_time: config.awake_time,
             default_timeout: Duration::from_secs(5),
+            bootstrap: None,
         }
+    }
+
+    /// These settings with `/api/bootstrap` managing `bootstrap`'s configurations.
+    pub fn with_bootstrap(mut self, bootstrap: BootstrapHandle) -> AdminConfig {
+        self.bootstrap = Some(bootstrap);
+        self
     }
 }
 
@@ -128,6 +142,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/clients/{endpoint}/composite"),
     ("post", "/api/clients/{endpoint}/composite"),
     ("delete", "/api/clients/{endpoint}/composite"),
+    ("get", "/api/bootstrap"),
+    ("get", "/api/bootstrap/{endpoint}"),
+    ("put", "/api/bootstrap/{endpoint}"),
+    ("delete", "/api/bootstrap/{endpoint}"),
 ];
 
 #[derive(Clone, Debug)]
@@ -221,6 +239,13 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
         .route("/api/events", get(events_sse))
         .route("/api/clients", get(list_clients))
         .route("/api/clients/{ep}", get(get_client))
+        .route("/api/bootstrap", get(list_bootstrap))
+        .route(
+            "/api/bootstrap/{ep}",
+            get(get_bootstrap)
+                .put(put_bootstrap)
+                .delete(delete_bootstrap),
+        )
         .route(
             "/api/clients/{ep}/{*rest}",
             get(dm).put(dm).post(dm).delete(dm),
@@ -245,6 +270,15 @@ async fn forward_events(
     shared: Weak<Shared>,
 ) {
     use metrics::RegistrationEvent as R;
+    // Observations the server restored from its store at start: known here
+    // too, so their notifications name the path and they can be cancelled.
+    if let Some(s) = shared.upgrade() {
+        let restored = s.server.observations().await;
+        let mut obs = s.observations();
+        for (id, ep, path) in restored {
+            obs.entry(id).or_insert((ep, path));
+        }
+    }
     loop {
         let ev = match events.recv().await {
             Ok(ev) => ev,
@@ -381,6 +415,88 @@ fn unknown_client(ep: &str) -> ApiError {
         StatusCode::NOT_FOUND,
         format!("no client registered as {ep:?}"),
     )
+}
+
+// ---------------------------------------------------------------------------
+// Bootstrap configurations
+
+fn bootstrap_of(s: &Shared) -> Result<&BootstrapHandle, ApiError> {
+    s.config.bootstrap.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no bootstrap server runs with this server".into(),
+        )
+    })
+}
+
+fn config_error(e: ConfigError) -> ApiError {
+    match e {
+        ConfigError::Stopped | ConfigError::Store(_) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        _ => bad_request(e.to_string()),
+    }
+}
+
+fn no_bootstrap_config(ep: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no bootstrap configuration for {ep:?}"),
+    )
+}
+
+/// Every configuration, as a whole `bootstrap.json` (`{"endpoints":{..}}`).
+async fn list_bootstrap(State(s): State<AppState>) -> Result<Json<BootstrapFile>, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    let mut file = BootstrapFile::default();
+    for ep in bs.endpoints().await.map_err(config_error)? {
+        // One removed between the two calls is simply not listed.
+        if let Some(c) = bs.config(&ep).await.map_err(config_error)? {
+            file.endpoints.insert(ep, c);
+        }
+    }
+    Ok(Json(file))
+}
+
+async fn get_bootstrap(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+) -> Result<Json<BootstrapConfig>, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    match bs.config(&ep).await.map_err(config_error)? {
+        Some(c) => Ok(Json(c)),
+        None => Err(no_bootstrap_config(&ep)),
+    }
+}
+
+/// Adds or replaces a configuration: the body is one entry of
+/// `bootstrap.json`'s `endpoints`, validated; answers the stored configuration
+/// (defaults filled in).
+async fn put_bootstrap(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+    body: Bytes,
+) -> Result<Json<BootstrapConfig>, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    let config: BootstrapConfig = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("bootstrap configuration JSON: {e}")))?;
+    bs.put_config(&ep, config).await.map_err(config_error)?;
+    match bs.config(&ep).await.map_err(config_error)? {
+        Some(c) => Ok(Json(c)),
+        None => Err(no_bootstrap_config(&ep)),
+    }
+}
+
+async fn delete_bootstrap(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let bs = bootstrap_of(&s)?;
+    if bs.remove_config(&ep).await.map_err(config_error)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_bootstrap_config(&ep))
+    }
 }
 
 async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -188,8 +188,61 @@ pub fn openapi() -> Value {
                 "post": composite_op("Observe-Composite; notifications come as NOTIFICATION events (res: the paths, comma-separated; val: the values).", true, None),
                 "delete": composite_op("Cancel the Observe-Composite of exactly these paths (actively).", true, None),
             },
+            "/api/bootstrap": {"get": {
+                "summary": "Every bootstrap configuration, in the shape of bootstrap.json.",
+                "responses": {
+                    "200": json_response("Configurations by endpoint name.", "BootstrapFile"),
+                    "503": json_response("No bootstrap server runs, or its store failed.", "Error"),
+                },
+            }},
+            "/api/bootstrap/{endpoint}": {
+                "get": {
+                    "summary": "The bootstrap configuration of one endpoint.",
+                    "parameters": [ep()],
+                    "responses": {
+                        "200": json_response("The configuration.", "BootstrapConfig"),
+                        "404": json_response("No configuration for this endpoint.", "Error"),
+                        "503": json_response("No bootstrap server runs, or its store failed.", "Error"),
+                    },
+                },
+                "put": {
+                    "summary": "Add or replace the bootstrap configuration of one endpoint (validated); answers it with defaults filled in.",
+                    "parameters": [ep()],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BootstrapConfig"}}}},
+                    "responses": {
+                        "200": json_response("The stored configuration.", "BootstrapConfig"),
+                        "400": json_response("The JSON did not parse or the configuration is invalid.", "Error"),
+                        "503": json_response("No bootstrap server runs, or its store failed.", "Error"),
+                    },
+                },
+                "delete": {
+                    "summary": "Remove the bootstrap configuration of one endpoint.",
+                    "parameters": [ep()],
+                    "responses": {
+                        "204": {"description": "Removed."},
+                        "404": json_response("No configuration for this endpoint.", "Error"),
+                        "503": json_response("No bootstrap server runs, or its store failed.", "Error"),
+                    },
+                },
+            },
         },
         "components": {"schemas": {
+            "BootstrapFile": {"type": "object", "required": ["endpoints"], "properties": {
+                "endpoints": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/BootstrapConfig"}},
+            }},
+            "BootstrapConfig": {
+                "type": "object",
+                "description": "One entry of bootstrap.json (see the README); unknown fields are refused.",
+                "properties": {
+                    "discover": {"type": "boolean", "description": "Bootstrap-Discover / first (1.1)."},
+                    "read": {"type": "array", "items": {"type": "string"}, "description": "Paths to Bootstrap-Read (under /1 and /2 only)."},
+                    "delete": {"type": "array", "items": {"type": "string"}, "description": "Paths to Bootstrap-Delete first (default [\"/0\", \"/1\"])."},
+                    "security": {"type": "array", "items": {"type": "object"}, "description": "Security (object 0) instances."},
+                    "servers": {"type": "array", "items": {"type": "object"}, "description": "Server (object 1) instances."},
+                    "acls": {"type": "array", "items": {"type": "object"}, "description": "Access Control (object 2) instances."},
+                    "content_format": {"type": "integer", "description": "Content format of the writes (e.g. 11542 for TLV)."},
+                },
+            },
             "Error": {"type": "object", "properties": {
                 "error": {"type": "string"}, "status": {"type": "string"}, "code": {"type": "string"},
                 "requestId": {"type": "string", "description": "Set for device-management requests: a late result comes as a REQUEST_RESULT event with this id."},

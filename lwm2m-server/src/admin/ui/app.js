@@ -284,3 +284,65 @@ function listen() {
   // an occasional refresh covers the rest (e.g. restored registrations).
   setInterval(loadClients, 60000);
 })();
+
+// --- bootstrap configuration editor --------------------------------------------
+// Lists the bootstrap server's configurations (/api/bootstrap) and edits one
+// as the JSON of a bootstrap.json entry: Save is a PUT (the server validates
+// and answers the stored configuration, defaults filled in), Delete a DELETE.
+
+const BS_TEMPLATE = {
+  security: [{ id: 1, uri: "coap://127.0.0.1:5683", short_server_id: 101 }],
+  servers: [{ id: 0, short_server_id: 101, lifetime: 300 }],
+};
+
+async function bootstrapEditor(selectEp) {
+  state.selected = null;
+  renderClients();
+  const d = $("#detail");
+  const list = el("ul", { id: "bs-list" });
+  const epInput = el("input", { id: "bs-ep", placeholder: "endpoint name" });
+  const text = el("textarea", { id: "bs-json", spellcheck: "false" });
+  const edit = (ep, config) => {
+    epInput.value = ep;
+    text.value = JSON.stringify(config, null, 2);
+  };
+  const save = el("button", { id: "bs-save", onclick: async () => {
+    const ep = epInput.value.trim();
+    if (!ep) return status("bootstrap: give an endpoint name", true);
+    let body;
+    try { body = JSON.parse(text.value); } catch (e) { return status(`bootstrap ${ep}: JSON: ${e.message}`, true); }
+    const res = await api("PUT", `/api/bootstrap/${enc(ep)}`, body);
+    if (res.http !== 200) return status(`bootstrap ${ep}: ${res.body.error || res.http}`, true);
+    await bootstrapEditor(ep);
+    status(`bootstrap ${ep}: saved`);
+  } }, "Save");
+  const del = el("button", { id: "bs-delete", onclick: async () => {
+    const ep = epInput.value.trim();
+    if (!ep || !confirm(`Delete the bootstrap configuration of ${ep}?`)) return;
+    const res = await api("DELETE", `/api/bootstrap/${enc(ep)}`);
+    if (res.http !== 204) return status(`bootstrap ${ep}: ${res.body.error || res.http}`, true);
+    await bootstrapEditor();
+    status(`bootstrap ${ep}: deleted`);
+  } }, "Delete");
+  const fresh = el("button", { id: "bs-new", onclick: () => edit("", BS_TEMPLATE) }, "New");
+  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, "Bootstrap configurations"), list,
+    el("p", {}, epInput, " ", save, del, fresh), text);
+  const res = await api("GET", "/api/bootstrap");
+  if (res.http !== 200) {
+    status(`bootstrap: ${res.body.error || res.http}`, true);
+    return;
+  }
+  const endpoints = res.body.endpoints || {};
+  const names = Object.keys(endpoints).sort();
+  if (names.length === 0) list.append(el("li", { class: "empty" }, "No configuration."));
+  for (const ep of names) {
+    list.append(el("li", {}, el("button", { "data-bs-ep": ep, onclick: () => edit(ep, endpoints[ep]) }, ep)));
+  }
+  if (selectEp && endpoints[selectEp]) edit(selectEp, endpoints[selectEp]);
+  else edit("", BS_TEMPLATE);
+}
+
+$("#bootstrap-link").addEventListener("click", (e) => {
+  e.preventDefault();
+  bootstrapEditor();
+});

@@ -1,0 +1,350 @@
+//! `/api/bootstrap` of the admin API wired to a running bootstrap server:
+//! CRUD of configurations (persisted in SQLite), and a configuration PUT
+//! through the API is what a client then gets when it bootstraps.
+#![cfg(all(feature = "admin", feature = "sqlite"))]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request as HttpRequest, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use lwm2m_core::coap::option::number;
+use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
+use lwm2m_core::format::{self, ContentFormat};
+use lwm2m_core::model::{Node, Path, ResourceValue, Value};
+use lwm2m_core::rng::SplitMix64;
+use lwm2m_core::time::Instant;
+use lwm2m_server::admin::{self, AdminConfig};
+use lwm2m_server::bootstrap::driver::BootstrapServer;
+use lwm2m_server::bootstrap::{BootstrapConfigStore, BootstrapServerConfig, SqliteConfigStore};
+use lwm2m_server::{MemoryStore, Server, ServerConfig};
+use serde_json::{json, Value as Json};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tower::ServiceExt;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Json) {
+    let req = HttpRequest::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, app.clone().oneshot(req))
+        .await
+        .expect("HTTP answer in time")
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
+    (status, json)
+}
+
+async fn lwm2m_server() -> Server {
+    Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+        Box::new(MemoryStore::new()),
+        Box::new(lwm2m_objects::Registry::standard()),
+    )
+    .await
+    .unwrap()
+}
+
+async fn bootstrap_server(dir: &std::path::Path) -> BootstrapServer {
+    BootstrapServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        BootstrapServerConfig::default(),
+        Box::new(SqliteConfigStore::open(dir).unwrap()),
+    )
+    .await
+    .unwrap()
+}
+
+fn app(server: &Server, bs: Option<&BootstrapServer>) -> Router {
+    let mut config = AdminConfig::for_server(&ServerConfig::default());
+    if let Some(bs) = bs {
+        config = config.with_bootstrap(bs.handle());
+    }
+    admin::router(
+        server.handle(),
+        Arc::new(lwm2m_objects::Registry::standard()),
+        config,
+    )
+}
+
+fn config_json(server: SocketAddr, lifetime: u32) -> String {
+    json!({
+        "security": [{"id": 1, "uri": format!("coap://{server}"), "short_server_id": 101}],
+        "servers": [{"id": 0, "short_server_id": 101, "lifetime": lifetime}],
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn bootstrap_configurations_crud_persisted_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = lwm2m_server().await;
+    let bs = bootstrap_server(dir.path()).await;
+    let app = app(&server, Some(&bs));
+
+    assert_eq!(
+        call(&app, "GET", "/api/bootstrap", None).await,
+        (StatusCode::OK, json!({"endpoints": {}}))
+    );
+    let (s, e) = call(&app, "GET", "/api/bootstrap/dev-1", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(e["error"].as_str().unwrap().contains("dev-1"), "{e}");
+
+    let body = config_json(server.local_addr(), 120);
+    let (s, stored) = call(&app, "PUT", "/api/bootstrap/dev-1", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{stored}");
+    // Defaults filled in: the two objects are deleted first.
+    assert_eq!(stored["delete"], json!(["/0", "/1"]));
+    assert_eq!(stored["servers"][0]["lifetime"], 120);
+    assert_eq!(
+        call(&app, "GET", "/api/bootstrap/dev-1", None).await,
+        (StatusCode::OK, stored.clone())
+    );
+    let (s, all) = call(&app, "GET", "/api/bootstrap", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(all, json!({"endpoints": {"dev-1": stored}}));
+
+    // Replace.
+    let body = config_json(server.local_addr(), 300);
+    let (s, stored) = call(&app, "PUT", "/api/bootstrap/dev-1", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(stored["servers"][0]["lifetime"], 300);
+
+    // Refused: bad JSON, unknown field, an invalid configuration.
+    for bad in [
+        "{",
+        r#"{"securty": []}"#,
+        r#"{"servers": [{"id": 0, "short_server_id": 7}]}"#,
+    ] {
+        let (s, e) = call(&app, "PUT", "/api/bootstrap/dev-2", Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {e}");
+        assert!(e["error"].is_string(), "{e}");
+    }
+    assert_eq!(
+        call(&app, "GET", "/api/bootstrap/dev-2", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Persisted: another connection to the same database sees it.
+    let other = SqliteConfigStore::open(dir.path()).unwrap();
+    let c = other.get("dev-1").unwrap().expect("stored in SQLite");
+    assert_eq!(c.servers[0].lifetime, 300);
+
+    assert_eq!(
+        call(&app, "DELETE", "/api/bootstrap/dev-1", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/api/bootstrap/dev-1", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(other.get("dev-1").unwrap().is_none());
+    bs.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_bootstrap_server_the_routes_answer_503() {
+    let server = lwm2m_server().await;
+    let app = app(&server, None);
+    for (method, uri) in [
+        ("GET", "/api/bootstrap"),
+        ("GET", "/api/bootstrap/x"),
+        ("PUT", "/api/bootstrap/x"),
+        ("DELETE", "/api/bootstrap/x"),
+    ] {
+        let (s, e) = call(&app, method, uri, Some("{}")).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}");
+        assert!(e["error"].as_str().unwrap().contains("bootstrap"), "{e}");
+    }
+    server.shutdown().await;
+}
+
+type Reply = oneshot::Sender<Option<Response>>;
+
+/// A CoAP client on a socket that answers a bootstrap server's requests
+/// with success and hands them to the test.
+struct UdpClient {
+    requests: mpsc::Sender<(SocketAddr, Request, Reply)>,
+    incoming: mpsc::UnboundedReceiver<Request>,
+}
+
+impl UdpClient {
+    async fn spawn(seed: u64) -> UdpClient {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (tx, mut rx) = mpsc::channel::<(SocketAddr, Request, Reply)>(16);
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut ep: Endpoint<SocketAddr, SplitMix64> =
+                Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed));
+            let origin = tokio::time::Instant::now();
+            let now = || Instant::from_millis(origin.elapsed().as_millis() as u64);
+            let mut waiting: HashMap<_, Reply> = HashMap::new();
+            let mut buf = vec![0u8; 65_535];
+            loop {
+                while let Some(t) = ep.poll_transmit() {
+                    let _ = sock.send_to(&t.bytes, t.peer).await;
+                }
+                let deadline = ep
+                    .poll_timeout()
+                    .map(|t| origin + Duration::from_millis(t.as_millis()));
+                tokio::select! {
+                    r = sock.recv_from(&mut buf) => {
+                        if let Ok((n, peer)) = r {
+                            ep.handle_datagram(now(), peer, &buf[..n]);
+                        }
+                    }
+                    m = rx.recv() => match m {
+                        Some((to, req, reply)) => {
+                            let id = ep.send_request(now(), to, req).unwrap();
+                            waiting.insert(id, reply);
+                        }
+                        None => break,
+                    },
+                    () = async {
+                        match deadline {
+                            Some(d) => tokio::time::sleep_until(d).await,
+                            None => std::future::pending().await,
+                        }
+                    } => ep.handle_timeout(now()),
+                }
+                while let Some(ev) = ep.poll_event() {
+                    match ev {
+                        Event::Response { id, response } => {
+                            if let Some(r) = waiting.remove(&id) {
+                                let _ = r.send(Some(response));
+                            }
+                        }
+                        Event::RequestFailed { id, .. } => {
+                            if let Some(r) = waiting.remove(&id) {
+                                let _ = r.send(None);
+                            }
+                        }
+                        Event::Request { id, request, .. } => {
+                            let code = match request.code {
+                                Code::DELETE => Code::DELETED,
+                                _ => Code::CHANGED,
+                            };
+                            let _ = in_tx.send(request);
+                            ep.respond(now(), id, Response::new(code));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        });
+        UdpClient {
+            requests: tx,
+            incoming: in_rx,
+        }
+    }
+
+    async fn send(&self, to: SocketAddr, req: Request) -> Response {
+        let (reply, rx) = oneshot::channel();
+        self.requests.send((to, req, reply)).await.unwrap();
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("answer in time")
+            .unwrap()
+            .expect("exchange completed")
+    }
+
+    /// Requests the server sent until (and including) Bootstrap-Finish.
+    async fn until_finish(&mut self) -> Vec<Request> {
+        let mut out = Vec::new();
+        loop {
+            let r = tokio::time::timeout(WAIT, self.incoming.recv())
+                .await
+                .expect("bootstrap request in time")
+                .expect("client running");
+            let finish = r.code == Code::POST && r.path() == "/bs";
+            out.push(r);
+            if finish {
+                return out;
+            }
+        }
+    }
+}
+
+fn resource(node: &Node, id: u16) -> Value {
+    let Node::Instance(i) = node else {
+        panic!("instance expected: {node:?}")
+    };
+    match &i.resources.get(&id).expect("resource").value {
+        ResourceValue::Single(v) => v.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_configuration_put_through_the_api_is_what_a_client_bootstraps_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = lwm2m_server().await;
+    let bs = bootstrap_server(dir.path()).await;
+    let app = app(&server, Some(&bs));
+    let body = config_json(server.local_addr(), 77);
+    let (s, e) = call(&app, "PUT", "/api/bootstrap/api-dev", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+
+    let mut client = UdpClient::spawn(11).await;
+    let r = client
+        .send(
+            bs.local_addr(),
+            Request::new(Code::POST)
+                .with_path("/bs")
+                .with_query("ep=api-dev"),
+        )
+        .await;
+    assert_eq!(r.code, Code::CHANGED);
+    let ops = client.until_finish().await;
+    let paths: Vec<(Code, String)> = ops.iter().map(|r| (r.code, r.path())).collect();
+    assert_eq!(
+        paths,
+        [
+            (Code::DELETE, "/0".to_string()),
+            (Code::DELETE, "/1".to_string()),
+            (Code::PUT, "/0/1".to_string()),
+            (Code::PUT, "/1/0".to_string()),
+            (Code::POST, "/bs".to_string()),
+        ]
+    );
+    let models = lwm2m_objects::Registry::standard();
+    let decode = |r: &Request| {
+        let cf = r.options.uint(number::CONTENT_FORMAT).unwrap() as u16;
+        let path: Path = r.path().parse().unwrap();
+        format::decode(ContentFormat(cf), &r.payload, &path, &models).unwrap()
+    };
+    assert_eq!(
+        resource(&decode(&ops[2]), 0),
+        Value::String(format!("coap://{}", server.local_addr()))
+    );
+    assert_eq!(resource(&decode(&ops[3]), 1), Value::UnsignedInteger(77));
+
+    // An endpoint the API deleted is refused.
+    assert_eq!(
+        call(&app, "DELETE", "/api/bootstrap/api-dev", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let r = client
+        .send(
+            bs.local_addr(),
+            Request::new(Code::POST)
+                .with_path("/bs")
+                .with_query("ep=api-dev"),
+        )
+        .await;
+    assert!(!r.code.is_success(), "{:?}", r.code);
+    bs.shutdown().await;
+    server.shutdown().await;
+}
