@@ -1,5 +1,5 @@
-//! Ready objects: Security (0), Server (1), Device (3) and Connectivity
-//! Monitoring (4).
+//! Ready objects: Security (0), Server (1), Device (3), Connectivity
+//! Monitoring (4) and Firmware Update (5).
 //!
 //! They live here rather than in `lwm2m-objects` because they implement this
 //! crate's [`Object`](crate::object::Object) trait: `lwm2m-objects` holds the
@@ -9,11 +9,13 @@
 
 mod connectivity;
 mod device;
+mod firmware;
 mod security;
 mod server;
 
 pub use connectivity::ConnectivityMonitoring;
 pub use device::{Device, DeviceInfo};
+pub use firmware::{Firmware, FirmwareHandle, UpdateOutcome};
 pub use security::Security;
 pub use server::{Server, ServerConfig};
 

@@ -37,6 +37,9 @@ pub struct ServerApp {
     pub location: Vec<Vec<u8>>,
     /// Answer to Bootstrap-Request (2.04 normally).
     pub bootstrap_answer: Code,
+    /// Files served to GET (path such as `/fw.bin` → body, sent
+    /// block-wise by the endpoint when large), for firmware pulls.
+    pub files: BTreeMap<String, Vec<u8>>,
 }
 
 pub const LOCATION: [&str; 2] = ["rd", "5a3f"];
@@ -52,6 +55,14 @@ impl ServerApp {
                         .map(<[u8]>::to_vec)
                         .collect();
                     let at_location = segments == self.location;
+                    if request.code == Code::GET {
+                        if let Some(body) = self.files.get(&request.path()) {
+                            let resp = Response::new(Code::CONTENT).with_payload(42, body.clone());
+                            self.ep.respond(self.now, id, resp);
+                            self.rd_requests.push((self.now, request));
+                            continue;
+                        }
+                    }
                     let code = match request.code {
                         Code::POST if segments == [b"rd".to_vec()] => self.register_answer,
                         Code::POST if at_location => self.update_answer,
@@ -138,7 +149,7 @@ pub const SERVER: SimAddr = 1;
 /// The Bootstrap-Server in [`Harness::with_bootstrap`].
 pub const BOOTSTRAP: SimAddr = 2;
 
-fn server_app(seed: u64) -> ServerApp {
+pub fn server_app(seed: u64) -> ServerApp {
     ServerApp {
         ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed)),
         now: Instant::ZERO,
@@ -150,6 +161,7 @@ fn server_app(seed: u64) -> ServerApp {
         update_answer: Code::CHANGED,
         location: LOCATION.iter().map(|s| s.as_bytes().to_vec()).collect(),
         bootstrap_answer: Code::CHANGED,
+        files: BTreeMap::new(),
     }
 }
 
