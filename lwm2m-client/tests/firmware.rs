@@ -265,3 +265,42 @@ fn lost_connection_gives_result_4() {
     assert_eq!(read_text(&mut h, "/5/0/5"), "4");
     assert_eq!(notified(&mut h, state), ["1", "0"]);
 }
+
+#[test]
+fn cancel_during_pull_gives_result_10_and_ignores_the_late_answer() {
+    let (mut h, _handle, _installed) = setup(34, UpdateOutcome::Pending, b"x");
+    let t0 = h.now();
+    write_uri(&mut h, "coap://nowhere.example/a.bin");
+    assert_eq!(read_text(&mut h, "/5/0/3"), "1");
+    let cancel = Request::new(Code::POST).with_path("/5/0/10");
+    assert_eq!(h.request(cancel).code, Code::CHANGED);
+    assert_eq!(read_text(&mut h, "/5/0/3"), "0");
+    assert_eq!(read_text(&mut h, "/5/0/5"), "10");
+    // A second pull 50 s later. The abandoned GET gives up 62..93 s after
+    // t0 (CoAP retransmissions): that failure must not end the second
+    // download, which gives up 62..93 s after its own start only.
+    h.run_for(Duration::from_secs(50));
+    write_uri(&mut h, "coap://nowhere.example/b.bin");
+    let until = t0 + Duration::from_secs(100);
+    h.run_for(until - h.now());
+    assert_eq!(read_text(&mut h, "/5/0/3"), "1", "still downloading b");
+    assert_eq!(read_text(&mut h, "/5/0/5"), "0");
+    h.run_for(Duration::from_secs(100));
+    assert_eq!(read_text(&mut h, "/5/0/3"), "0");
+    assert_eq!(read_text(&mut h, "/5/0/5"), "4");
+}
+
+#[test]
+fn a_new_pull_after_a_failure_downloads_again() {
+    let pkg = image(4096);
+    let (mut h, handle, _installed) = setup(35, UpdateOutcome::Pending, &pkg);
+    write_uri(&mut h, "coap://files.example/missing.bin");
+    h.run_for(Duration::from_secs(30));
+    assert_eq!(read_text(&mut h, "/5/0/5"), "7");
+    write_uri(&mut h, "coap://files.example/fw.bin");
+    h.run_for(Duration::from_secs(30));
+    assert_eq!(read_text(&mut h, "/5/0/3"), "2");
+    assert_eq!(read_text(&mut h, "/5/0/5"), "0");
+    let stored = handle.with(|f| f.storage().image().map(<[u8]>::to_vec));
+    assert_eq!(stored, Some(pkg));
+}

@@ -367,3 +367,29 @@ impl<S: FirmwareStorage + 'static> Object for Firmware<S> {
         self.drive();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lwm2m_core::coap::option::number;
+
+    fn options(r: &Request, n: u16) -> Vec<&[u8]> {
+        r.options.get_all(n).collect()
+    }
+
+    #[test]
+    fn coap_uris_become_get_requests() {
+        let r = coap_get("coap://host:5683/fw/image.bin?v=2&x#frag").unwrap();
+        assert_eq!(r.code, Code::GET);
+        assert_eq!(
+            options(&r, number::URI_PATH),
+            [&b"fw"[..], &b"image.bin"[..]]
+        );
+        assert_eq!(options(&r, number::URI_QUERY), [&b"v=2"[..], &b"x"[..]]);
+        let r = coap_get("COAP://host").unwrap();
+        assert!(options(&r, number::URI_PATH).is_empty());
+        assert!(coap_get("coaps://host/fw").is_none());
+        assert!(coap_get("http://host/fw").is_none());
+        assert!(coap_get("coa").is_none());
+    }
+}
