@@ -119,6 +119,11 @@ impl<S: FirmwareStorage + 'static> Firmware<S> {
     /// An object storing images in `storage` and installing them with
     /// `hook`. Protocol Support is CoAP only (this client has no DTLS or
     /// HTTP downloader), delivery push and pull.
+    ///
+    /// The hook runs inside the engine's call with the state machine
+    /// borrowed: it answers with [`UpdateOutcome`] and must not use a
+    /// [`FirmwareHandle`] itself (that would be a `RefCell` double borrow);
+    /// a pending update is reported through the handle later, outside.
     pub fn new(storage: S, hook: impl FnMut(&mut S) -> UpdateOutcome + 'static) -> Firmware<S> {
         let config = FirmwareConfig {
             protocols: vec![Protocol::Coap],
