@@ -162,7 +162,7 @@ use lwm2m_core::model::{
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
-use crate::object::{DmError, Object};
+use crate::object::{DmError, Object, ObjectRequestError};
 
 /// Object id of the Security object, never reachable through device management.
 const SECURITY: u16 = 0;
@@ -660,6 +660,8 @@ pub struct Client<P, R> {
     /// server refuses it (4.00 / 4.12), then the next lower one.
     version: Version,
     events: VecDeque<ClientEvent>,
+    /// Requests sent for objects ([`Object::poll_request`]): object id and tag.
+    object_requests: BTreeMap<RequestId, (u16, u32)>,
 }
 
 impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
@@ -691,6 +693,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             resolver: None,
             fallback_from: None,
             events: VecDeque::new(),
+            object_requests: BTreeMap::new(),
         }
     }
 
@@ -831,8 +834,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// of its ancestors and of its descendants notify, respecting `pmin`.
     pub fn changed(&mut self, now: Instant, path: Path) {
         self.last_now = self.last_now.max(now);
+        self.tick_objects(now);
         self.mark_changed(&path);
         self.evaluate_observations(now);
+        self.pump_objects(now);
     }
 
     /// Send (TS Core 1.1 §6.4.6): reports the current values of `paths` to
@@ -929,8 +934,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             // Asleep: the radio would be off.
             return;
         }
+        self.tick_objects(now);
         self.ep.handle_datagram(now, peer, bytes);
         self.process(now);
+        self.pump_objects(now);
     }
 
     /// The next datagram to send.
@@ -975,12 +982,16 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if self.config.queue_mode.is_some() && !self.asleep {
             consider(Some(self.awake_until));
         }
+        for o in self.objects.values() {
+            consider(o.poll_timeout());
+        }
         t
     }
 
     /// Time passed: retransmissions, retries, Updates, notifications.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        self.tick_objects(now);
         self.ep.handle_timeout(now);
         self.process(now);
         self.drive_registration(now);
@@ -989,6 +1000,60 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if self.config.queue_mode.is_some() && !self.asleep && now >= self.awake_until {
             self.asleep = true;
             self.events.push_back(ClientEvent::Sleeping);
+        }
+        self.pump_objects(now);
+    }
+
+    /// Gives every object the time.
+    fn tick_objects(&mut self, now: Instant) {
+        for o in self.objects.values_mut() {
+            o.tick(now);
+        }
+    }
+
+    /// Sends the objects' requests and notifies what changed by itself
+    /// ([`Object::poll_request`], [`Object::take_changed`]). A request that
+    /// fails at once is answered at once, which may queue more: bounded
+    /// rounds so a misbehaving object cannot spin the engine.
+    fn pump_objects(&mut self, now: Instant) {
+        for _ in 0..8 {
+            let mut requests = Vec::new();
+            let mut changed = Vec::new();
+            for (&id, o) in &mut self.objects {
+                while let Some(r) = o.poll_request() {
+                    requests.push((id, r));
+                }
+                changed.extend(o.take_changed());
+            }
+            if requests.is_empty() && changed.is_empty() {
+                return;
+            }
+            for path in &changed {
+                self.mark_changed(path);
+            }
+            if !changed.is_empty() {
+                self.evaluate_observations(now);
+            }
+            for (o, r) in requests {
+                let peer = self.resolver.as_ref().and_then(|res| res(&r.uri));
+                let sent = match peer {
+                    None => Err(ObjectRequestError::Unresolvable),
+                    Some(peer) => self
+                        .ep
+                        .send_request(now, peer, r.request)
+                        .map_err(|_| ObjectRequestError::Refused),
+                };
+                match sent {
+                    Ok(id) => {
+                        self.object_requests.insert(id, (o, r.tag));
+                    }
+                    Err(e) => {
+                        if let Some(obj) = self.objects.get_mut(&o) {
+                            obj.handle_response(now, r.tag, Err(e));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -1224,6 +1289,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         id: RequestId,
         result: Result<Response, RequestError>,
     ) {
+        if let Some((o, tag)) = self.object_requests.remove(&id) {
+            if let Some(obj) = self.objects.get_mut(&o) {
+                obj.handle_response(now, tag, result.map_err(ObjectRequestError::Failed));
+            }
+            return;
+        }
         if let Some(pos) = self.sends.iter().position(|s| *s == id) {
             self.sends.swap_remove(pos);
             let code = result.ok().map(|r| r.code);

@@ -6,7 +6,8 @@
 //!   registration, device management dispatch, observations. `no_std` +
 //!   `alloc`, like `lwm2m-core`.
 //! * [`objects`]: ready objects: Security (0), Server (1), Device (3),
-//!   Connectivity Monitoring (4).
+//!   Connectivity Monitoring (4), Firmware Update (5), Location (6),
+//!   Connectivity Statistics (7).
 //! * `tokio_driver` (feature `tokio`): runs a client over a UDP socket until
 //!   shutdown.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -21,4 +22,4 @@ pub mod objects;
 pub mod tokio_driver;
 
 pub use engine::{Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy, SendError};
-pub use object::{DmError, Object};
+pub use object::{DmError, Object, ObjectRequest, ObjectRequestError};

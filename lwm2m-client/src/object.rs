@@ -38,11 +38,41 @@
 //! }
 //! ```
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use lwm2m_core::coap::Code;
-use lwm2m_core::model::{ObjectModel, Resource, ResourceValue};
+use lwm2m_core::coap::endpoint::RequestError;
+use lwm2m_core::coap::{Code, Request, Response};
+use lwm2m_core::model::{ObjectModel, Path, Resource, ResourceValue};
+use lwm2m_core::time::Instant;
+
+/// A request an object wants sent (a firmware download, say): the engine
+/// maps `uri` to a peer with the resolver given to
+/// [`Client::set_resolver`](crate::Client::set_resolver) and sends
+/// `request` there; the answer comes back through
+/// [`Object::handle_response`] with the same `tag`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRequest {
+    /// Chosen by the object to match the answer.
+    pub tag: u32,
+    /// Where to send it (`coap://host[:port]/...`).
+    pub uri: String,
+    /// The request (Uri-Path and Uri-Query set by the object).
+    pub request: Request,
+}
+
+/// Why an [`ObjectRequest`] got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectRequestError {
+    /// The resolver could not map the URI to a peer (or none is set).
+    Unresolvable,
+    /// The CoAP layer refused to send it (queue full, body too large).
+    Refused,
+    /// Sent, but it failed (timeout, reset, block-wise trouble).
+    Failed(RequestError),
+}
 
 /// Why an object refused an operation. Each variant is answered with one
 /// CoAP response code ([`DmError::code`]).
@@ -145,5 +175,40 @@ pub trait Object {
     fn delete(&mut self, instance: u16) -> Result<(), DmError> {
         let _ = instance;
         Err(DmError::MethodNotAllowed)
+    }
+
+    /// The current time, given by the engine at every entry point before
+    /// any other call (objects with timers or timestamps keep it), and at
+    /// [`Object::poll_timeout`]. Default: nothing.
+    fn tick(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// When [`Object::tick`] has something to do. Default: never.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Paths whose values changed by themselves since the last call (a
+    /// state machine moved), for observations. The engine asks after every
+    /// entry point. Default: none.
+    fn take_changed(&mut self) -> Vec<Path> {
+        Vec::new()
+    }
+
+    /// The next request the object wants sent (see [`ObjectRequest`]).
+    /// Default: none.
+    fn poll_request(&mut self) -> Option<ObjectRequest> {
+        None
+    }
+
+    /// The answer to the [`ObjectRequest`] tagged `tag`. Default: ignored.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        tag: u32,
+        result: Result<Response, ObjectRequestError>,
+    ) {
+        let _ = (now, tag, result);
     }
 }

@@ -1,11 +1,12 @@
-//! Demo LwM2M device: registers to a server with Security, Server, Device and
-//! Connectivity Monitoring objects and serves it until Ctrl-C, which
-//! De-registers.
+//! Demo LwM2M device: registers to a server with Security (0), Server (1),
+//! Device (3), Connectivity Monitoring (4), Firmware Update (5), Location
+//! (6) and Connectivity Statistics (7) objects and serves it until Ctrl-C,
+//! which De-registers.
 //!
 //! ```text
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
 //!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-//!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor]
+//!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! ```
 //! With `--bootstrap` the client starts without a server account and asks
@@ -14,26 +15,36 @@
 //! multi-value reads when the server sends no Accept (default SenML CBOR;
 //! always TLV with an LwM2M 1.0 server; LwM2M CBOR needs 1.2). A server
 //! that refuses the announced version (4.00 / 4.12) gets a lower one.
+//! `--bind` is the local UDP address (default `0.0.0.0:0`, `[::]:0`
+//! towards an IPv6 server).
+//!
+//! Simulated parts: a firmware update (push, or pull from a `coap://` URI)
+//! is kept in memory and "installed" by logging a reboot; the location
+//! follows a loop around a few waypoints; the statistics count the host's
+//! network interfaces (`/proc/net/dev`) where there is one.
 //! Log level from `RUST_LOG` (default `info`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use lwm2m_client::objects::{
-    ConnectivityMonitoring, Device, DeviceInfo, Security, Server, ServerConfig,
+    ConnectivityMonitoring, ConnectivityStatistics, Device, DeviceInfo, Firmware, Location,
+    Security, Server, ServerConfig, TrafficCounters, UpdateOutcome,
 };
 use lwm2m_client::tokio_driver::resolve_coap_uri;
 use lwm2m_client::{Client, ClientConfig};
 use lwm2m_core::format::ContentFormat;
 use lwm2m_core::model::Version;
 use lwm2m_core::rng::SplitMix64;
+use lwm2m_core::time::Duration;
+use lwm2m_objects::firmware::VecStorage;
 use tokio::net::UdpSocket;
 use tracing::{error, info};
 
 const USAGE: &str =
     "usage: lwm2m-client --endpoint NAME (--server | --bootstrap) coap://HOST:PORT \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-[--format tlv|senml-json|senml-cbor|lwm2m-cbor]";
+[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]";
 
 struct Args {
     endpoint: String,
@@ -43,6 +54,7 @@ struct Args {
     version: Version,
     queue: bool,
     format: Option<ContentFormat>,
+    bind: Option<SocketAddr>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         version: Version::new(1, 1),
         queue: false,
         format: None,
+        bind: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +84,11 @@ fn parse_args() -> Result<Args, String> {
             "--endpoint" => args.endpoint = value,
             "--server" => args.server = value,
             "--bootstrap" => args.bootstrap = Some(value),
+            "--bind" => {
+                args.bind = Some(value.parse().map_err(|_| {
+                    format!("--bind: expected a socket address such as 127.0.0.1:0, got {value:?}")
+                })?)
+            }
             "--lifetime" => {
                 args.lifetime = value
                     .parse()
@@ -117,10 +135,10 @@ async fn run(args: Args) -> Result<(), String> {
     let uri = args.bootstrap.as_deref().unwrap_or(&args.server);
     let server: SocketAddr = resolve_coap_uri(uri)
         .ok_or_else(|| format!("cannot resolve {uri:?}: expected coap://HOST[:PORT]"))?;
-    let bind: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
-    } else {
-        "[::]:0".parse().unwrap_or_else(|_| unreachable!())
+    let bind: SocketAddr = match args.bind {
+        Some(b) => b,
+        None if server.is_ipv4() => "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!()),
+        None => "[::]:0".parse().unwrap_or_else(|_| unreachable!()),
     };
     let socket = UdpSocket::bind(bind)
         .await
@@ -175,6 +193,34 @@ async fn run(args: Args) -> Result<(), String> {
     client.add_object(Box::new(device));
     let ips = if ip.is_empty() { Vec::new() } else { vec![ip] };
     client.add_object(Box::new(ConnectivityMonitoring::ethernet(ips)));
+    client.add_object(Box::new(Firmware::new(
+        VecStorage::new(FIRMWARE_CAPACITY),
+        |storage: &mut VecStorage| {
+            let len = storage.image().map_or(0, <[u8]>::len);
+            info!(
+                bytes = len,
+                "firmware update: installing the image and rebooting (simulated)"
+            );
+            info!("firmware update: running the new image (simulated reboot done)");
+            UpdateOutcome::Succeeded
+        },
+    )));
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0);
+    client.add_object(Box::new(Location::track(
+        vec![
+            (48.8584, 2.2945, 35.0),
+            (48.8606, 2.3376, 40.0),
+            (48.8530, 2.3499, 38.0),
+        ],
+        Duration::from_secs(600),
+        Duration::from_secs(10),
+        unix_now,
+    )));
+    client.add_object(Box::new(ConnectivityStatistics::new(host_traffic)));
 
     info!(endpoint = %args.endpoint, %server, lifetime = args.lifetime, "starting");
     let shutdown = async {
@@ -186,6 +232,33 @@ async fn run(args: Args) -> Result<(), String> {
     lwm2m_client::tokio_driver::run(&mut client, &socket, shutdown, |_| {})
         .await
         .map_err(|e| format!("socket error: {e}"))
+}
+
+/// Largest firmware image the demo keeps in memory.
+const FIRMWARE_CAPACITY: usize = 16 << 20;
+
+/// The host's interface counters from `/proc/net/dev` (all interfaces
+/// summed; zeros where the file does not exist).
+fn host_traffic() -> TrafficCounters {
+    let mut c = TrafficCounters::default();
+    let Ok(text) = std::fs::read_to_string("/proc/net/dev") else {
+        return c;
+    };
+    for line in text.lines().skip(2) {
+        let Some((_, fields)) = line.split_once(':') else {
+            continue;
+        };
+        let n: Vec<u64> = fields
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets ...
+        let get = |i: usize| n.get(i).copied().unwrap_or(0);
+        c.rx_bytes = c.rx_bytes.saturating_add(get(0));
+        c.tx_bytes = c.tx_bytes.saturating_add(get(8));
+        c.messages = c.messages.saturating_add(get(1)).saturating_add(get(9));
+    }
+    c
 }
 
 fn main() -> ExitCode {

@@ -1,5 +1,6 @@
-//! Ready objects: Security (0), Server (1), Device (3) and Connectivity
-//! Monitoring (4).
+//! Ready objects: Security (0), Server (1), Device (3), Connectivity
+//! Monitoring (4), Firmware Update (5), Location (6) and Connectivity
+//! Statistics (7).
 //!
 //! They live here rather than in `lwm2m-objects` because they implement this
 //! crate's [`Object`](crate::object::Object) trait: `lwm2m-objects` holds the
@@ -9,13 +10,19 @@
 
 mod connectivity;
 mod device;
+mod firmware;
+mod location;
 mod security;
 mod server;
+mod statistics;
 
 pub use connectivity::ConnectivityMonitoring;
 pub use device::{Device, DeviceInfo};
+pub use firmware::{Firmware, FirmwareHandle, UpdateOutcome};
+pub use location::{horizontal_velocity, Fix, Location};
 pub use security::Security;
 pub use server::{Server, ServerConfig};
+pub use statistics::{ConnectivityStatistics, TrafficCounters};
 
 use alloc::string::String;
 use lwm2m_core::model::{ResourceValue, Value};

@@ -39,6 +39,9 @@ pub struct ServerApp {
     pub bootstrap_answer: Code,
     /// Answers to Register by its `lwm2m=` query, before `register_answer`.
     pub version_answers: Vec<(&'static str, Code)>,
+    /// Files served to GET (path such as `/fw.bin` → body, sent
+    /// block-wise by the endpoint when large), for firmware pulls.
+    pub files: BTreeMap<String, Vec<u8>>,
 }
 
 pub const LOCATION: [&str; 2] = ["rd", "5a3f"];
@@ -54,6 +57,14 @@ impl ServerApp {
                         .map(<[u8]>::to_vec)
                         .collect();
                     let at_location = segments == self.location;
+                    if request.code == Code::GET {
+                        if let Some(body) = self.files.get(&request.path()) {
+                            let resp = Response::new(Code::CONTENT).with_payload(42, body.clone());
+                            self.ep.respond(self.now, id, resp);
+                            self.rd_requests.push((self.now, request));
+                            continue;
+                        }
+                    }
                     let code = match request.code {
                         Code::POST if segments == [b"rd".to_vec()] => {
                             let version = request
@@ -149,7 +160,7 @@ pub const SERVER: SimAddr = 1;
 /// The Bootstrap-Server in [`Harness::with_bootstrap`].
 pub const BOOTSTRAP: SimAddr = 2;
 
-fn server_app(seed: u64) -> ServerApp {
+pub fn server_app(seed: u64) -> ServerApp {
     ServerApp {
         ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed)),
         now: Instant::ZERO,
@@ -162,6 +173,7 @@ fn server_app(seed: u64) -> ServerApp {
         location: LOCATION.iter().map(|s| s.as_bytes().to_vec()).collect(),
         bootstrap_answer: Code::CHANGED,
         version_answers: Vec::new(),
+        files: BTreeMap::new(),
     }
 }
 
