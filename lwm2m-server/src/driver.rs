@@ -439,19 +439,39 @@ impl Clock {
 
 type Eng = Engine<SocketAddr, OsRandom>;
 
-async fn run(
-    mut engine: Eng,
-    socket: UdpSocket,
-    clock: Clock,
-    mut commands: mpsc::Receiver<Command>,
-    events: broadcast::Sender<ServerEvent<SocketAddr>>,
-    mut stop: oneshot::Receiver<()>,
+/// The pump of a driver task: what [`pump`] needs of an engine and the
+/// state its driver keeps beside it. Shared by this driver and the
+/// bootstrap server's.
+pub(crate) trait Pumped {
+    /// A command from the async API.
+    type Command;
+    /// Put before "recv error" in the log ("" or "bootstrap ").
+    const LOG_PREFIX: &'static str;
+    /// When [`Pumped::handle_timeout`] should next be called.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// A datagram arrived from `peer`.
+    fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]);
+    /// Time passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// A command from the async API arrived.
+    fn command(&mut self, now: Instant, cmd: Self::Command);
+    /// Sends the datagrams due and hands out the events.
+    fn flush(&mut self, socket: &UdpSocket) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Moves datagrams, time and commands between `socket` and `engine` until
+/// `stop` fires or every command sender is gone, then flushes once more.
+pub(crate) async fn pump<P: Pumped>(
+    engine: &mut P,
+    socket: &UdpSocket,
+    clock: &Clock,
+    commands: &mut mpsc::Receiver<P::Command>,
+    stop: &mut oneshot::Receiver<()>,
 ) {
-    let mut waiting: HashMap<DmRequestId, DmReply> = HashMap::new();
     // Largest UDP payload: a datagram is never truncated.
     let mut buf = vec![0u8; 65_535];
     loop {
-        flush(&mut engine, &socket, &events, &mut waiting).await;
+        engine.flush(socket).await;
         let deadline = engine.poll_timeout().map(|t| clock.to_tokio(t));
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -461,18 +481,61 @@ async fn run(
                 }
                 // ICMP port unreachable and the like surface here on some
                 // systems; they concern one peer, never the server.
-                Err(e) => tracing::debug!("recv error: {e}"),
+                Err(e) => tracing::debug!("{}recv error: {e}", P::LOG_PREFIX),
             },
             cmd = commands.recv() => match cmd {
-                Some(cmd) => command(&mut engine, clock.now(), cmd, &mut waiting),
+                Some(cmd) => engine.command(clock.now(), cmd),
                 None => break,
             },
             () = sleep_until(deadline) => engine.handle_timeout(clock.now()),
-            _ = &mut stop => break,
+            _ = &mut *stop => break,
         }
     }
-    flush(&mut engine, &socket, &events, &mut waiting).await;
-    for (_, reply) in waiting.drain() {
+    engine.flush(socket).await;
+}
+
+/// The registration server's engine with the replies it still owes.
+struct ServerPump {
+    engine: Eng,
+    events: broadcast::Sender<ServerEvent<SocketAddr>>,
+    waiting: HashMap<DmRequestId, DmReply>,
+}
+
+impl Pumped for ServerPump {
+    type Command = Command;
+    const LOG_PREFIX: &'static str = "";
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+    fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.engine.handle_datagram(now, peer, bytes);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(now);
+    }
+    fn command(&mut self, now: Instant, cmd: Command) {
+        command(&mut self.engine, now, cmd, &mut self.waiting);
+    }
+    async fn flush(&mut self, socket: &UdpSocket) {
+        flush(&mut self.engine, socket, &self.events, &mut self.waiting).await;
+    }
+}
+
+async fn run(
+    engine: Eng,
+    socket: UdpSocket,
+    clock: Clock,
+    mut commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<ServerEvent<SocketAddr>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut p = ServerPump {
+        engine,
+        events,
+        waiting: HashMap::new(),
+    };
+    pump(&mut p, &socket, &clock, &mut commands, &mut stop).await;
+    for (_, reply) in p.waiting.drain() {
         let _ = reply.send(Err(DmError::ServerStopped));
     }
     tracing::info!("server stopped");

@@ -3,7 +3,6 @@
 //! through the API is what a client then gets when it bootstraps.
 #![cfg(all(feature = "admin", feature = "sqlite"))]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,19 +12,19 @@ use axum::http::{Request as HttpRequest, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
+use lwm2m_core::coap::{Code, Request};
 use lwm2m_core::format::{self, ContentFormat};
 use lwm2m_core::model::{Node, Path, ResourceValue, Value};
-use lwm2m_core::rng::SplitMix64;
-use lwm2m_core::time::Instant;
 use lwm2m_server::admin::{self, AdminConfig};
 use lwm2m_server::bootstrap::driver::BootstrapServer;
 use lwm2m_server::bootstrap::{BootstrapConfigStore, BootstrapServerConfig, SqliteConfigStore};
 use lwm2m_server::{MemoryStore, Server, ServerConfig};
 use serde_json::{json, Value as Json};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
 use tower::ServiceExt;
+
+#[path = "support/udp_client.rs"]
+mod udp_client;
+use udp_client::UdpClient;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -171,112 +170,6 @@ async fn without_a_bootstrap_server_the_routes_answer_503() {
     server.shutdown().await;
 }
 
-type Reply = oneshot::Sender<Option<Response>>;
-
-/// A CoAP client on a socket that answers a bootstrap server's requests
-/// with success and hands them to the test.
-struct UdpClient {
-    requests: mpsc::Sender<(SocketAddr, Request, Reply)>,
-    incoming: mpsc::UnboundedReceiver<Request>,
-}
-
-impl UdpClient {
-    async fn spawn(seed: u64) -> UdpClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let (tx, mut rx) = mpsc::channel::<(SocketAddr, Request, Reply)>(16);
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut ep: Endpoint<SocketAddr, SplitMix64> =
-                Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed));
-            let origin = tokio::time::Instant::now();
-            let now = || Instant::from_millis(origin.elapsed().as_millis() as u64);
-            let mut waiting: HashMap<_, Reply> = HashMap::new();
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                while let Some(t) = ep.poll_transmit() {
-                    let _ = sock.send_to(&t.bytes, t.peer).await;
-                }
-                let deadline = ep
-                    .poll_timeout()
-                    .map(|t| origin + Duration::from_millis(t.as_millis()));
-                tokio::select! {
-                    r = sock.recv_from(&mut buf) => {
-                        if let Ok((n, peer)) = r {
-                            ep.handle_datagram(now(), peer, &buf[..n]);
-                        }
-                    }
-                    m = rx.recv() => match m {
-                        Some((to, req, reply)) => {
-                            let id = ep.send_request(now(), to, req).unwrap();
-                            waiting.insert(id, reply);
-                        }
-                        None => break,
-                    },
-                    () = async {
-                        match deadline {
-                            Some(d) => tokio::time::sleep_until(d).await,
-                            None => std::future::pending().await,
-                        }
-                    } => ep.handle_timeout(now()),
-                }
-                while let Some(ev) = ep.poll_event() {
-                    match ev {
-                        Event::Response { id, response } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(Some(response));
-                            }
-                        }
-                        Event::RequestFailed { id, .. } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(None);
-                            }
-                        }
-                        Event::Request { id, request, .. } => {
-                            let code = match request.code {
-                                Code::DELETE => Code::DELETED,
-                                _ => Code::CHANGED,
-                            };
-                            let _ = in_tx.send(request);
-                            ep.respond(now(), id, Response::new(code));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        });
-        UdpClient {
-            requests: tx,
-            incoming: in_rx,
-        }
-    }
-
-    async fn send(&self, to: SocketAddr, req: Request) -> Response {
-        let (reply, rx) = oneshot::channel();
-        self.requests.send((to, req, reply)).await.unwrap();
-        tokio::time::timeout(WAIT, rx)
-            .await
-            .expect("answer in time")
-            .unwrap()
-            .expect("exchange completed")
-    }
-
-    /// Requests the server sent until (and including) Bootstrap-Finish.
-    async fn until_finish(&mut self) -> Vec<Request> {
-        let mut out = Vec::new();
-        loop {
-            let r = tokio::time::timeout(WAIT, self.incoming.recv())
-                .await
-                .expect("bootstrap request in time")
-                .expect("client running");
-            let finish = r.code == Code::POST && r.path() == "/bs";
-            out.push(r);
-            if finish {
-                return out;
-            }
-        }
-    }
-}
-
 fn resource(node: &Node, id: u16) -> Value {
     let Node::Instance(i) = node else {
         panic!("instance expected: {node:?}")
@@ -297,7 +190,7 @@ async fn a_configuration_put_through_the_api_is_what_a_client_bootstraps_with() 
     let (s, e) = call(&app, "PUT", "/api/bootstrap/api-dev", Some(&body)).await;
     assert_eq!(s, StatusCode::OK, "{e}");
 
-    let mut client = UdpClient::spawn(11).await;
+    let mut client = UdpClient::recording(11).await;
     let r = client
         .send(
             bs.local_addr(),

@@ -3,134 +3,24 @@
 //! registers to the LwM2M server with the URI and lifetime it was given.
 #![cfg(all(feature = "sqlite", feature = "tokio"))]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
+use lwm2m_core::coap::{Code, Request};
 use lwm2m_core::format::{self, ContentFormat};
 use lwm2m_core::model::{Node, Path, ResourceValue, Value};
-use lwm2m_core::rng::SplitMix64;
-use lwm2m_core::time::Instant;
 use lwm2m_server::bootstrap::driver::BootstrapServer;
 use lwm2m_server::bootstrap::{
     BootstrapConfig, BootstrapEvent, BootstrapFile, BootstrapServerConfig, MemoryConfigStore,
 };
 use lwm2m_server::{MemoryStore, Server, ServerConfig, ServerEvent};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+
+#[path = "support/udp_client.rs"]
+mod udp_client;
+use udp_client::UdpClient;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-type Reply = oneshot::Sender<Option<Response>>;
-
-/// A CoAP client on a real socket. Requests from a server are answered with
-/// success and forwarded to the test on `incoming`.
-struct UdpClient {
-    requests: mpsc::Sender<(SocketAddr, Request, Reply)>,
-    incoming: mpsc::UnboundedReceiver<Request>,
-    addr: SocketAddr,
-}
-
-impl UdpClient {
-    async fn spawn(seed: u64) -> UdpClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        let (tx, mut rx) = mpsc::channel::<(SocketAddr, Request, Reply)>(16);
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut ep: Endpoint<SocketAddr, SplitMix64> =
-                Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed));
-            let origin = tokio::time::Instant::now();
-            let now = || Instant::from_millis(origin.elapsed().as_millis() as u64);
-            let mut waiting: HashMap<_, Reply> = HashMap::new();
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                while let Some(t) = ep.poll_transmit() {
-                    let _ = sock.send_to(&t.bytes, t.peer).await;
-                }
-                let deadline = ep
-                    .poll_timeout()
-                    .map(|t| origin + Duration::from_millis(t.as_millis()));
-                tokio::select! {
-                    r = sock.recv_from(&mut buf) => {
-                        if let Ok((n, peer)) = r {
-                            ep.handle_datagram(now(), peer, &buf[..n]);
-                        }
-                    }
-                    m = rx.recv() => match m {
-                        Some((to, req, reply)) => {
-                            let id = ep.send_request(now(), to, req).unwrap();
-                            waiting.insert(id, reply);
-                        }
-                        None => break,
-                    },
-                    () = async {
-                        match deadline {
-                            Some(d) => tokio::time::sleep_until(d).await,
-                            None => std::future::pending().await,
-                        }
-                    } => ep.handle_timeout(now()),
-                }
-                while let Some(ev) = ep.poll_event() {
-                    match ev {
-                        Event::Response { id, response } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(Some(response));
-                            }
-                        }
-                        Event::RequestFailed { id, .. } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(None);
-                            }
-                        }
-                        Event::Request { id, request, .. } => {
-                            let code = match request.code {
-                                Code::DELETE => Code::DELETED,
-                                _ => Code::CHANGED,
-                            };
-                            let _ = in_tx.send(request);
-                            ep.respond(now(), id, Response::new(code));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        });
-        UdpClient {
-            requests: tx,
-            incoming: in_rx,
-            addr,
-        }
-    }
-
-    async fn send(&self, to: SocketAddr, req: Request) -> Response {
-        let (reply, rx) = oneshot::channel();
-        self.requests.send((to, req, reply)).await.unwrap();
-        tokio::time::timeout(WAIT, rx)
-            .await
-            .expect("answer in time")
-            .unwrap()
-            .expect("exchange completed")
-    }
-
-    /// Requests the server sent until (and including) Bootstrap-Finish.
-    async fn until_finish(&mut self) -> Vec<Request> {
-        let mut out = Vec::new();
-        loop {
-            let r = tokio::time::timeout(WAIT, self.incoming.recv())
-                .await
-                .expect("bootstrap request in time")
-                .expect("client running");
-            let finish = r.code == Code::POST && r.path() == "/bs";
-            out.push(r);
-            if finish {
-                return out;
-            }
-        }
-    }
-}
 
 fn resource(node: &Node, id: u16) -> Value {
     let Node::Instance(i) = node else {
@@ -182,7 +72,7 @@ async fn client_bootstraps_then_registers_with_what_it_was_given() {
     let mut bs_events = bs.events();
     let mut reg_events = server.events();
 
-    let mut client = UdpClient::spawn(7).await;
+    let mut client = UdpClient::recording(7).await;
     let r = client
         .send(
             bs.local_addr(),
@@ -267,7 +157,7 @@ async fn handle_manages_configurations_and_starts_server_initiated_sessions() {
     )
     .await
     .unwrap();
-    let mut client = UdpClient::spawn(8).await;
+    let mut client = UdpClient::recording(8).await;
     // Unknown until configured: 4.00, no session.
     let r = client
         .send(

@@ -6,29 +6,26 @@
 //! fail and say to run `./scripts/install-test-deps`.
 #![cfg(all(feature = "redis", feature = "tokio"))]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
+use lwm2m_core::coap::{Code, Request, Response};
 use lwm2m_core::format::link::RegistrationLinks;
 use lwm2m_core::format::{self, ContentFormat};
 use lwm2m_core::model::{Instance, Node, Path, Resource, Value, Version};
-use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Instant;
 use lwm2m_server::{
     Content, RedisStore, Registration, RegistrationStore, Server, ServerConfig, ServerEvent,
     StoreError,
 };
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
-
-const WAIT: Duration = Duration::from_secs(20);
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
 use redis_server::RedisServer;
+#[path = "support/udp_client.rs"]
+mod udp_client;
+use udp_client::UdpClient;
 
 // ---------------------------------------------------------------------------
 // The store contract (as SqliteStore's and MemoryStore's tests)
@@ -199,85 +196,8 @@ fn an_unreachable_redis_is_an_error_and_a_restarted_one_is_reconnected() {
 // Server nodes over real UDP
 // ---------------------------------------------------------------------------
 
-type Reply = oneshot::Sender<Option<Response>>;
-
-/// A CoAP client on a real socket (as in udp_e2e.rs): sends what the test
-/// asks, answers the server's requests with `handler`.
-struct UdpClient {
-    requests: mpsc::Sender<(SocketAddr, Request, Reply)>,
-}
-
+/// What only these tests ask of the shared client.
 impl UdpClient {
-    async fn spawn(seed: u64) -> UdpClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let (tx, mut rx) = mpsc::channel::<(SocketAddr, Request, Reply)>(16);
-        tokio::spawn(async move {
-            let mut ep: Endpoint<SocketAddr, SplitMix64> =
-                Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed));
-            let origin = tokio::time::Instant::now();
-            let now = || Instant::from_millis(origin.elapsed().as_millis() as u64);
-            let mut waiting: HashMap<_, Reply> = HashMap::new();
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                while let Some(t) = ep.poll_transmit() {
-                    let _ = sock.send_to(&t.bytes, t.peer).await;
-                }
-                let deadline = ep
-                    .poll_timeout()
-                    .map(|t| origin + Duration::from_millis(t.as_millis()));
-                tokio::select! {
-                    r = sock.recv_from(&mut buf) => {
-                        if let Ok((n, peer)) = r {
-                            ep.handle_datagram(now(), peer, &buf[..n]);
-                        }
-                    }
-                    m = rx.recv() => match m {
-                        Some((to, req, reply)) => {
-                            let id = ep.send_request(now(), to, req).unwrap();
-                            waiting.insert(id, reply);
-                        }
-                        None => break,
-                    },
-                    () = async {
-                        match deadline {
-                            Some(d) => tokio::time::sleep_until(d).await,
-                            None => std::future::pending().await,
-                        }
-                    } => ep.handle_timeout(now()),
-                }
-                while let Some(ev) = ep.poll_event() {
-                    match ev {
-                        Event::Response { id, response } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(Some(response));
-                            }
-                        }
-                        Event::RequestFailed { id, .. } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(None);
-                            }
-                        }
-                        Event::Request { id, request, .. } => {
-                            ep.respond(now(), id, handler(&request));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        });
-        UdpClient { requests: tx }
-    }
-
-    async fn send(&self, to: SocketAddr, req: Request) -> Response {
-        let (reply, rx) = oneshot::channel();
-        self.requests.send((to, req, reply)).await.unwrap();
-        tokio::time::timeout(WAIT, rx)
-            .await
-            .expect("answer in time")
-            .unwrap()
-            .expect("exchange completed")
-    }
-
     async fn register(&self, to: SocketAddr, ep: &str) -> String {
         self.register_for(to, ep, 300).await
     }
@@ -346,7 +266,7 @@ async fn two_nodes_share_registrations_through_redis() {
     let redis = RedisServer::start();
     let running = node(&redis).await; // up before the client registers
     let a = node(&redis).await;
-    let client = UdpClient::spawn(1).await;
+    let client = UdpClient::spawn(1, handler).await;
 
     let loc = client.register(a.local_addr(), "shared").await;
     let on_a = a.registrations().await;
@@ -388,7 +308,7 @@ async fn two_nodes_share_registrations_through_redis() {
 #[tokio::test]
 async fn restart_with_redis_keeps_registrations_and_their_ids() {
     let redis = RedisServer::start();
-    let client = UdpClient::spawn(2).await;
+    let client = UdpClient::spawn(2, handler).await;
 
     let server = node(&redis).await;
     let loc = client.register(server.local_addr(), "persist").await;
@@ -423,7 +343,7 @@ async fn a_node_does_not_expire_a_registration_updated_on_another() {
     let b = node_with(&redis, config).await;
     let mut a_events = a.events();
     let mut b_events = b.events();
-    let client = UdpClient::spawn(3).await;
+    let client = UdpClient::spawn(3, handler).await;
     let start = tokio::time::Instant::now();
     let loc = client.register_for(a.local_addr(), "lively", 2).await;
     let id = loc.trim_start_matches("/rd/").to_string();

@@ -3,103 +3,23 @@
 //! SQLite store, and libcoap's coap-client registering by hand.
 #![cfg(all(feature = "sqlite", feature = "tokio"))]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
+use lwm2m_core::coap::{Code, Request, Response};
 use lwm2m_core::format::{self, ContentFormat};
 use lwm2m_core::model::{Instance, Node, Path, Resource, Value};
-use lwm2m_core::rng::SplitMix64;
-use lwm2m_core::time::Instant;
 use lwm2m_server::{
     Content, MemoryStore, Registration, Server, ServerConfig, ServerEvent, SqliteStore, WriteMode,
 };
-use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
+
+#[path = "support/udp_client.rs"]
+mod udp_client;
+use udp_client::UdpClient;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-type Reply = oneshot::Sender<Option<Response>>;
-
-/// A CoAP client on a real socket: sends what the test asks, answers what
-/// the server asks with `handler`.
-struct UdpClient {
-    requests: mpsc::Sender<(SocketAddr, Request, Reply)>,
-}
-
-impl UdpClient {
-    async fn spawn(seed: u64, handler: fn(&Request) -> Response) -> UdpClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let (tx, mut rx) = mpsc::channel::<(SocketAddr, Request, Reply)>(16);
-        tokio::spawn(async move {
-            let mut ep: Endpoint<SocketAddr, SplitMix64> =
-                Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed));
-            let origin = tokio::time::Instant::now();
-            let now = || Instant::from_millis(origin.elapsed().as_millis() as u64);
-            let mut waiting: HashMap<_, Reply> = HashMap::new();
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                while let Some(t) = ep.poll_transmit() {
-                    let _ = sock.send_to(&t.bytes, t.peer).await;
-                }
-                let deadline = ep
-                    .poll_timeout()
-                    .map(|t| origin + Duration::from_millis(t.as_millis()));
-                tokio::select! {
-                    r = sock.recv_from(&mut buf) => {
-                        if let Ok((n, peer)) = r {
-                            ep.handle_datagram(now(), peer, &buf[..n]);
-                        }
-                    }
-                    m = rx.recv() => match m {
-                        Some((to, req, reply)) => {
-                            let id = ep.send_request(now(), to, req).unwrap();
-                            waiting.insert(id, reply);
-                        }
-                        None => break,
-                    },
-                    () = async {
-                        match deadline {
-                            Some(d) => tokio::time::sleep_until(d).await,
-                            None => std::future::pending().await,
-                        }
-                    } => ep.handle_timeout(now()),
-                }
-                while let Some(ev) = ep.poll_event() {
-                    match ev {
-                        Event::Response { id, response } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(Some(response));
-                            }
-                        }
-                        Event::RequestFailed { id, .. } => {
-                            if let Some(r) = waiting.remove(&id) {
-                                let _ = r.send(None);
-                            }
-                        }
-                        Event::Request { id, request, .. } => {
-                            ep.respond(now(), id, handler(&request));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        });
-        UdpClient { requests: tx }
-    }
-
-    async fn send(&self, to: SocketAddr, req: Request) -> Response {
-        let (reply, rx) = oneshot::channel();
-        self.requests.send((to, req, reply)).await.unwrap();
-        tokio::time::timeout(WAIT, rx)
-            .await
-            .expect("answer in time")
-            .unwrap()
-            .expect("exchange completed")
-    }
-}
 
 fn device() -> Instance {
     Instance::new(

@@ -12,7 +12,7 @@ use super::{
     BootstrapConfig, BootstrapConfigStore, BootstrapEngine, BootstrapEvent, BootstrapServerConfig,
     ConfigError, StartSessionError,
 };
-use crate::driver::{Clock, OsRandom};
+use crate::driver::{pump, Clock, OsRandom, Pumped};
 use crate::StartError;
 
 enum Command {
@@ -203,43 +203,43 @@ impl BootstrapHandle {
     }
 }
 
+/// The bootstrap engine with where its events go.
+struct BootstrapPump {
+    engine: Eng,
+    events: broadcast::Sender<BootstrapEvent<SocketAddr>>,
+}
+
+impl Pumped for BootstrapPump {
+    type Command = Command;
+    const LOG_PREFIX: &'static str = "bootstrap ";
+    fn poll_timeout(&self) -> Option<lwm2m_core::time::Instant> {
+        self.engine.poll_timeout()
+    }
+    fn handle_datagram(&mut self, now: lwm2m_core::time::Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.engine.handle_datagram(now, peer, bytes);
+    }
+    fn handle_timeout(&mut self, now: lwm2m_core::time::Instant) {
+        self.engine.handle_timeout(now);
+    }
+    fn command(&mut self, now: lwm2m_core::time::Instant, cmd: Command) {
+        command(&mut self.engine, now, cmd);
+    }
+    async fn flush(&mut self, socket: &UdpSocket) {
+        flush(&mut self.engine, socket, &self.events).await;
+    }
+}
+
 async fn run(
-    mut engine: Eng,
+    engine: Eng,
     socket: UdpSocket,
     mut commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<BootstrapEvent<SocketAddr>>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let clock = Clock::new();
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        flush(&mut engine, &socket, &events).await;
-        let deadline = engine.poll_timeout().map(|t| clock.to_tokio(t));
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => {
-                    let bytes = buf.get(..n).unwrap_or_default();
-                    engine.handle_datagram(clock.now(), peer, bytes);
-                }
-                Err(e) => tracing::debug!("bootstrap recv error: {e}"),
-            },
-            cmd = commands.recv() => match cmd {
-                Some(cmd) => command(&mut engine, clock.now(), cmd),
-                None => break,
-            },
-            () = sleep_until(deadline) => engine.handle_timeout(clock.now()),
-            _ = &mut stop => break,
-        }
-    }
-    flush(&mut engine, &socket, &events).await;
+    let mut p = BootstrapPump { engine, events };
+    pump(&mut p, &socket, &clock, &mut commands, &mut stop).await;
     tracing::info!("bootstrap server stopped");
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn command(engine: &mut Eng, now: lwm2m_core::time::Instant, cmd: Command) {
