@@ -144,7 +144,7 @@ impl fmt::Display for SecurityError {
 impl std::error::Error for SecurityError {}
 
 /// Where security credentials live.
-pub trait SecurityStore: Send {
+pub trait SecurityStore: Send + fmt::Debug {
     /// The credentials of `endpoint`.
     fn get_by_endpoint(&self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError>;
     /// The PSK credentials whose identity is `identity`.
