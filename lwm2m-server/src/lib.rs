@@ -22,6 +22,7 @@ pub mod engine;
 #[cfg(feature = "redis")]
 pub mod redis_store;
 pub mod registration;
+pub mod security;
 pub mod store;
 
 #[cfg(feature = "tokio")]
@@ -32,6 +33,9 @@ pub use engine::{
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use registration::Registration;
+#[cfg(feature = "sqlite")]
+pub use security::SqliteSecurityStore;
+pub use security::{Credentials, MemorySecurityStore, SecurityError, SecurityInfo, SecurityStore};
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{MemoryStore, RegistrationStore, StoreError, StoredObservation};

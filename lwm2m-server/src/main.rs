@@ -13,10 +13,13 @@
 //! `--http` (env `LWM2M_HTTP`, default `0.0.0.0:8080`): TCP address of the
 //! admin API, events, metrics and web UI ([`lwm2m_server::admin`]).
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
-//! registration database lives. `--redis` (env `LWM2M_REDIS`): keep
+//! registration database lives, and `security.sqlite3`: the clients' security
+//! credentials (managed with `/api/security/clients`; it holds PSK keys, keep
+//! the directory private; not opened with `--redis`). `--redis` (env `LWM2M_REDIS`): keep
 //! registrations in that Redis instead (`redis://host[:port][/db]`), shared
 //! with every server node given the same URL; the data directory is then
-//! unused. Flags win over environment variables.
+//! unused (and `/api/security/clients` answers 503: no shared credentials
+//! store yet). Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
 //! `info` (`--verbose` for `debug`).
 #![forbid(unsafe_code)]
@@ -31,7 +34,7 @@ use lwm2m_server::bootstrap::driver::BootstrapServer;
 use lwm2m_server::bootstrap::{
     BootstrapConfigStore, BootstrapFile, BootstrapServerConfig, SqliteConfigStore,
 };
-use lwm2m_server::{RegistrationStore, Server, ServerConfig, SqliteStore};
+use lwm2m_server::{RegistrationStore, Server, ServerConfig, SqliteSecurityStore, SqliteStore};
 
 const USAGE: &str =
     "usage: lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
@@ -203,6 +206,21 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Credentials for the DTLS work: managed through /api/security/clients.
+    // With --redis the nodes share state in Redis and leave the data
+    // directory alone; credentials there would differ per node, so there is
+    // no security store then (the routes answer 503) until a Redis one exists.
+    let security = if args.redis.is_some() {
+        None
+    } else {
+        match SqliteSecurityStore::open(&args.data_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("{e} ({})", args.data_dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let models = Arc::new(lwm2m_objects::Registry::standard());
     let config = ServerConfig::default();
     let http = match tokio::net::TcpListener::bind(args.http).await {
@@ -239,6 +257,10 @@ async fn serve(args: Args) -> ExitCode {
         None => None,
     };
     let mut admin_config = AdminConfig::for_server(&config);
+    if let Some(security) = security {
+        admin_config =
+            admin_config.with_security(Arc::new(std::sync::Mutex::new(Box::new(security))));
+    }
     if let Some(b) = &bootstrap {
         admin_config = admin_config.with_bootstrap(b.handle());
     }

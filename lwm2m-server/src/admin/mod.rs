@@ -19,6 +19,8 @@
 //! | `POST`/`DELETE /api/clients/{ep}/composite?paths=..` | Observe-Composite / cancel |
 //! | `GET /api/bootstrap` | every bootstrap configuration, as a `bootstrap.json` |
 //! | `GET`/`PUT`/`DELETE /api/bootstrap/{ep}` | one bootstrap configuration (a `bootstrap.json` entry) |
+//! | `GET /api/security/clients` | every client's security credentials (PSK keys never shown) |
+//! | `GET`/`PUT`/`DELETE /api/security/clients/{ep}` | one client's credentials: `{"psk":{"identity":..,"key":"hex"}}`, `{"rpk":{"key":"hex"}}` or `{"x509":true}` |
 //! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
@@ -83,6 +85,7 @@ use crate::bootstrap::driver::BootstrapHandle;
 use crate::bootstrap::{BootstrapConfig, BootstrapFile, ConfigError};
 use crate::driver::ServerHandle;
 use crate::engine::{DmError, DmRequestId, DmResponse, ServerEvent, WriteMode};
+use crate::security::{Credentials, SecurityError, SecurityInfo, SecurityStore};
 use crate::{Registration, ServerConfig};
 
 pub use json::{node_json, parse_node};
@@ -100,7 +103,13 @@ pub struct AdminConfig {
     /// The bootstrap server whose configurations `/api/bootstrap` manages;
     /// `None`: those routes answer 503.
     pub bootstrap: Option<BootstrapHandle>,
+    /// The credentials store `/api/security/clients` manages; `None`: those
+    /// routes answer 503.
+    pub security: Option<SharedSecurityStore>,
 }
+
+/// A security store shared by the admin API and (later) the DTLS layer.
+pub type SharedSecurityStore = Arc<Mutex<Box<dyn SecurityStore>>>;
 
 impl AdminConfig {
     /// Settings matching the server's configuration, 5 s default timeout.
@@ -109,12 +118,19 @@ impl AdminConfig {
             awake_time: config.awake_time,
             default_timeout: Duration::from_secs(5),
             bootstrap: None,
+            security: None,
         }
     }
 
     /// These settings with `/api/bootstrap` managing `bootstrap`'s configurations.
     pub fn with_bootstrap(mut self, bootstrap: BootstrapHandle) -> AdminConfig {
         self.bootstrap = Some(bootstrap);
+        self
+    }
+
+    /// These settings with `/api/security/clients` managing `store`.
+    pub fn with_security(mut self, store: SharedSecurityStore) -> AdminConfig {
+        self.security = Some(store);
         self
     }
 }
@@ -146,6 +162,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/bootstrap/{endpoint}"),
     ("put", "/api/bootstrap/{endpoint}"),
     ("delete", "/api/bootstrap/{endpoint}"),
+    ("get", "/api/security/clients"),
+    ("get", "/api/security/clients/{endpoint}"),
+    ("put", "/api/security/clients/{endpoint}"),
+    ("delete", "/api/security/clients/{endpoint}"),
 ];
 
 #[derive(Clone, Debug)]
@@ -245,6 +265,11 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
             get(get_bootstrap)
                 .put(put_bootstrap)
                 .delete(delete_bootstrap),
+        )
+        .route("/api/security/clients", get(list_security))
+        .route(
+            "/api/security/clients/{ep}",
+            get(get_security).put(put_security).delete(delete_security),
         )
         .route(
             "/api/clients/{ep}/{*rest}",
@@ -415,6 +440,166 @@ fn unknown_client(ep: &str) -> ApiError {
         StatusCode::NOT_FOUND,
         format!("no client registered as {ep:?}"),
     )
+}
+
+// ---------------------------------------------------------------------------
+// Security credentials
+//
+// Decision: answers never carry a PSK key (Leshan's demo returns it): the key
+// is set through the API and read only by the DTLS layer, so a leaked admin
+// answer or browser history does not leak it. Raw public keys are not secret
+// and are returned. Store calls are short local SQLite statements, run under
+// the store's lock on the handler's task.
+
+fn security_of(s: &Shared) -> Result<std::sync::MutexGuard<'_, Box<dyn SecurityStore>>, ApiError> {
+    let store = s.config.security.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no security store is configured".into(),
+        )
+    })?;
+    Ok(store.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn security_error(e: SecurityError) -> ApiError {
+    match e {
+        SecurityError::PskIdentityInUse { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
+        SecurityError::Invalid(_) => bad_request(e.to_string()),
+        SecurityError::Store(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+fn no_security_info(ep: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no security credentials for {ep:?}"),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex(what: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || bad_request(format!("{what}: expected an even number of hex digits"));
+    let digits = text.as_bytes();
+    if !digits.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(bad)
+        })
+        .collect()
+}
+
+/// The API's JSON of `info`, without a PSK key.
+fn security_json(info: &SecurityInfo) -> JsonValue {
+    let mut j = json!({"endpoint": info.endpoint});
+    match &info.credentials {
+        Credentials::Psk { identity, .. } => j["psk"] = json!({"identity": identity}),
+        Credentials::Rpk { public_key } => j["rpk"] = json!({"key": hex(public_key)}),
+        Credentials::X509 => j["x509"] = json!(true),
+    }
+    j
+}
+
+/// Parses a PUT body: exactly one of `psk`, `rpk`, `x509`; an `endpoint`
+/// field, if any, must name the URL's endpoint.
+fn parse_security(ep: &str, body: &[u8]) -> Result<SecurityInfo, ApiError> {
+    let j: JsonValue =
+        serde_json::from_slice(body).map_err(|e| bad_request(format!("security JSON: {e}")))?;
+    let obj = j
+        .as_object()
+        .ok_or_else(|| bad_request("security JSON: expected an object"))?;
+    for key in obj.keys() {
+        if !matches!(key.as_str(), "endpoint" | "psk" | "rpk" | "x509") {
+            return Err(bad_request(format!("security JSON: unknown field {key:?}")));
+        }
+    }
+    if let Some(e) = obj.get("endpoint") {
+        if e.as_str() != Some(ep) {
+            return Err(bad_request(format!(
+                "security JSON: endpoint must be {ep:?}, the one in the URL"
+            )));
+        }
+    }
+    let kinds = ["psk", "rpk", "x509"]
+        .iter()
+        .filter(|k| obj.contains_key(**k))
+        .count();
+    if kinds != 1 {
+        return Err(bad_request(
+            "security JSON: expected exactly one of psk, rpk, x509",
+        ));
+    }
+    let text = |v: Option<&JsonValue>, what: &str| {
+        v.and_then(JsonValue::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| bad_request(format!("security JSON: {what} must be a string")))
+    };
+    let credentials = if let Some(psk) = obj.get("psk") {
+        Credentials::Psk {
+            identity: text(psk.get("identity"), "psk.identity")?,
+            key: parse_hex("psk.key", &text(psk.get("key"), "psk.key")?)?,
+        }
+    } else if let Some(rpk) = obj.get("rpk") {
+        Credentials::Rpk {
+            public_key: parse_hex("rpk.key", &text(rpk.get("key"), "rpk.key")?)?,
+        }
+    } else if obj.get("x509") == Some(&json!(true)) {
+        Credentials::X509
+    } else {
+        return Err(bad_request("security JSON: x509 must be true"));
+    };
+    Ok(SecurityInfo {
+        endpoint: ep.to_string(),
+        credentials,
+    })
+}
+
+async fn list_security(State(s): State<AppState>) -> Result<Json<JsonValue>, ApiError> {
+    let all = security_of(&s)?.all().map_err(security_error)?;
+    Ok(Json(all.iter().map(security_json).collect()))
+}
+
+async fn get_security(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+) -> Result<Json<JsonValue>, ApiError> {
+    match security_of(&s)?
+        .get_by_endpoint(&ep)
+        .map_err(security_error)?
+    {
+        Some(info) => Ok(Json(security_json(&info))),
+        None => Err(no_security_info(&ep)),
+    }
+}
+
+/// Adds or replaces an endpoint's credentials; answers them (without a PSK key).
+async fn put_security(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+    body: Bytes,
+) -> Result<Json<JsonValue>, ApiError> {
+    let info = parse_security(&ep, &body)?;
+    let answer = security_json(&info);
+    security_of(&s)?.put(info).map_err(security_error)?;
+    Ok(Json(answer))
+}
+
+async fn delete_security(
+    State(s): State<AppState>,
+    UrlPath(ep): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    match security_of(&s)?.remove(&ep).map_err(security_error)? {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(no_security_info(&ep)),
+    }
 }
 
 // ---------------------------------------------------------------------------

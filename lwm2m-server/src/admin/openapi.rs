@@ -225,8 +225,57 @@ pub fn openapi() -> Value {
                     },
                 },
             },
+            "/api/security/clients": {"get": {
+                "summary": "Every client's security credentials (PSK keys are never returned).",
+                "responses": {
+                    "200": {"description": "Credentials, sorted by endpoint.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/SecurityInfo"}}}}},
+                    "503": json_response("No security store is configured, or it failed.", "Error"),
+                },
+            }},
+            "/api/security/clients/{endpoint}": {
+                "get": {
+                    "summary": "The security credentials of one endpoint (without a PSK key).",
+                    "parameters": [ep()],
+                    "responses": {
+                        "200": json_response("The credentials.", "SecurityInfo"),
+                        "404": json_response("No credentials for this endpoint.", "Error"),
+                        "503": json_response("No security store is configured, or it failed.", "Error"),
+                    },
+                },
+                "put": {
+                    "summary": "Add or replace the credentials of one endpoint: exactly one of psk (identity and hex key), rpk (hex DER SubjectPublicKeyInfo) or x509 (true: certificate whose CN is the endpoint name).",
+                    "parameters": [ep()],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SecurityInfo"}}}},
+                    "responses": {
+                        "200": json_response("The stored credentials (without a PSK key).", "SecurityInfo"),
+                        "400": json_response("The JSON did not parse, a key is not hex, or a field is empty.", "Error"),
+                        "409": json_response("The PSK identity is used by another endpoint.", "Error"),
+                        "503": json_response("No security store is configured, or it failed.", "Error"),
+                    },
+                },
+                "delete": {
+                    "summary": "Remove the credentials of one endpoint.",
+                    "parameters": [ep()],
+                    "responses": {
+                        "204": {"description": "Removed."},
+                        "404": json_response("No credentials for this endpoint.", "Error"),
+                        "503": json_response("No security store is configured, or it failed.", "Error"),
+                    },
+                },
+            },
         },
         "components": {"schemas": {
+            "SecurityInfo": {
+                "type": "object",
+                "description": "Exactly one of psk, rpk, x509. Answers carry no psk.key.",
+                "properties": {
+                    "endpoint": {"type": "string"},
+                    "psk": {"type": "object", "properties": {"identity": {"type": "string"}, "key": {"type": "string", "description": "Hex; write-only."}}},
+                    "rpk": {"type": "object", "properties": {"key": {"type": "string", "description": "Hex DER SubjectPublicKeyInfo."}}},
+                    "x509": {"type": "boolean", "enum": [true]},
+                },
+                "example": {"endpoint": "dev1", "psk": {"identity": "dev1-id", "key": "00112233"}},
+            },
             "BootstrapFile": {"type": "object", "required": ["endpoints"], "properties": {
                 "endpoints": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/BootstrapConfig"}},
             }},

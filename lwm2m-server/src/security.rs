@@ -1,0 +1,504 @@
+//! Security credentials of clients, for the DTLS transport: which
+//! credentials a client must present to be allowed to use an endpoint name
+//! (as Leshan's `SecurityStore` / `EditableSecurityStore`).
+//!
+//! The DTLS layer looks up a handshake's PSK identity with
+//! [`SecurityStore::get_by_psk_identity`] to find the key, and after the
+//! handshake the server checks that the endpoint name in Register matches
+//! [`SecurityInfo::endpoint`] of the credentials the peer authenticated with
+//! (or, for RPK and X.509, that the peer's key or certificate matches
+//! [`SecurityStore::get_by_endpoint`] of the registering endpoint).
+//!
+//! Keys are secrets: [`Credentials`]' `Debug` prints no key bytes, and
+//! nothing in this module logs them. Public keys (RPK) are not secret, but
+//! are redacted too so a log never needs to be reviewed for which is which.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What a client authenticates with in the DTLS handshake.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Pre-shared key (DTLS PSK cipher suites, Security object resources
+    /// /0/x/3 identity and /0/x/5 key): the handshake's PSK identity selects
+    /// this entry, and the client proves it knows `key`. An identity belongs
+    /// to one endpoint only ([`SecurityError::PskIdentityInUse`]).
+    Psk {
+        /// PSK identity (UTF-8, as the client sends it in the handshake).
+        identity: String,
+        /// The shared secret.
+        key: Vec<u8>,
+    },
+    /// Raw public key (RFC 7250): the client's handshake must present exactly
+    /// this key.
+    Rpk {
+        /// The client's public key as a DER `SubjectPublicKeyInfo`.
+        public_key: Vec<u8>,
+    },
+    /// X.509 certificate: the client's chain must verify against the
+    /// server's trust store, and the certificate's subject Common Name must
+    /// equal the endpoint name (Leshan's default rule). Nothing to store
+    /// but the fact that the endpoint must use a certificate.
+    X509,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The identity is not secret (it travels in clear in the
+            // handshake); the key is.
+            Credentials::Psk { identity, .. } => f
+                .debug_struct("Psk")
+                .field("identity", identity)
+                .field("key", &"<redacted>")
+                .finish(),
+            Credentials::Rpk { .. } => f
+                .debug_struct("Rpk")
+                .field("public_key", &"<redacted>")
+                .finish(),
+            Credentials::X509 => f.write_str("X509"),
+        }
+    }
+}
+
+/// The credentials an endpoint must use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityInfo {
+    /// Endpoint name (Register's `ep`).
+    pub endpoint: String,
+    /// What the endpoint authenticates with.
+    pub credentials: Credentials,
+}
+
+impl SecurityInfo {
+    /// PSK credentials for `endpoint`.
+    pub fn psk(endpoint: &str, identity: &str, key: &[u8]) -> SecurityInfo {
+        SecurityInfo {
+            endpoint: endpoint.to_string(),
+            credentials: Credentials::Psk {
+                identity: identity.to_string(),
+                key: key.to_vec(),
+            },
+        }
+    }
+
+    /// The PSK identity, for PSK credentials.
+    pub fn psk_identity(&self) -> Option<&str> {
+        match &self.credentials {
+            Credentials::Psk { identity, .. } => Some(identity),
+            _ => None,
+        }
+    }
+
+    /// Refuses what could never authenticate: an empty endpoint name, PSK
+    /// identity, key or public key.
+    pub fn validate(&self) -> Result<(), SecurityError> {
+        if self.endpoint.is_empty() {
+            return Err(SecurityError::Invalid("empty endpoint name".into()));
+        }
+        match &self.credentials {
+            Credentials::Psk { identity, .. } if identity.is_empty() => {
+                Err(SecurityError::Invalid("empty PSK identity".into()))
+            }
+            Credentials::Psk { key, .. } if key.is_empty() => {
+                Err(SecurityError::Invalid("empty PSK key".into()))
+            }
+            Credentials::Rpk { public_key } if public_key.is_empty() => {
+                Err(SecurityError::Invalid("empty raw public key".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a security store refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityError {
+    /// The PSK identity already belongs to another endpoint (identities
+    /// select the key in the handshake, so they must be unique).
+    PskIdentityInUse {
+        /// The identity.
+        identity: String,
+        /// The endpoint it belongs to.
+        endpoint: String,
+    },
+    /// The credentials are unusable (see [`SecurityInfo::validate`]).
+    Invalid(String),
+    /// The store failed (database error, corrupt row).
+    Store(String),
+}
+
+impl fmt::Display for SecurityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecurityError::PskIdentityInUse { identity, endpoint } => write!(
+                f,
+                "PSK identity {identity:?} is already used by endpoint {endpoint:?}"
+            ),
+            SecurityError::Invalid(m) => write!(f, "invalid security info: {m}"),
+            SecurityError::Store(m) => write!(f, "security store: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for SecurityError {}
+
+/// Where security credentials live.
+pub trait SecurityStore: Send + fmt::Debug {
+    /// The credentials of `endpoint`.
+    fn get_by_endpoint(&self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError>;
+    /// The PSK credentials whose identity is `identity`.
+    fn get_by_psk_identity(&self, identity: &str) -> Result<Option<SecurityInfo>, SecurityError>;
+    /// Every entry, sorted by endpoint.
+    fn all(&self) -> Result<Vec<SecurityInfo>, SecurityError>;
+    /// Adds or replaces the credentials of `info.endpoint`, returning the
+    /// replaced ones. Refuses a PSK identity another endpoint uses
+    /// ([`SecurityError::PskIdentityInUse`]) and invalid credentials.
+    fn put(&mut self, info: SecurityInfo) -> Result<Option<SecurityInfo>, SecurityError>;
+    /// Removes the credentials of `endpoint`, returning them.
+    fn remove(&mut self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError>;
+}
+
+/// Credentials in memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySecurityStore {
+    by_endpoint: BTreeMap<String, SecurityInfo>,
+    /// PSK identity → endpoint.
+    by_identity: BTreeMap<String, String>,
+}
+
+impl MemorySecurityStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl SecurityStore for MemorySecurityStore {
+    fn get_by_endpoint(&self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        Ok(self.by_endpoint.get(endpoint).cloned())
+    }
+
+    fn get_by_psk_identity(&self, identity: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        Ok(self
+            .by_identity
+            .get(identity)
+            .and_then(|ep| self.by_endpoint.get(ep))
+            .cloned())
+    }
+
+    fn all(&self) -> Result<Vec<SecurityInfo>, SecurityError> {
+        Ok(self.by_endpoint.values().cloned().collect())
+    }
+
+    fn put(&mut self, info: SecurityInfo) -> Result<Option<SecurityInfo>, SecurityError> {
+        info.validate()?;
+        if let Some(identity) = info.psk_identity() {
+            if let Some(owner) = self.by_identity.get(identity) {
+                if *owner != info.endpoint {
+                    return Err(SecurityError::PskIdentityInUse {
+                        identity: identity.to_string(),
+                        endpoint: owner.clone(),
+                    });
+                }
+            }
+        }
+        let old = self.remove(&info.endpoint)?;
+        if let Some(identity) = info.psk_identity() {
+            self.by_identity
+                .insert(identity.to_string(), info.endpoint.clone());
+        }
+        self.by_endpoint.insert(info.endpoint.clone(), info);
+        Ok(old)
+    }
+
+    fn remove(&mut self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        let old = self.by_endpoint.remove(endpoint);
+        if let Some(identity) = old.as_ref().and_then(SecurityInfo::psk_identity) {
+            self.by_identity.remove(identity);
+        }
+        Ok(old)
+    }
+}
+
+/// Credentials in SQLite (`security.sqlite3` in the data directory, WAL).
+/// The file holds PSK keys in clear: keep the data directory readable by
+/// the server's user only.
+#[cfg(feature = "sqlite")]
+pub struct SqliteSecurityStore {
+    conn: rusqlite::Connection,
+}
+
+#[cfg(feature = "sqlite")]
+impl fmt::Debug for SqliteSecurityStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteSecurityStore")
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn db(e: rusqlite::Error) -> SecurityError {
+    SecurityError::Store(e.to_string())
+}
+
+#[cfg(feature = "sqlite")]
+const KIND_PSK: &str = "psk";
+#[cfg(feature = "sqlite")]
+const KIND_RPK: &str = "rpk";
+#[cfg(feature = "sqlite")]
+const KIND_X509: &str = "x509";
+
+#[cfg(feature = "sqlite")]
+type Row = (String, String, Option<String>, Option<Vec<u8>>);
+
+#[cfg(feature = "sqlite")]
+fn from_row((endpoint, kind, identity, key): Row) -> Result<SecurityInfo, SecurityError> {
+    let corrupt =
+        || SecurityError::Store(format!("stored security info of {endpoint:?} is corrupt"));
+    let credentials = match kind.as_str() {
+        KIND_PSK => Credentials::Psk {
+            identity: identity.ok_or_else(corrupt)?,
+            key: key.ok_or_else(corrupt)?,
+        },
+        KIND_RPK => Credentials::Rpk {
+            public_key: key.ok_or_else(corrupt)?,
+        },
+        KIND_X509 => Credentials::X509,
+        _ => return Err(corrupt()),
+    };
+    Ok(SecurityInfo {
+        endpoint,
+        credentials,
+    })
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteSecurityStore {
+    /// File name of the database inside the data directory.
+    pub const FILE_NAME: &'static str = "security.sqlite3";
+
+    /// Opens (creating if needed) the database in `data_dir`, creating the directory too.
+    pub fn open(data_dir: &std::path::Path) -> Result<SqliteSecurityStore, SecurityError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| SecurityError::Store(e.to_string()))?;
+        let conn = rusqlite::Connection::open(data_dir.join(Self::FILE_NAME)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        // `key` is the PSK key or the raw public key; the UNIQUE constraint
+        // backs the identity check in `put` (NULLs do not collide).
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS security_info (
+                endpoint TEXT PRIMARY KEY NOT NULL,
+                kind TEXT NOT NULL,
+                psk_identity TEXT UNIQUE,
+                key BLOB
+            );",
+        )
+        .map_err(db)?;
+        Ok(SqliteSecurityStore { conn })
+    }
+
+    fn query(&self, sql: &str, arg: &str) -> Result<Vec<SecurityInfo>, SecurityError> {
+        let mut stmt = self.conn.prepare(sql).map_err(db)?;
+        let rows = stmt
+            .query_map([arg], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(from_row(row.map_err(db)?)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+const SELECT: &str = "SELECT endpoint, kind, psk_identity, key FROM security_info";
+
+#[cfg(feature = "sqlite")]
+impl SecurityStore for SqliteSecurityStore {
+    fn get_by_endpoint(&self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        Ok(self
+            .query(&format!("{SELECT} WHERE endpoint = ?1"), endpoint)?
+            .into_iter()
+            .next())
+    }
+
+    fn get_by_psk_identity(&self, identity: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        Ok(self
+            .query(&format!("{SELECT} WHERE psk_identity = ?1"), identity)?
+            .into_iter()
+            .next())
+    }
+
+    fn all(&self) -> Result<Vec<SecurityInfo>, SecurityError> {
+        // `?1 = ?1` only to share `query`'s one-parameter shape.
+        self.query(&format!("{SELECT} WHERE ?1 = ?1 ORDER BY endpoint"), "")
+    }
+
+    fn put(&mut self, info: SecurityInfo) -> Result<Option<SecurityInfo>, SecurityError> {
+        info.validate()?;
+        if let Some(identity) = info.psk_identity() {
+            if let Some(owner) = self.get_by_psk_identity(identity)? {
+                if owner.endpoint != info.endpoint {
+                    return Err(SecurityError::PskIdentityInUse {
+                        identity: identity.to_string(),
+                        endpoint: owner.endpoint,
+                    });
+                }
+            }
+        }
+        let old = self.get_by_endpoint(&info.endpoint)?;
+        let (kind, identity, key): (&str, Option<&str>, Option<&[u8]>) = match &info.credentials {
+            Credentials::Psk { identity, key } => (KIND_PSK, Some(identity), Some(key)),
+            Credentials::Rpk { public_key } => (KIND_RPK, None, Some(public_key)),
+            Credentials::X509 => (KIND_X509, None, None),
+        };
+        self.conn
+            .execute(
+                "INSERT INTO security_info (endpoint, kind, psk_identity, key)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(endpoint) DO UPDATE SET kind = excluded.kind,
+                   psk_identity = excluded.psk_identity, key = excluded.key",
+                rusqlite::params![info.endpoint, kind, identity, key],
+            )
+            .map_err(db)?;
+        Ok(old)
+    }
+
+    fn remove(&mut self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        let old = self.get_by_endpoint(endpoint)?;
+        self.conn
+            .execute("DELETE FROM security_info WHERE endpoint = ?1", [endpoint])
+            .map_err(db)?;
+        Ok(old)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rpk(ep: &str, k: &[u8]) -> SecurityInfo {
+        SecurityInfo {
+            endpoint: ep.into(),
+            credentials: Credentials::Rpk {
+                public_key: k.to_vec(),
+            },
+        }
+    }
+
+    /// The contract every store keeps.
+    fn contract(s: &mut dyn SecurityStore) {
+        assert_eq!(s.all().unwrap(), vec![]);
+        assert_eq!(s.put(SecurityInfo::psk("b", "id-b", b"kb")).unwrap(), None);
+        assert_eq!(s.put(rpk("a", b"pub-a")).unwrap(), None);
+        let x = SecurityInfo {
+            endpoint: "c".into(),
+            credentials: Credentials::X509,
+        };
+        assert_eq!(s.put(x.clone()).unwrap(), None);
+        let eps: Vec<_> = s.all().unwrap().into_iter().map(|i| i.endpoint).collect();
+        assert_eq!(eps, ["a", "b", "c"]);
+        assert_eq!(s.get_by_endpoint("c").unwrap(), Some(x));
+        assert_eq!(
+            s.get_by_psk_identity("id-b").unwrap(),
+            Some(SecurityInfo::psk("b", "id-b", b"kb"))
+        );
+        assert_eq!(s.get_by_psk_identity("id-x").unwrap(), None);
+
+        // Another endpoint may not take b's identity.
+        assert_eq!(
+            s.put(SecurityInfo::psk("a", "id-b", b"other")),
+            Err(SecurityError::PskIdentityInUse {
+                identity: "id-b".into(),
+                endpoint: "b".into()
+            })
+        );
+        assert_eq!(s.get_by_endpoint("a").unwrap(), Some(rpk("a", b"pub-a")));
+
+        // b may replace its own key; then its identity.
+        assert_eq!(
+            s.put(SecurityInfo::psk("b", "id-b", b"kb2")).unwrap(),
+            Some(SecurityInfo::psk("b", "id-b", b"kb"))
+        );
+        s.put(SecurityInfo::psk("b", "id-b2", b"kb2")).unwrap();
+        assert_eq!(s.get_by_psk_identity("id-b").unwrap(), None);
+        // The freed identity is free for another endpoint.
+        assert_eq!(
+            s.put(SecurityInfo::psk("a", "id-b", b"ka")).unwrap(),
+            Some(rpk("a", b"pub-a"))
+        );
+        assert_eq!(
+            s.get_by_psk_identity("id-b").unwrap().unwrap().endpoint,
+            "a"
+        );
+
+        // Invalid credentials are refused, the old ones kept.
+        assert!(matches!(
+            s.put(SecurityInfo::psk("a", "", b"k")),
+            Err(SecurityError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.put(SecurityInfo::psk("a", "i", b"")),
+            Err(SecurityError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.put(rpk("", b"k")),
+            Err(SecurityError::Invalid(_))
+        ));
+        assert_eq!(
+            s.get_by_endpoint("a").unwrap(),
+            Some(SecurityInfo::psk("a", "id-b", b"ka"))
+        );
+
+        // Remove frees the identity.
+        assert_eq!(
+            s.remove("a").unwrap(),
+            Some(SecurityInfo::psk("a", "id-b", b"ka"))
+        );
+        assert_eq!(s.remove("a").unwrap(), None);
+        assert_eq!(s.get_by_psk_identity("id-b").unwrap(), None);
+        s.put(SecurityInfo::psk("z", "id-b", b"kz")).unwrap();
+    }
+
+    #[test]
+    fn memory_store_contract() {
+        contract(&mut MemorySecurityStore::new());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_store_contract_and_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = {
+            let mut s = SqliteSecurityStore::open(dir.path()).unwrap();
+            contract(&mut s);
+            s.all().unwrap()
+        };
+        let mut s = SqliteSecurityStore::open(dir.path()).unwrap();
+        assert_eq!(s.all().unwrap(), before);
+        assert_eq!(
+            s.get_by_psk_identity("id-b").unwrap(),
+            Some(SecurityInfo::psk("z", "id-b", b"kz"))
+        );
+        // Uniqueness still holds after reopening.
+        assert!(matches!(
+            s.put(SecurityInfo::psk("y", "id-b", b"k")),
+            Err(SecurityError::PskIdentityInUse { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_redacts_keys() {
+        let psk = SecurityInfo::psk("ep", "ident", b"SECRETKEY");
+        let text = format!("{psk:?} {:#?}", psk);
+        assert!(text.contains("ident"), "{text}");
+        assert!(!text.contains("SECRETKEY"), "{text}");
+        // Nor as the byte list Vec<u8>'s Debug would print.
+        assert!(!text.contains("83, 69"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        let text = format!("{:?}", rpk("ep", &[0xAB, 0xCD]));
+        assert!(!text.contains("171"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+    }
+}
