@@ -4,97 +4,22 @@
 //! restores the registration at the next start.
 #![cfg(all(unix, feature = "sqlite", feature = "tokio", feature = "admin"))]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::ffi::OsStr;
+use std::process::Command;
 use std::time::Duration;
 
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every log line read so far, shown when an expected line never comes.
-    seen: Vec<String>,
-}
+#[path = "support/server_process.rs"]
+mod server_process;
+use server_process::Running;
 
-impl Running {
-    fn start(data_dir: &std::path::Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server"))
-            .args([
-                "--coap",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--bootstrap",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env_remove("LWM2M_COAP")
-            .env_remove("LWM2M_HTTP")
-            .env_remove("LWM2M_BOOTSTRAP")
-            .env_remove("LWM2M_DATA_DIR")
-            .env_remove("LWM2M_REDIS")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lwm2m-server");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    fn expect_line(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "no log line with {needle:?}: {e}; server exit status {:?}; log so far:\n{}",
-                    self.child.try_wait(),
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// The CoAP and HTTP ports from the "listening" line.
-    fn ports(&mut self) -> (u16, u16) {
-        let line = self.expect_line("LwM2M server listening");
-        let port = |key: &str| -> u16 {
-            let addr = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("{key} in the listening line: {line}"));
-            addr.rsplit(':').next().unwrap().parse().unwrap()
-        };
-        (port("coap="), port("http="))
-    }
-
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.expect_line("server stopped");
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "{exit:?}");
-    }
+/// The server with a data directory and a bootstrap server on a free port.
+fn start(data_dir: &std::path::Path) -> Running {
+    Running::start([
+        OsStr::new("--bootstrap"),
+        OsStr::new("127.0.0.1:0"),
+        OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+    ])
 }
 
 /// A bare HTTP/1.1 GET (the test needs no HTTP client crate for one request).
@@ -120,7 +45,7 @@ fn coap_client() -> String {
 fn binary_registers_logs_stops_and_restores() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Running::start(&data);
+    let mut server = start(&data);
     let (port, http) = server.ports();
     let out = Command::new(coap_client())
         .args(["-m", "post", "-t", "40", "-e", "</3/0>"])
@@ -139,7 +64,7 @@ fn binary_registers_logs_stops_and_restores() {
     server.stop();
     assert!(data.join("registrations.sqlite3").is_file());
 
-    let mut server = Running::start(&data);
+    let mut server = start(&data);
     let line = server.expect_line("restored registration");
     assert!(line.contains("endpoint=bin-test"), "{line}");
     // SIGTERM is handled from the "listening" line on.
@@ -160,7 +85,7 @@ fn binary_loads_bootstrap_json_and_serves_the_bootstrap_pack() {
         }}}"#,
     )
     .unwrap();
-    let mut server = Running::start(&data);
+    let mut server = start(&data);
     let line = server.expect_line("bootstrap server listening");
     assert!(line.contains("configurations=1"), "{line}");
     let port: u16 = line
@@ -203,10 +128,10 @@ fn binary_refuses_a_broken_bootstrap_json() {
         r#"{"endpoints": {"x": {"nope": 1}}}"#,
     )
     .unwrap();
-    let mut server = Running::start(&data);
+    let mut server = start(&data);
     let line = server.expect_line("bootstrap.json");
     assert!(line.contains("unknown field"), "{line}");
-    let exit = server.child.wait().unwrap();
+    let exit = server.wait();
     assert!(!exit.success());
 }
 
@@ -244,7 +169,7 @@ fn binary_keeps_bootstrap_configurations_changed_through_the_api() {
         format!(r#"{{"endpoints": {{"bin-dev": {}}}}}"#, config(300)),
     )
     .unwrap();
-    let mut server = Running::start(&data);
+    let mut server = start(&data);
     let line = server.expect_line("bootstrap server listening");
     assert!(line.contains("configurations=1"), "{line}");
     assert!(line.contains("seeded_from_file=1"), "{line}");
@@ -256,7 +181,7 @@ fn binary_keeps_bootstrap_configurations_changed_through_the_api() {
     server.stop();
     assert!(data.join("bootstrap.sqlite3").is_file());
 
-    let mut server = Running::start(&data);
+    let mut server = start(&data);
     let line = server.expect_line("bootstrap server listening");
     assert!(line.contains("configurations=2"), "{line}");
     assert!(line.contains("seeded_from_file=0"), "{line}");

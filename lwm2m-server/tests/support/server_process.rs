@@ -1,0 +1,111 @@
+//! The `lwm2m-server` binary as a child process of a test: free loopback
+//! ports for CoAP and HTTP, none of the `LWM2M_*` variables of the test's
+//! environment, stderr read line by line, killed on drop so a failed
+//! assertion never leaves a server running.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every log line read so far, shown when an expected line never comes.
+    seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts the binary with `--coap 127.0.0.1:0 --http 127.0.0.1:0` and then `args`.
+    pub fn start<I, S>(args: I) -> Running
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server"))
+            // Every process on its own free ports: the defaults (5683, 8080)
+            // would clash between servers started by parallel tests.
+            .args(["--coap", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("LWM2M_COAP")
+            .env_remove("LWM2M_HTTP")
+            .env_remove("LWM2M_BOOTSTRAP")
+            .env_remove("LWM2M_DATA_DIR")
+            .env_remove("LWM2M_REDIS")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lwm2m-server");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn expect_line(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no log line with {needle:?}: {e}; server exit status {:?}; log so far:\n{}",
+                    self.child.try_wait(),
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The CoAP and HTTP ports from the "listening" line.
+    pub fn ports(&mut self) -> (u16, u16) {
+        let line = self.expect_line("LwM2M server listening");
+        let port = |key: &str| -> u16 {
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{key} in the listening line: {line}"));
+            addr.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        (port("coap="), port("http="))
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, then the "server stopped" line and a successful exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.expect_line("server stopped");
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "{exit:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
