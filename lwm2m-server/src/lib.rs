@@ -33,6 +33,8 @@ pub use engine::{
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use registration::Registration;
+#[cfg(feature = "redis")]
+pub use security::RedisSecurityStore;
 #[cfg(feature = "sqlite")]
 pub use security::SqliteSecurityStore;
 pub use security::{Credentials, MemorySecurityStore, SecurityError, SecurityInfo, SecurityStore};

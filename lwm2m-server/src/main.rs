@@ -15,11 +15,12 @@
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
 //! registration database lives, and `security.sqlite3`: the clients' security
 //! credentials (managed with `/api/security/clients`; it holds PSK keys, keep
-//! the directory private; not opened with `--redis`). `--redis` (env `LWM2M_REDIS`): keep
-//! registrations in that Redis instead (`redis://host[:port][/db]`), shared
+//! the directory private). `--redis` (env `LWM2M_REDIS`): keep
+//! registrations, observations, security credentials and bootstrap
+//! configurations in that Redis instead (`redis://host[:port][/db]`), shared
 //! with every server node given the same URL; the data directory is then
-//! unused (and `/api/security/clients` answers 503: no shared credentials
-//! store yet). Flags win over environment variables.
+//! only read for `bootstrap.json` (which seeds Redis as it seeds SQLite).
+//! Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
 //! `info` (`--verbose` for `debug`).
 #![forbid(unsafe_code)]
@@ -34,7 +35,9 @@ use lwm2m_server::bootstrap::driver::BootstrapServer;
 use lwm2m_server::bootstrap::{
     BootstrapConfigStore, BootstrapFile, BootstrapServerConfig, SqliteConfigStore,
 };
-use lwm2m_server::{RegistrationStore, Server, ServerConfig, SqliteSecurityStore, SqliteStore};
+use lwm2m_server::{
+    RegistrationStore, SecurityStore, Server, ServerConfig, SqliteSecurityStore, SqliteStore,
+};
 
 const USAGE: &str =
     "usage: lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
@@ -43,8 +46,9 @@ const USAGE: &str =
                    default 0.0.0.0:5783); configurations from DIR/bootstrap.json
   --http ADDR      TCP address of the admin API and web UI (env LWM2M_HTTP, default 0.0.0.0:8080)
   --data-dir DIR   registration database directory (env LWM2M_DATA_DIR, default ./lwm2m-data)
-  --redis URL      keep registrations in Redis instead, shared by the server nodes
-                   given the same URL (env LWM2M_REDIS, e.g. redis://127.0.0.1:6379/0)
+  --redis URL      keep registrations, credentials and bootstrap configurations in Redis
+                   instead, shared by the server nodes given the same URL
+                   (env LWM2M_REDIS, e.g. redis://127.0.0.1:6379/0)
   --verbose        debug logging";
 
 #[derive(Debug, PartialEq)]
@@ -169,15 +173,21 @@ fn open_store(args: &Args) -> Result<(Box<dyn RegistrationStore<SocketAddr>>, St
             Err(e) => Err(format!("{e} ({})", redacted(url))),
         };
         #[cfg(not(feature = "redis"))]
-        return Err(format!(
-            "--redis {:?}: this build has no Redis support (feature `redis`)",
-            redacted(url)
-        ));
+        return Err(no_redis(url));
     }
     match SqliteStore::open(&args.data_dir) {
         Ok(s) => Ok((Box::new(s), args.data_dir.display().to_string())),
         Err(e) => Err(format!("{e} ({})", args.data_dir.display())),
     }
+}
+
+/// What a build without the `redis` feature says to `--redis`.
+#[cfg(not(feature = "redis"))]
+fn no_redis(url: &str) -> String {
+    format!(
+        "--redis {:?}: this build has no Redis support (feature `redis`)",
+        redacted(url)
+    )
 }
 
 /// The URL without its password, for logs.
@@ -206,19 +216,13 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Credentials for the DTLS work: managed through /api/security/clients.
-    // With --redis the nodes share state in Redis and leave the data
-    // directory alone; credentials there would differ per node, so there is
-    // no security store then (the routes answer 503) until a Redis one exists.
-    let security = if args.redis.is_some() {
-        None
-    } else {
-        match SqliteSecurityStore::open(&args.data_dir) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!("{e} ({})", args.data_dir.display());
-                return ExitCode::FAILURE;
-            }
+    // Credentials for the DTLS work: managed through /api/security/clients,
+    // in Redis with --redis (shared by the nodes), else in the data directory.
+    let security = match open_security(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
         }
     };
     let models = Arc::new(lwm2m_objects::Registry::standard());
@@ -246,7 +250,7 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
     let bootstrap = match args.bootstrap {
-        Some(addr) => match start_bootstrap(addr, &args.data_dir).await {
+        Some(addr) => match start_bootstrap(addr, &args).await {
             Ok(b) => Some(b),
             Err(e) => {
                 tracing::error!("{e}");
@@ -257,10 +261,7 @@ async fn serve(args: Args) -> ExitCode {
         None => None,
     };
     let mut admin_config = AdminConfig::for_server(&config);
-    if let Some(security) = security {
-        admin_config =
-            admin_config.with_security(Arc::new(std::sync::Mutex::new(Box::new(security))));
-    }
+    admin_config = admin_config.with_security(Arc::new(std::sync::Mutex::new(security)));
     if let Some(b) = &bootstrap {
         admin_config = admin_config.with_bootstrap(b.handle());
     }
@@ -296,16 +297,49 @@ async fn serve(args: Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Starts the bootstrap server with the configurations of
-/// `data_dir/bootstrap.sqlite3`, first adding the endpoints of
-/// `data_dir/bootstrap.json` (if the file exists) that the database does not
-/// have: the database wins, so what the admin API changed stays changed, and
+/// The security credentials store: Redis with `--redis`, else
+/// `security.sqlite3` in the data directory.
+fn open_security(args: &Args) -> Result<Box<dyn SecurityStore>, String> {
+    if let Some(url) = &args.redis {
+        #[cfg(feature = "redis")]
+        return match lwm2m_server::RedisSecurityStore::open(url) {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => Err(format!("{e} ({})", redacted(url))),
+        };
+        #[cfg(not(feature = "redis"))]
+        return Err(no_redis(url));
+    }
+    match SqliteSecurityStore::open(&args.data_dir) {
+        Ok(s) => Ok(Box::new(s)),
+        Err(e) => Err(format!("{e} ({})", args.data_dir.display())),
+    }
+}
+
+/// The bootstrap configuration store: Redis with `--redis`, else
+/// `bootstrap.sqlite3` in the data directory.
+fn open_bootstrap_store(args: &Args) -> Result<Box<dyn BootstrapConfigStore>, String> {
+    if let Some(url) = &args.redis {
+        #[cfg(feature = "redis")]
+        return match lwm2m_server::bootstrap::RedisConfigStore::open(url) {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => Err(format!("{e} ({})", redacted(url))),
+        };
+        #[cfg(not(feature = "redis"))]
+        return Err(no_redis(url));
+    }
+    match SqliteConfigStore::open(&args.data_dir) {
+        Ok(s) => Ok(Box::new(s)),
+        Err(e) => Err(format!("{}: {e}", args.data_dir.display())),
+    }
+}
+
+/// Starts the bootstrap server with the configurations of its store (see
+/// [`open_bootstrap_store`]), first adding the endpoints of
+/// `data_dir/bootstrap.json` (if the file exists) that the store does not
+/// have: the store wins, so what the admin API changed stays changed, and
 /// a new endpoint added to the file is picked up at the next start.
-async fn start_bootstrap(
-    addr: SocketAddr,
-    data_dir: &std::path::Path,
-) -> Result<BootstrapServer, String> {
-    let path = data_dir.join("bootstrap.json");
+async fn start_bootstrap(addr: SocketAddr, args: &Args) -> Result<BootstrapServer, String> {
+    let path = args.data_dir.join("bootstrap.json");
     let file = match std::fs::read_to_string(&path) {
         Ok(text) => {
             BootstrapFile::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
@@ -313,11 +347,8 @@ async fn start_bootstrap(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BootstrapFile::default(),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let mut store =
-        SqliteConfigStore::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let known = store
-        .endpoints()
-        .map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let mut store = open_bootstrap_store(args)?;
+    let known = store.endpoints().map_err(|e| e.to_string())?;
     let mut seeded = 0;
     for (ep, c) in file.endpoints {
         if !known.contains(&ep) {
@@ -328,7 +359,6 @@ async fn start_bootstrap(
         }
     }
     let count = known.len() + seeded;
-    let store = Box::new(store);
     let bs = BootstrapServer::start(addr, BootstrapServerConfig::default(), store)
         .await
         .map_err(|e| format!("bootstrap server: {e}"))?;

@@ -139,20 +139,13 @@ impl RedisStore {
     /// and checks it answers, so a wrong address fails at start rather
     /// than at the first Register.
     pub fn open(url: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)?;
-        let mut store = RedisStore {
-            link: Link {
-                client,
-                conn: None,
-                timeout: Self::DEFAULT_TIMEOUT,
-            },
+        Ok(RedisStore {
+            link: Link::open(url)?,
             prefix: Self::DEFAULT_PREFIX.to_string(),
             ttl_slack: Self::DEFAULT_TTL_SLACK,
             put: Script::new(PUT_SCRIPT),
             remove: Script::new(REMOVE_SCRIPT),
-        };
-        store.link.run(|c| redis::cmd("PING").query::<String>(c))?;
-        Ok(store)
+        })
     }
 
     /// Uses `prefix` before every key, so several deployments (or tests)
@@ -170,8 +163,7 @@ impl RedisStore {
 
     /// Connect, read and write timeout of every call.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.link.timeout = timeout;
-        self.link.conn = None;
+        self.link.set_timeout(timeout);
         self
     }
 
@@ -263,38 +255,58 @@ impl RedisStore {
         for (name, value) in fields {
             inv.arg(name).arg(value);
         }
-        self.link.run(|c| inv.invoke::<Option<String>>(c))
+        Ok(self.link.run(|c| inv.invoke::<Option<String>>(c))?)
     }
 }
 
-/// The connection, made on first use and after an error.
-struct Link {
+/// The connection, made on first use and after an error (shared by the
+/// Redis stores of registrations, bootstrap configurations and security
+/// credentials).
+pub(crate) struct Link {
     client: redis::Client,
     conn: Option<Connection>,
     timeout: Duration,
 }
 
 impl Link {
+    /// A link to the Redis at `url`, checked with a PING so a wrong address
+    /// fails at start rather than at first use.
+    pub(crate) fn open(url: &str) -> RedisResult<Link> {
+        let mut link = Link {
+            client: redis::Client::open(url)?,
+            conn: None,
+            timeout: RedisStore::DEFAULT_TIMEOUT,
+        };
+        link.run(|c| redis::cmd("PING").query::<String>(c))?;
+        Ok(link)
+    }
+
+    /// Connect, read and write timeout of every later call.
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+        self.conn = None;
+    }
+
     /// Runs `f` on the connection, connecting first if needed. Any error
     /// drops the connection: after a timeout its replies may be out of step.
-    fn run<T>(
+    pub(crate) fn run<T>(
         &mut self,
         f: impl FnOnce(&mut Connection) -> RedisResult<T>,
-    ) -> Result<T, StoreError> {
-        if self.conn.is_none() {
-            let c = self.client.get_connection_with_timeout(self.timeout)?;
-            c.set_read_timeout(Some(self.timeout))?;
-            c.set_write_timeout(Some(self.timeout))?;
-            self.conn = Some(c);
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(StoreError::Database("not connected".into()));
+    ) -> RedisResult<T> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => {
+                let c = self.client.get_connection_with_timeout(self.timeout)?;
+                c.set_read_timeout(Some(self.timeout))?;
+                c.set_write_timeout(Some(self.timeout))?;
+                self.conn.insert(c)
+            }
         };
         let r = f(conn);
         if r.is_err() {
             self.conn = None;
         }
-        Ok(r?)
+        r
     }
 }
 

@@ -374,6 +374,243 @@ impl SecurityStore for SqliteSecurityStore {
     }
 }
 
+/// Puts credentials unless another endpoint owns their PSK identity.
+/// KEYS: credentials hash, identity hash. ARGV: endpoint, JSON, PSK identity
+/// (empty: none). Returns `{'in-use', owner}` or `{'ok'[, replaced JSON]}`.
+#[cfg(feature = "redis")]
+const PUT_SECURITY_SCRIPT: &str = r"
+local ep, json, ident = ARGV[1], ARGV[2], ARGV[3]
+if ident ~= '' then
+  local owner = redis.call('HGET', KEYS[2], ident)
+  if owner and owner ~= ep then
+    return {'in-use', owner}
+  end
+end
+local old = redis.call('HGET', KEYS[1], ep)
+if old then
+  local o = cjson.decode(old)
+  if o.kind == 'psk' and redis.call('HGET', KEYS[2], o.identity) == ep then
+    redis.call('HDEL', KEYS[2], o.identity)
+  end
+end
+redis.call('HSET', KEYS[1], ep, json)
+if ident ~= '' then
+  redis.call('HSET', KEYS[2], ident, ep)
+end
+if old then
+  return {'ok', old}
+end
+return {'ok'}
+";
+
+/// Removes credentials and frees their PSK identity. KEYS: credentials
+/// hash, identity hash. ARGV: endpoint. Returns the removed JSON or nil.
+#[cfg(feature = "redis")]
+const REMOVE_SECURITY_SCRIPT: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then
+  return false
+end
+local o = cjson.decode(old)
+if o.kind == 'psk' and redis.call('HGET', KEYS[2], o.identity) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], o.identity)
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return old
+";
+
+/// Credentials in Redis, shared by every server node given the same URL
+/// and prefix (see [`crate::redis_store`] for the connection, timeouts and
+/// blocking behaviour).
+///
+/// | key (default prefix `lwm2m:`) | type | content |
+/// | --- | --- | --- |
+/// | `lwm2m:security` | hash | endpoint → credentials as JSON (`{"kind":"psk","identity":..,"key":"hex"}`, `{"kind":"rpk","public_key":"hex"}`, `{"kind":"x509"}`) |
+/// | `lwm2m:psk` | hash | PSK identity → endpoint |
+///
+/// A put or remove is one Lua script, so a PSK identity stays unique even
+/// when two nodes put the same identity for two endpoints at once. Redis
+/// holds the keys in clear: protect it as the secret store it is.
+#[cfg(feature = "redis")]
+pub struct RedisSecurityStore {
+    link: std::sync::Mutex<crate::redis_store::Link>,
+    prefix: String,
+    put: redis::Script,
+    remove: redis::Script,
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Debug for RedisSecurityStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSecurityStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Credentials as stored in Redis.
+#[cfg(feature = "redis")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum StoredCredentials {
+    Psk {
+        identity: String,
+        #[serde(with = "crate::bootstrap::config::hex_bytes")]
+        key: Vec<u8>,
+    },
+    Rpk {
+        #[serde(with = "crate::bootstrap::config::hex_bytes")]
+        public_key: Vec<u8>,
+    },
+    X509,
+}
+
+#[cfg(feature = "redis")]
+fn redis_error(e: redis::RedisError) -> SecurityError {
+    SecurityError::Store(e.to_string())
+}
+
+#[cfg(feature = "redis")]
+fn from_json(endpoint: &str, json: &str) -> Result<SecurityInfo, SecurityError> {
+    let stored: StoredCredentials = serde_json::from_str(json).map_err(|e| {
+        SecurityError::Store(format!(
+            "stored security info of {endpoint:?} is corrupt: {e}"
+        ))
+    })?;
+    let credentials = match stored {
+        StoredCredentials::Psk { identity, key } => Credentials::Psk { identity, key },
+        StoredCredentials::Rpk { public_key } => Credentials::Rpk { public_key },
+        StoredCredentials::X509 => Credentials::X509,
+    };
+    Ok(SecurityInfo {
+        endpoint: endpoint.to_string(),
+        credentials,
+    })
+}
+
+#[cfg(feature = "redis")]
+fn to_json(info: &SecurityInfo) -> Result<String, SecurityError> {
+    let stored = match &info.credentials {
+        Credentials::Psk { identity, key } => StoredCredentials::Psk {
+            identity: identity.clone(),
+            key: key.clone(),
+        },
+        Credentials::Rpk { public_key } => StoredCredentials::Rpk {
+            public_key: public_key.clone(),
+        },
+        Credentials::X509 => StoredCredentials::X509,
+    };
+    serde_json::to_string(&stored).map_err(|e| SecurityError::Store(e.to_string()))
+}
+
+#[cfg(feature = "redis")]
+impl RedisSecurityStore {
+    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`)
+    /// and checks it answers.
+    pub fn open(url: &str) -> Result<RedisSecurityStore, SecurityError> {
+        Ok(RedisSecurityStore {
+            link: std::sync::Mutex::new(crate::redis_store::Link::open(url).map_err(redis_error)?),
+            prefix: crate::RedisStore::DEFAULT_PREFIX.to_string(),
+            put: redis::Script::new(PUT_SECURITY_SCRIPT),
+            remove: redis::Script::new(REMOVE_SECURITY_SCRIPT),
+        })
+    }
+
+    /// Uses `prefix` before every key (as [`crate::RedisStore::with_prefix`]).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
+    }
+
+    /// Connect, read and write timeout of every call.
+    pub fn with_timeout(self, timeout: std::time::Duration) -> Self {
+        self.lock().set_timeout(timeout);
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::redis_store::Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, SecurityError> {
+        self.lock().run(f).map_err(redis_error)
+    }
+
+    fn keys(&self) -> (String, String) {
+        (
+            format!("{}security", self.prefix),
+            format!("{}psk", self.prefix),
+        )
+    }
+}
+
+#[cfg(feature = "redis")]
+impl SecurityStore for RedisSecurityStore {
+    fn get_by_endpoint(&self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        let (infos, _) = self.keys();
+        let json: Option<String> =
+            self.run(|c| redis::cmd("HGET").arg(infos).arg(endpoint).query(c))?;
+        json.map(|j| from_json(endpoint, &j)).transpose()
+    }
+
+    fn get_by_psk_identity(&self, identity: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        let (_, idents) = self.keys();
+        let owner: Option<String> =
+            self.run(|c| redis::cmd("HGET").arg(idents).arg(identity).query(c))?;
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        // A put between the two reads may have moved the identity: answer
+        // only credentials that still carry it.
+        Ok(self
+            .get_by_endpoint(&owner)?
+            .filter(|info| info.psk_identity() == Some(identity)))
+    }
+
+    fn all(&self) -> Result<Vec<SecurityInfo>, SecurityError> {
+        let (infos, _) = self.keys();
+        let all: BTreeMap<String, String> =
+            self.run(|c| redis::cmd("HGETALL").arg(infos).query(c))?;
+        all.iter().map(|(ep, j)| from_json(ep, j)).collect()
+    }
+
+    fn put(&mut self, info: SecurityInfo) -> Result<Option<SecurityInfo>, SecurityError> {
+        info.validate()?;
+        let json = to_json(&info)?;
+        let (infos, idents) = self.keys();
+        let mut inv = self.put.key(infos);
+        inv.key(idents)
+            .arg(&info.endpoint)
+            .arg(json)
+            .arg(info.psk_identity().unwrap_or(""));
+        let reply: Vec<String> = self.run(|c| inv.invoke(c))?;
+        match reply.as_slice() {
+            [status, owner] if status == "in-use" => Err(SecurityError::PskIdentityInUse {
+                identity: info.psk_identity().unwrap_or("").to_string(),
+                endpoint: owner.clone(),
+            }),
+            [status] if status == "ok" => Ok(None),
+            [status, old] if status == "ok" => from_json(&info.endpoint, old).map(Some),
+            // Not the reply itself: it may hold a key.
+            _ => Err(SecurityError::Store(format!(
+                "unexpected reply of the put script ({} items)",
+                reply.len()
+            ))),
+        }
+    }
+
+    fn remove(&mut self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError> {
+        let (infos, idents) = self.keys();
+        let mut inv = self.remove.key(infos);
+        inv.key(idents).arg(endpoint);
+        let old: Option<String> = self.run(|c| inv.invoke(c))?;
+        old.map(|j| from_json(endpoint, &j)).transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,11 +6,10 @@
 
 use std::ffi::OsStr;
 use std::process::Command;
-use std::time::Duration;
 
 #[path = "support/server_process.rs"]
 mod server_process;
-use server_process::Running;
+use server_process::{bootstrap_pack, http_get, http_send, Running};
 
 /// The server with a data directory and a bootstrap server on a free port.
 fn start(data_dir: &std::path::Path) -> Running {
@@ -20,21 +19,6 @@ fn start(data_dir: &std::path::Path) -> Running {
         OsStr::new("--data-dir"),
         data_dir.as_os_str(),
     ])
-}
-
-/// A bare HTTP/1.1 GET (the test needs no HTTP client crate for one request).
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn coap_client() -> String {
@@ -86,29 +70,9 @@ fn binary_loads_bootstrap_json_and_serves_the_bootstrap_pack() {
     )
     .unwrap();
     let mut server = start(&data);
-    let line = server.expect_line("bootstrap server listening");
+    let (port, line) = server.bootstrap_port();
     assert!(line.contains("configurations=1"), "{line}");
-    let port: u16 = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("bootstrap="))
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .expect("bootstrap= in the listening line");
-    let pack = dir.path().join("pack.cbor");
-    let out = Command::new(coap_client())
-        .args(["-m", "get", "-o"])
-        .arg(&pack)
-        .arg(format!("coap://127.0.0.1:{port}/bspack?ep=bin-dev"))
-        .output()
-        .expect("run libcoap's coap-client-notls");
-    assert!(out.status.success(), "{out:?}");
-    let bytes = std::fs::read(&pack).unwrap();
-    let values = lwm2m_core::format::decode_values(
-        lwm2m_core::format::ContentFormat::SENML_CBOR,
-        &bytes,
-        &lwm2m_objects::Registry::standard(),
-    )
-    .unwrap();
+    let values = bootstrap_pack(port, "bin-dev");
     assert!(values
         .iter()
         .any(|v| v.path == lwm2m_core::model::Path::Resource(0, 1, 0)
@@ -133,22 +97,6 @@ fn binary_refuses_a_broken_bootstrap_json() {
     assert!(line.contains("unknown field"), "{line}");
     let exit = server.wait();
     assert!(!exit.success());
-}
-
-/// A bare HTTP/1.1 request with a JSON body.
-fn http_send(port: u16, method: &str, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// bootstrap.json seeds the SQLite database; a change made through the

@@ -1,7 +1,8 @@
 //! The `lwm2m-server` binary with `--redis`: two server processes on one
 //! redis-server (started by the test); a registration made on the first
 //! with libcoap's coap-client is restored by the second, and the data
-//! directory stays unused.
+//! directory stays unused; bootstrap configurations and security
+//! credentials put through one node's admin API are served by the other.
 #![cfg(all(unix, feature = "redis", feature = "sqlite", feature = "tokio"))]
 
 use std::process::Command;
@@ -12,7 +13,7 @@ use redis_server::RedisServer;
 
 #[path = "support/server_process.rs"]
 mod server_process;
-use server_process::Running;
+use server_process::{bootstrap_pack, coap_client, http_get, http_send, Running};
 
 /// A server node on `url` without a bootstrap server (two nodes would
 /// otherwise both want 5783).
@@ -37,7 +38,7 @@ fn two_server_processes_share_a_registration_through_redis() {
         .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .expect("coap= in the listening line");
-    let out = Command::new(std::env::var("COAP_CLIENT").unwrap_or("coap-client-notls".into()))
+    let out = Command::new(coap_client())
         .args(["-m", "post", "-t", "40", "-e", "</3/0>"])
         .arg(format!("coap://127.0.0.1:{port}/rd?ep=redis-bin&lt=60"))
         .output()
@@ -69,4 +70,123 @@ fn an_unreachable_redis_stops_the_start_with_a_message() {
     assert!(line.contains(&url), "{line}");
     let exit = server.wait();
     assert_eq!(exit.code(), Some(1), "{exit:?}");
+}
+
+/// A bootstrap configuration whose server account has `lifetime`.
+fn bootstrap_config(lifetime: u32) -> String {
+    format!(
+        r#"{{"security": [{{"id": 1, "uri": "coap://127.0.0.1:5683", "short_server_id": 101}}],
+            "servers": [{{"id": 0, "short_server_id": 101, "lifetime": {lifetime}}}]}}"#
+    )
+}
+
+/// The lifetime (/1/0/1) in a bootstrap pack.
+fn pack_lifetime(bootstrap_port: u16, endpoint: &str) -> Option<lwm2m_core::model::Value> {
+    bootstrap_pack(bootstrap_port, endpoint)
+        .into_iter()
+        .find(|v| v.path == lwm2m_core::model::Path::Resource(1, 0, 1))
+        .map(|v| v.value)
+}
+
+#[test]
+fn two_server_processes_share_bootstrap_configurations_and_credentials() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("bootstrap.json"),
+        format!(
+            r#"{{"endpoints": {{"seeded": {}}}}}"#,
+            bootstrap_config(300)
+        ),
+    )
+    .unwrap();
+    let node = |data: &std::path::Path| {
+        let mut n = start(&[
+            "--redis",
+            &url,
+            "--bootstrap",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        let (bs, line) = n.bootstrap_port();
+        let (_, http) = n.ports();
+        (n, bs, http, line)
+    };
+
+    // The first node seeds Redis from its bootstrap.json.
+    let (first, bs1, http1, line) = node(&data);
+    assert!(line.contains("configurations=1"), "{line}");
+    assert!(line.contains("seeded_from_file=1"), "{line}");
+    // The second (no bootstrap.json) finds the seeded configuration.
+    let (second, bs2, http2, line) = node(&dir.path().join("data2"));
+    assert!(line.contains("configurations=1"), "{line}");
+    assert!(line.contains("seeded_from_file=0"), "{line}");
+    assert_eq!(
+        pack_lifetime(bs2, "seeded"),
+        Some(lwm2m_core::model::Value::UnsignedInteger(300))
+    );
+
+    // A configuration put on the first is served by the second's bootstrap
+    // server and listed by its API; a change on the second reaches the first.
+    let r = http_send(
+        http1,
+        "PUT",
+        "/api/bootstrap/api-dev",
+        &bootstrap_config(42),
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = http_get(http2, "/api/bootstrap/api-dev");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains(r#""lifetime":42"#),
+        "{r}"
+    );
+    assert_eq!(
+        pack_lifetime(bs2, "api-dev"),
+        Some(lwm2m_core::model::Value::UnsignedInteger(42))
+    );
+    let r = http_send(
+        http2,
+        "PUT",
+        "/api/bootstrap/api-dev",
+        &bootstrap_config(43),
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(
+        pack_lifetime(bs1, "api-dev"),
+        Some(lwm2m_core::model::Value::UnsignedInteger(43))
+    );
+
+    // Credentials put on the first are on the second, without the key; the
+    // PSK identity is taken for every node.
+    let psk = r#"{"psk":{"identity":"shared-id","key":"5345435245544b4559"}}"#;
+    let r = http_send(http1, "PUT", "/api/security/clients/dev-1", psk);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = http_get(http2, "/api/security/clients/dev-1");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains(r#""shared-id""#),
+        "{r}"
+    );
+    assert!(!r.contains("5345435245544b4559"), "{r}");
+    let r = http_send(http2, "PUT", "/api/security/clients/dev-2", psk);
+    assert!(r.starts_with("HTTP/1.1 409"), "{r}");
+    assert!(r.contains("dev-1"), "{r}");
+    second.stop();
+    first.stop();
+
+    // A restarted node still has both.
+    let (again, _, http, line) = node(&dir.path().join("data3"));
+    assert!(line.contains("configurations=2"), "{line}");
+    let r = http_get(http, "/api/security/clients");
+    assert!(r.contains(r#""dev-1""#) && !r.contains(r#""dev-2""#), "{r}");
+    again.stop();
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        1,
+        "--redis writes nothing to the data directory (bootstrap.json only)"
+    );
+    assert!(!dir.path().join("data2").exists());
 }

@@ -448,8 +448,9 @@ fn unknown_client(ep: &str) -> ApiError {
 // Decision: answers never carry a PSK key (Leshan's demo returns it): the key
 // is set through the API and read only by the DTLS layer, so a leaked admin
 // answer or browser history does not leak it. Raw public keys are not secret
-// and are returned. Store calls are short local SQLite statements, run under
-// the store's lock on the handler's task.
+// and are returned. Store calls are short (a local SQLite statement or one
+// Redis round trip with a timeout), run under the store's lock on the
+// handler's task.
 
 fn security_of(s: &Shared) -> Result<std::sync::MutexGuard<'_, Box<dyn SecurityStore>>, ApiError> {
     let store = s.config.security.as_ref().ok_or_else(|| {

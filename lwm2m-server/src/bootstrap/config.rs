@@ -484,6 +484,23 @@ impl BootstrapConfigStore for MemoryConfigStore {
     }
 }
 
+/// A configuration as the database stores it: validated, as JSON.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+fn to_stored(config: &BootstrapConfig) -> Result<String, ConfigError> {
+    config.validate()?;
+    serde_json::to_string(config).map_err(|e| ConfigError::Json(e.to_string()))
+}
+
+/// A configuration read back from the database.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+fn from_stored(endpoint: &str, json: &str) -> Result<BootstrapConfig, ConfigError> {
+    serde_json::from_str(json).map_err(|e| {
+        ConfigError::Store(format!(
+            "stored configuration of {endpoint:?} is corrupt: {e}"
+        ))
+    })
+}
+
 /// Configurations in SQLite (`bootstrap.sqlite3` in the data directory),
 /// one JSON document per endpoint: the same format as `bootstrap.json`, so
 /// a row can be read and fixed by hand, and new optional fields need no
@@ -540,19 +557,11 @@ impl BootstrapConfigStore for SqliteConfigStore {
             )
             .optional()
             .map_err(db)?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| {
-                ConfigError::Store(format!(
-                    "stored configuration of {endpoint:?} is corrupt: {e}"
-                ))
-            })
-        })
-        .transpose()
+        json.map(|j| from_stored(endpoint, &j)).transpose()
     }
 
     fn put(&mut self, endpoint: &str, config: BootstrapConfig) -> Result<(), ConfigError> {
-        config.validate()?;
-        let json = serde_json::to_string(&config).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let json = to_stored(&config)?;
         self.conn
             .execute(
                 "INSERT INTO bootstrap_configs (endpoint, config) VALUES (?1, ?2)
@@ -584,7 +593,92 @@ impl BootstrapConfigStore for SqliteConfigStore {
     }
 }
 
-mod hex_bytes {
+/// Configurations in Redis, shared by every bootstrap server node given
+/// the same URL and prefix (see [`crate::redis_store`] for the connection,
+/// timeouts and blocking behaviour): one hash, `lwm2m:bootstrap` with the
+/// default prefix, endpoint → configuration as JSON (the format of a
+/// `bootstrap.json` entry, as [`SqliteConfigStore`] keeps it). Each call is
+/// one Redis command, so a put or remove is atomic.
+#[cfg(feature = "redis")]
+pub struct RedisConfigStore {
+    link: std::sync::Mutex<crate::redis_store::Link>,
+    key: String,
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Debug for RedisConfigStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfigStore")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl RedisConfigStore {
+    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`)
+    /// and checks it answers.
+    pub fn open(url: &str) -> Result<RedisConfigStore, ConfigError> {
+        let link =
+            crate::redis_store::Link::open(url).map_err(|e| ConfigError::Store(e.to_string()))?;
+        Ok(RedisConfigStore {
+            link: std::sync::Mutex::new(link),
+            key: format!("{}bootstrap", crate::RedisStore::DEFAULT_PREFIX),
+        })
+    }
+
+    /// Uses `prefix` before the key (as [`crate::RedisStore::with_prefix`]).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.key = format!("{prefix}bootstrap");
+        self
+    }
+
+    /// Connect, read and write timeout of every call.
+    pub fn with_timeout(self, timeout: std::time::Duration) -> Self {
+        self.link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_timeout(timeout);
+        self
+    }
+
+    /// Runs one command on the hash (its key is the command's first argument).
+    fn hash<T: redis::FromRedisValue>(&self, cmd: &str, args: &[&str]) -> Result<T, ConfigError> {
+        let mut c = redis::cmd(cmd);
+        c.arg(&self.key).arg(args);
+        self.link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .run(|conn| c.query(conn))
+            .map_err(|e| ConfigError::Store(e.to_string()))
+    }
+}
+
+#[cfg(feature = "redis")]
+impl BootstrapConfigStore for RedisConfigStore {
+    fn get(&self, endpoint: &str) -> Result<Option<BootstrapConfig>, ConfigError> {
+        let json: Option<String> = self.hash("HGET", &[endpoint])?;
+        json.map(|j| from_stored(endpoint, &j)).transpose()
+    }
+
+    fn put(&mut self, endpoint: &str, config: BootstrapConfig) -> Result<(), ConfigError> {
+        let json = to_stored(&config)?;
+        self.hash::<()>("HSET", &[endpoint, &json])
+    }
+
+    fn remove(&mut self, endpoint: &str) -> Result<bool, ConfigError> {
+        let n: i64 = self.hash("HDEL", &[endpoint])?;
+        Ok(n > 0)
+    }
+
+    fn endpoints(&self) -> Result<Vec<String>, ConfigError> {
+        let mut eps: Vec<String> = self.hash("HKEYS", &[])?;
+        eps.sort();
+        Ok(eps)
+    }
+}
+
+pub(crate) mod hex_bytes {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {

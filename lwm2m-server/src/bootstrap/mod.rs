@@ -55,6 +55,8 @@ use lwm2m_core::model::{Instance, Node, Path, ResourceValue, Value, Version};
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
+#[cfg(feature = "redis")]
+pub use config::RedisConfigStore;
 #[cfg(feature = "sqlite")]
 pub use config::SqliteConfigStore;
 pub use config::{

@@ -85,6 +85,19 @@ impl Running {
         (port("coap="), port("http="))
     }
 
+    /// The bootstrap server's port from its "listening" line (which comes
+    /// before the server's), and that line.
+    pub fn bootstrap_port(&mut self) -> (u16, String) {
+        let line = self.expect_line("bootstrap server listening");
+        let port = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("bootstrap="))
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bootstrap= in the listening line: {line}"));
+        (port, line)
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
@@ -108,4 +121,54 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A bare HTTP/1.1 GET.
+pub fn http_get(port: u16, path: &str) -> String {
+    http_send(port, "GET", path, "")
+}
+
+/// A bare HTTP/1.1 request with a JSON body (the tests need no HTTP client
+/// crate for a few requests).
+pub fn http_send(port: u16, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// libcoap's coap-client (`COAP_CLIENT`, else `coap-client-notls` on PATH).
+pub fn coap_client() -> String {
+    std::env::var("COAP_CLIENT").unwrap_or_else(|_| "coap-client-notls".into())
+}
+
+/// `GET /bspack?ep=` from the bootstrap server on `port` with coap-client,
+/// decoded.
+pub fn bootstrap_pack(port: u16, endpoint: &str) -> Vec<lwm2m_core::model::TimestampedValue> {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("pack.cbor");
+    let out = Command::new(coap_client())
+        .args(["-m", "get", "-o"])
+        .arg(&pack)
+        .arg(format!("coap://127.0.0.1:{port}/bspack?ep={endpoint}"))
+        .output()
+        .expect(
+            "run libcoap's coap-client-notls (set COAP_CLIENT or run ./scripts/install-test-deps)",
+        );
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&pack).unwrap();
+    lwm2m_core::format::decode_values(
+        lwm2m_core::format::ContentFormat::SENML_CBOR,
+        &bytes,
+        &lwm2m_objects::Registry::standard(),
+    )
+    .unwrap()
 }
