@@ -77,7 +77,7 @@ use crate::store::{RegistrationStore, StoredObservation};
 use crate::Registration;
 
 /// Configuration of an [`Engine`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// CoAP transmission parameters and bounds.
     pub coap: EndpointConfig,

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL]
+//!              [--max-registrations N] [--max-registrations-per-address N] [...limits]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
 //! `--bootstrap` (env `LWM2M_BOOTSTRAP`, default `0.0.0.0:5783`): UDP address
@@ -20,6 +21,8 @@
 //! configurations in that Redis instead (`redis://host[:port][/db]`), shared
 //! with every server node given the same URL; the data directory is then
 //! only read for `bootstrap.json` (which seeds Redis as it seeds SQLite).
+//! The registration limits of [`ServerConfig`] each have a flag and an
+//! environment variable (`--help`, the `LIMITS` table).
 //! Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
 //! `info` (`--verbose` for `debug`).
@@ -49,7 +52,17 @@ const USAGE: &str =
   --redis URL      keep registrations, credentials and bootstrap configurations in Redis
                    instead, shared by the server nodes given the same URL
                    (env LWM2M_REDIS, e.g. redis://127.0.0.1:6379/0)
-  --verbose        debug logging";
+  --verbose        debug logging
+registration limits (each also from its env variable, e.g. LWM2M_MAX_REGISTRATIONS):
+  --max-registrations N             registrations at once (default 1000000)
+  --max-registrations-per-address N registrations from one source ip:port (default 1000)
+  --max-queued-requests N           requests held for one sleeping queue-mode client (default 16)
+  --queued-request-timeout SECS     how long such a request is held (default 600)
+  --awake-time SECS                 how long a queue-mode client listens after Register/Update (default 93)
+  --lifetime-grace SECS             time after the lifetime before a registration expires (default 15)
+  --max-requests-per-client N       requests to one client queued behind the one in flight (default 64)
+  --max-pending-incoming N          requests from clients not answered yet, over all (default 1024)
+  a Register beyond a registration limit is answered 5.03 Service Unavailable";
 
 #[derive(Debug, PartialEq)]
 struct Args {
@@ -60,9 +73,115 @@ struct Args {
     /// Redis URL: selects RedisStore over SqliteStore.
     redis: Option<String>,
     verbose: bool,
+    /// The engine's configuration, with the limits the flags set.
+    server: ServerConfig,
 }
 
-/// Three flags do not justify clap's build time on every developer and CI
+/// A flag that sets one of [`ServerConfig`]'s limits.
+struct LimitFlag {
+    flag: &'static str,
+    env: &'static str,
+    /// Smallest value that makes sense.
+    min: u64,
+    /// Seconds (a duration) rather than a count.
+    seconds: bool,
+    set: fn(&mut ServerConfig, u64),
+}
+
+/// A count that fits `usize` on every target that runs the server.
+fn count(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+fn secs(v: u64) -> lwm2m_core::time::Duration {
+    lwm2m_core::time::Duration::from_secs(v)
+}
+
+/// The limit flags, in `--help`'s order.
+const LIMITS: &[LimitFlag] = &[
+    LimitFlag {
+        flag: "--max-registrations",
+        env: "LWM2M_MAX_REGISTRATIONS",
+        min: 1,
+        seconds: false,
+        set: |c, v| c.max_registrations = count(v),
+    },
+    LimitFlag {
+        flag: "--max-registrations-per-address",
+        env: "LWM2M_MAX_REGISTRATIONS_PER_ADDRESS",
+        min: 1,
+        seconds: false,
+        set: |c, v| c.max_registrations_per_address = count(v),
+    },
+    LimitFlag {
+        flag: "--max-queued-requests",
+        env: "LWM2M_MAX_QUEUED_REQUESTS",
+        min: 0,
+        seconds: false,
+        set: |c, v| c.max_queued_requests = count(v),
+    },
+    LimitFlag {
+        flag: "--queued-request-timeout",
+        env: "LWM2M_QUEUED_REQUEST_TIMEOUT",
+        min: 1,
+        seconds: true,
+        set: |c, v| c.queued_request_timeout = secs(v),
+    },
+    LimitFlag {
+        flag: "--awake-time",
+        env: "LWM2M_AWAKE_TIME",
+        min: 1,
+        seconds: true,
+        set: |c, v| c.awake_time = secs(v),
+    },
+    LimitFlag {
+        flag: "--lifetime-grace",
+        env: "LWM2M_LIFETIME_GRACE",
+        min: 0,
+        seconds: true,
+        set: |c, v| c.lifetime_grace = secs(v),
+    },
+    LimitFlag {
+        flag: "--max-requests-per-client",
+        env: "LWM2M_MAX_REQUESTS_PER_CLIENT",
+        min: 1,
+        seconds: false,
+        set: |c, v| c.coap.max_queued_per_peer = count(v),
+    },
+    LimitFlag {
+        flag: "--max-pending-incoming",
+        env: "LWM2M_MAX_PENDING_INCOMING",
+        min: 1,
+        seconds: false,
+        set: |c, v| c.coap.max_pending_incoming = count(v),
+    },
+];
+
+impl LimitFlag {
+    /// Sets the limit from `value`, or says what was expected.
+    fn apply(&self, config: &mut ServerConfig, value: &str) -> Result<(), String> {
+        let what = if self.seconds {
+            "a whole number of seconds"
+        } else {
+            "a whole number"
+        };
+        let v: u64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v| *v >= self.min)
+            .ok_or_else(|| {
+                format!(
+                    "{} {value:?} is not {what} of at least {} (from {} or the flag)",
+                    self.flag, self.min, self.env
+                )
+            })?;
+        (self.set)(config, v);
+        Ok(())
+    }
+}
+
+/// A few flags do not justify clap's build time on every developer and CI
 /// machine; this parser accepts `--flag VALUE` and `--flag=VALUE`.
 fn parse_args(
     args: impl IntoIterator<Item = String>,
@@ -74,34 +193,43 @@ fn parse_args(
     let mut data_dir = env("LWM2M_DATA_DIR");
     let mut redis = env("LWM2M_REDIS").filter(|v| !v.is_empty());
     let mut verbose = false;
+    // Environment first, flags over it; checked once both are known.
+    let mut limits: Vec<Option<String>> = LIMITS
+        .iter()
+        .map(|l| env(l.env).filter(|v| !v.is_empty()))
+        .collect();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
             None => (arg.clone(), None),
         };
-        match flag.as_str() {
-            "--coap" | "--bootstrap" | "--http" | "--data-dir" | "--redis" => {
-                let value = match inline {
-                    Some(v) => v,
-                    None => it.next().ok_or(format!("{flag} needs a value"))?,
-                };
-                if flag == "--coap" {
-                    coap = Some(value);
-                } else if flag == "--http" {
-                    http = Some(value);
-                } else if flag == "--bootstrap" {
-                    bootstrap = Some(value);
-                } else if flag == "--redis" {
-                    redis = Some(value);
-                } else {
-                    data_dir = Some(value);
-                }
+        let limit = LIMITS.iter().position(|l| l.flag == flag);
+        let takes_value = limit.is_some()
+            || matches!(
+                flag.as_str(),
+                "--coap" | "--bootstrap" | "--http" | "--data-dir" | "--redis"
+            );
+        let value = match (takes_value, inline) {
+            (false, _) => None,
+            (true, Some(v)) => Some(v),
+            (true, None) => Some(it.next().ok_or(format!("{flag} needs a value"))?),
+        };
+        let slot = match (flag.as_str(), limit) {
+            ("--verbose" | "-v", _) => {
+                verbose = true;
+                continue;
             }
-            "--verbose" | "-v" => verbose = true,
-            "--help" | "-h" => return Err(String::new()),
+            ("--help" | "-h", _) => return Err(String::new()),
+            ("--coap", _) => &mut coap,
+            ("--http", _) => &mut http,
+            ("--bootstrap", _) => &mut bootstrap,
+            ("--redis", _) => &mut redis,
+            ("--data-dir", _) => &mut data_dir,
+            (_, Some(i)) => &mut limits[i],
             _ => return Err(format!("unknown argument {arg:?}")),
-        }
+        };
+        *slot = value;
     }
     let coap = coap.unwrap_or_else(|| "0.0.0.0:5683".into());
     let coap = coap
@@ -117,6 +245,12 @@ fn parse_args(
             format!("--bootstrap {b:?} is not an address like 0.0.0.0:5783 (or none)")
         })?),
     };
+    let mut server = ServerConfig::default();
+    for (l, value) in LIMITS.iter().zip(&limits) {
+        if let Some(v) = value {
+            l.apply(&mut server, v)?;
+        }
+    }
     Ok(Args {
         coap,
         bootstrap,
@@ -124,6 +258,7 @@ fn parse_args(
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
         redis,
         verbose,
+        server,
     })
 }
 
@@ -226,7 +361,7 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
     let models = Arc::new(lwm2m_objects::Registry::standard());
-    let config = ServerConfig::default();
+    let config = args.server.clone();
     let http = match tokio::net::TcpListener::bind(args.http).await {
         Ok(l) => l,
         Err(e) => {
@@ -480,6 +615,80 @@ mod tests {
         assert!(parse(&["--bootstrap", "bs"], &[])
             .unwrap_err()
             .contains("not an address"));
+    }
+
+    #[test]
+    fn limits_from_flags_or_env() {
+        let a = parse(&[], &[]).unwrap();
+        assert_eq!(a.server, ServerConfig::default());
+        let env = [
+            ("LWM2M_MAX_REGISTRATIONS_PER_ADDRESS", "7"),
+            ("LWM2M_AWAKE_TIME", "30"),
+            ("LWM2M_MAX_QUEUED_REQUESTS", ""),
+        ];
+        let a = parse(
+            &[
+                "--max-registrations",
+                "10",
+                "--max-registrations-per-address=2",
+                "--max-queued-requests",
+                "0",
+                "--queued-request-timeout=60",
+                "--lifetime-grace",
+                "0",
+                "--max-requests-per-client",
+                "3",
+                "--max-pending-incoming=99",
+            ],
+            &env,
+        )
+        .unwrap();
+        let s = &a.server;
+        assert_eq!(s.max_registrations, 10);
+        assert_eq!(s.max_registrations_per_address, 2, "the flag wins");
+        assert_eq!(s.max_queued_requests, 0);
+        assert_eq!(s.queued_request_timeout.as_millis(), 60_000);
+        assert_eq!(s.awake_time.as_millis(), 30_000, "from the environment");
+        assert_eq!(s.lifetime_grace.as_millis(), 0);
+        assert_eq!(s.coap.max_queued_per_peer, 3);
+        assert_eq!(s.coap.max_pending_incoming, 99);
+        // Untouched limits keep their defaults.
+        assert_eq!(s.coap.nstart, ServerConfig::default().coap.nstart);
+        // Every limit is in --help.
+        for l in LIMITS {
+            assert!(USAGE.contains(l.flag), "{} not in --help", l.flag);
+        }
+    }
+
+    #[test]
+    fn bad_limits_say_what_was_expected() {
+        let err = parse(&["--max-registrations-per-address", "many"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "--max-registrations-per-address \"many\" is not a whole number of at least 1 \
+             (from LWM2M_MAX_REGISTRATIONS_PER_ADDRESS or the flag)"
+        );
+        let err = parse(&["--max-registrations=0"], &[]).unwrap_err();
+        assert!(err.contains("at least 1"), "{err}");
+        let err = parse(&["--awake-time", "1.5"], &[]).unwrap_err();
+        assert!(err.contains("whole number of seconds"), "{err}");
+        let err = parse(&["--lifetime-grace", "-1"], &[]).unwrap_err();
+        assert!(
+            err.contains("whole number of seconds of at least 0"),
+            "{err}"
+        );
+        let err = parse(&[], &[("LWM2M_MAX_PENDING_INCOMING", "x")]).unwrap_err();
+        assert!(err.contains("LWM2M_MAX_PENDING_INCOMING"), "{err}");
+        assert!(parse(&["--max-queued-requests"], &[])
+            .unwrap_err()
+            .contains("needs a value"));
+        // A bad environment value is overridden by a good flag.
+        let a = parse(
+            &["--max-pending-incoming", "5"],
+            &[("LWM2M_MAX_PENDING_INCOMING", "x")],
+        )
+        .unwrap();
+        assert_eq!(a.server.coap.max_pending_incoming, 5);
     }
 
     #[test]

@@ -141,3 +141,62 @@ fn binary_keeps_bootstrap_configurations_changed_through_the_api() {
     assert!(r.contains(r#""api-only""#), "{r}");
     server.stop();
 }
+
+#[path = "support/udp_client.rs"]
+mod udp_client;
+
+/// `--max-registrations-per-address 1`: a second endpoint registering from
+/// the same source address is refused with 5.03 and a diagnostic; the first
+/// registration stays, and re-registering it from there is still allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_honours_a_lowered_registration_limit() {
+    use lwm2m_core::coap::{Code, Request};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Running::start([
+        OsStr::new("--bootstrap"),
+        OsStr::new("none"),
+        OsStr::new("--data-dir"),
+        dir.path().as_os_str(),
+        OsStr::new("--max-registrations-per-address"),
+        OsStr::new("1"),
+    ]);
+    let (port, http) = server.ports();
+    let to = ([127, 0, 0, 1], port).into();
+    let client =
+        udp_client::UdpClient::spawn(7, |_| lwm2m_core::coap::Response::new(Code::NOT_FOUND)).await;
+    let register = |ep: &str| {
+        Request::new(Code::POST)
+            .with_path("/rd")
+            .with_query(&format!("ep={ep}"))
+            .with_payload(40, b"</3/0>".to_vec())
+    };
+    assert_eq!(client.send(to, register("lim-a")).await.code, Code::CREATED);
+    let refused = client.send(to, register("lim-b")).await;
+    assert_eq!(refused.code, Code::SERVICE_UNAVAILABLE);
+    let why = String::from_utf8_lossy(&refused.payload).to_string();
+    assert!(
+        why.contains("too many registrations from this address"),
+        "{why}"
+    );
+    // The same endpoint from the same address is a re-registration.
+    assert_eq!(client.send(to, register("lim-a")).await.code, Code::CREATED);
+    let clients = http_get(http, "/api/clients");
+    assert!(clients.contains(r#""endpoint":"lim-a""#), "{clients}");
+    assert!(!clients.contains("lim-b"), "{clients}");
+    server.stop();
+}
+
+/// A bad limit value stops the binary with a message saying what was expected.
+#[test]
+fn binary_refuses_a_bad_limit_value() {
+    let mut server = Running::start(["--max-registrations-per-address", "lots"]);
+    let exit = server.wait();
+    assert_eq!(exit.code(), Some(2), "{exit:?}");
+    let line = server.expect_line("lwm2m-server:");
+    assert!(
+        line.contains(
+            "--max-registrations-per-address \"lots\" is not a whole number of at least 1"
+        ),
+        "{line}"
+    );
+}
