@@ -1,7 +1,10 @@
 //! The web UI in a real browser: starts the `lwm2m-server` binary, registers
 //! a scripted device, and runs `interop-tests/ui/web_ui.mjs`, which drives
 //! Debian's headless Chromium with playwright-core to open the page, click
-//! the client, Read /3/0 and see the manufacturer.
+//! the client, Read /3/0 and see the manufacturer; and
+//! `tests/ui/composite_ui.mjs` (playwright-core from the same
+//! `interop-tests/ui`), which drives the composite panel: Read-, Write- and
+//! Observe-Composite of resources ticked in the object tree.
 //!
 //! Needs `node`, Debian's `chromium` (or `CHROMIUM=/path`) and
 //! `interop-tests/ui/node_modules` (`npm ci` there); `./scripts/install-test-deps`
@@ -137,6 +140,126 @@ async fn browser_reads_the_manufacturer() {
     );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("ok: ui-dev /3/0/0 = Open Mobile Alliance")
+    );
+    drop(server);
+}
+
+/// The composite panel: `tests/ui/composite_ui.mjs` ticks /3/0/0 and /3/0/1,
+/// Read-Composite shows the manufacturer and model; Write-Composite of
+/// /1/0/1 reaches the device and is read back; Observe-Composite of /3/0/9
+/// shows the value of a notification the device sends once the script says
+/// "observing", then cancels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_reads_writes_and_observes_composite() {
+    use lwm2m_core::coap::option::number;
+    use lwm2m_core::coap::{Code, Response};
+    use lwm2m_core::format::{self, ContentFormat};
+    use lwm2m_core::model::{Path, TimestampedValue, Value};
+
+    let chromium = chromium();
+    let ui = ui_dir();
+    assert!(
+        ui.join("node_modules/playwright-core").is_dir(),
+        "playwright-core not installed in {} ({HINT})",
+        ui.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let (coap, http) = server.addresses();
+    let device = Device::spawn(22).await;
+    device
+        .register(coap.parse().unwrap(), "ep=ui-comp&lt=300&lwm2m=1.1")
+        .await;
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui/composite_ui.mjs");
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(format!("http://{http}/"))
+        .args([
+            "ui-comp",
+            "Open Mobile Alliance",
+            "Lightweight M2M Client",
+            "17",
+        ])
+        .env("UI_DIR", &ui)
+        .env("CHROMIUM", chromium)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node: {e} ({HINT})"));
+    let stdout = child.stdout.take().unwrap();
+    let (observing_tx, mut observing) = tokio::sync::mpsc::unbounded_channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "observing" {
+                let _ = observing_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // None: the script ended first; its output says why.
+    if let Ok(Some(())) = tokio::time::timeout(Duration::from_secs(90), observing.recv()).await {
+        let observe = device.last_request();
+        assert_eq!(
+            (observe.code, observe.options.uint(number::OBSERVE)),
+            (Code::FETCH, Some(0)),
+            "the UI's Observe-Composite reached the device"
+        );
+        let mut payload = Vec::new();
+        let values = [TimestampedValue {
+            path: Path::Resource(3, 0, 9),
+            value: Value::Integer(17),
+            time: None,
+        }];
+        format::encode_values(ContentFormat::SENML_CBOR, &values, &mut payload).unwrap();
+        device
+            .cmds
+            .send(udp_device::Cmd::Notify(
+                Response::new(Code::CONTENT).with_payload(ContentFormat::SENML_CBOR.0, payload),
+            ))
+            .await
+            .unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = reader.join().unwrap();
+    assert!(
+        out.status.success(),
+        "composite UI test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "ok: read-composite ui-comp /3/0/0 = Open Mobile Alliance, /3/0/1 = Lightweight M2M Client"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: cancelled"), "{stdout}");
+    // On the wire: the Write-Composite and the cancel.
+    let seen = device.seen.lock().unwrap().requests.clone();
+    let models = lwm2m_objects::Registry::standard();
+    let written: Vec<_> = seen
+        .iter()
+        .filter(|r| r.code == Code::IPATCH)
+        .flat_map(|r| {
+            let cf = ContentFormat(r.options.uint(number::CONTENT_FORMAT).unwrap() as u16);
+            format::decode_values(cf, &r.payload, &models).unwrap()
+        })
+        .map(|v| (v.path, v.value))
+        .collect();
+    assert_eq!(
+        written,
+        [(Path::Resource(1, 0, 1), Value::UnsignedInteger(77))]
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(
+        (last.code, last.options.uint(number::OBSERVE)),
+        (Code::FETCH, Some(1)),
+        "the cancel reached the device"
     );
     drop(server);
 }

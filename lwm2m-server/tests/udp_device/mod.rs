@@ -1,7 +1,8 @@
 //! A scripted LwM2M device on a real UDP socket: lwm2m-core's CoAP endpoint
 //! that registers with a server and answers like a small client (Device
 //! object instance 0 with Manufacturer and Battery Level, Create/Delete on
-//! 3303, Discover on /3, no answer at all under /7).
+//! 3303, Discover on /3, no answer at all under /7, and Read-, Write- and
+//! Observe-Composite of a few resources it remembers).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -66,6 +67,74 @@ fn encoded(accept: Option<u32>, node: &Node, path: Path) -> Response {
     Response::new(Code::CONTENT).with_payload(cf.0, out)
 }
 
+/// What Read-Composite answers before any Write-Composite: Manufacturer,
+/// Model Number, Battery Level and Lifetime.
+fn composite_resources() -> Vec<TimestampedValue> {
+    let v = |path, value| TimestampedValue {
+        path,
+        value,
+        time: None,
+    };
+    vec![
+        v(
+            Path::Resource(3, 0, 0),
+            Value::String("Open Mobile Alliance".into()),
+        ),
+        v(
+            Path::Resource(3, 0, 1),
+            Value::String("Lightweight M2M Client".into()),
+        ),
+        v(Path::Resource(3, 0, 9), Value::Integer(42)),
+        v(Path::Resource(1, 0, 1), Value::UnsignedInteger(120)),
+    ]
+}
+
+/// Read-Composite / Observe-Composite (FETCH) and Write-Composite (iPATCH)
+/// on the root: the resources of `values` that the path list covers (in
+/// `values`' order, in the Accept format or that of the path list), and
+/// writes that replace them. `None`: not a composite request.
+fn answer_composite(req: &Request, values: &mut [TimestampedValue]) -> Option<Response> {
+    if !segments(req).is_empty() {
+        return None;
+    }
+    let cf = req
+        .options
+        .uint(number::CONTENT_FORMAT)
+        .map_or(ContentFormat::SENML_JSON, |c| ContentFormat(c as u16));
+    match req.code {
+        Code::FETCH => {
+            let Ok(paths) = format::decode_paths(cf, &req.payload) else {
+                return Some(Response::new(Code::BAD_REQUEST));
+            };
+            let out_cf = req
+                .options
+                .uint(number::ACCEPT)
+                .map_or(cf, |c| ContentFormat(c as u16));
+            let picked: Vec<_> = values
+                .iter()
+                .filter(|v| paths.iter().any(|p| p.is_prefix_of(&v.path)))
+                .cloned()
+                .collect();
+            let mut out = Vec::new();
+            format::encode_values(out_cf, &picked, &mut out).unwrap();
+            Some(Response::new(Code::CONTENT).with_payload(out_cf.0, out))
+        }
+        Code::IPATCH => {
+            let models = lwm2m_objects::Registry::standard();
+            let Ok(written) = format::decode_values(cf, &req.payload, &models) else {
+                return Some(Response::new(Code::BAD_REQUEST));
+            };
+            for w in written {
+                if let Some(v) = values.iter_mut().find(|v| v.path == w.path) {
+                    v.value = w.value;
+                }
+            }
+            Some(Response::new(Code::CHANGED))
+        }
+        _ => None,
+    }
+}
+
 /// The device's answers. `None` leaves the request unanswered (timeouts).
 fn answer(req: &Request) -> Option<Response> {
     let segs = segments(req);
@@ -83,29 +152,6 @@ fn answer(req: &Request) -> Option<Response> {
             Response::new(Code::CONTENT).with_payload(0, b"42".to_vec())
         }
         (Code::GET, ["7", ..]) => return None,
-        // Read-Composite / Observe-Composite of anything: Battery Level and
-        // Lifetime, in the Accept format or that of the path list.
-        (Code::FETCH, []) => {
-            let cf = accept
-                .or(req.options.uint(number::CONTENT_FORMAT))
-                .map_or(ContentFormat::SENML_JSON, |c| ContentFormat(c as u16));
-            let values = [
-                TimestampedValue {
-                    path: Path::Resource(3, 0, 9),
-                    value: Value::Integer(42),
-                    time: None,
-                },
-                TimestampedValue {
-                    path: Path::Resource(1, 0, 1),
-                    value: Value::UnsignedInteger(120),
-                    time: None,
-                },
-            ];
-            let mut out = Vec::new();
-            format::encode_values(cf, &values, &mut out).unwrap();
-            Response::new(Code::CONTENT).with_payload(cf.0, out)
-        }
-        (Code::IPATCH, []) => Response::new(Code::CHANGED),
         (Code::GET, ["1", "0", "1"]) => {
             Response::new(Code::CONTENT).with_payload(0, b"120".to_vec())
         }
@@ -136,6 +182,7 @@ impl Device {
             let now = || Instant::from_millis(origin.elapsed().as_millis() as u64);
             let mut waiting = std::collections::HashMap::new();
             let mut observation: Option<ObservationId> = None;
+            let mut composite = composite_resources();
             let mut buf = vec![0u8; 65_535];
             loop {
                 while let Some(t) = ep.poll_transmit() {
@@ -183,7 +230,9 @@ impl Device {
                         }
                         Event::Request { id, request, .. } => {
                             seen2.lock().unwrap().requests.push(request.clone());
-                            let Some(resp) = answer(&request) else {
+                            let resp = answer_composite(&request, &mut composite)
+                                .or_else(|| answer(&request));
+                            let Some(resp) = resp else {
                                 continue;
                             };
                             if request.options.uint(number::OBSERVE) == Some(0) {

@@ -3,8 +3,14 @@
 "use strict";
 
 // `pending`: ids of requests answered 202 (queued) or 504 (timed out), whose
-// result comes later as a REQUEST_RESULT event.
-const state = { clients: new Map(), specs: new Map(), selected: null, observed: new Set(), pending: new Set() };
+// result comes later as a REQUEST_RESULT event. `picked`: the resource paths
+// ticked for composite operations on the selected client; `values`: the last
+// value shown per path; `compositeObserved`: endpoint -> the observed path
+// list ("/1/0/1,/3/0/9", sorted as the API keeps it).
+const state = {
+  clients: new Map(), specs: new Map(), selected: null, observed: new Set(), pending: new Set(),
+  picked: new Set(), values: new Map(), compositeObserved: new Map(),
+};
 
 const $ = (sel) => document.querySelector(sel);
 function el(tag, attrs = {}, ...children) {
@@ -39,6 +45,7 @@ async function api(method, url, body) {
 // --- values ---------------------------------------------------------------
 
 function show(path, value) {
+  state.values.set(path, value);
   const cell = document.getElementById("v-" + path);
   if (cell) cell.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
 }
@@ -81,6 +88,7 @@ function report(op, path, res) {
   else if (b.error) status(`${op} ${path}: ${b.error}`, true);
   else status(`${op} ${path}: ${b.status} ${b.code}${b.errorMessage ? " " + b.errorMessage : ""}`, !b.success);
   if (b.success && b.content) showNode(path, b.content);
+  if (b.success && b.values) showComposite(b.values);
 }
 
 // --- operations -------------------------------------------------------------
@@ -128,6 +136,120 @@ async function observe(ep, path, button) {
   }
 }
 
+// --- composite operations ---------------------------------------------------
+// Read-, Observe- and Write-Composite of the resources ticked in the object
+// tree (GET / POST / DELETE / PUT /api/clients/{ep}/composite).
+
+// The ticked paths, sorted as the API sorts them (numerically by id).
+function pickedPaths() {
+  const ids = (p) => p.split("/").filter(Boolean).map(Number);
+  return [...state.picked].sort((a, b) => {
+    const [x, y] = [ids(a), ids(b)];
+    for (let i = 0; i < Math.max(x.length, y.length); i++) {
+      if (x[i] !== y[i]) return (x[i] ?? -1) - (y[i] ?? -1);
+    }
+    return 0;
+  });
+}
+
+function compositeUrl(ep, paths) {
+  return url(ep, "/composite", paths ? `?paths=${enc(paths.join(","))}` : "");
+}
+
+// Values of a composite answer or notification: in the tree and as a list.
+function showComposite(values) {
+  showValues(values);
+  const out = $("#composite-result");
+  if (!out) return;
+  out.replaceChildren(...values.map((v) => el("li", { "data-path": v.path },
+    el("code", {}, v.path), " = ", typeof v.value === "object" ? JSON.stringify(v.value) : String(v.value))));
+}
+
+function needPicked(op) {
+  const paths = pickedPaths();
+  if (paths.length === 0) status(`${op}: tick resources in the tree first`, true);
+  return paths;
+}
+
+async function readComposite(ep) {
+  const paths = needPicked("read-composite");
+  if (paths.length === 0) return;
+  status(`read-composite ${paths.join(",")}…`);
+  report("read-composite", paths.join(","), await api("GET", compositeUrl(ep, paths)));
+}
+
+async function observeComposite(ep) {
+  const current = state.compositeObserved.get(ep);
+  // The panel is redrawn (button state) before the answer's values go in.
+  if (current) {
+    const res = await api("DELETE", compositeUrl(ep, current.split(",")));
+    state.compositeObserved.delete(ep);
+    renderCompositePanel(ep);
+    report("cancel observe-composite", current, res);
+  } else {
+    const paths = needPicked("observe-composite");
+    if (paths.length === 0) return;
+    const res = await api("POST", compositeUrl(ep, paths));
+    if (res.body.success) state.compositeObserved.set(ep, paths.join(","));
+    renderCompositePanel(ep);
+    report("observe-composite", paths.join(","), res);
+  }
+}
+
+// Write-Composite: the ticked writable resources as a JSON object of
+// path -> value, prefilled with the values last shown, edited in a prompt.
+async function writeComposite(ep) {
+  const paths = needPicked("write-composite").filter((p) => {
+    const box = document.querySelector(`input.pick[data-path="${p}"]`);
+    return !box || box.dataset.writable === "true";
+  });
+  if (paths.length === 0) return status("write-composite: none of the ticked resources is writable", true);
+  const draft = {};
+  for (const p of paths) draft[p] = state.values.has(p) ? state.values.get(p) : null;
+  const text = prompt("Write-Composite: values by path (JSON)", JSON.stringify(draft));
+  if (text === null) return;
+  let body;
+  try { body = JSON.parse(text); } catch (e) { return status(`write-composite: JSON: ${e.message}`, true); }
+  const written = Object.keys(body);
+  const res = await api("PUT", compositeUrl(ep), body);
+  report("write-composite", written.join(","), res);
+  if (res.body.success) {
+    status(`write-composite ${written.join(",")}: ${res.body.status} ${res.body.code}, reading back…`);
+    report("read-composite", written.join(","), await api("GET", compositeUrl(ep, written)));
+  }
+}
+
+function renderCompositePanel(ep) {
+  const panel = $("#composite");
+  if (!panel) return;
+  const paths = pickedPaths();
+  const observed = state.compositeObserved.get(ep);
+  const ob = el("button", { "data-op": "observe-composite", onclick: () => observeComposite(ep) },
+    observed ? "Cancel Observe-Composite" : "Observe-Composite");
+  if (observed) ob.classList.add("on");
+  panel.replaceChildren(
+    el("h3", {}, "Composite"),
+    el("p", { id: "composite-paths" }, paths.length ? paths.join(", ") : "Tick resources in the tree below."),
+    el("p", {},
+      el("button", { "data-op": "read-composite", onclick: () => readComposite(ep) }, "Read-Composite"), ob,
+      el("button", { "data-op": "write-composite", onclick: () => writeComposite(ep) }, "Write-Composite"),
+      el("button", { "data-op": "clear-picked", onclick: () => { state.picked.clear(); renderDetail(); } }, "Clear")),
+    observed ? el("p", { class: "meta" }, `observing ${observed}`) : "",
+    el("ul", { id: "composite-result" }));
+}
+
+function pickBox(ep, path, def) {
+  const box = el("input", { type: "checkbox", class: "pick", "data-path": path, title: "select for composite operations",
+    "data-writable": String(Boolean(def && def.operations.includes("W"))) });
+  box.checked = state.picked.has(path);
+  box.addEventListener("change", () => {
+    if (box.checked) state.picked.add(path);
+    else state.picked.delete(path);
+    renderCompositePanel(ep);
+  });
+  return el("td", { class: "pick" }, box);
+}
+
 // --- rendering --------------------------------------------------------------
 
 function renderClients() {
@@ -169,12 +291,13 @@ function renderInstance(ep, oid, iid, spec) {
   for (const d of defs) {
     const path = `${base}/${d.id}`;
     table.append(el("tr", { "data-path": path },
+      pickBox(ep, path, d),
       el("td", { class: "id" }, String(d.id)),
       el("td", { class: "name" }, d.name + (d.units ? ` (${d.units})` : "")),
       el("td", { class: "val", id: "v-" + path }),
       opsFor(ep, path, d)));
   }
-  if (!spec) table.append(el("tr", {}, el("td", { colspan: 4, class: "empty" }, "Unknown object: Read the instance to see its resources.")));
+  if (!spec) table.append(el("tr", {}, el("td", { colspan: 5, class: "empty" }, "Unknown object: Read the instance to see its resources.")));
   return el("div", { class: "inst" }, head, table);
 }
 
@@ -211,10 +334,18 @@ function renderDetail() {
     for (const i of [...insts].sort((a, b) => a - b)) box.append(renderInstance(c.endpoint, o, i, spec));
     tree.append(box);
   }
-  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, c.endpoint), info, tree);
+  const panel = el("section", { id: "composite" });
+  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, c.endpoint), info, panel, tree);
+  renderCompositePanel(c.endpoint);
+  // Values read before a re-render (e.g. an Update) stay visible.
+  for (const [p, v] of state.values) show(p, v);
 }
 
 async function select(ep) {
+  if (ep !== state.selected) {
+    state.picked.clear();
+    state.values.clear();
+  }
   state.selected = ep;
   renderClients();
   renderDetail();
@@ -245,6 +376,7 @@ function listen() {
     const c = JSON.parse(e.data);
     state.clients.delete(c.endpoint);
     for (const k of [...state.observed]) if (k.startsWith(c.endpoint + "/")) state.observed.delete(k);
+    state.compositeObserved.delete(c.endpoint);
     renderClients();
     if (c.endpoint === state.selected) renderDetail();
   });
@@ -259,7 +391,7 @@ function listen() {
   es.addEventListener("NOTIFICATION", (e) => {
     const n = JSON.parse(e.data);
     if (n.ep !== state.selected || !n.res || !n.val) return;
-    if (Array.isArray(n.val)) showValues(n.val);
+    if (Array.isArray(n.val)) showComposite(n.val);
     else showNode(n.res, n.val);
   });
   es.addEventListener("SEND", (e) => {
