@@ -102,23 +102,58 @@ impl ServerProcess {
     }
 }
 
+/// What a browser test needs: Chromium, the playwright-core directory, a
+/// server binary and a scripted device registered to it as `endpoint`.
+struct UiRun {
+    chromium: PathBuf,
+    ui: PathBuf,
+    server: ServerProcess,
+    /// The admin API's address.
+    http: String,
+    device: Device,
+    _dir: tempfile::TempDir,
+}
+
+impl UiRun {
+    async fn start(seed: u64, endpoint: &str) -> UiRun {
+        let chromium = chromium();
+        let ui = ui_dir();
+        assert!(
+            ui.join("node_modules/playwright-core").is_dir(),
+            "playwright-core not installed in {} ({HINT})",
+            ui.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let server = ServerProcess::start(&dir.path().join("data"));
+        let (coap, http) = server.addresses();
+        let device = Device::spawn(seed).await;
+        device
+            .register(
+                coap.parse().unwrap(),
+                &format!("ep={endpoint}&lt=300&lwm2m=1.1"),
+            )
+            .await;
+        UiRun {
+            chromium,
+            ui,
+            server,
+            http,
+            device,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn browser_reads_the_manufacturer() {
-    let chromium = chromium();
-    let ui = ui_dir();
-    assert!(
-        ui.join("node_modules/playwright-core").is_dir(),
-        "playwright-core not installed in {} ({HINT})",
-        ui.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&dir.path().join("data"));
-    let (coap, http) = server.addresses();
-
-    let device = Device::spawn(21).await;
-    device
-        .register(coap.parse().unwrap(), "ep=ui-dev&lt=300&lwm2m=1.1")
-        .await;
+    let UiRun {
+        chromium,
+        ui,
+        server,
+        http,
+        device: _device,
+        _dir,
+    } = UiRun::start(21, "ui-dev").await;
 
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -156,20 +191,14 @@ async fn browser_reads_writes_and_observes_composite() {
     use lwm2m_core::format::{self, ContentFormat};
     use lwm2m_core::model::{Path, TimestampedValue, Value};
 
-    let chromium = chromium();
-    let ui = ui_dir();
-    assert!(
-        ui.join("node_modules/playwright-core").is_dir(),
-        "playwright-core not installed in {} ({HINT})",
-        ui.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&dir.path().join("data"));
-    let (coap, http) = server.addresses();
-    let device = Device::spawn(22).await;
-    device
-        .register(coap.parse().unwrap(), "ep=ui-comp&lt=300&lwm2m=1.1")
-        .await;
+    let UiRun {
+        chromium,
+        ui,
+        server,
+        http,
+        device,
+        _dir,
+    } = UiRun::start(22, "ui-comp").await;
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui/composite_ui.mjs");
     let mut child = Command::new("node")
