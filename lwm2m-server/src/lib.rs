@@ -8,7 +8,9 @@
 //! metrics and a web UI over the driver.
 //!
 //! Features (all default): `sqlite` ([`store::SqliteStore`]), `redis`
-//! ([`redis_store::RedisStore`], state shared by several server nodes),
+//! ([`redis_store::RedisStore`], [`security::RedisSecurityStore`] and
+//! [`bootstrap::RedisConfigStore`]: registrations, observations, security
+//! credentials and bootstrap configurations shared by several server nodes),
 //! `tokio` ([`driver`]) and `admin` ([`admin`], implies `tokio`). Without them the crate is the engine and the in-memory
 //! store only, for other drivers and for fuzzing.
 #![forbid(unsafe_code)]

@@ -17,6 +17,13 @@
 //! | `lwm2m:reg:{id}` | hash | `endpoint`, `address` (`ip:port`), `lifetime` (s), `lwm2m_version`, `binding`, `sms` (absent if none), `queue_mode` (`0`/`1`), `links` (link format), `registered_at`, `last_update` (ms since the Unix epoch) |
 //! | `lwm2m:ep:{endpoint}` | string | the id registered under that endpoint name |
 //! | `lwm2m:regs` | set | every registration id |
+//! | `lwm2m:obs` | hash | `{registration id}:{token hex}` → the observation as JSON |
+//!
+//! Security credentials ([`RedisSecurityStore`](crate::RedisSecurityStore):
+//! `lwm2m:security`, `lwm2m:psk`) and bootstrap configurations
+//! ([`RedisConfigStore`](crate::bootstrap::RedisConfigStore):
+//! `lwm2m:bootstrap`) live beside these, on the same prefix and with the
+//! same connection handling.
 //!
 //! A put is one Lua script, so it is atomic: if the endpoint name points to
 //! another id (the client registered again, maybe on another node), that
@@ -191,7 +198,10 @@ impl RedisStore {
     }
 
     /// Every key this store's prefix covers, for tests and tools: the
-    /// registration hashes, endpoint keys and the id set.
+    /// registration hashes, endpoint keys, the id set and the observations
+    /// (and the keys of a [`RedisSecurityStore`](crate::RedisSecurityStore)
+    /// or [`RedisConfigStore`](crate::bootstrap::RedisConfigStore) on the
+    /// same prefix).
     pub fn keys(&mut self) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}*", escape_glob(&self.prefix));
         let mut keys: Vec<String> = self.link.run(|c| {
