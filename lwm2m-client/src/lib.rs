@@ -21,5 +21,7 @@ pub mod objects;
 #[cfg(feature = "tokio")]
 pub mod tokio_driver;
 
-pub use engine::{Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy, SendError};
+pub use engine::{
+    Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy, SendError, ServerEvent,
+};
 pub use object::{DmError, Object, ObjectRequest, ObjectRequestError};

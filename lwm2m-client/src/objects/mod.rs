@@ -20,7 +20,7 @@ pub use connectivity::ConnectivityMonitoring;
 pub use device::{Device, DeviceInfo};
 pub use firmware::{Firmware, FirmwareHandle, UpdateOutcome};
 pub use location::{horizontal_velocity, Fix, Location};
-pub use security::Security;
+pub use security::{Security, SecurityInstance};
 pub use server::{Server, ServerConfig};
 pub use statistics::{ConnectivityStatistics, TrafficCounters};
 

@@ -6,6 +6,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use lwm2m_client::engine::ServerEvent;
+use lwm2m_client::objects::SecurityInstance;
 use lwm2m_client::objects::{
     ConnectivityMonitoring, Device, DeviceInfo, Security, Server, ServerConfig,
 };
@@ -181,6 +183,8 @@ pub struct Harness {
     pub net: Network<SimPeer>,
     pub probes: Probes,
     pub client_events: Vec<(Instant, ClientEvent)>,
+    /// The same events with the Short Server ID they concern.
+    pub server_events: Vec<(Instant, ServerEvent)>,
 }
 
 pub fn device(probes: &Probes) -> Device {
@@ -237,6 +241,7 @@ impl Harness {
             net,
             probes,
             client_events: Vec::new(),
+            server_events: Vec::new(),
         }
     }
 
@@ -269,6 +274,7 @@ impl Harness {
             net,
             probes,
             client_events: Vec::new(),
+            server_events: Vec::new(),
         }
     }
 
@@ -305,12 +311,65 @@ impl Harness {
         self.net.now()
     }
 
-    fn collect(net: &mut Network<SimPeer>, events: &mut Vec<(Instant, ClientEvent)>) {
+    fn collect(
+        net: &mut Network<SimPeer>,
+        events: &mut Vec<(Instant, ClientEvent)>,
+        server_events: &mut Vec<(Instant, ServerEvent)>,
+    ) {
         let now = net.now();
         if let SimPeer::Client(c) = net.node_mut(CLIENT) {
-            while let Some(e) = c.poll_event() {
-                events.push((now, e));
+            while let Some(e) = c.poll_server_event() {
+                events.push((now, e.event.clone()));
+                server_events.push((now, e));
             }
+        }
+    }
+
+    /// A client `dev1` with one LwM2M server account per entry of
+    /// `servers` (Short Server ID and Server object instance values,
+    /// Security and Server instance `n` for entry `n`, URI
+    /// `coap://s<ssid>`), Device and Connectivity Monitoring objects; the
+    /// scripted server of entry `n` is node `n + 1`.
+    pub fn multi(seed: u64, servers: Vec<ServerConfig>) -> Harness {
+        let probes = Probes::default();
+        probes.clock.set(1_700_000_000);
+        let mut client = Client::new(
+            ClientConfig::new("dev1"),
+            SERVER,
+            SplitMix64::new(seed ^ 0xC11E),
+        );
+        let mut security = Security::empty();
+        let mut server_object = Server::empty();
+        let mut routes = Vec::new();
+        for (n, config) in servers.iter().enumerate() {
+            let n16 = u16::try_from(n).unwrap();
+            let uri = format!("coap://s{}", config.short_server_id);
+            security.insert(n16, SecurityInstance::server(&uri, config.short_server_id));
+            server_object.insert(n16, config.clone());
+            routes.push((uri, SimAddr::try_from(n + 1).unwrap()));
+        }
+        client.set_resolver(move |uri| routes.iter().find(|(u, _)| u == uri).map(|r| r.1));
+        client.add_object(Box::new(security));
+        client.add_object(Box::new(server_object));
+        client.add_object(Box::new(device(&probes)));
+        client.add_object(Box::new(ConnectivityMonitoring::ethernet(vec![
+            "192.0.2.7".into(),
+        ])));
+        let mut net = Network::new(seed, LinkConfig::lossy(0));
+        net.enable_trace();
+        assert_eq!(net.add(SimPeer::Client(Box::new(client))), CLIENT);
+        for n in 0..servers.len() {
+            let app = server_app(seed ^ (0x5E5E + n as u64));
+            assert_eq!(
+                net.add(SimPeer::Server(Box::new(app))),
+                SimAddr::try_from(n + 1).unwrap()
+            );
+        }
+        Harness {
+            net,
+            probes,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
         }
     }
 
@@ -323,8 +382,9 @@ impl Harness {
     ) -> bool {
         let deadline = self.now() + limit;
         let events = &mut self.client_events;
+        let server_events = &mut self.server_events;
         self.net.run_until(deadline, |net| {
-            Self::collect(net, events);
+            Self::collect(net, events, server_events);
             done(net, events)
         })
     }
@@ -333,8 +393,9 @@ impl Harness {
     pub fn run_for(&mut self, d: Duration) {
         let deadline = self.now() + d;
         let events = &mut self.client_events;
+        let server_events = &mut self.server_events;
         self.net.run_until(deadline, |net| {
-            Self::collect(net, events);
+            Self::collect(net, events, server_events);
             false
         });
         self.net.advance_to(deadline);
