@@ -159,6 +159,39 @@
 //! The Security object (0) and OSCORE (21) are not reachable through device
 //! management: every request on them gets 4.01 Unauthorized (TS Core §E.1).
 //!
+//! # Access control
+//!
+//! With more than one LwM2M server account and an Access Control object
+//! (2, [`crate::objects::AccessControl`]) among the objects, every
+//! device-management request is checked against it (TS Core 1.1 §E.1.3,
+//! Appendix E); with one server, or without that object, every server has
+//! full access (Anjay's choice too: access control is optional).
+//!
+//! * The rights of a server on `/O/I` come from the Access Control
+//!   instance whose Object ID and Object Instance ID are `O` and `I`: the
+//!   ACL resource instance keyed by its Short Server ID; else, if it is
+//!   the Access Control Owner, Read, Write, Execute and Delete; else ACL
+//!   instance 0 (the default for servers not listed); else none. An
+//!   object instance without an Access Control instance grants nothing.
+//! * Read, Observe, Discover and Write-Attributes need bit 1, Write bit 2,
+//!   Execute bit 4, Delete bit 8; Create on `/O` needs bit 16 in the
+//!   Access Control instance of `/O/65535` (whose owner also gets it).
+//!   Refusals are 4.01 Unauthorized; a target that does not exist is still
+//!   4.04.
+//! * An object-level Read, Observe or Discover leaves out the instances
+//!   the server may not read (4.01 if it has instances but none
+//!   readable); Read-Composite and Observe-Composite leave out unreadable
+//!   paths like missing ones (4.01 if none is readable); Write-Composite
+//!   is refused (4.01, nothing written) if any value is not writable.
+//! * A Create makes the creating server the owner: an Access Control
+//!   instance for the new instance is created with it as owner and no
+//!   ACL entries. A Delete deletes the instance's Access Control instance.
+//! * The Access Control object itself: an instance is readable by its
+//!   owner only, which may write its ACL resource (not the Object ID,
+//!   Object Instance ID or owner); Create and Delete on it are the
+//!   Bootstrap-Server's (Bootstrap-Write / -Delete, not checked).
+//! * Send ([`Client::send`]) is the application's choice and not filtered.
+//!
 //! # Observations
 //!
 //! The attributes in effect for an observed path are those of the object,
@@ -205,11 +238,17 @@ use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
 use crate::object::{DmError, Object, ObjectRequestError};
+use crate::objects::{rights, CREATE_INSTANCE};
 
 /// Object id of the Security object, never reachable through device management.
 const SECURITY: u16 = 0;
 /// Object id of the Server object.
 const SERVER: u16 = 1;
+/// Object id of the Access Control object.
+const ACCESS_CONTROL: u16 = 2;
+/// Access Control object resources: ACL and Access Control Owner.
+const ACL_RESOURCE: u16 = 2;
+const ACL_OWNER: u16 = 3;
 /// Object id of the OSCORE object, never reachable through device management.
 const OSCORE: u16 = 21;
 /// Server object resources the engine reacts to.
@@ -457,6 +496,8 @@ pub enum SendError {
 struct Observation {
     /// Short Server ID of the observer.
     ssid: u16,
+    /// The observer, when access control filters what it sees.
+    viewer: Option<u16>,
     path: Path,
     /// Observe-Composite: the observed paths (`path` is then `/`); empty
     /// for a plain observation.
@@ -817,6 +858,16 @@ pub struct Client<P, R> {
 struct Requester {
     ssid: u16,
     version: Version,
+    /// Access control applies (several LwM2M servers and an Access
+    /// Control object).
+    acl: bool,
+}
+
+impl Requester {
+    /// The server whose rights filter what it sees, when access control applies.
+    fn viewer(self) -> Option<u16> {
+        self.acl.then_some(self.ssid)
+    }
 }
 
 impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
@@ -1794,16 +1845,22 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             Some(s) if !s.bootstrap => Requester {
                 ssid: s.ssid,
                 version: s.version,
+                acl: false,
             },
             // Before `start`, the server given to `new`.
             None if self.slots.is_empty() && peer == self.server => Requester {
                 ssid: 1,
                 version: self.config.lwm2m_version,
+                acl: false,
             },
             _ => {
                 self.ep.respond(now, id, error(Code::UNAUTHORIZED));
                 return;
             }
+        };
+        let who = Requester {
+            acl: self.acl_enforced(),
+            ..who
         };
         match self.dispatch(now, who, &request) {
             Outcome::Respond(response) => {
@@ -1820,7 +1877,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     return;
                 }
                 let payload = response.payload.clone();
-                let node = self.read_node(&path).ok();
+                let node = self.read_node_as(who.viewer(), &path).ok();
                 let last_value = node.as_ref().and_then(numeric);
                 let last_bool = node.as_ref().and_then(boolean);
                 if let Some(obs) = self.ep.respond_observe(now, id, response) {
@@ -1828,6 +1885,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                         obs,
                         Observation {
                             ssid: who.ssid,
+                            viewer: who.viewer(),
                             path,
                             composite,
                             format,
@@ -1863,6 +1921,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         let content_format = request.options.uint(number::CONTENT_FORMAT);
         let accept = request.options.uint(number::ACCEPT);
         let depth = path.depth();
+        if let Err(r) = self.check_access(who, request, &path) {
+            return r.into();
+        }
         match request.code {
             Code::GET if accept == Some(u32::from(ContentFormat::LINK_FORMAT.0)) => {
                 self.discover(who, &path).into()
@@ -1891,7 +1952,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 .write(now, &path, content_format, &request.payload, true)
                 .into(),
             Code::POST if depth == 1 => self
-                .create(now, &path, content_format, &request.payload)
+                .create(now, who, &path, content_format, &request.payload)
                 .into(),
             Code::POST if depth == 2 => self
                 .write(now, &path, content_format, &request.payload, false)
@@ -1902,7 +1963,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let observe = request.options.uint(number::OBSERVE) == Some(0);
                 let read = self.composite_request(content_format, accept, &request.payload);
                 let read = read.and_then(|(paths, format)| {
-                    let payload = self.composite_payload(&paths, format).map_err(error)?;
+                    let payload = self
+                        .composite_payload(who.viewer(), &paths, format)
+                        .map_err(error)?;
                     let response = Response::new(Code::CONTENT).with_payload(format.0, payload);
                     Ok((paths, format, response))
                 });
@@ -1917,7 +1980,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 }
             }
             Code::IPATCH if depth == 0 => self
-                .write_composite(now, content_format, &request.payload)
+                .write_composite(now, who, content_format, &request.payload)
                 .into(),
             _ => error(Code::METHOD_NOT_ALLOWED).into(),
         }
@@ -1971,6 +2034,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     /// The node at `path`, for Read and notifications.
     fn read_node(&self, path: &Path) -> Result<Node, DmError> {
+        self.read_node_as(None, path)
+    }
+
+    /// Like [`Client::read_node`]; an object read as `viewer` leaves out
+    /// the instances it may not read.
+    fn read_node_as(&self, viewer: Option<u16>, path: &Path) -> Result<Node, DmError> {
         match *path {
             Path::Root => Err(DmError::MethodNotAllowed),
             Path::Object(o) => {
@@ -1980,6 +2049,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     instances: BTreeMap::new(),
                 };
                 for i in obj.instances() {
+                    if !self.may(viewer, o, i, rights::READ) {
+                        continue;
+                    }
                     node.instances.insert(i, Self::read_instance(obj, i)?);
                 }
                 Ok(Node::Object(node))
@@ -2047,7 +2119,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         path: &Path,
         accept: Option<u32>,
     ) -> Result<(ContentFormat, Response), Response> {
-        let node = self.read_node(path)?;
+        let node = self.read_node_as(who.viewer(), path)?;
         let format = match accept {
             None => self.default_format(who.version, &node),
             Some(a) => match u16::try_from(a) {
@@ -2071,7 +2143,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     }
 
     fn discover(&self, who: Requester, path: &Path) -> Response {
-        match self.discover_entries(who.ssid, path) {
+        match self.discover_entries(who, path) {
             Ok(entries) => {
                 let mut out = Vec::new();
                 match encode_discover(&entries, &mut out) {
@@ -2113,7 +2185,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         DiscoverEntry { path, attributes }
     }
 
-    fn discover_entries(&self, ssid: u16, path: &Path) -> Result<Vec<DiscoverEntry>, DmError> {
+    fn discover_entries(&self, who: Requester, path: &Path) -> Result<Vec<DiscoverEntry>, DmError> {
+        let ssid = who.ssid;
         let mut entries = Vec::new();
         let instance_entries =
             |this: &Self, obj: &dyn Object, o: u16, i: u16, out: &mut Vec<DiscoverEntry>| {
@@ -2144,6 +2217,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let mut is = obj.instances();
                 is.sort_unstable();
                 for i in is {
+                    if !self.may(who.viewer(), o, i, rights::READ) {
+                        continue;
+                    }
                     instance_entries(self, obj, o, i, &mut entries);
                 }
             }
@@ -2269,6 +2345,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             }
             _ => return error(Code::BAD_REQUEST),
         };
+        if o == ACCESS_CONTROL && self.acl_enforced() && writes.iter().any(|r| r.id != ACL_RESOURCE)
+        {
+            // Only the ACL resource is the owner's to change.
+            return error(Code::UNAUTHORIZED);
+        }
         for res in &writes {
             if let Err(e) = self.check_writable(o, i, res) {
                 return e.into();
@@ -2324,17 +2405,34 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// The values of every listed path that exists, encoded in `format`.
     /// Paths that do not exist are left out (TS Core 1.1 §6.3.8 answers
     /// with what is there); any other error fails the whole read.
-    fn composite_payload(&self, paths: &[Path], format: ContentFormat) -> Result<Vec<u8>, Code> {
+    fn composite_payload(
+        &self,
+        viewer: Option<u16>,
+        paths: &[Path],
+        format: ContentFormat,
+    ) -> Result<Vec<u8>, Code> {
         let mut values = Vec::new();
+        let mut denied = 0;
         for path in paths {
             if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
                 return Err(Code::UNAUTHORIZED);
             }
-            match self.read_node(path) {
+            // With access control, paths the server may not read are left
+            // out like missing ones; if none is readable, 4.01.
+            if let (Some(o), Some(i)) = (path.object_id(), path.instance_id()) {
+                if self.find(o, Some(i)).is_ok() && !self.may(viewer, o, i, rights::READ) {
+                    denied += 1;
+                    continue;
+                }
+            }
+            match self.read_node_as(viewer, path) {
                 Ok(node) => flatten(*path, &node, &mut values),
                 Err(DmError::NotFound) => {}
                 Err(e) => return Err(e.code()),
             }
+        }
+        if denied > 0 && denied == paths.len() {
+            return Err(Code::UNAUTHORIZED);
         }
         let mut out = Vec::new();
         match format::encode_values(format, &values, &mut out) {
@@ -2350,7 +2448,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// checked (exists, writable, right multiplicity) before anything is
     /// written, so a refused request changes nothing. Resource instances
     /// are merged into their resource's current instances.
-    fn write_composite(&mut self, now: Instant, cf: Option<u32>, payload: &[u8]) -> Response {
+    fn write_composite(
+        &mut self,
+        now: Instant,
+        who: Requester,
+        cf: Option<u32>,
+        payload: &[u8],
+    ) -> Response {
         let Some(cf) = cf else {
             return error(Code::BAD_REQUEST);
         };
@@ -2376,6 +2480,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 Ok(m) => m,
                 Err(e) => return e.into(),
             };
+            let guarded = o == ACCESS_CONTROL && who.acl && r != ACL_RESOURCE;
+            if guarded || !self.may(who.viewer(), o, i, rights::WRITE) {
+                return error(Code::UNAUTHORIZED);
+            }
             if !model.operations.writable() {
                 return error(Code::METHOD_NOT_ALLOWED);
             }
@@ -2444,6 +2552,142 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         }
     }
 
+    /// Access control applies: more than one LwM2M server account and an
+    /// Access Control object (TS Core 1.1 §E.1.3).
+    fn acl_enforced(&self) -> bool {
+        self.objects.contains_key(&ACCESS_CONTROL) && self.dm_accounts().len() > 1
+    }
+
+    /// The Access Control instance governing `/o/i`.
+    fn acl_instance(&self, o: u16, i: u16) -> Option<u16> {
+        let acl = self.objects.get(&ACCESS_CONTROL)?;
+        acl.instances()
+            .into_iter()
+            .filter(|&x| {
+                self.int_value(ACCESS_CONTROL, x, 0) == Some(i64::from(o))
+                    && self.int_value(ACCESS_CONTROL, x, 1) == Some(i64::from(i))
+            })
+            .min()
+    }
+
+    /// The rights of server `ssid` on `/o/i`: its own ACL entry; else,
+    /// for the owner, every right but Create (Create too on the
+    /// `/o/65535` instance); else the default entry (ACL instance 0); else
+    /// none. No Access Control instance: no rights.
+    fn rights(&self, ssid: u16, o: u16, i: u16) -> u16 {
+        let Some(x) = self.acl_instance(o, i) else {
+            return 0;
+        };
+        let acl = match self
+            .objects
+            .get(&ACCESS_CONTROL)
+            .and_then(|a| a.read(x, ACL_RESOURCE).ok())
+        {
+            Some(ResourceValue::Multiple(map)) => map,
+            _ => BTreeMap::new(),
+        };
+        let bits = |v: &Value| match *v {
+            Value::Integer(b) => u16::try_from(b).unwrap_or(0),
+            Value::UnsignedInteger(b) => u16::try_from(b).unwrap_or(0),
+            _ => 0,
+        };
+        if let Some(v) = acl.get(&ssid) {
+            return bits(v);
+        }
+        if self.int_value(ACCESS_CONTROL, x, ACL_OWNER) == Some(i64::from(ssid)) {
+            return if i == CREATE_INSTANCE {
+                rights::FULL | rights::CREATE
+            } else {
+                rights::FULL
+            };
+        }
+        acl.get(&0).map_or(0, bits)
+    }
+
+    /// Whether `viewer` (`None`: no access control) may do `right` on
+    /// `/o/i`. On the Access Control object itself only an instance's
+    /// owner may read it and write its ACL resource.
+    fn may(&self, viewer: Option<u16>, o: u16, i: u16, right: u16) -> bool {
+        let Some(ssid) = viewer else {
+            return true;
+        };
+        if o == ACCESS_CONTROL {
+            return matches!(right, rights::READ | rights::WRITE)
+                && self.int_value(ACCESS_CONTROL, i, ACL_OWNER) == Some(i64::from(ssid));
+        }
+        self.rights(ssid, o, i) & right != 0
+    }
+
+    /// Access control of a device-management request (4.01 if refused).
+    /// Targets that do not exist are let through to get their 4.04.
+    fn check_access(&self, who: Requester, request: &Request, path: &Path) -> Result<(), Response> {
+        let Some(ssid) = who.viewer() else {
+            return Ok(());
+        };
+        let depth = path.depth();
+        let no_payload =
+            request.payload.is_empty() && request.options.uint(number::CONTENT_FORMAT).is_none();
+        let right = match request.code {
+            Code::GET => rights::READ,
+            // Write-Attributes needs the Read right.
+            Code::PUT if no_payload => rights::READ,
+            Code::PUT => rights::WRITE,
+            Code::POST if depth == 1 => rights::CREATE,
+            Code::POST if depth == 2 => rights::WRITE,
+            Code::POST => rights::EXECUTE,
+            Code::DELETE => rights::DELETE,
+            // Composite operations check each path themselves.
+            _ => return Ok(()),
+        };
+        let allowed = match *path {
+            Path::Root => true,
+            Path::Object(o) => match self.find(o, None) {
+                Err(_) => true,
+                Ok(_) if o == ACCESS_CONTROL && right == rights::CREATE => false,
+                Ok(_) if right == rights::CREATE => {
+                    self.rights(ssid, o, CREATE_INSTANCE) & rights::CREATE != 0
+                }
+                // An object-level read shows the readable instances; with
+                // instances but none readable, 4.01.
+                Ok(obj) if right == rights::READ => {
+                    let is = obj.instances();
+                    is.is_empty() || is.iter().any(|&i| self.may(Some(ssid), o, i, right))
+                }
+                Ok(_) => true,
+            },
+            Path::Instance(o, i) | Path::Resource(o, i, _) | Path::ResourceInstance(o, i, ..) => {
+                self.find(o, Some(i)).is_err()
+                    || (!(o == ACCESS_CONTROL && right == rights::DELETE)
+                        && self.may(Some(ssid), o, i, right))
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(error(Code::UNAUTHORIZED))
+        }
+    }
+
+    /// After a Create by `owner` under access control: an Access Control
+    /// instance for `/o/i` owned by it, without ACL entries.
+    fn create_acl_instance(&mut self, o: u16, i: u16, owner: u16) {
+        let Some(acl) = self.objects.get_mut(&ACCESS_CONTROL) else {
+            return;
+        };
+        let existing = acl.instances();
+        let Some(x) = (0..lwm2m_core::model::MAX_ID).find(|x| !existing.contains(x)) else {
+            return;
+        };
+        let single = |id: u16, v: u16| Resource {
+            id,
+            value: ResourceValue::Single(Value::Integer(i64::from(v))),
+        };
+        let resources = alloc::vec![single(0, o), single(1, i), single(ACL_OWNER, owner)];
+        if acl.create(x, resources).is_ok() {
+            self.mark_changed(&Path::Object(ACCESS_CONTROL));
+        }
+    }
+
     /// The registration of the account whose Server object instance is `j`.
     fn slot_of_instance(&self, j: u16) -> Option<usize> {
         let ssid = self.int_value(SERVER, j, 0)?;
@@ -2508,7 +2752,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         Response::new(Code::CHANGED)
     }
 
-    fn create(&mut self, now: Instant, path: &Path, cf: Option<u32>, payload: &[u8]) -> Response {
+    fn create(
+        &mut self,
+        now: Instant,
+        who: Requester,
+        path: &Path,
+        cf: Option<u32>,
+        payload: &[u8],
+    ) -> Response {
         let Path::Object(o) = *path else {
             return error(Code::METHOD_NOT_ALLOWED);
         };
@@ -2558,6 +2809,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if let Err(e) = obj.create(id, resources) {
             return e.into();
         }
+        if let Some(owner) = who.viewer() {
+            self.create_acl_instance(o, id, owner);
+        }
         self.mark_changed(path);
         self.objects_changed(now);
         let mut response = Response::new(Code::CREATED);
@@ -2584,6 +2838,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             return e.into();
         }
         self.attributes.retain(|(_, p), _| !path.is_prefix_of(p));
+        // Its Access Control instance goes with it.
+        if let Some(x) = self.acl_instance(o, i) {
+            if let Some(acl) = self.objects.get_mut(&ACCESS_CONTROL) {
+                let _ = acl.delete(x);
+            }
+            self.mark_changed(&Path::Instance(ACCESS_CONTROL, x));
+        }
         // Observations of the instance end with 4.04 (RFC 7641 §4.2: a
         // non-2.xx notification ends the observation).
         let gone: Vec<ObservationId> = self
@@ -2722,6 +2983,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let who = Requester {
                     ssid: 0,
                     version: self.config.lwm2m_version,
+                    acl: false,
                 };
                 match self.read(who, &p, accept) {
                     Ok((_, r)) | Err(r) => r,
@@ -2972,7 +3234,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             let dirty = o.dirty || epmax_due;
             let confirmable = attrs.con.unwrap_or(false);
             let encoded = if o.composite.is_empty() {
-                self.read_node(&path)
+                self.read_node_as(o.viewer, &path)
                     .and_then(|node| {
                         let mut out = Vec::new();
                         format::encode(format, &node, &path, &mut out)
@@ -2981,7 +3243,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     })
                     .map_err(DmError::code)
             } else {
-                self.composite_payload(&o.composite, format)
+                self.composite_payload(o.viewer, &o.composite, format)
                     .map(|out| (out, None, None))
             };
             match encoded {

@@ -1,4 +1,4 @@
-//! Ready objects: Security (0), Server (1), Device (3), Connectivity
+//! Ready objects: Security (0), Server (1), Access Control (2), Device (3), Connectivity
 //! Monitoring (4), Firmware Update (5), Location (6) and Connectivity
 //! Statistics (7).
 //!
@@ -8,6 +8,7 @@
 //! Host integration (clock, free memory) is behind the `std` feature; without
 //! it the objects take those values from closures the integrator supplies.
 
+mod access_control;
 mod connectivity;
 mod device;
 mod firmware;
@@ -16,6 +17,7 @@ mod security;
 mod server;
 mod statistics;
 
+pub use access_control::{rights, AccessControl, AclInstance, CREATE_INSTANCE};
 pub use connectivity::ConnectivityMonitoring;
 pub use device::{Device, DeviceInfo};
 pub use firmware::{Firmware, FirmwareHandle, UpdateOutcome};
