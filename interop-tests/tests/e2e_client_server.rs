@@ -400,6 +400,24 @@ fn spawn_demo_server(
     (server, addr)
 }
 
+/// The demo server's log line for the registration of `ep` (ANSI
+/// stripped), within a step.
+fn wait_registered(server: &mut PeerProcess, client: &PeerProcess, ep: &str) -> String {
+    let line = server
+        .wait_for_line(STEP, |l| {
+            let l = strip_ansi(l);
+            l.contains(" registered ") && field(&l, "endpoint") == Some(ep)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "server log shows no registration of {ep}:\n{}\nclient:\n{}",
+                server.output(),
+                client.output()
+            )
+        });
+    strip_ansi(&line)
+}
+
 /// The demo binaries as processes. They are built (or found up to date)
 /// with [`cargo_bin`], which asks cargo for their paths.
 #[test]
@@ -420,19 +438,7 @@ fn demo_binaries_register_and_deregister() {
         .env("NO_COLOR", "1");
     let mut client = PeerProcess::spawn(cmd, life).unwrap();
 
-    let registered = server
-        .wait_for_line(STEP, |l| {
-            let l = strip_ansi(l);
-            l.contains(" registered ") && field(&l, "endpoint") == Some(ep)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "server log shows no registration of {ep}:\n{}\nclient:\n{}",
-                server.output(),
-                client.output()
-            )
-        });
-    let registered = strip_ansi(&registered);
+    let registered = wait_registered(&mut server, &client, ep);
     assert_eq!(field(&registered, "lwm2m"), Some("1.1"), "{registered}");
     assert_eq!(field(&registered, "lifetime"), Some("60"), "{registered}");
     let id = field(&registered, "id").expect("id= in the registered line");
@@ -493,19 +499,7 @@ fn demo_client_registers_with_two_demo_servers() {
     let mut client = PeerProcess::spawn(cmd, life).unwrap();
     let mut ids = Vec::new();
     for server in [&mut s1, &mut s2] {
-        let line = server
-            .wait_for_line(STEP, |l| {
-                let l = strip_ansi(l);
-                l.contains(" registered ") && field(&l, "endpoint") == Some(ep)
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "no registration of {ep}:\n{}\nclient:\n{}",
-                    server.output(),
-                    client.output()
-                )
-            });
-        let line = strip_ansi(&line);
+        let line = wait_registered(server, &client, ep);
         assert_eq!(field(&line, "lifetime"), Some("60"), "{line}");
         ids.push(field(&line, "id").expect("id=").to_string());
     }

@@ -93,11 +93,7 @@ impl Drop for Kill {
 
 #[test]
 fn demo_binary_exposes_objects_and_updates_firmware() {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(StdDuration::from_millis(50)))
-        .unwrap();
-    let port = socket.local_addr().unwrap().port();
+    let (mut server, port) = scripted_server(99);
     let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
         .args([
             "--endpoint",
@@ -113,12 +109,6 @@ fn demo_binary_exposes_objects_and_updates_firmware() {
         .spawn()
         .unwrap();
     let _child = Kill(child);
-    let mut server = Server {
-        socket,
-        ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(99)),
-        start: StdInstant::now(),
-        registers: Vec::new(),
-    };
     let deadline = StdInstant::now() + StdDuration::from_secs(30);
     while server.registers.is_empty() && StdInstant::now() < deadline {
         server.pump(StdDuration::from_millis(200), None);

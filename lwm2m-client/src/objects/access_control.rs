@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use lwm2m_core::model::{ObjectModel, Resource, ResourceValue, Value};
 use lwm2m_objects::access_control::v1_1 as ac;
 
-use super::{as_int, int};
+use super::{as_int, fill_created, int, remove_instance};
 use crate::object::{DmError, Object};
 
 /// Access right bits of the ACL resource (TS Core 1.1 §E.1.3).
@@ -180,19 +180,12 @@ impl Object for AccessControl {
 
     fn create(&mut self, instance: u16, resources: Vec<Resource>) -> Result<(), DmError> {
         self.instances.insert(instance, AclInstance::new(0, 0, 0));
-        for r in resources {
-            if let Err(e) = self.write(instance, r.id, r.value) {
-                self.instances.remove(&instance);
-                return Err(e);
-            }
-        }
-        Ok(())
+        fill_created(self, instance, resources, |o| {
+            o.instances.remove(&instance);
+        })
     }
 
     fn delete(&mut self, instance: u16) -> Result<(), DmError> {
-        self.instances
-            .remove(&instance)
-            .map(|_| ())
-            .ok_or(DmError::NotFound)
+        remove_instance(&mut self.instances, instance)
     }
 }

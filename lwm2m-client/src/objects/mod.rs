@@ -26,10 +26,41 @@ pub use security::{Security, SecurityInstance};
 pub use server::{Server, ServerConfig};
 pub use statistics::{ConnectivityStatistics, TrafficCounters};
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
-use lwm2m_core::model::{ResourceValue, Value};
+use alloc::vec::Vec;
+use lwm2m_core::model::{Resource, ResourceValue, Value};
 
-use crate::object::DmError;
+use crate::object::{DmError, Object};
+
+/// The second half of a Create: writes `resources` into `instance`, which
+/// the caller just inserted with its defaults, and calls `undo` (removing
+/// it) if one of them is refused.
+pub(crate) fn fill_created<O: Object>(
+    object: &mut O,
+    instance: u16,
+    resources: Vec<Resource>,
+    undo: impl FnOnce(&mut O),
+) -> Result<(), DmError> {
+    for r in resources {
+        if let Err(e) = object.write(instance, r.id, r.value) {
+            undo(object);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Delete of an instance kept in a map.
+pub(crate) fn remove_instance<T>(
+    instances: &mut BTreeMap<u16, T>,
+    instance: u16,
+) -> Result<(), DmError> {
+    instances
+        .remove(&instance)
+        .map(|_| ())
+        .ok_or(DmError::NotFound)
+}
 
 /// A single string value.
 pub(crate) fn string(s: &str) -> ResourceValue {

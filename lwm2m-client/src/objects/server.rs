@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use lwm2m_core::model::{ObjectModel, Resource, ResourceValue, Value};
 use lwm2m_objects::server::v1_1 as srv;
 
-use super::{as_int, as_string, int, string};
+use super::{as_int, as_string, fill_created, int, remove_instance, string};
 use crate::object::{DmError, Object};
 
 /// The values of the Server object instance.
@@ -292,19 +292,12 @@ impl Object for Server {
 
     fn create(&mut self, instance: u16, resources: Vec<Resource>) -> Result<(), DmError> {
         self.instances.insert(instance, ServerConfig::new(86_400));
-        for r in resources {
-            if let Err(e) = self.write(instance, r.id, r.value) {
-                self.instances.remove(&instance);
-                return Err(e);
-            }
-        }
-        Ok(())
+        fill_created(self, instance, resources, |o| {
+            o.instances.remove(&instance);
+        })
     }
 
     fn delete(&mut self, instance: u16) -> Result<(), DmError> {
-        self.instances
-            .remove(&instance)
-            .map(|_| ())
-            .ok_or(DmError::NotFound)
+        remove_instance(&mut self.instances, instance)
     }
 }
