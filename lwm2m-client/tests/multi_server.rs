@@ -9,7 +9,7 @@ use lwm2m_client::objects::ServerConfig;
 use lwm2m_client::{ClientEvent, RegistrationState, ServerEvent};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Request};
-use lwm2m_core::model::Path;
+use lwm2m_core::model::{Path, Resource, ResourceValue, Value};
 use lwm2m_core::sim::SimAddr;
 use lwm2m_core::time::{Duration, Instant};
 
@@ -410,4 +410,149 @@ fn send_goes_to_the_first_registered_server_or_the_one_named() {
     h.client().send(now, &[Path::Resource(3, 0, 0)]).unwrap();
     h.run_for(Duration::from_secs(1));
     assert_eq!((dp(&mut h, 1), dp(&mut h, 2)), (1, 1));
+}
+
+#[test]
+fn each_server_has_its_own_binding() {
+    let mut h = Harness::multi(
+        13,
+        vec![
+            server(1, 600),
+            ServerConfig {
+                binding: "US".into(),
+                ..server(2, 600)
+            },
+        ],
+    );
+    start(&mut h);
+    h.run_for(Duration::from_secs(5));
+    assert!(queries(&registers(&mut h, 1)[0].1).contains(&"b=U".to_string()));
+    assert!(queries(&registers(&mut h, 2)[0].1).contains(&"b=US".to_string()));
+}
+
+#[test]
+fn re_registering_with_one_server_keeps_the_others_observations() {
+    let mut h = Harness::multi(14, vec![server(1, 100), server(2, 600)]);
+    start(&mut h);
+    h.run_for(Duration::from_secs(5));
+    let observe = get("/3/0/13").with_uint_option(number::OBSERVE, 0);
+    assert_eq!(h.request_from(1, observe.clone()).0.code, Code::CONTENT);
+    assert_eq!(h.request_from(2, observe).0.code, Code::CONTENT);
+    assert_eq!(h.client().observation_count(), 2);
+    // Server 1 forgot the client: its Update at 50 s gets 4.04.
+    h.server_at(1).update_answer = Code::NOT_FOUND;
+    h.run_for(Duration::from_secs(50));
+    assert_eq!(registers(&mut h, 1).len(), 2);
+    assert_eq!(h.client().observation_count(), 1);
+    // The remaining one is server 2's: it still notifies.
+    let t = h.now();
+    h.probes.clock.set(1_700_000_500);
+    h.client().changed(t, Path::Resource(3, 0, 13));
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.server_at(2).notifications.len(), 1);
+    assert!(h.server_at(1).notifications.is_empty());
+    let failed: Vec<Option<u16>> = h
+        .server_events
+        .iter()
+        .filter(|(_, e)| matches!(e.event, ClientEvent::UpdateFailed { .. }))
+        .map(|(_, e)| e.ssid)
+        .collect();
+    assert_eq!(failed, [Some(1)]);
+}
+
+#[test]
+fn queue_mode_windows_are_per_server() {
+    let mut h = Harness::multi_with(15, vec![server(1, 100), server(2, 600)], |c| {
+        c.queue_mode = Some(Duration::from_secs(10));
+    });
+    start(&mut h);
+    h.run_for(Duration::from_secs(12));
+    let sleeping = |h: &Harness| {
+        h.server_events
+            .iter()
+            .filter(|(_, e)| e.event == ClientEvent::Sleeping)
+            .map(|(t, e)| (t.as_millis() / 1000, e.ssid))
+            .collect::<Vec<_>>()
+    };
+    let mut s = sleeping(&h);
+    s.sort_unstable();
+    assert_eq!(s, [(10, Some(1)), (10, Some(2))]);
+    // Server 1's Update at 50 s reopens its window only.
+    h.run_for(Duration::from_secs(45));
+    assert_eq!(updates(&mut h, 1).len(), 1);
+    let now = h.now();
+    assert!(h.client().is_listening(now));
+    // A request from server 2 while its window is closed is not heard:
+    // the client's radio towards it is off.
+    let id = {
+        let s2 = h.server_at(2);
+        s2.ep.send_request(now, CLIENT, get("/3/0/0")).unwrap()
+    };
+    h.run_for(Duration::from_secs(2));
+    assert!(!h.server_at(2).responses.contains_key(&id));
+    // Server 1 is heard in its window.
+    let id = {
+        let s1 = h.server_at(1);
+        s1.ep.send_request(now, CLIENT, get("/3/0/0")).unwrap()
+    };
+    h.run_for(Duration::from_secs(2));
+    assert!(h.server_at(1).responses.contains_key(&id));
+}
+
+#[test]
+fn bootstrap_on_failure_waits_until_every_server_failed() {
+    let failing = |ssid| ServerConfig {
+        communication_retry_count: Some(1),
+        communication_sequence_retry_count: Some(1),
+        ..server(ssid, 600)
+    };
+    let run = |seed, both_fail: bool| {
+        let mut h = Harness::multi(seed, vec![failing(1), failing(2)]);
+        let bs = h.net.add(SimPeer::Server(Box::new(server_app(seed))));
+        let c = h.client();
+        let single = |id, value| Resource {
+            id,
+            value: ResourceValue::Single(value),
+        };
+        let account = vec![
+            single(0, Value::String("coap://bs".into())),
+            single(1, Value::Boolean(true)),
+        ];
+        c.object_mut(0).unwrap().create(9, account).unwrap();
+        c.set_resolver(move |uri| match uri {
+            "coap://s1" => Some(1),
+            "coap://s2" => Some(2),
+            "coap://bs" => Some(bs),
+            _ => None,
+        });
+        h.server_at(1).register_answer = Code::FORBIDDEN;
+        if both_fail {
+            h.server_at(2).register_answer = Code::FORBIDDEN;
+        }
+        start(&mut h);
+        h.run_for(Duration::from_secs(5));
+        let bootstrapped: Vec<Option<u16>> = h
+            .server_events
+            .iter()
+            .filter(|(_, e)| matches!(e.event, ClientEvent::BootstrapOnRegistrationFailure { .. }))
+            .map(|(_, e)| e.ssid)
+            .collect();
+        let requests = h.server_at(bs).rd_requests.len();
+        (h, bootstrapped, requests)
+    };
+    // Server 2 registers: server 1's exhausted schedule does not bootstrap.
+    let (mut h, bootstrapped, requests) = run(16, false);
+    assert_eq!(h.client().server_state(1), Some(RegistrationState::Failed));
+    assert_eq!(
+        h.client().server_state(2),
+        Some(RegistrationState::Registered)
+    );
+    assert!(bootstrapped.is_empty());
+    assert_eq!(requests, 0);
+    // Both fail for good: the last one to give up bootstraps.
+    let (mut h, bootstrapped, requests) = run(17, true);
+    assert_eq!(bootstrapped, [Some(2)]);
+    assert_eq!(requests, 1);
+    assert_eq!(h.client().state(), RegistrationState::Bootstrapping);
+    assert!(h.client().servers().is_empty());
 }

@@ -335,13 +335,20 @@ impl Harness {
     /// `coap://s<ssid>`), Device and Connectivity Monitoring objects; the
     /// scripted server of entry `n` is node `n + 1`.
     pub fn multi(seed: u64, servers: Vec<ServerConfig>) -> Harness {
+        Harness::multi_with(seed, servers, |_| {})
+    }
+
+    /// Like [`Harness::multi`], with the client configuration adjusted by `tweak`.
+    pub fn multi_with(
+        seed: u64,
+        servers: Vec<ServerConfig>,
+        tweak: impl FnOnce(&mut ClientConfig),
+    ) -> Harness {
         let probes = Probes::default();
         probes.clock.set(1_700_000_000);
-        let mut client = Client::new(
-            ClientConfig::new("dev1"),
-            SERVER,
-            SplitMix64::new(seed ^ 0xC11E),
-        );
+        let mut config = ClientConfig::new("dev1");
+        tweak(&mut config);
+        let mut client = Client::new(config, SERVER, SplitMix64::new(seed ^ 0xC11E));
         let mut security = Security::empty();
         let mut server_object = Server::empty();
         let mut routes = Vec::new();
