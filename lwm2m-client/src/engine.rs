@@ -32,8 +32,9 @@
 //! Control objects. Bootstrap-Finish (`POST /bs`) is answered 2.04 when a
 //! Security instance and a Server instance share a Short Server ID and
 //! [`Client::set_resolver`] maps its URI to an address; the client then
-//! registers there with the Server instance's lifetime and binding.
-//! Otherwise 4.06, and the Bootstrap-Server may fix the configuration.
+//! registers with every such account (see [several servers](#several-servers)),
+//! each with its Server instance's lifetime and binding; accounts whose URI
+//! does not resolve are left out. Otherwise 4.06, and the Bootstrap-Server may fix the configuration.
 //! Failed attempts follow the same retry schedule as Register.
 //!
 //! # Several servers
@@ -394,7 +395,7 @@ impl ClientConfig {
     }
 }
 
-/// Where the client stands with its server.
+/// Where the client stands with a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistrationState {
     /// [`Client::start`] was not called yet.

@@ -3,7 +3,7 @@
 //! Statistics (7).
 //!
 //! They live here rather than in `lwm2m-objects` because they implement this
-//! crate's [`Object`](crate::object::Object) trait: `lwm2m-objects` holds the
+//! crate's [`Object`] trait: `lwm2m-objects` holds the
 //! models, which the server uses too, and must not depend on the client.
 //! Host integration (clock, free memory) is behind the `std` feature; without
 //! it the objects take those values from closures the integrator supplies.
