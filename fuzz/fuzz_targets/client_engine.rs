@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use lwm2m_client::objects::{Device, DeviceInfo, Security, Server, ServerConfig};
+use lwm2m_client::objects::{
+    rights, AccessControl, AclInstance, Device, DeviceInfo, Security, SecurityInstance, Server,
+    ServerConfig,
+};
 use lwm2m_client::{Client, ClientConfig, DmError, Object};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
@@ -125,6 +128,32 @@ fuzz_target!(|data: &[u8]| {
     if bootstrap {
         client.add_object(Box::new(Security::bootstrap("coap://bs")));
         client.add_object(Box::new(Server::empty()));
+        client.set_resolver(|_| Some(SERVER));
+    } else if data.first().is_some_and(|b| b & 2 == 2) {
+        // Two LwM2M server accounts at the same peer (requests count as the
+        // first one's) and an Access Control object: access control applies.
+        let mut security = Security::empty();
+        let mut servers = Server::empty();
+        for ssid in [1u16, 2] {
+            security.insert(ssid - 1, SecurityInstance::server("coap://s", ssid));
+            servers.insert(
+                ssid - 1,
+                ServerConfig {
+                    short_server_id: ssid,
+                    registration_priority: Some(u32::from(ssid)),
+                    ..server_config.clone()
+                },
+            );
+        }
+        client.add_object(Box::new(security));
+        client.add_object(Box::new(servers));
+        client.add_object(Box::new(
+            AccessControl::new()
+                .with(AclInstance::new(3, 0, 2).grant(0, rights::READ))
+                .with(AclInstance::new(7, 0, 1))
+                .with(AclInstance::new(7, 65_535, 2).grant(1, rights::CREATE))
+                .with(AclInstance::new(1, 0, 1).grant(2, rights::READ | rights::WRITE)),
+        ));
         client.set_resolver(|_| Some(SERVER));
     } else {
         client.add_object(Box::new(Server::new(server_config)));

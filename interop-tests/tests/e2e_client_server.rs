@@ -363,18 +363,14 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// The demo binaries as processes. They are built (or found up to date)
-/// with [`cargo_bin`], which asks cargo for their paths.
-#[test]
-fn demo_binaries_register_and_deregister() {
-    let started = std::time::Instant::now();
-    let server_bin = cargo_bin("lwm2m-server", "lwm2m-server");
-    let client_bin = cargo_bin("lwm2m-client", "lwm2m-client");
-    let built = started.elapsed();
-    let dir = TempDir::new().unwrap();
-    let life = Duration::from_secs(60);
-
-    let mut cmd = Command::new(&server_bin);
+/// Starts the demo server binary on free loopback ports with its data in
+/// `data`; returns it and its CoAP address.
+fn spawn_demo_server(
+    server_bin: &std::path::Path,
+    data: std::path::PathBuf,
+    life: Duration,
+) -> (PeerProcess, SocketAddr) {
+    let mut cmd = Command::new(server_bin);
     // Free ports for everything the binary serves, so parallel tests do not clash.
     cmd.args([
         "--coap",
@@ -385,7 +381,7 @@ fn demo_binaries_register_and_deregister() {
         "none",
         "--data-dir",
     ])
-    .arg(dir.path().join("data"))
+    .arg(data)
     .env_remove("LWM2M_COAP")
     .env_remove("LWM2M_HTTP")
     .env_remove("LWM2M_BOOTSTRAP")
@@ -401,16 +397,13 @@ fn demo_binaries_register_and_deregister() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no coap= address in {listening:?}"));
     assert!(addr.ip().is_loopback(), "{addr}");
+    (server, addr)
+}
 
-    let ep = "demo-e2e";
-    let mut cmd = Command::new(&client_bin);
-    cmd.args(["--endpoint", ep, "--lifetime", "60", "--server"])
-        .arg(format!("coap://{addr}"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
-    let mut client = PeerProcess::spawn(cmd, life).unwrap();
-
-    let registered = server
+/// The demo server's log line for the registration of `ep` (ANSI
+/// stripped), within a step.
+fn wait_registered(server: &mut PeerProcess, client: &PeerProcess, ep: &str) -> String {
+    let line = server
         .wait_for_line(STEP, |l| {
             let l = strip_ansi(l);
             l.contains(" registered ") && field(&l, "endpoint") == Some(ep)
@@ -422,7 +415,30 @@ fn demo_binaries_register_and_deregister() {
                 client.output()
             )
         });
-    let registered = strip_ansi(&registered);
+    strip_ansi(&line)
+}
+
+/// The demo binaries as processes. They are built (or found up to date)
+/// with [`cargo_bin`], which asks cargo for their paths.
+#[test]
+fn demo_binaries_register_and_deregister() {
+    let started = std::time::Instant::now();
+    let server_bin = cargo_bin("lwm2m-server", "lwm2m-server");
+    let client_bin = cargo_bin("lwm2m-client", "lwm2m-client");
+    let built = started.elapsed();
+    let dir = TempDir::new().unwrap();
+    let life = Duration::from_secs(60);
+    let (mut server, addr) = spawn_demo_server(&server_bin, dir.path().join("data"), life);
+
+    let ep = "demo-e2e";
+    let mut cmd = Command::new(&client_bin);
+    cmd.args(["--endpoint", ep, "--lifetime", "60", "--server"])
+        .arg(format!("coap://{addr}"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut client = PeerProcess::spawn(cmd, life).unwrap();
+
+    let registered = wait_registered(&mut server, &client, ep);
     assert_eq!(field(&registered, "lwm2m"), Some("1.1"), "{registered}");
     assert_eq!(field(&registered, "lifetime"), Some("60"), "{registered}");
     let id = field(&registered, "id").expect("id= in the registered line");
@@ -458,6 +474,53 @@ fn demo_binaries_register_and_deregister() {
         "binaries built/located in {built:?}, registered at {t_registered:?}, done at {:?}",
         started.elapsed()
     );
+}
+
+/// The demo client with two `--server` flags registers with two demo
+/// server processes, each seeing its own lifetime-60 registration, and
+/// de-registers from both on Ctrl-C.
+#[test]
+fn demo_client_registers_with_two_demo_servers() {
+    let server_bin = cargo_bin("lwm2m-server", "lwm2m-server");
+    let client_bin = cargo_bin("lwm2m-client", "lwm2m-client");
+    let dir = TempDir::new().unwrap();
+    let life = Duration::from_secs(60);
+    let (mut s1, a1) = spawn_demo_server(&server_bin, dir.path().join("one"), life);
+    let (mut s2, a2) = spawn_demo_server(&server_bin, dir.path().join("two"), life);
+    let ep = "demo-multi";
+    let mut cmd = Command::new(&client_bin);
+    cmd.args(["--endpoint", ep, "--lifetime", "60"])
+        .arg("--server")
+        .arg(format!("coap://{a1}"))
+        .arg("--server")
+        .arg(format!("coap://{a2}"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut client = PeerProcess::spawn(cmd, life).unwrap();
+    let mut ids = Vec::new();
+    for server in [&mut s1, &mut s2] {
+        let line = wait_registered(server, &client, ep);
+        assert_eq!(field(&line, "lifetime"), Some("60"), "{line}");
+        ids.push(field(&line, "id").expect("id=").to_string());
+    }
+    client.signal("INT").unwrap();
+    let status = client
+        .wait_timeout(STEP)
+        .unwrap_or_else(|| panic!("client still running after SIGINT:\n{}", client.output()));
+    assert!(status.success(), "{status:?}\n{}", client.output());
+    for (server, id) in [&mut s1, &mut s2].into_iter().zip(&ids) {
+        server
+            .wait_for_line(STEP, |l| {
+                let l = strip_ansi(l);
+                l.contains(" deregistered ") && field(&l, "id") == Some(id.as_str())
+            })
+            .unwrap_or_else(|| panic!("no de-registration:\n{}", server.output()));
+        server.signal("TERM").unwrap();
+        let status = server
+            .wait_timeout(STEP)
+            .unwrap_or_else(|| panic!("server still running:\n{}", server.output()));
+        assert!(status.success(), "{status:?}\n{}", server.output());
+    }
 }
 
 /// An LwM2M 1.0 client in queue mode: it registers with binding `UQ`,

@@ -1,5 +1,5 @@
-//! The sans-IO LwM2M client engine: registration with one LwM2M server and
-//! the Device Management & Information Reporting interfaces.
+//! The sans-IO LwM2M client engine: registration with one or more LwM2M
+//! servers and the Device Management & Information Reporting interfaces.
 //!
 //! A [`Client`] wraps a CoAP [`Endpoint`] and a set of [`Object`]s. Like the
 //! endpoint it owns no socket, clock or task; a driver (the tokio one in
@@ -10,8 +10,9 @@
 //! 3. sends what [`Client::poll_transmit`] returns,
 //! 4. calls [`Client::handle_timeout`] when [`Client::poll_timeout`] is due,
 //! 5. reads [`ClientEvent`]s from [`Client::poll_event`],
-//! 6. calls [`Client::deregister`] to shut down, and stops after
-//!    [`ClientEvent::Deregistered`].
+//! 6. calls [`Client::deregister`] to shut down (De-register to every
+//!    server), and stops after [`ClientEvent::Deregistered`], which comes
+//!    once for all servers.
 //!
 //! The application tells the engine about values that changed on their own
 //! (a sensor reading) with [`Client::changed`]: observations of that path
@@ -31,9 +32,51 @@
 //! Control objects. Bootstrap-Finish (`POST /bs`) is answered 2.04 when a
 //! Security instance and a Server instance share a Short Server ID and
 //! [`Client::set_resolver`] maps its URI to an address; the client then
-//! registers there with the Server instance's lifetime and binding.
-//! Otherwise 4.06, and the Bootstrap-Server may fix the configuration.
+//! registers with every such account (see [several servers](#several-servers)),
+//! each with its Server instance's lifetime and binding; accounts whose URI
+//! does not resolve are left out. Otherwise 4.06, and the Bootstrap-Server may fix the configuration.
 //! Failed attempts follow the same retry schedule as Register.
+//!
+//! # Several servers
+//!
+//! The client keeps one registration per LwM2M server account: a Security
+//! instance that is not a Bootstrap-Server account, with the Server object
+//! instance of the same Short Server ID. Each registration has its own
+//! Register / Update / De-register, location, lifetime and binding (the
+//! Server instance's resources 1 and 7; [`ClientConfig::lifetime`] and
+//! [`ClientConfig::binding`] are the defaults when the instance lacks
+//! them), LwM2M version fallback, retry schedule (resources 17–20),
+//! queue-mode awake window, observations and Write-Attributes (attributes
+//! one server sets do not apply to another's observations or Discover).
+//! The resolver given to [`Client::set_resolver`] maps each account's URI
+//! to a peer; the first account (lowest Security instance) whose URI does
+//! not resolve uses the address given to [`Client::new`], other
+//! unresolvable accounts are left out. Without any account the client
+//! registers with that address alone (Short Server ID of the first Server
+//! instance, or 1). A request is attributed to the server whose address
+//! it comes from; requests from other peers get 4.01.
+//! [`Client::poll_server_event`] tells which server (Short Server ID) an
+//! event concerns.
+//!
+//! ## Registration order (Server resources 13–15, TS Core 1.1 §6.2.1.1)
+//!
+//! * Servers with a Registration Priority Order (13) register one after
+//!   the other, lowest value first (ties by Short Server ID); the servers
+//!   without one register after all of those, together.
+//! * A server "completes" its turn when Register succeeds or, unless its
+//!   Registration Failure Block (15) is true, when a Register attempt
+//!   fails (the retries go on, but the next server does not wait for the
+//!   whole retry schedule, which may last days). With the block set, the
+//!   servers after it wait until it registers; if its schedule is
+//!   exhausted they stay blocked until [`Client::start`] or a bootstrap.
+//! * Initial Registration Delay Timer (14): the server's first Register
+//!   waits that long after its turn came (after [`Client::start`] or a
+//!   Bootstrap-Finish for the first server); re-registrations after a
+//!   failed Update do not wait, and the order only governs the initial
+//!   registrations.
+//! * Bootstrap on Registration Failure (16) applies once the server's
+//!   schedule is exhausted and every other server failed for good too:
+//!   one healthy registration is not dropped for another's failure.
 //!
 //! # Registration
 //!
@@ -117,6 +160,39 @@
 //! The Security object (0) and OSCORE (21) are not reachable through device
 //! management: every request on them gets 4.01 Unauthorized (TS Core §E.1).
 //!
+//! # Access control
+//!
+//! With more than one LwM2M server account and an Access Control object
+//! (2, [`crate::objects::AccessControl`]) among the objects, every
+//! device-management request is checked against it (TS Core 1.1 §E.1.3,
+//! Appendix E); with one server, or without that object, every server has
+//! full access (Anjay's choice too: access control is optional).
+//!
+//! * The rights of a server on `/O/I` come from the Access Control
+//!   instance whose Object ID and Object Instance ID are `O` and `I`: the
+//!   ACL resource instance keyed by its Short Server ID; else, if it is
+//!   the Access Control Owner, Read, Write, Execute and Delete; else ACL
+//!   instance 0 (the default for servers not listed); else none. An
+//!   object instance without an Access Control instance grants nothing.
+//! * Read, Observe, Discover and Write-Attributes need bit 1, Write bit 2,
+//!   Execute bit 4, Delete bit 8; Create on `/O` needs bit 16 in the
+//!   Access Control instance of `/O/65535` (whose owner also gets it).
+//!   Refusals are 4.01 Unauthorized; a target that does not exist is still
+//!   4.04.
+//! * An object-level Read, Observe or Discover leaves out the instances
+//!   the server may not read (4.01 if it has instances but none
+//!   readable); Read-Composite and Observe-Composite leave out unreadable
+//!   paths like missing ones (4.01 if none is readable); Write-Composite
+//!   is refused (4.01, nothing written) if any value is not writable.
+//! * A Create makes the creating server the owner: an Access Control
+//!   instance for the new instance is created with it as owner and no
+//!   ACL entries. A Delete deletes the instance's Access Control instance.
+//! * The Access Control object itself: an instance is readable by its
+//!   owner only, which may write its ACL resource (not the Object ID,
+//!   Object Instance ID or owner); Create and Delete on it are the
+//!   Bootstrap-Server's (Bootstrap-Write / -Delete, not checked).
+//! * Send ([`Client::send`]) is the application's choice and not filtered.
+//!
 //! # Observations
 //!
 //! The attributes in effect for an observed path are those of the object,
@@ -163,11 +239,17 @@ use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
 use crate::object::{DmError, Object, ObjectRequestError};
+use crate::objects::{rights, CREATE_INSTANCE};
 
 /// Object id of the Security object, never reachable through device management.
 const SECURITY: u16 = 0;
 /// Object id of the Server object.
 const SERVER: u16 = 1;
+/// Object id of the Access Control object.
+const ACCESS_CONTROL: u16 = 2;
+/// Access Control object resources: ACL and Access Control Owner.
+const ACL_RESOURCE: u16 = 2;
+const ACL_OWNER: u16 = 3;
 /// Object id of the OSCORE object, never reachable through device management.
 const OSCORE: u16 = 21;
 /// Server object resources the engine reacts to.
@@ -176,6 +258,10 @@ const SERVER_DEFAULT_PMIN: u16 = 2;
 const SERVER_DEFAULT_PMAX: u16 = 3;
 const SERVER_UPDATE_TRIGGER: u16 = 8;
 const SERVER_MUTE_SEND: u16 = 23;
+const SERVER_BINDING: u16 = 7;
+const SERVER_PRIORITY: u16 = 13;
+const SERVER_INITIAL_DELAY: u16 = 14;
+const SERVER_FAILURE_BLOCK: u16 = 15;
 const SERVER_BOOTSTRAP_ON_FAILURE: u16 = 16;
 const SERVER_RETRY_COUNT: u16 = 17;
 const SERVER_RETRY_TIMER: u16 = 18;
@@ -309,7 +395,7 @@ impl ClientConfig {
     }
 }
 
-/// Where the client stands with its server.
+/// Where the client stands with a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistrationState {
     /// [`Client::start`] was not called yet.
@@ -409,6 +495,10 @@ pub enum SendError {
 /// One observation this client serves.
 #[derive(Debug, Clone)]
 struct Observation {
+    /// Short Server ID of the observer.
+    ssid: u16,
+    /// The observer, when access control filters what it sees.
+    viewer: Option<u16>,
     path: Path,
     /// Observe-Composite: the observed paths (`path` is then `/`); empty
     /// for a plain observation.
@@ -529,13 +619,18 @@ fn passes_thresholds(attrs: &Attributes, last: Option<f64>, value: Option<f64>) 
         || attrs.st.is_some_and(|st| moved >= st)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reg {
+    /// Not started: [`Client::start`] was not called, or a server earlier
+    /// in the registration order did not complete yet.
     Idle,
     /// Bootstrap-Request in flight.
     Bootstrapping(RequestId),
     /// Bootstrap-Request accepted; the Bootstrap-Server configures the
     /// client until Bootstrap-Finish or the deadline.
     BootstrapWaiting(Instant),
+    /// Initial Registration Delay Timer (`/1/x/14`) running.
+    Delayed(Instant),
     Registering(RequestId),
     Registered,
     Updating(RequestId),
@@ -543,6 +638,114 @@ enum Reg {
     Failed,
     Deregistering(RequestId),
     Deregistered,
+}
+
+impl Reg {
+    fn in_flight(self) -> Option<RequestId> {
+        match self {
+            Reg::Registering(id)
+            | Reg::Updating(id)
+            | Reg::Deregistering(id)
+            | Reg::Bootstrapping(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn public(self) -> RegistrationState {
+        match self {
+            Reg::Idle => RegistrationState::Idle,
+            Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_) => RegistrationState::Bootstrapping,
+            Reg::Registering(_) => RegistrationState::Registering,
+            Reg::Registered => RegistrationState::Registered,
+            Reg::Updating(_) => RegistrationState::Updating,
+            Reg::WaitingRetry(_) | Reg::Delayed(_) => RegistrationState::WaitingRetry,
+            Reg::Failed => RegistrationState::Failed,
+            Reg::Deregistering(_) => RegistrationState::Deregistering,
+            Reg::Deregistered => RegistrationState::Deregistered,
+        }
+    }
+}
+
+/// The registration with one server: an LwM2M server account, or the
+/// Bootstrap-Server while bootstrapping (`ssid` 0, `bootstrap` set).
+#[derive(Debug)]
+struct Slot<P> {
+    /// Short Server ID of the account (0 for the Bootstrap-Server).
+    ssid: u16,
+    bootstrap: bool,
+    peer: P,
+    reg: Reg,
+    location: Option<String>,
+    /// The Location-Path segments exactly as received: a segment may hold
+    /// bytes (even `/`) that a joined string would not round-trip.
+    location_segments: Vec<Vec<u8>>,
+    next_update: Option<Instant>,
+    /// An Update is wanted now (objects changed or the trigger was executed).
+    update_now: bool,
+    /// The next Update carries the link payload.
+    send_links: bool,
+    /// The next Update carries `lt=`.
+    send_lifetime: bool,
+    failed_attempts: u32,
+    failed_sequences: u32,
+    /// The LwM2M version of this registration: the configured one until
+    /// the server refuses it (4.00 / 4.12), then the next lower one.
+    version: Version,
+    lifetime: u32,
+    binding: String,
+    /// Registration Priority Order (`/1/x/13`); `None` registers after the
+    /// servers that have one.
+    priority: Option<u32>,
+    /// Initial Registration Delay Timer (`/1/x/14`).
+    initial_delay: Duration,
+    /// Registration Failure Block (`/1/x/15`).
+    failure_blocks: bool,
+    /// This server no longer holds back the next ones in the registration
+    /// order (it registered, or failed without blocking).
+    released: bool,
+    /// Queue mode: reachable until then.
+    awake_until: Instant,
+    /// Queue mode: `Sleeping` was reported and nothing was sent since.
+    asleep: bool,
+}
+
+impl<P> Slot<P> {
+    fn new(ssid: u16, bootstrap: bool, peer: P, config: &ClientConfig) -> Slot<P> {
+        Slot {
+            ssid,
+            bootstrap,
+            peer,
+            reg: Reg::Idle,
+            location: None,
+            location_segments: Vec::new(),
+            next_update: None,
+            update_now: false,
+            send_links: false,
+            send_lifetime: false,
+            failed_attempts: 0,
+            failed_sequences: 0,
+            version: config.lwm2m_version,
+            lifetime: config.lifetime,
+            binding: config.binding.clone(),
+            priority: None,
+            initial_delay: Duration::ZERO,
+            failure_blocks: false,
+            released: false,
+            awake_until: Instant::ZERO,
+            asleep: true,
+        }
+    }
+}
+
+/// A [`ClientEvent`] with the server it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEvent {
+    /// Short Server ID of the LwM2M server account the event concerns;
+    /// `None` for the Bootstrap-Server and for events about the whole
+    /// client (the final [`ClientEvent::Deregistered`], object requests).
+    pub ssid: Option<u16>,
+    /// What happened.
+    pub event: ClientEvent,
 }
 
 /// What a DM request turned into.
@@ -619,79 +822,74 @@ type Resolver<P> = Box<dyn Fn(&str) -> Option<P>>;
 pub struct Client<P, R> {
     ep: Endpoint<P, R>,
     config: ClientConfig,
+    /// The address given to [`Client::new`] (after a Bootstrap-Finish, the
+    /// configured server's): used for the first LwM2M server account when
+    /// the resolver does not map its URI, for the only server when there
+    /// is no account, and for the Bootstrap-Server when the client starts
+    /// by bootstrapping.
     server: P,
     objects: BTreeMap<u16, Box<dyn Object>>,
-    attributes: BTreeMap<Path, Attributes>,
+    /// Write-Attributes by (Short Server ID, path): attributes are per
+    /// server (TS Core 1.1 §5.1.1).
+    attributes: BTreeMap<(u16, Path), Attributes>,
     observations: BTreeMap<ObservationId, Observation>,
-    reg: Reg,
-    location: Option<String>,
-    /// The Location-Path segments exactly as received: a segment may hold
-    /// bytes (even `/`) that a joined string would not round-trip.
-    location_segments: Vec<Vec<u8>>,
-    next_update: Option<Instant>,
+    /// One registration per server, in registration order.
+    slots: Vec<Slot<P>>,
+    /// [`Client::deregister`] was called with no registration to end.
+    stopped: bool,
     /// Next re-read of observed values (with `poll_observed`).
     next_poll: Option<Instant>,
-    /// An Update is wanted now (objects changed or the trigger was executed).
-    update_now: bool,
-    /// The next Update carries the link payload.
-    send_links: bool,
-    /// The next Update carries `lt=`.
-    send_lifetime: bool,
-    failed_attempts: u32,
-    failed_sequences: u32,
-    /// Send requests waiting for their answer.
-    sends: Vec<RequestId>,
+    /// Send requests waiting for their answer, with the server's SSID.
+    sends: Vec<(RequestId, u16)>,
     /// The latest time any entry point was called with: `poll_transmit`
     /// has no `now`, and a transmission is what opens the awake window.
     last_now: Instant,
-    /// Queue mode: reachable until then.
+    /// Queue mode: when the last transmission to anyone keeps the client
+    /// reachable for peers that are not servers (firmware downloads).
     awake_until: Instant,
-    /// Queue mode: `Sleeping` was reported and nothing was sent since.
-    asleep: bool,
-    /// The current attempt sequence bootstraps rather than registers.
-    bootstrap_mode: bool,
-    /// Turns a server URI written by the Bootstrap-Server into a peer.
+    /// Turns a server URI (Security object) into a peer.
     resolver: Option<Resolver<P>>,
-    /// The server address before a bootstrap on registration failure
-    /// replaced it with the Bootstrap-Server's; [`Client::start`] goes back
-    /// to it if the client still has its server account.
-    fallback_from: Option<P>,
-    /// The LwM2M version of this session: the configured one until the
-    /// server refuses it (4.00 / 4.12), then the next lower one.
-    version: Version,
-    events: VecDeque<ClientEvent>,
+    events: VecDeque<ServerEvent>,
     /// Requests sent for objects ([`Object::poll_request`]): object id and tag.
     object_requests: BTreeMap<RequestId, (u16, u32)>,
 }
 
+/// Who a device-management request comes from.
+#[derive(Debug, Clone, Copy)]
+struct Requester {
+    ssid: u16,
+    version: Version,
+    /// Access control applies (several LwM2M servers and an Access
+    /// Control object).
+    acl: bool,
+}
+
+impl Requester {
+    /// The server whose rights filter what it sees, when access control applies.
+    fn viewer(self) -> Option<u16> {
+        self.acl.then_some(self.ssid)
+    }
+}
+
 impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
-    /// A client for the LwM2M server at `server`, with no objects yet.
+    /// A client for the LwM2M server at `server` (see the
+    /// [module documentation](self#several-servers) for how it combines with
+    /// the Security object's accounts), with no objects yet.
     pub fn new(config: ClientConfig, server: P, rng: R) -> Self {
         Client {
             ep: Endpoint::new(config.coap.clone(), rng),
-            version: config.lwm2m_version,
             config,
             server,
             objects: BTreeMap::new(),
             attributes: BTreeMap::new(),
             observations: BTreeMap::new(),
-            reg: Reg::Idle,
-            location: None,
-            location_segments: Vec::new(),
-            next_update: None,
+            slots: Vec::new(),
+            stopped: false,
             next_poll: None,
-            update_now: false,
-            send_links: false,
-            send_lifetime: false,
-            failed_attempts: 0,
-            failed_sequences: 0,
             sends: Vec::new(),
             last_now: Instant::ZERO,
             awake_until: Instant::ZERO,
-            asleep: false,
-            bootstrap_mode: false,
             resolver: None,
-            fallback_from: None,
             events: VecDeque::new(),
             object_requests: BTreeMap::new(),
         }
@@ -714,7 +912,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.objects.get_mut(&id).map(|o| &mut **o)
     }
 
-    /// The configuration in use (lifetime follows writes to `/1/x/1`).
+    /// The configuration in use (lifetime follows writes to the first
+    /// server's `/1/x/1`).
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
@@ -724,109 +923,237 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         &self.ep
     }
 
-    /// The registration state.
+    fn slot(&self, ssid: u16) -> Option<&Slot<P>> {
+        self.slots.iter().find(|s| !s.bootstrap && s.ssid == ssid)
+    }
+
+    /// The registration state with the first server in registration order
+    /// (the only one in a single-server setup; the Bootstrap-Server while
+    /// bootstrapping). [`Client::server_state`] tells about the others.
     pub fn state(&self) -> RegistrationState {
-        match self.reg {
-            Reg::Idle => RegistrationState::Idle,
-            Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_) => RegistrationState::Bootstrapping,
-            Reg::Registering(_) => RegistrationState::Registering,
-            Reg::Registered => RegistrationState::Registered,
-            Reg::Updating(_) => RegistrationState::Updating,
-            Reg::WaitingRetry(_) => RegistrationState::WaitingRetry,
-            Reg::Failed => RegistrationState::Failed,
-            Reg::Deregistering(_) => RegistrationState::Deregistering,
-            Reg::Deregistered => RegistrationState::Deregistered,
+        match self.slots.first() {
+            Some(s) => s.reg.public(),
+            None if self.stopped => RegistrationState::Deregistered,
+            None => RegistrationState::Idle,
         }
     }
 
-    /// The LwM2M version of the session: [`ClientConfig::lwm2m_version`]
-    /// unless the server refused it and the client fell back to a lower one.
+    /// The registration state with the LwM2M server `ssid`.
+    pub fn server_state(&self, ssid: u16) -> Option<RegistrationState> {
+        self.slot(ssid).map(|s| s.reg.public())
+    }
+
+    /// The Short Server IDs of the LwM2M servers the client registers
+    /// with, in registration order (empty before [`Client::start`] and
+    /// while bootstrapping).
+    pub fn servers(&self) -> Vec<u16> {
+        self.slots
+            .iter()
+            .filter(|s| !s.bootstrap)
+            .map(|s| s.ssid)
+            .collect()
+    }
+
+    /// The LwM2M version of the session with the first server:
+    /// [`ClientConfig::lwm2m_version`] unless the server refused it and the
+    /// client fell back to a lower one.
     pub fn lwm2m_version(&self) -> Version {
-        self.version
+        self.slots
+            .first()
+            .map_or(self.config.lwm2m_version, |s| s.version)
     }
 
-    /// The registration location (`/rd/...`) while registered.
+    /// The registration location (`/rd/...`) with the first server while
+    /// registered.
     pub fn location(&self) -> Option<&str> {
-        self.location.as_deref()
+        self.slots.first().and_then(|s| s.location.as_deref())
     }
 
-    /// Number of observations being served.
+    /// The registration location with the LwM2M server `ssid`.
+    pub fn server_location(&self, ssid: u16) -> Option<&str> {
+        self.slot(ssid).and_then(|s| s.location.as_deref())
+    }
+
+    /// Number of observations being served (all servers).
     pub fn observation_count(&self) -> usize {
         self.observations.len()
     }
 
-    /// Sends Register to the server given to [`Client::new`] (again, from a
-    /// fresh retry sequence) or, when the Security object holds no LwM2M
-    /// server account (a non-bootstrap instance whose Short Server ID
-    /// matches a Server object instance) but a Bootstrap-Server account,
-    /// Bootstrap-Request to that same address, which is then the
-    /// Bootstrap-Server's. After Bootstrap-Finish the client registers with
-    /// the configured server, whose URI [`Client::set_resolver`] maps to an
-    /// address.
+    /// Starts (again, from fresh retry sequences): Register to every
+    /// LwM2M server account in registration order or, when the Security
+    /// object holds no LwM2M server account (a non-bootstrap instance
+    /// whose Short Server ID matches a Server object instance) but a
+    /// Bootstrap-Server account, Bootstrap-Request to the address given to
+    /// [`Client::new`], which is then the Bootstrap-Server's. After
+    /// Bootstrap-Finish the client registers with the configured servers,
+    /// whose URIs [`Client::set_resolver`] maps to addresses.
     pub fn start(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.failed_attempts = 0;
-        self.failed_sequences = 0;
-        self.version = self.config.lwm2m_version;
-        self.bootstrap_mode = self.dm_account().is_none() && self.bootstrap_account().is_some();
-        if !self.bootstrap_mode {
-            if let Some(peer) = self.fallback_from.take() {
-                self.server = peer;
-            }
-        }
-        self.begin(now);
+        self.cancel_all(now);
+        self.stopped = false;
+        let bootstrap = self.dm_accounts().is_empty() && self.bootstrap_account().is_some();
+        self.slots = if bootstrap {
+            alloc::vec![Slot::new(0, true, self.server.clone(), &self.config)]
+        } else {
+            self.build_slots(true)
+        };
+        self.advance_chain(now);
     }
 
-    /// How server URIs written by a Bootstrap-Server become peer addresses
-    /// (the driver knows: DNS, `coap://` parsing).
+    /// How server URIs (Security object, firmware package URIs) become peer
+    /// addresses (the driver knows: DNS, `coap://` parsing).
     pub fn set_resolver(&mut self, resolver: impl Fn(&str) -> Option<P> + 'static) {
         self.resolver = Some(Box::new(resolver));
     }
 
-    fn begin(&mut self, now: Instant) {
-        if self.bootstrap_mode {
-            self.send_bootstrap_request(now);
-        } else {
-            self.send_register(now);
+    /// One registration per LwM2M server account, sorted in registration
+    /// order. With `fallback`, the first account whose URI does not resolve
+    /// uses the address given to [`Client::new`], and with no account at
+    /// all that address is the only server.
+    fn build_slots(&self, fallback: bool) -> Vec<Slot<P>> {
+        let accounts = self.dm_accounts();
+        let mut slots = Vec::new();
+        if accounts.is_empty() {
+            if fallback {
+                let j = self
+                    .objects
+                    .get(&SERVER)
+                    .and_then(|s| s.instances().into_iter().min());
+                let ssid = j
+                    .and_then(|j| self.int_value(SERVER, j, 0))
+                    .and_then(|v| u16::try_from(v).ok())
+                    .unwrap_or(1);
+                slots.push(self.slot_for(ssid, j, self.server.clone()));
+            }
+            return slots;
+        }
+        for (n, (ssid, uri, j)) in accounts.into_iter().enumerate() {
+            let peer = match self.resolver.as_ref().and_then(|r| r(&uri)) {
+                Some(p) => p,
+                None if n == 0 && fallback => self.server.clone(),
+                // An account nobody can reach is left out.
+                None => continue,
+            };
+            slots.push(self.slot_for(ssid, Some(j), peer));
+        }
+        slots.sort_by_key(|s| (s.priority.map_or(u64::MAX, u64::from), s.ssid));
+        slots
+    }
+
+    /// A registration with the parameters of Server object instance `j`.
+    fn slot_for(&self, ssid: u16, j: Option<u16>, peer: P) -> Slot<P> {
+        let mut s = Slot::new(ssid, false, peer, &self.config);
+        let Some(j) = j else {
+            return s;
+        };
+        if let Some(lt) = self
+            .server_resource_u32(j, SERVER_LIFETIME)
+            .filter(|&v| v > 0)
+        {
+            s.lifetime = lt;
+        }
+        if let Some(Value::String(b)) = self.value(SERVER, j, SERVER_BINDING) {
+            if !b.is_empty() {
+                s.binding = b;
+            }
+        }
+        s.priority = self.server_resource_u32(j, SERVER_PRIORITY);
+        s.initial_delay = Duration::from_secs(u64::from(
+            self.server_resource_u32(j, SERVER_INITIAL_DELAY)
+                .unwrap_or(0),
+        ));
+        s.failure_blocks = matches!(
+            self.value(SERVER, j, SERVER_FAILURE_BLOCK),
+            Some(Value::Boolean(true))
+        );
+        s
+    }
+
+    /// Starts the registrations whose turn came: walking the registration
+    /// order, every server not started yet starts (after its Initial
+    /// Registration Delay), and a server with a priority that has not
+    /// completed holds back the ones after it.
+    fn advance_chain(&mut self, now: Instant) {
+        let mut k = 0;
+        while k < self.slots.len() {
+            if self.slots[k].reg == Reg::Idle {
+                let delay = self.slots[k].initial_delay;
+                if delay > Duration::ZERO {
+                    self.slots[k].reg = Reg::Delayed(now + delay);
+                } else {
+                    self.begin(now, k);
+                }
+            }
+            // `begin` may have replaced the registrations (bootstrap).
+            match self.slots.get(k) {
+                Some(s) if s.priority.is_some() && !s.released => break,
+                Some(_) => k += 1,
+                None => break,
+            }
         }
     }
 
-    /// Sends De-register if registered; [`ClientEvent::Deregistered`] follows
-    /// (at once if there was no registration). Returns true if a request went out.
+    fn begin(&mut self, now: Instant, k: usize) {
+        if self.slots[k].bootstrap {
+            self.send_bootstrap_request(now, k);
+        } else {
+            self.send_register(now, k);
+        }
+    }
+
+    fn event(&mut self, ssid: Option<u16>, event: ClientEvent) {
+        self.events.push_back(ServerEvent { ssid, event });
+    }
+
+    /// Sends De-register to every server the client is registered with;
+    /// [`ClientEvent::Deregistered`] follows once all answered or gave up
+    /// (at once if there was no registration). Returns true if a request
+    /// went out.
     pub fn deregister(&mut self, now: Instant) -> bool {
         self.last_now = self.last_now.max(now);
-        self.cancel_in_flight(now);
-        self.next_update = None;
-        self.drop_observations();
-        match self.location.take() {
-            Some(_) => {
-                let req = self.location_request(Code::DELETE);
-                match self.ep.send_request(now, self.server.clone(), req) {
-                    Ok(id) => {
-                        self.reg = Reg::Deregistering(id);
-                        return true;
-                    }
-                    Err(_) => self.finish_deregister(),
+        self.drop_observations(None);
+        self.stopped = true;
+        let mut sent = false;
+        for k in 0..self.slots.len() {
+            if let Some(id) = self.slots[k].reg.in_flight() {
+                self.ep.cancel_request(now, id);
+            }
+            let s = &mut self.slots[k];
+            s.next_update = None;
+            s.reg = Reg::Deregistered;
+            if s.location.take().is_some() {
+                let req = Self::location_request(s, Code::DELETE);
+                if let Ok(id) = self.ep.send_request(now, s.peer.clone(), req) {
+                    s.reg = Reg::Deregistering(id);
+                    sent = true;
                 }
             }
-            None => self.finish_deregister(),
         }
-        false
+        if !sent {
+            self.finish_deregister();
+        }
+        sent
     }
 
     /// The objects or their instances changed (added, removed): the next
-    /// Update, sent now if registered, carries the new link payload.
+    /// Update to every server, sent now if registered, carries the new link
+    /// payload.
     pub fn objects_changed(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.send_links = true;
-        self.update_now = true;
+        for s in &mut self.slots {
+            s.send_links = true;
+            s.update_now = true;
+        }
         self.drive_registration(now);
     }
 
-    /// Asks for an Update now (what the Registration Update Trigger does).
+    /// Asks for an Update to every server now (what the Registration
+    /// Update Trigger does for its own server).
     pub fn trigger_update(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.update_now = true;
+        for s in &mut self.slots {
+            s.update_now = true;
+        }
         self.drive_registration(now);
     }
 
@@ -840,24 +1167,45 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.pump_objects(now);
     }
 
-    /// Send (TS Core 1.1 §6.4.6): reports the current values of `paths` to
-    /// the server with `POST /dp`, SenML JSON, without being asked.
-    /// [`ClientEvent::SendCompleted`] follows with the returned id.
+    /// Send (TS Core 1.1 §6.4.6) to the first registered server in
+    /// registration order; see [`Client::send_to`].
     pub fn send(&mut self, now: Instant, paths: &[Path]) -> Result<RequestId, SendError> {
-        self.last_now = self.last_now.max(now);
-        if self.location.is_none() {
-            return Err(SendError::NotRegistered);
+        let first = self
+            .slots
+            .iter()
+            .find(|s| !s.bootstrap && s.location.is_some())
+            .map(|s| s.ssid);
+        match first {
+            Some(ssid) => self.send_to(now, ssid, paths),
+            None => Err(SendError::NotRegistered),
         }
-        if self.version < Version::new(1, 1) {
+    }
+
+    /// Send (TS Core 1.1 §6.4.6): reports the current values of `paths` to
+    /// the LwM2M server `ssid` with `POST /dp`, SenML JSON, without being
+    /// asked. [`ClientEvent::SendCompleted`] follows with the returned id.
+    pub fn send_to(
+        &mut self,
+        now: Instant,
+        ssid: u16,
+        paths: &[Path],
+    ) -> Result<RequestId, SendError> {
+        self.last_now = self.last_now.max(now);
+        let Some((peer, version)) = self
+            .slot(ssid)
+            .filter(|s| s.location.is_some())
+            .map(|s| (s.peer.clone(), s.version))
+        else {
+            return Err(SendError::NotRegistered);
+        };
+        if version < Version::new(1, 1) {
             return Err(SendError::Unsupported);
         }
-        let muted = self.objects.get(&SERVER).is_some_and(|s| {
-            s.instances().into_iter().min().is_some_and(|i| {
-                matches!(
-                    s.read(i, SERVER_MUTE_SEND),
-                    Ok(ResourceValue::Single(Value::Boolean(true)))
-                )
-            })
+        let muted = self.server_instance(ssid).is_some_and(|j| {
+            matches!(
+                self.value(SERVER, j, SERVER_MUTE_SEND),
+                Some(Value::Boolean(true))
+            )
         });
         if muted {
             return Err(SendError::Muted);
@@ -878,17 +1226,22 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             .with_payload(ContentFormat::SENML_JSON.0, out);
         let id = self
             .ep
-            .send_request(now, self.server.clone(), req)
+            .send_request(now, peer, req)
             .map_err(|_| SendError::Busy)?;
-        self.sends.push(id);
+        self.sends.push((id, ssid));
         Ok(id)
     }
 
-    /// The Register payload for the current objects.
+    /// The Register payload for the current objects, in the terms of the
+    /// first server's LwM2M version.
     pub fn registration_payload(&self) -> Vec<u8> {
+        self.payload_for(self.lwm2m_version())
+    }
+
+    fn payload_for(&self, version: Version) -> Vec<u8> {
         let mut links = Vec::new();
         let mut root = Link::new("/").with(LinkParam::quoted("rt", "oma.lwm2m"));
-        if self.version >= Version::new(1, 1) {
+        if version >= Version::new(1, 1) {
             let cts: Vec<String> = ANNOUNCED_FORMATS.iter().map(|c| c.to_string()).collect();
             root = root.with(match cts.as_slice() {
                 [one] => LinkParam::token("ct", one),
@@ -930,13 +1283,21 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// A datagram arrived from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
         self.last_now = self.last_now.max(now);
-        if self.config.queue_mode.is_some() && now >= self.awake_until {
-            // Asleep: the radio would be off.
-            return;
+        if self.config.queue_mode.is_some() {
+            let until = self
+                .slots
+                .iter()
+                .find(|s| s.peer == peer)
+                .map_or(self.awake_until, |s| s.awake_until);
+            if now >= until {
+                // Asleep: the radio (or this server's socket) would be off.
+                return;
+            }
         }
         self.tick_objects(now);
         self.ep.handle_datagram(now, peer, bytes);
         self.process(now);
+        self.advance_chain(now);
         self.pump_objects(now);
     }
 
@@ -944,8 +1305,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
         let t = self.ep.poll_transmit()?;
         if let Some(awake) = self.config.queue_mode {
-            self.awake_until = self.last_now + awake;
-            self.asleep = false;
+            let until = self.last_now + awake;
+            self.awake_until = until;
+            if let Some(s) = self.slots.iter_mut().find(|s| s.peer == t.peer) {
+                s.awake_until = until;
+                s.asleep = false;
+            }
         }
         Some(t)
     }
@@ -955,8 +1320,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.config.queue_mode.is_none() || now < self.awake_until
     }
 
-    /// The next event for the application.
+    /// The next event for the application; [`Client::poll_server_event`]
+    /// also tells which server it concerns.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front().map(|e| e.event)
+    }
+
+    /// The next event with the Short Server ID of the server it concerns.
+    pub fn poll_server_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
     }
 
@@ -968,19 +1339,23 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
-        match self.reg {
-            Reg::WaitingRetry(at) | Reg::BootstrapWaiting(at) => consider(Some(at)),
-            Reg::Registered => consider(self.next_update),
-            _ => {}
+        for s in &self.slots {
+            match s.reg {
+                Reg::WaitingRetry(at) | Reg::BootstrapWaiting(at) | Reg::Delayed(at) => {
+                    consider(Some(at))
+                }
+                Reg::Registered => consider(s.next_update),
+                _ => {}
+            }
+            if self.config.queue_mode.is_some() && !s.asleep {
+                consider(Some(s.awake_until));
+            }
         }
         for o in self.observations.values() {
             consider(self.observation_due(o));
         }
         if !self.observations.is_empty() {
             consider(self.next_poll);
-        }
-        if self.config.queue_mode.is_some() && !self.asleep {
-            consider(Some(self.awake_until));
         }
         for o in self.objects.values() {
             consider(o.poll_timeout());
@@ -997,9 +1372,17 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.drive_registration(now);
         self.poll_observed(now);
         self.evaluate_observations(now);
-        if self.config.queue_mode.is_some() && !self.asleep && now >= self.awake_until {
-            self.asleep = true;
-            self.events.push_back(ClientEvent::Sleeping);
+        if self.config.queue_mode.is_some() {
+            let mut sleeping = Vec::new();
+            for s in &mut self.slots {
+                if !s.asleep && now >= s.awake_until {
+                    s.asleep = true;
+                    sleeping.push((!s.bootstrap).then_some(s.ssid));
+                }
+            }
+            for ssid in sleeping {
+                self.event(ssid, ClientEvent::Sleeping);
+            }
         }
         self.pump_objects(now);
     }
@@ -1098,34 +1481,44 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     // Registration
     // ------------------------------------------------------------------
 
-    fn cancel_in_flight(&mut self, now: Instant) {
-        if let Reg::Registering(id)
-        | Reg::Updating(id)
-        | Reg::Deregistering(id)
-        | Reg::Bootstrapping(id) = self.reg
-        {
-            self.ep.cancel_request(now, id);
+    fn cancel_all(&mut self, now: Instant) {
+        for s in &self.slots {
+            if let Some(id) = s.reg.in_flight() {
+                self.ep.cancel_request(now, id);
+            }
         }
     }
 
-    fn drop_observations(&mut self) {
-        for id in core::mem::take(&mut self.observations).into_keys() {
+    /// Ends the observations of server `ssid` (of every server with `None`).
+    fn drop_observations(&mut self, ssid: Option<u16>) {
+        let gone: Vec<ObservationId> = self
+            .observations
+            .iter()
+            .filter(|(_, o)| ssid.is_none_or(|s| s == o.ssid))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.observations.remove(&id);
             self.ep.remove_observation(id);
         }
     }
 
-    fn send_register(&mut self, now: Instant) {
-        self.cancel_in_flight(now);
-        self.location = None;
-        self.next_update = None;
+    fn send_register(&mut self, now: Instant, k: usize) {
+        if let Some(id) = self.slots[k].reg.in_flight() {
+            self.ep.cancel_request(now, id);
+        }
+        let payload = self.payload_for(self.slots[k].version);
         let c = &self.config;
+        let s = &mut self.slots[k];
+        s.location = None;
+        s.next_update = None;
         let queue = c.queue_mode.is_some();
-        let legacy = self.version < Version::new(1, 1);
+        let legacy = s.version < Version::new(1, 1);
         // LwM2M 1.0 spells queue mode as a `Q` in the binding, 1.1 as a
         // separate `Q` parameter; 1.0 bindings are made of U, S and Q only
         // (1.1's T and N mean nothing to a 1.0 server).
         let binding: String = if legacy {
-            let mut b: String = c
+            let mut b: String = s
                 .binding
                 .chars()
                 .filter(|ch| *ch == 'U' || *ch == 'S')
@@ -1133,67 +1526,89 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             if b.is_empty() {
                 b.push('U');
             }
-            if queue || c.binding.contains('Q') {
+            if queue || s.binding.contains('Q') {
                 b.push('Q');
             }
             b
         } else {
-            c.binding.clone()
+            s.binding.clone()
         };
         let mut req = Request::new(Code::POST)
             .with_path("/rd")
             .with_query(&format!("ep={}", c.endpoint))
-            .with_query(&format!("lt={}", c.lifetime))
-            .with_query(&format!("lwm2m={}", self.version))
+            .with_query(&format!("lt={}", s.lifetime))
+            .with_query(&format!("lwm2m={}", s.version))
             .with_query(&format!("b={binding}"));
         if queue && !legacy {
             req = req.with_query("Q");
         }
-        let req = req.with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
-        match self.ep.send_request(now, self.server.clone(), req) {
-            Ok(id) => self.reg = Reg::Registering(id),
-            Err(_) => self.register_failed(now, None),
+        let req = req.with_payload(ContentFormat::LINK_FORMAT.0, payload);
+        match self.ep.send_request(now, s.peer.clone(), req) {
+            Ok(id) => s.reg = Reg::Registering(id),
+            Err(_) => self.register_failed(now, k, None),
         }
     }
 
-    fn register_failed(&mut self, now: Instant, code: Option<Code>) {
-        self.failed_attempts += 1;
-        let policy = self.retry_policy();
-        let delay = policy.next_delay(self.failed_attempts, self.failed_sequences);
-        if self.failed_attempts >= policy.retry_count.max(1) {
-            self.failed_attempts = 0;
-            self.failed_sequences += 1;
+    /// A Register (or Bootstrap-Request) attempt of registration `k` failed.
+    fn register_failed(&mut self, now: Instant, k: usize, code: Option<Code>) {
+        let policy = self.retry_policy(k);
+        let s = &mut self.slots[k];
+        s.failed_attempts += 1;
+        let delay = policy.next_delay(s.failed_attempts, s.failed_sequences);
+        if s.failed_attempts >= policy.retry_count.max(1) {
+            s.failed_attempts = 0;
+            s.failed_sequences += 1;
         }
+        if !s.failure_blocks {
+            s.released = true;
+        }
+        let (ssid, bootstrap) = (s.ssid, s.bootstrap);
         let retry_at = delay.map(|d| now + d);
-        if retry_at.is_none() && !self.bootstrap_mode {
-            if let Some(peer) = self.bootstrap_fallback() {
-                self.events
-                    .push_back(ClientEvent::BootstrapOnRegistrationFailure { code });
-                let previous = core::mem::replace(&mut self.server, peer);
-                self.fallback_from.get_or_insert(previous);
-                self.bootstrap_mode = true;
-                self.failed_attempts = 0;
-                self.failed_sequences = 0;
-                self.send_bootstrap_request(now);
+        // Bootstrap on registration failure once no server is left: every
+        // other registration failed for good too.
+        let last_hope = self
+            .slots
+            .iter()
+            .enumerate()
+            .all(|(n, o)| n == k || o.reg == Reg::Failed);
+        if retry_at.is_none() && !bootstrap && last_hope {
+            if let Some(peer) = self.bootstrap_fallback(ssid) {
+                self.event(
+                    Some(ssid),
+                    ClientEvent::BootstrapOnRegistrationFailure { code },
+                );
+                self.drop_observations(None);
+                self.slots = alloc::vec![Slot::new(0, true, peer, &self.config)];
+                self.send_bootstrap_request(now, 0);
                 return;
             }
         }
-        self.reg = match retry_at {
+        self.slots[k].reg = match retry_at {
             Some(at) => Reg::WaitingRetry(at),
             None => Reg::Failed,
         };
-        self.events.push_back(if self.bootstrap_mode {
-            ClientEvent::BootstrapFailed { code, retry_at }
+        if bootstrap {
+            self.event(None, ClientEvent::BootstrapFailed { code, retry_at });
         } else {
-            ClientEvent::RegistrationFailed { code, retry_at }
-        });
+            self.event(
+                Some(ssid),
+                ClientEvent::RegistrationFailed { code, retry_at },
+            );
+        }
     }
 
-    /// The retry schedule: the configured one, with the Server object's
-    /// resources 17–20 of the current account where they are set.
-    fn retry_policy(&self) -> RetryPolicy {
+    /// The retry schedule of registration `k`: the configured one, with
+    /// the Server object's resources 17–20 of its account where they are
+    /// set (for the Bootstrap-Server, of the first LwM2M server account).
+    fn retry_policy(&self, k: usize) -> RetryPolicy {
         let mut p = self.config.retry.clone();
-        let Some((_, j)) = self.dm_account() else {
+        let s = &self.slots[k];
+        let j = if s.bootstrap {
+            self.dm_accounts().first().map(|a| a.2)
+        } else {
+            self.server_instance(s.ssid)
+        };
+        let Some(j) = j else {
             return p;
         };
         if let Some(v) = self.server_resource_u32(j, SERVER_RETRY_COUNT) {
@@ -1211,11 +1626,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         p
     }
 
-    /// Where to bootstrap when registration gave up: the Bootstrap-Server
-    /// account's address, unless the Server account's resource 16 is false
-    /// (absent means true, the TS default) or there is no such account.
-    fn bootstrap_fallback(&self) -> Option<P> {
-        if let Some((_, j)) = self.dm_account() {
+    /// Where to bootstrap when registration with `ssid` gave up: the
+    /// Bootstrap-Server account's address, unless that server's resource
+    /// 16 is false (absent means true, the TS default) or there is no such
+    /// account.
+    fn bootstrap_fallback(&self, ssid: u16) -> Option<P> {
+        if let Some(j) = self.server_instance(ssid) {
             if let Some(Value::Boolean(false)) = self.value(SERVER, j, SERVER_BOOTSTRAP_ON_FAILURE)
             {
                 return None;
@@ -1228,59 +1644,78 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.resolver.as_ref().and_then(|r| r(&uri))
     }
 
-    fn send_update(&mut self, now: Instant) {
-        if self.location.is_none() {
+    fn send_update(&mut self, now: Instant, k: usize) {
+        let s = &self.slots[k];
+        if s.location.is_none() {
             return;
         }
-        let mut req = self.location_request(Code::POST);
-        if self.send_lifetime {
-            req = req.with_query(&format!("lt={}", self.config.lifetime));
+        let mut req = Self::location_request(s, Code::POST);
+        if s.send_lifetime {
+            req = req.with_query(&format!("lt={}", s.lifetime));
         }
-        if self.send_links {
-            req = req.with_payload(ContentFormat::LINK_FORMAT.0, self.registration_payload());
+        if s.send_links {
+            req = req.with_payload(ContentFormat::LINK_FORMAT.0, self.payload_for(s.version));
         }
-        self.update_now = false;
-        self.send_links = false;
-        self.send_lifetime = false;
-        match self.ep.send_request(now, self.server.clone(), req) {
-            Ok(id) => self.reg = Reg::Updating(id),
+        let s = &mut self.slots[k];
+        s.update_now = false;
+        s.send_links = false;
+        s.send_lifetime = false;
+        match self.ep.send_request(now, s.peer.clone(), req) {
+            Ok(id) => s.reg = Reg::Updating(id),
             Err(_) => {
-                self.events
-                    .push_back(ClientEvent::UpdateFailed { code: None });
-                self.send_register(now);
+                let ssid = s.ssid;
+                self.event(Some(ssid), ClientEvent::UpdateFailed { code: None });
+                self.send_register(now, k);
             }
         }
     }
 
     /// A request to the registration location (Update, De-register).
-    fn location_request(&self, code: Code) -> Request {
+    fn location_request(s: &Slot<P>, code: Code) -> Request {
         let mut req = Request::new(code);
-        for seg in &self.location_segments {
+        for seg in &s.location_segments {
             req.options.push(number::URI_PATH, seg.clone());
         }
         req
     }
 
     fn drive_registration(&mut self, now: Instant) {
-        match self.reg {
-            Reg::WaitingRetry(at) if now >= at => self.begin(now),
-            Reg::BootstrapWaiting(deadline) if now >= deadline => self.register_failed(now, None),
-            Reg::Registered if self.update_now || self.next_update.is_some_and(|t| now >= t) => {
-                self.send_update(now)
+        let mut k = 0;
+        // `register_failed` may replace the registrations by one
+        // Bootstrap-Server registration: the bound is re-read each time.
+        while k < self.slots.len() {
+            let s = &self.slots[k];
+            match s.reg {
+                Reg::WaitingRetry(at) | Reg::Delayed(at) if now >= at => self.begin(now, k),
+                Reg::BootstrapWaiting(deadline) if now >= deadline => {
+                    self.register_failed(now, k, None)
+                }
+                Reg::Registered if s.update_now || s.next_update.is_some_and(|t| now >= t) => {
+                    self.send_update(now, k)
+                }
+                _ => {}
             }
-            _ => {}
+            k += 1;
         }
+        self.advance_chain(now);
     }
 
-    fn schedule_update(&mut self, now: Instant) {
-        let half = Duration::from_secs(u64::from(self.config.lifetime / 2).max(1));
-        self.next_update = Some(now + half);
+    fn schedule_update(&mut self, now: Instant, k: usize) {
+        let s = &mut self.slots[k];
+        let half = Duration::from_secs(u64::from(s.lifetime / 2).max(1));
+        s.next_update = Some(now + half);
     }
 
+    /// Reports [`ClientEvent::Deregistered`] once no De-register is in flight.
     fn finish_deregister(&mut self) {
-        self.reg = Reg::Deregistered;
-        self.location = None;
-        self.events.push_back(ClientEvent::Deregistered);
+        if self
+            .slots
+            .iter()
+            .any(|s| matches!(s.reg, Reg::Deregistering(_)))
+        {
+            return;
+        }
+        self.event(None, ClientEvent::Deregistered);
     }
 
     fn handle_response(
@@ -1295,87 +1730,105 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             }
             return;
         }
-        if let Some(pos) = self.sends.iter().position(|s| *s == id) {
-            self.sends.swap_remove(pos);
+        if let Some(pos) = self.sends.iter().position(|s| s.0 == id) {
+            let (_, ssid) = self.sends.swap_remove(pos);
             let code = result.ok().map(|r| r.code);
-            self.events
-                .push_back(ClientEvent::SendCompleted { id, code });
+            self.event(Some(ssid), ClientEvent::SendCompleted { id, code });
             return;
         }
-        match self.reg {
-            Reg::Bootstrapping(r) if r == id => match result {
+        let Some(k) = self
+            .slots
+            .iter()
+            .position(|s| s.reg.in_flight() == Some(id))
+        else {
+            return;
+        };
+        let ssid = self.slots[k].ssid;
+        match self.slots[k].reg {
+            Reg::Bootstrapping(_) => match result {
                 Ok(resp) if resp.code == Code::CHANGED => {
-                    self.reg = Reg::BootstrapWaiting(now + self.config.bootstrap_timeout);
+                    self.slots[k].reg = Reg::BootstrapWaiting(now + self.config.bootstrap_timeout);
                 }
-                Ok(resp) => self.register_failed(now, Some(resp.code)),
-                Err(_) => self.register_failed(now, None),
+                Ok(resp) => self.register_failed(now, k, Some(resp.code)),
+                Err(_) => self.register_failed(now, k, None),
             },
-            Reg::Registering(r) if r == id => match result {
+            Reg::Registering(_) => match result {
                 Ok(resp) if resp.code == Code::CREATED => {
-                    let mut location = String::new();
-                    self.location_segments = resp
+                    let segments: Vec<Vec<u8>> = resp
                         .options
                         .get_all(number::LOCATION_PATH)
                         .map(<[u8]>::to_vec)
                         .collect();
-                    for seg in &self.location_segments {
+                    let mut location = String::new();
+                    for seg in &segments {
                         location.push('/');
                         location.push_str(&String::from_utf8_lossy(seg));
                     }
                     if location.is_empty() {
                         // Without a location there is nothing to Update or
                         // De-register: treat it as a failed attempt.
-                        self.register_failed(now, Some(resp.code));
+                        self.register_failed(now, k, Some(resp.code));
                         return;
                     }
                     // A new registration starts without observations: the
                     // server forgets them when the client registers again.
-                    self.drop_observations();
-                    self.failed_attempts = 0;
-                    self.failed_sequences = 0;
-                    self.location = Some(location.clone());
-                    self.reg = Reg::Registered;
-                    self.send_links = false;
-                    self.send_lifetime = false;
-                    self.update_now = false;
-                    self.schedule_update(now);
-                    self.events.push_back(ClientEvent::Registered { location });
+                    self.drop_observations(Some(ssid));
+                    let s = &mut self.slots[k];
+                    s.location_segments = segments;
+                    s.failed_attempts = 0;
+                    s.failed_sequences = 0;
+                    s.location = Some(location.clone());
+                    s.reg = Reg::Registered;
+                    s.send_links = false;
+                    s.send_lifetime = false;
+                    s.update_now = false;
+                    s.released = true;
+                    self.schedule_update(now, k);
+                    self.event(Some(ssid), ClientEvent::Registered { location });
                 }
                 Ok(resp)
                     if matches!(resp.code, Code::BAD_REQUEST | Code::PRECONDITION_FAILED)
-                        && self.version > Version::new(1, 0) =>
+                        && self.slots[k].version > Version::new(1, 0) =>
                 {
                     // The server does not speak this version (TS Core 1.1
                     // §6.2.1 lets it answer 4.00 / 4.12): try the next lower
                     // one at once, without counting a failed attempt, and
                     // keep it for the rest of the session.
-                    self.version = lower_version(self.version);
-                    self.events.push_back(ClientEvent::RegistrationFailed {
-                        code: Some(resp.code),
-                        retry_at: Some(now),
-                    });
-                    self.send_register(now);
+                    let s = &mut self.slots[k];
+                    s.version = lower_version(s.version);
+                    self.event(
+                        Some(ssid),
+                        ClientEvent::RegistrationFailed {
+                            code: Some(resp.code),
+                            retry_at: Some(now),
+                        },
+                    );
+                    self.send_register(now, k);
                 }
-                Ok(resp) => self.register_failed(now, Some(resp.code)),
-                Err(_) => self.register_failed(now, None),
+                Ok(resp) => self.register_failed(now, k, Some(resp.code)),
+                Err(_) => self.register_failed(now, k, None),
             },
-            Reg::Updating(r) if r == id => match result {
+            Reg::Updating(_) => match result {
                 Ok(resp) if resp.code == Code::CHANGED => {
-                    self.reg = Reg::Registered;
-                    self.schedule_update(now);
-                    self.events.push_back(ClientEvent::Updated);
+                    self.slots[k].reg = Reg::Registered;
+                    self.schedule_update(now, k);
+                    self.event(Some(ssid), ClientEvent::Updated);
                     // Something asked for another Update while this one was in flight.
                     self.drive_registration(now);
                 }
                 other => {
                     let code = other.ok().map(|r| r.code);
-                    self.events.push_back(ClientEvent::UpdateFailed { code });
-                    self.failed_attempts = 0;
-                    self.failed_sequences = 0;
-                    self.send_register(now);
+                    self.event(Some(ssid), ClientEvent::UpdateFailed { code });
+                    let s = &mut self.slots[k];
+                    s.failed_attempts = 0;
+                    s.failed_sequences = 0;
+                    self.send_register(now, k);
                 }
             },
-            Reg::Deregistering(r) if r == id => self.finish_deregister(),
+            Reg::Deregistering(_) => {
+                self.slots[k].reg = Reg::Deregistered;
+                self.finish_deregister();
+            }
             _ => {}
         }
     }
@@ -1385,15 +1838,32 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     // ------------------------------------------------------------------
 
     fn handle_request(&mut self, now: Instant, id: IncomingId, peer: P, request: Request) {
-        if peer != self.server {
-            self.ep.respond(now, id, error(Code::UNAUTHORIZED));
-            return;
-        }
-        if matches!(self.reg, Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_)) {
-            self.bootstrap_request(now, id, &request);
-            return;
-        }
-        match self.dispatch(now, &request) {
+        let who = match self.slots.iter().find(|s| s.peer == peer) {
+            Some(s) if matches!(s.reg, Reg::Bootstrapping(_) | Reg::BootstrapWaiting(_)) => {
+                self.bootstrap_request(now, id, &request);
+                return;
+            }
+            Some(s) if !s.bootstrap => Requester {
+                ssid: s.ssid,
+                version: s.version,
+                acl: false,
+            },
+            // Before `start`, the server given to `new`.
+            None if self.slots.is_empty() && peer == self.server => Requester {
+                ssid: 1,
+                version: self.config.lwm2m_version,
+                acl: false,
+            },
+            _ => {
+                self.ep.respond(now, id, error(Code::UNAUTHORIZED));
+                return;
+            }
+        };
+        let who = Requester {
+            acl: self.acl_enforced(),
+            ..who
+        };
+        match self.dispatch(now, who, &request) {
             Outcome::Respond(response) => {
                 self.ep.respond(now, id, response);
             }
@@ -1408,13 +1878,15 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     return;
                 }
                 let payload = response.payload.clone();
-                let node = self.read_node(&path).ok();
+                let node = self.read_node_as(who.viewer(), &path).ok();
                 let last_value = node.as_ref().and_then(numeric);
                 let last_bool = node.as_ref().and_then(boolean);
                 if let Some(obs) = self.ep.respond_observe(now, id, response) {
                     self.observations.insert(
                         obs,
                         Observation {
+                            ssid: who.ssid,
+                            viewer: who.viewer(),
                             path,
                             composite,
                             format,
@@ -1432,7 +1904,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         }
     }
 
-    fn dispatch(&mut self, now: Instant, request: &Request) -> Outcome {
+    fn dispatch(&mut self, now: Instant, who: Requester, request: &Request) -> Outcome {
         let path = match request_path(request) {
             Ok(p) => p,
             Err(r) => return r.into(),
@@ -1450,13 +1922,16 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         let content_format = request.options.uint(number::CONTENT_FORMAT);
         let accept = request.options.uint(number::ACCEPT);
         let depth = path.depth();
+        if let Err(r) = self.check_access(who, request, &path) {
+            return r.into();
+        }
         match request.code {
             Code::GET if accept == Some(u32::from(ContentFormat::LINK_FORMAT.0)) => {
-                self.discover(&path).into()
+                self.discover(who, &path).into()
             }
             Code::GET => {
                 let observe = request.options.uint(number::OBSERVE) == Some(0);
-                match self.read(&path, accept) {
+                match self.read(who, &path, accept) {
                     Ok((format, response)) if observe => Outcome::Observe {
                         response,
                         path,
@@ -1471,14 +1946,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 if queries.is_empty() {
                     error(Code::BAD_REQUEST).into()
                 } else {
-                    self.write_attributes(&path, &queries).into()
+                    self.write_attributes(who.ssid, &path, &queries).into()
                 }
             }
             Code::PUT => self
                 .write(now, &path, content_format, &request.payload, true)
                 .into(),
             Code::POST if depth == 1 => self
-                .create(now, &path, content_format, &request.payload)
+                .create(now, who, &path, content_format, &request.payload)
                 .into(),
             Code::POST if depth == 2 => self
                 .write(now, &path, content_format, &request.payload, false)
@@ -1489,7 +1964,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let observe = request.options.uint(number::OBSERVE) == Some(0);
                 let read = self.composite_request(content_format, accept, &request.payload);
                 let read = read.and_then(|(paths, format)| {
-                    let payload = self.composite_payload(&paths, format).map_err(error)?;
+                    let payload = self
+                        .composite_payload(who.viewer(), &paths, format)
+                        .map_err(error)?;
                     let response = Response::new(Code::CONTENT).with_payload(format.0, payload);
                     Ok((paths, format, response))
                 });
@@ -1504,7 +1981,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 }
             }
             Code::IPATCH if depth == 0 => self
-                .write_composite(now, content_format, &request.payload)
+                .write_composite(now, who, content_format, &request.payload)
                 .into(),
             _ => error(Code::METHOD_NOT_ALLOWED).into(),
         }
@@ -1558,6 +2035,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     /// The node at `path`, for Read and notifications.
     fn read_node(&self, path: &Path) -> Result<Node, DmError> {
+        self.read_node_as(None, path)
+    }
+
+    /// Like [`Client::read_node`]; an object read as `viewer` leaves out
+    /// the instances it may not read.
+    fn read_node_as(&self, viewer: Option<u16>, path: &Path) -> Result<Node, DmError> {
         match *path {
             Path::Root => Err(DmError::MethodNotAllowed),
             Path::Object(o) => {
@@ -1567,6 +2050,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     instances: BTreeMap::new(),
                 };
                 for i in obj.instances() {
+                    if !self.may(viewer, o, i, rights::READ) {
+                        continue;
+                    }
                     node.instances.insert(i, Self::read_instance(obj, i)?);
                 }
                 Ok(Node::Object(node))
@@ -1603,7 +2089,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     }
 
     /// The format a Read answers in without Accept.
-    fn default_format(&self, node: &Node) -> ContentFormat {
+    fn default_format(&self, version: Version, node: &Node) -> ContentFormat {
         let single = match node {
             Node::Resource(Resource {
                 value: ResourceValue::Single(v),
@@ -1616,13 +2102,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             Some(Value::Opaque(_)) => ContentFormat::OPAQUE,
             Some(_) => ContentFormat::TEXT,
             // An LwM2M 1.0 server may know TLV only (JSON was optional).
-            None if self.version < Version::new(1, 1) => ContentFormat::TLV,
+            None if version < Version::new(1, 1) => ContentFormat::TLV,
             None => self
                 .config
                 .preferred_format
                 .filter(|f| MULTI_VALUE_FORMATS.contains(f))
                 // LwM2M CBOR came with 1.2.
-                .filter(|&f| f != ContentFormat::LWM2M_CBOR || self.version >= Version::new(1, 2))
+                .filter(|&f| f != ContentFormat::LWM2M_CBOR || version >= Version::new(1, 2))
                 .unwrap_or(ContentFormat::SENML_CBOR),
         }
     }
@@ -1630,12 +2116,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// Read: the format used and a 2.05 response, or the error response.
     fn read(
         &self,
+        who: Requester,
         path: &Path,
         accept: Option<u32>,
     ) -> Result<(ContentFormat, Response), Response> {
-        let node = self.read_node(path)?;
+        let node = self.read_node_as(who.viewer(), path)?;
         let format = match accept {
-            None => self.default_format(&node),
+            None => self.default_format(who.version, &node),
             Some(a) => match u16::try_from(a) {
                 Ok(a) => ContentFormat(a),
                 Err(_) => return Err(error(Code::NOT_ACCEPTABLE)),
@@ -1656,8 +2143,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         }
     }
 
-    fn discover(&self, path: &Path) -> Response {
-        match self.discover_entries(path) {
+    fn discover(&self, who: Requester, path: &Path) -> Response {
+        match self.discover_entries(who, path) {
             Ok(entries) => {
                 let mut out = Vec::new();
                 match encode_discover(&entries, &mut out) {
@@ -1671,8 +2158,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         }
     }
 
-    fn attached(&self, path: &Path) -> Attributes {
-        self.attributes.get(path).cloned().unwrap_or_default()
+    fn attached(&self, ssid: u16, path: &Path) -> Attributes {
+        self.attributes
+            .get(&(ssid, *path))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn resource_entry(
@@ -1696,26 +2186,27 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         DiscoverEntry { path, attributes }
     }
 
-    fn discover_entries(&self, path: &Path) -> Result<Vec<DiscoverEntry>, DmError> {
+    fn discover_entries(&self, who: Requester, path: &Path) -> Result<Vec<DiscoverEntry>, DmError> {
+        let ssid = who.ssid;
         let mut entries = Vec::new();
         let instance_entries =
             |this: &Self, obj: &dyn Object, o: u16, i: u16, out: &mut Vec<DiscoverEntry>| {
                 let ip = Path::Instance(o, i);
                 out.push(DiscoverEntry {
                     path: ip,
-                    attributes: this.attached(&ip),
+                    attributes: this.attached(ssid, &ip),
                 });
                 let mut rs = obj.resources(i);
                 rs.sort_unstable();
                 for r in rs {
                     let rp = Path::Resource(o, i, r);
-                    out.push(this.resource_entry(obj, rp, i, r, this.attached(&rp)));
+                    out.push(this.resource_entry(obj, rp, i, r, this.attached(ssid, &rp)));
                 }
             };
         match *path {
             Path::Object(o) => {
                 let obj = self.find(o, None)?;
-                let mut attributes = self.attached(path);
+                let mut attributes = self.attached(ssid, path);
                 let version = obj.model().version.as_str();
                 if version != "1.0" {
                     attributes.ver = version.parse().ok();
@@ -1727,6 +2218,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let mut is = obj.instances();
                 is.sort_unstable();
                 for i in is {
+                    if !self.may(who.viewer(), o, i, rights::READ) {
+                        continue;
+                    }
                     instance_entries(self, obj, o, i, &mut entries);
                 }
             }
@@ -1739,7 +2233,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let obj = self.find(o, Some(i))?;
                 // A resource's Discover reports the attributes in effect,
                 // inherited from the object and instance levels.
-                let attrs = self.effective_attributes(path);
+                let attrs = self.effective_attributes(ssid, path);
                 entries.push(self.resource_entry(obj, *path, i, r, attrs));
             }
             Path::Root | Path::ResourceInstance(..) => return Err(DmError::MethodNotAllowed),
@@ -1747,7 +2241,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         Ok(entries)
     }
 
-    fn write_attributes(&mut self, path: &Path, queries: &[&str]) -> Response {
+    fn write_attributes(&mut self, ssid: u16, path: &Path, queries: &[&str]) -> Response {
         let model = match *path {
             Path::Root => return error(Code::METHOD_NOT_ALLOWED),
             Path::Object(o) => self.find(o, None).map(|_| None),
@@ -1765,13 +2259,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             Ok(m) => m,
             Err(e) => return e.into(),
         };
-        let current = self.attached(path);
+        let current = self.attached(ssid, path);
         match write_attributes(&current, queries.iter().copied(), path, model.as_ref()) {
             Ok(next) => {
                 if next.is_empty() {
-                    self.attributes.remove(path);
+                    self.attributes.remove(&(ssid, *path));
                 } else {
-                    self.attributes.insert(*path, next);
+                    self.attributes.insert((ssid, *path), next);
                 }
                 Response::new(Code::CHANGED)
             }
@@ -1852,6 +2346,11 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             }
             _ => return error(Code::BAD_REQUEST),
         };
+        if o == ACCESS_CONTROL && self.acl_enforced() && writes.iter().any(|r| r.id != ACL_RESOURCE)
+        {
+            // Only the ACL resource is the owner's to change.
+            return error(Code::UNAUTHORIZED);
+        }
         for res in &writes {
             if let Err(e) = self.check_writable(o, i, res) {
                 return e.into();
@@ -1907,17 +2406,34 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// The values of every listed path that exists, encoded in `format`.
     /// Paths that do not exist are left out (TS Core 1.1 §6.3.8 answers
     /// with what is there); any other error fails the whole read.
-    fn composite_payload(&self, paths: &[Path], format: ContentFormat) -> Result<Vec<u8>, Code> {
+    fn composite_payload(
+        &self,
+        viewer: Option<u16>,
+        paths: &[Path],
+        format: ContentFormat,
+    ) -> Result<Vec<u8>, Code> {
         let mut values = Vec::new();
+        let mut denied = 0;
         for path in paths {
             if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
                 return Err(Code::UNAUTHORIZED);
             }
-            match self.read_node(path) {
+            // With access control, paths the server may not read are left
+            // out like missing ones; if none is readable, 4.01.
+            if let (Some(o), Some(i)) = (path.object_id(), path.instance_id()) {
+                if self.find(o, Some(i)).is_ok() && !self.may(viewer, o, i, rights::READ) {
+                    denied += 1;
+                    continue;
+                }
+            }
+            match self.read_node_as(viewer, path) {
                 Ok(node) => flatten(*path, &node, &mut values),
                 Err(DmError::NotFound) => {}
                 Err(e) => return Err(e.code()),
             }
+        }
+        if denied > 0 && denied == paths.len() {
+            return Err(Code::UNAUTHORIZED);
         }
         let mut out = Vec::new();
         match format::encode_values(format, &values, &mut out) {
@@ -1933,7 +2449,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// checked (exists, writable, right multiplicity) before anything is
     /// written, so a refused request changes nothing. Resource instances
     /// are merged into their resource's current instances.
-    fn write_composite(&mut self, now: Instant, cf: Option<u32>, payload: &[u8]) -> Response {
+    fn write_composite(
+        &mut self,
+        now: Instant,
+        who: Requester,
+        cf: Option<u32>,
+        payload: &[u8],
+    ) -> Response {
         let Some(cf) = cf else {
             return error(Code::BAD_REQUEST);
         };
@@ -1959,6 +2481,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 Ok(m) => m,
                 Err(e) => return e.into(),
             };
+            let guarded = o == ACCESS_CONTROL && who.acl && r != ACL_RESOURCE;
+            if guarded || !self.may(who.viewer(), o, i, rights::WRITE) {
+                return error(Code::UNAUTHORIZED);
+            }
             if !model.operations.writable() {
                 return error(Code::METHOD_NOT_ALLOWED);
             }
@@ -2003,16 +2529,181 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     /// Reacts to writes to the Server object that concern the engine.
     fn after_write(&mut self, now: Instant, o: u16, i: u16, r: u16) {
-        if o == SERVER && r == SERVER_LIFETIME {
-            if let Some(lt) = self.server_resource_u32(i, SERVER_LIFETIME) {
-                if lt != self.config.lifetime && lt > 0 {
-                    self.config.lifetime = lt;
-                    self.send_lifetime = true;
-                    self.update_now = true;
-                    self.drive_registration(now);
-                }
-            }
+        if o != SERVER || r != SERVER_LIFETIME {
+            return;
         }
+        let Some(lt) = self
+            .server_resource_u32(i, SERVER_LIFETIME)
+            .filter(|&lt| lt > 0)
+        else {
+            return;
+        };
+        let Some(k) = self.slot_of_instance(i) else {
+            return;
+        };
+        if k == 0 {
+            self.config.lifetime = lt;
+        }
+        let s = &mut self.slots[k];
+        if lt != s.lifetime {
+            s.lifetime = lt;
+            s.send_lifetime = true;
+            s.update_now = true;
+            self.drive_registration(now);
+        }
+    }
+
+    /// Access control applies: more than one LwM2M server account and an
+    /// Access Control object (TS Core 1.1 §E.1.3).
+    fn acl_enforced(&self) -> bool {
+        self.objects.contains_key(&ACCESS_CONTROL) && self.dm_accounts().len() > 1
+    }
+
+    /// The Access Control instance governing `/o/i`.
+    fn acl_instance(&self, o: u16, i: u16) -> Option<u16> {
+        let acl = self.objects.get(&ACCESS_CONTROL)?;
+        acl.instances()
+            .into_iter()
+            .filter(|&x| {
+                self.int_value(ACCESS_CONTROL, x, 0) == Some(i64::from(o))
+                    && self.int_value(ACCESS_CONTROL, x, 1) == Some(i64::from(i))
+            })
+            .min()
+    }
+
+    /// The rights of server `ssid` on `/o/i`: its own ACL entry; else,
+    /// for the owner, every right but Create (Create too on the
+    /// `/o/65535` instance); else the default entry (ACL instance 0); else
+    /// none. No Access Control instance: no rights.
+    fn rights(&self, ssid: u16, o: u16, i: u16) -> u16 {
+        let Some(x) = self.acl_instance(o, i) else {
+            return 0;
+        };
+        let acl = match self
+            .objects
+            .get(&ACCESS_CONTROL)
+            .and_then(|a| a.read(x, ACL_RESOURCE).ok())
+        {
+            Some(ResourceValue::Multiple(map)) => map,
+            _ => BTreeMap::new(),
+        };
+        let bits = |v: &Value| match *v {
+            Value::Integer(b) => u16::try_from(b).unwrap_or(0),
+            Value::UnsignedInteger(b) => u16::try_from(b).unwrap_or(0),
+            _ => 0,
+        };
+        if let Some(v) = acl.get(&ssid) {
+            return bits(v);
+        }
+        if self.int_value(ACCESS_CONTROL, x, ACL_OWNER) == Some(i64::from(ssid)) {
+            return if i == CREATE_INSTANCE {
+                rights::FULL | rights::CREATE
+            } else {
+                rights::FULL
+            };
+        }
+        acl.get(&0).map_or(0, bits)
+    }
+
+    /// Whether `viewer` (`None`: no access control) may do `right` on
+    /// `/o/i`. On the Access Control object itself only an instance's
+    /// owner may read it and write its ACL resource.
+    fn may(&self, viewer: Option<u16>, o: u16, i: u16, right: u16) -> bool {
+        let Some(ssid) = viewer else {
+            return true;
+        };
+        if o == ACCESS_CONTROL {
+            return matches!(right, rights::READ | rights::WRITE)
+                && self.int_value(ACCESS_CONTROL, i, ACL_OWNER) == Some(i64::from(ssid));
+        }
+        self.rights(ssid, o, i) & right != 0
+    }
+
+    /// Access control of a device-management request (4.01 if refused).
+    /// Targets that do not exist are let through to get their 4.04.
+    fn check_access(&self, who: Requester, request: &Request, path: &Path) -> Result<(), Response> {
+        let Some(ssid) = who.viewer() else {
+            return Ok(());
+        };
+        let depth = path.depth();
+        let no_payload =
+            request.payload.is_empty() && request.options.uint(number::CONTENT_FORMAT).is_none();
+        let right = match request.code {
+            Code::GET => rights::READ,
+            // Write-Attributes needs the Read right.
+            Code::PUT if no_payload => rights::READ,
+            Code::PUT => rights::WRITE,
+            Code::POST if depth == 1 => rights::CREATE,
+            Code::POST if depth == 2 => rights::WRITE,
+            Code::POST => rights::EXECUTE,
+            Code::DELETE => rights::DELETE,
+            // Composite operations check each path themselves.
+            _ => return Ok(()),
+        };
+        let allowed = match *path {
+            Path::Root => true,
+            Path::Object(o) => match self.find(o, None) {
+                Err(_) => true,
+                Ok(_) if o == ACCESS_CONTROL && right == rights::CREATE => false,
+                Ok(_) if right == rights::CREATE => {
+                    self.rights(ssid, o, CREATE_INSTANCE) & rights::CREATE != 0
+                }
+                // An object-level read shows the readable instances; with
+                // instances but none readable, 4.01.
+                Ok(obj) if right == rights::READ => {
+                    let is = obj.instances();
+                    is.is_empty() || is.iter().any(|&i| self.may(Some(ssid), o, i, right))
+                }
+                Ok(_) => true,
+            },
+            Path::Instance(o, i) | Path::Resource(o, i, _) | Path::ResourceInstance(o, i, ..) => {
+                self.find(o, Some(i)).is_err()
+                    || (!(o == ACCESS_CONTROL && right == rights::DELETE)
+                        && self.may(Some(ssid), o, i, right))
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(error(Code::UNAUTHORIZED))
+        }
+    }
+
+    /// After a Create by `owner` under access control: an Access Control
+    /// instance for `/o/i` owned by it, without ACL entries.
+    fn create_acl_instance(&mut self, o: u16, i: u16, owner: u16) {
+        let Some(acl) = self.objects.get_mut(&ACCESS_CONTROL) else {
+            return;
+        };
+        let existing = acl.instances();
+        let Some(x) = (0..lwm2m_core::model::MAX_ID).find(|x| !existing.contains(x)) else {
+            return;
+        };
+        let single = |id: u16, v: u16| Resource {
+            id,
+            value: ResourceValue::Single(Value::Integer(i64::from(v))),
+        };
+        let resources = alloc::vec![single(0, o), single(1, i), single(ACL_OWNER, owner)];
+        if acl.create(x, resources).is_ok() {
+            self.mark_changed(&Path::Object(ACCESS_CONTROL));
+        }
+    }
+
+    /// The registration of the account whose Server object instance is `j`.
+    fn slot_of_instance(&self, j: u16) -> Option<usize> {
+        let ssid = self.int_value(SERVER, j, 0)?;
+        self.slots
+            .iter()
+            .position(|s| !s.bootstrap && i64::from(s.ssid) == ssid)
+    }
+
+    /// The Server object instance of the account `ssid`.
+    fn server_instance(&self, ssid: u16) -> Option<u16> {
+        let srv = self.objects.get(&SERVER)?;
+        srv.instances()
+            .into_iter()
+            .filter(|&j| self.int_value(SERVER, j, 0) == Some(i64::from(ssid)))
+            .min()
     }
 
     fn server_resource_u32(&self, instance: u16, r: u16) -> Option<u32> {
@@ -2024,11 +2715,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         }
     }
 
-    /// A default period from the first Server object instance.
-    fn server_default(&self, r: u16) -> Option<u32> {
-        let obj = self.objects.get(&SERVER)?;
-        let first = obj.instances().into_iter().min()?;
-        self.server_resource_u32(first, r)
+    /// A default period of server `ssid`'s Server object instance (the
+    /// first instance when the client has no account for `ssid`).
+    fn server_default(&self, ssid: u16, r: u16) -> Option<u32> {
+        let j = self.server_instance(ssid).or_else(|| {
+            let obj = self.objects.get(&SERVER)?;
+            obj.instances().into_iter().min()
+        })?;
+        self.server_resource_u32(j, r)
     }
 
     fn execute(&mut self, now: Instant, path: &Path, payload: &[u8]) -> Response {
@@ -2050,12 +2744,23 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             return e.into();
         }
         if o == SERVER && r == SERVER_UPDATE_TRIGGER {
-            self.trigger_update(now);
+            // An Update to the server of that instance only.
+            if let Some(k) = self.slot_of_instance(i) {
+                self.slots[k].update_now = true;
+                self.drive_registration(now);
+            }
         }
         Response::new(Code::CHANGED)
     }
 
-    fn create(&mut self, now: Instant, path: &Path, cf: Option<u32>, payload: &[u8]) -> Response {
+    fn create(
+        &mut self,
+        now: Instant,
+        who: Requester,
+        path: &Path,
+        cf: Option<u32>,
+        payload: &[u8],
+    ) -> Response {
         let Path::Object(o) = *path else {
             return error(Code::METHOD_NOT_ALLOWED);
         };
@@ -2105,6 +2810,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if let Err(e) = obj.create(id, resources) {
             return e.into();
         }
+        if let Some(owner) = who.viewer() {
+            self.create_acl_instance(o, id, owner);
+        }
         self.mark_changed(path);
         self.objects_changed(now);
         let mut response = Response::new(Code::CREATED);
@@ -2130,7 +2838,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if let Err(e) = obj.delete(i) {
             return e.into();
         }
-        self.attributes.retain(|p, _| !path.is_prefix_of(p));
+        self.attributes.retain(|(_, p), _| !path.is_prefix_of(p));
+        // Its Access Control instance goes with it.
+        if let Some(x) = self.acl_instance(o, i) {
+            if let Some(acl) = self.objects.get_mut(&ACCESS_CONTROL) {
+                let _ = acl.delete(x);
+            }
+            self.mark_changed(&Path::Instance(ACCESS_CONTROL, x));
+        }
         // Observations of the instance end with 4.04 (RFC 7641 §4.2: a
         // non-2.xx notification ends the observation).
         let gone: Vec<ObservationId> = self
@@ -2153,16 +2868,19 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     // Bootstrap (client-initiated, TS Core 1.1 §6.1.1 / §5.2.7)
     // ------------------------------------------------------------------
 
-    fn send_bootstrap_request(&mut self, now: Instant) {
-        self.cancel_in_flight(now);
-        self.location = None;
-        self.next_update = None;
+    fn send_bootstrap_request(&mut self, now: Instant, k: usize) {
+        let s = &mut self.slots[k];
+        if let Some(id) = s.reg.in_flight() {
+            self.ep.cancel_request(now, id);
+        }
+        s.location = None;
+        s.next_update = None;
         let req = Request::new(Code::POST)
             .with_path("/bs")
             .with_query(&format!("ep={}", self.config.endpoint));
-        match self.ep.send_request(now, self.server.clone(), req) {
-            Ok(id) => self.reg = Reg::Bootstrapping(id),
-            Err(_) => self.register_failed(now, None),
+        match self.ep.send_request(now, s.peer.clone(), req) {
+            Ok(id) => s.reg = Reg::Bootstrapping(id),
+            Err(_) => self.register_failed(now, k, None),
         }
     }
 
@@ -2194,32 +2912,42 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             .find(|&i| self.is_bootstrap_account(i))
     }
 
-    /// The first LwM2M server account: (server URI, Server object instance).
-    fn dm_account(&self) -> Option<(String, u16)> {
-        let sec = self.objects.get(&SECURITY)?;
-        let srv = self.objects.get(&SERVER)?;
+    /// The LwM2M server accounts, by Security instance id: (Short Server
+    /// ID, server URI, Server object instance).
+    fn dm_accounts(&self) -> Vec<(u16, String, u16)> {
+        let mut out = Vec::new();
+        let (Some(sec), Some(srv)) = (self.objects.get(&SECURITY), self.objects.get(&SERVER))
+        else {
+            return out;
+        };
         let mut accounts = sec.instances();
         accounts.sort_unstable();
+        let mut servers = srv.instances();
+        servers.sort_unstable();
         for i in accounts {
             if self.is_bootstrap_account(i) {
                 continue;
             }
-            let Some(ssid) = self.int_value(SECURITY, i, 10) else {
+            let Some(ssid) = self
+                .int_value(SECURITY, i, 10)
+                .and_then(|v| u16::try_from(v).ok())
+            else {
                 continue;
             };
             let Some(Value::String(uri)) = self.value(SECURITY, i, 0) else {
                 continue;
             };
-            let mut servers = srv.instances();
-            servers.sort_unstable();
-            if let Some(j) = servers
-                .into_iter()
-                .find(|&j| self.int_value(SERVER, j, 0) == Some(ssid))
+            if out.iter().any(|(s, _, _)| *s == ssid) {
+                continue;
+            }
+            if let Some(&j) = servers
+                .iter()
+                .find(|&&j| self.int_value(SERVER, j, 0) == Some(i64::from(ssid)))
             {
-                return Some((uri, j));
+                out.push((ssid, uri, j));
             }
         }
-        None
+        out
     }
 
     /// Requests from the Bootstrap-Server while bootstrapping.
@@ -2252,9 +2980,16 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 self.bootstrap_discover(&path)
             }
             // Bootstrap-Read (1.1) reaches the Server and Access Control objects only.
-            (Code::GET, p) if matches!(p.object_id(), Some(1 | 2)) => match self.read(&p, accept) {
-                Ok((_, r)) | Err(r) => r,
-            },
+            (Code::GET, p) if matches!(p.object_id(), Some(1 | 2)) => {
+                let who = Requester {
+                    ssid: 0,
+                    version: self.config.lwm2m_version,
+                    acl: false,
+                };
+                match self.read(who, &p, accept) {
+                    Ok((_, r)) | Err(r) => r,
+                }
+            }
             (Code::GET, _) => error(Code::UNAUTHORIZED),
             _ => error(Code::METHOD_NOT_ALLOWED),
         };
@@ -2338,7 +3073,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let _ = obj.delete(i);
             }
             let gone = Path::Instance(o, i);
-            self.attributes.retain(|p, _| !gone.is_prefix_of(p));
+            self.attributes.retain(|(_, p), _| !gone.is_prefix_of(p));
         }
         Response::new(Code::DELETED)
     }
@@ -2391,7 +3126,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             return error(Code::NOT_FOUND);
         }
         let discover = BootstrapDiscover {
-            lwm2m: Some(self.version),
+            lwm2m: Some(self.config.lwm2m_version),
             entries,
         };
         let mut out = Vec::new();
@@ -2405,36 +3140,18 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// there is a usable account, 4.06 otherwise (TS Core 1.1 §5.2.7.6:
     /// the configuration is inconsistent; the Bootstrap-Server may fix it).
     fn bootstrap_finish(&mut self, now: Instant, id: IncomingId) {
-        let target = self.dm_account().and_then(|(uri, j)| {
-            let peer = self.resolver.as_ref().and_then(|r| r(&uri))?;
-            Some((peer, j))
-        });
-        let Some((peer, j)) = target else {
+        let slots = self.build_slots(false);
+        let Some(first) = slots.first() else {
             self.ep.respond(now, id, error(Code::NOT_ACCEPTABLE));
             return;
         };
         self.ep.respond(now, id, Response::new(Code::CHANGED));
-        if let Some(lt) = self
-            .int_value(SERVER, j, SERVER_LIFETIME)
-            .and_then(|v| u32::try_from(v).ok())
-            .filter(|&v| v > 0)
-        {
-            self.config.lifetime = lt;
-        }
-        if let Some(Value::String(b)) = self.value(SERVER, j, 7) {
-            if !b.is_empty() {
-                self.config.binding = b;
-            }
-        }
-        self.server = peer;
-        self.fallback_from = None;
-        // A new server: offer the configured version again.
-        self.version = self.config.lwm2m_version;
-        self.bootstrap_mode = false;
-        self.failed_attempts = 0;
-        self.failed_sequences = 0;
-        self.events.push_back(ClientEvent::Bootstrapped);
-        self.send_register(now);
+        self.config.lifetime = first.lifetime;
+        self.config.binding = first.binding.clone();
+        self.server = first.peer.clone();
+        self.slots = slots;
+        self.event(None, ClientEvent::Bootstrapped);
+        self.advance_chain(now);
     }
 
     // ------------------------------------------------------------------
@@ -2443,27 +3160,27 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
 
     /// The attributes in effect at `path`, with the Server object's default
     /// periods where no level sets them.
-    fn effective_attributes(&self, path: &Path) -> Attributes {
+    fn effective_attributes(&self, ssid: u16, path: &Path) -> Attributes {
         let mut levels = Vec::new();
         let mut p = *path;
         while p != Path::Root {
-            levels.push(self.attached(&p));
+            levels.push(self.attached(ssid, &p));
             p = p.parent();
         }
         levels.reverse();
         let refs: Vec<&Attributes> = levels.iter().collect();
         let mut eff = Attributes::inherit(&refs);
         if eff.pmin.is_none() {
-            eff.pmin = self.server_default(SERVER_DEFAULT_PMIN);
+            eff.pmin = self.server_default(ssid, SERVER_DEFAULT_PMIN);
         }
         if eff.pmax.is_none() {
-            eff.pmax = self.server_default(SERVER_DEFAULT_PMAX);
+            eff.pmax = self.server_default(ssid, SERVER_DEFAULT_PMAX);
         }
         eff
     }
 
     fn observation_due(&self, o: &Observation) -> Option<Instant> {
-        let attrs = self.effective_attributes(&o.path);
+        let attrs = self.effective_attributes(o.ssid, &o.path);
         let secs = |s: u32| Duration::from_secs(u64::from(s));
         // A change is looked at no earlier than pmin after the last
         // notification and epmin after the last evaluation.
@@ -2506,7 +3223,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             if self.observation_due(o).is_none_or(|d| d > now) {
                 continue;
             }
-            let attrs = self.effective_attributes(&o.path);
+            let attrs = self.effective_attributes(o.ssid, &o.path);
             let pmax_due = attrs
                 .effective_pmax()
                 .is_some_and(|p| now >= o.last_sent + Duration::from_secs(u64::from(p)));
@@ -2518,7 +3235,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             let dirty = o.dirty || epmax_due;
             let confirmable = attrs.con.unwrap_or(false);
             let encoded = if o.composite.is_empty() {
-                self.read_node(&path)
+                self.read_node_as(o.viewer, &path)
                     .and_then(|node| {
                         let mut out = Vec::new();
                         format::encode(format, &node, &path, &mut out)
@@ -2527,7 +3244,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     })
                     .map_err(DmError::code)
             } else {
-                self.composite_payload(&o.composite, format)
+                self.composite_payload(o.viewer, &o.composite, format)
                     .map(|out| (out, None, None))
             };
             match encoded {
@@ -2579,7 +3296,7 @@ where
         f.debug_struct("Client")
             .field("endpoint", &self.config.endpoint)
             .field("server", &self.server)
-            .field("location", &self.location)
+            .field("registrations", &self.slots)
             .field("objects", &self.objects.keys().collect::<Vec<_>>())
             .field("observations", &self.observations.len())
             .finish_non_exhaustive()

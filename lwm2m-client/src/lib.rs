@@ -5,7 +5,8 @@
 //! * [`engine`]: the sans-IO client ([`Client`]):
 //!   registration, device management dispatch, observations. `no_std` +
 //!   `alloc`, like `lwm2m-core`.
-//! * [`objects`]: ready objects: Security (0), Server (1), Device (3),
+//! * [`objects`]: ready objects: Security (0), Server (1), Access Control
+//!   (2), Device (3),
 //!   Connectivity Monitoring (4), Firmware Update (5), Location (6),
 //!   Connectivity Statistics (7).
 //! * `tokio_driver` (feature `tokio`): runs a client over a UDP socket until
@@ -21,5 +22,7 @@ pub mod objects;
 #[cfg(feature = "tokio")]
 pub mod tokio_driver;
 
-pub use engine::{Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy, SendError};
+pub use engine::{
+    Client, ClientConfig, ClientEvent, RegistrationState, RetryPolicy, SendError, ServerEvent,
+};
 pub use object::{DmError, Object, ObjectRequest, ObjectRequestError};

@@ -15,7 +15,7 @@ use lwm2m_core::time::Instant;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
-use crate::engine::{Client, ClientEvent};
+use crate::engine::{Client, ClientEvent, ServerEvent};
 
 /// How long shutdown waits for the De-register answer before giving up.
 pub const DEREGISTER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -72,8 +72,15 @@ pub async fn run<R: RandomSource>(
                 warn!(peer = %t.peer, error = %e, "send failed");
             }
         }
-        while let Some(event) = client.poll_event() {
-            log_event(&event);
+        while let Some(ServerEvent { ssid, event }) = client.poll_server_event() {
+            match ssid {
+                // Which server the event concerns, in the log line.
+                Some(ssid) => {
+                    let _server = tracing::info_span!("server", ssid).entered();
+                    log_event(&event);
+                }
+                None => log_event(&event),
+            }
             on_event(&event);
             if shutting_down.is_some() && event == ClientEvent::Deregistered {
                 return Ok(());

@@ -253,3 +253,61 @@ fn bootstrap_request_refused_follows_the_retry_schedule() {
         }
     )));
 }
+
+#[test]
+fn bootstrap_configures_two_servers_and_their_access_control() {
+    let mut h = Harness::with_bootstrap(0xB2, 0);
+    let second = h.net.add(SimPeer::Server(Box::new(server_app(0xB3))));
+    h.client().set_resolver(move |uri| match uri {
+        "coap://dm" => Some(SERVER),
+        "coap://dm2" => Some(second),
+        _ => None,
+    });
+    h.client()
+        .add_object(Box::new(lwm2m_client::objects::AccessControl::new()));
+    start_bootstrap(&mut h);
+    assert_eq!(
+        bs(&mut h, senml_put("/0/1", SECURITY_1)).code,
+        Code::CHANGED
+    );
+    let security_2 = r#"[{"bn":"/0/2/","n":"0","vs":"coap://dm2"},{"n":"1","vb":false},{"n":"2","v":3},{"n":"10","v":102}]"#;
+    assert_eq!(
+        bs(&mut h, senml_put("/0/2", security_2)).code,
+        Code::CHANGED
+    );
+    assert_eq!(bs(&mut h, senml_put("/1/0", SERVER_0)).code, Code::CHANGED);
+    let server_1 = r#"[{"bn":"/1/1/","n":"0","v":102},{"n":"1","v":500},{"n":"7","vs":"U"}]"#;
+    assert_eq!(bs(&mut h, senml_put("/1/1", server_1)).code, Code::CHANGED);
+    // /3/0: owned by 101, Read for 102.
+    let acl =
+        r#"[{"bn":"/2/0/","n":"0","v":3},{"n":"1","v":0},{"n":"2/102","v":1},{"n":"3","v":101}]"#;
+    assert_eq!(bs(&mut h, senml_put("/2/0", acl)).code, Code::CHANGED);
+    let r = bs(&mut h, get_accept("/2/0", 110));
+    assert_eq!(r.code, Code::CONTENT);
+    assert!(text(&r).contains(r#""n":"2/102","v":1"#), "{}", text(&r));
+    assert_eq!(
+        bs(&mut h, Request::new(Code::POST).with_path("/bs")).code,
+        Code::CHANGED
+    );
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(h.client().servers(), [101, 102]);
+    for (addr, lt) in [(SERVER, "lt=300"), (second, "lt=500")] {
+        let register = h
+            .server_at(addr)
+            .rd_requests
+            .iter()
+            .find(|(_, r)| r.path() == "/rd")
+            .map(|(_, r)| queries(r))
+            .unwrap_or_default();
+        assert!(register.contains(&lt.to_string()), "{addr}: {register:?}");
+    }
+    let write = Request::new(Code::PUT)
+        .with_path("/3/0/13")
+        .with_payload(0, b"1700000000".to_vec());
+    assert_eq!(h.request_from(second, get("/3/0/0")).0.code, Code::CONTENT);
+    assert_eq!(
+        h.request_from(second, write.clone()).0.code,
+        Code::UNAUTHORIZED
+    );
+    assert_eq!(h.request_from(SERVER, write).0.code, Code::CHANGED);
+}

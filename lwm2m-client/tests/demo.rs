@@ -93,11 +93,7 @@ impl Drop for Kill {
 
 #[test]
 fn demo_binary_exposes_objects_and_updates_firmware() {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(StdDuration::from_millis(50)))
-        .unwrap();
-    let port = socket.local_addr().unwrap().port();
+    let (mut server, port) = scripted_server(99);
     let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
         .args([
             "--endpoint",
@@ -113,12 +109,6 @@ fn demo_binary_exposes_objects_and_updates_firmware() {
         .spawn()
         .unwrap();
     let _child = Kill(child);
-    let mut server = Server {
-        socket,
-        ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(99)),
-        start: StdInstant::now(),
-        registers: Vec::new(),
-    };
     let deadline = StdInstant::now() + StdDuration::from_secs(30);
     while server.registers.is_empty() && StdInstant::now() < deadline {
         server.pump(StdDuration::from_millis(200), None);
@@ -148,4 +138,57 @@ fn demo_binary_exposes_objects_and_updates_firmware() {
     let start = Request::new(Code::POST).with_path("/7/0/6");
     assert_eq!(server.request(peer, start).code, Code::CHANGED);
     assert_eq!(server.request(peer, get("/7/0/2")).code, Code::CONTENT);
+}
+
+fn scripted_server(seed: u64) -> (Server, u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(StdDuration::from_millis(20)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let server = Server {
+        socket,
+        ep: Endpoint::new(EndpointConfig::default(), SplitMix64::new(seed)),
+        start: StdInstant::now(),
+        registers: Vec::new(),
+    };
+    (server, port)
+}
+
+#[test]
+fn demo_binary_registers_with_every_server_given() {
+    let (mut s1, p1) = scripted_server(1);
+    let (mut s2, p2) = scripted_server(2);
+    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
+        .args(["--endpoint", "demo-multi", "--lifetime", "60"])
+        .args(["--bind", "127.0.0.1:0"])
+        .args(["--server", &format!("coap://127.0.0.1:{p1}")])
+        .args(["--server", &format!("coap://127.0.0.1:{p2}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = Kill(child);
+    let deadline = StdInstant::now() + StdDuration::from_secs(30);
+    while (s1.registers.is_empty() || s2.registers.is_empty()) && StdInstant::now() < deadline {
+        s1.pump(StdDuration::from_millis(50), None);
+        s2.pump(StdDuration::from_millis(50), None);
+    }
+    let (peer1, r1) = s1.registers.first().cloned().expect("Register to server 1");
+    let (peer2, r2) = s2.registers.first().cloned().expect("Register to server 2");
+    let links = String::from_utf8(r2.payload).unwrap();
+    for obj in ["</1/0>", "</1/1>", "</2/0>", "</3/0>"] {
+        assert!(links.contains(obj), "{obj} missing from {links}");
+    }
+    assert_eq!(r1.payload.len(), links.len());
+    // The Access Control object's default entry lets both servers read;
+    // each server's own Server instance is its own.
+    let get = |p: &str| Request::new(Code::GET).with_path(p);
+    assert_eq!(s2.request(peer2, get("/3/0/0")).code, Code::CONTENT);
+    assert_eq!(s1.request(peer1, get("/3/0/0")).code, Code::CONTENT);
+    let text = |r: Response| String::from_utf8(r.payload).unwrap();
+    assert_eq!(text(s2.request(peer2, get("/1/1/0"))), "2");
+    // Create is granted to nobody.
+    let create = Request::new(Code::POST).with_path("/1");
+    assert_eq!(s2.request(peer2, create).code, Code::UNAUTHORIZED);
 }

@@ -8,111 +8,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use common::*;
-use lwm2m_client::{ClientEvent, DmError, Object, RegistrationState};
+use lwm2m_client::{ClientEvent, DmError, RegistrationState};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Request, Response};
 use lwm2m_core::format::{self, ContentFormat};
-use lwm2m_core::model::{
-    Node, ObjectModel, Operations, Path, Resource, ResourceModel, ResourceType, ResourceValue,
-    Value,
-};
+use lwm2m_core::model::{Node, Path, ResourceValue, Value};
 use lwm2m_core::time::Duration;
 use lwm2m_objects::Registry;
-
-const TEST_OBJECT: u16 = 31024;
-
-/// A multi-instance test object: 0 Counter (RW Integer), 1 Tags (RW String,
-/// multiple), 2 Trigger (E), 3 Name (R String).
-struct TestObject {
-    model: ObjectModel,
-    instances: BTreeMap<u16, (i64, BTreeMap<u16, Value>)>,
-    executed: Rc<RefCell<Vec<String>>>,
-}
-
-fn resource(id: u16, operations: Operations, multiple: bool, t: ResourceType) -> ResourceModel {
-    ResourceModel {
-        id,
-        name: format!("r{id}"),
-        operations,
-        multiple,
-        mandatory: false,
-        resource_type: t,
-        range: String::new(),
-        units: String::new(),
-        description: String::new(),
-    }
-}
-
-impl TestObject {
-    fn new(executed: Rc<RefCell<Vec<String>>>) -> TestObject {
-        let resources = [
-            resource(0, Operations::ReadWrite, false, ResourceType::Integer),
-            resource(1, Operations::ReadWrite, true, ResourceType::String),
-            resource(2, Operations::Execute, false, ResourceType::None),
-            resource(3, Operations::Read, false, ResourceType::String),
-        ];
-        TestObject {
-            model: ObjectModel {
-                id: TEST_OBJECT,
-                name: "Test".into(),
-                version: "1.0".into(),
-                lwm2m_version: "1.1".into(),
-                multiple: true,
-                mandatory: false,
-                description: String::new(),
-                resources: resources.into_iter().map(|r| (r.id, r)).collect(),
-            },
-            instances: BTreeMap::from([(0, (5, BTreeMap::new()))]),
-            executed,
-        }
-    }
-}
-
-impl Object for TestObject {
-    fn model(&self) -> &ObjectModel {
-        &self.model
-    }
-    fn instances(&self) -> Vec<u16> {
-        self.instances.keys().copied().collect()
-    }
-    fn read(&self, instance: u16, resource: u16) -> Result<ResourceValue, DmError> {
-        let (counter, tags) = self.instances.get(&instance).ok_or(DmError::NotFound)?;
-        Ok(match resource {
-            0 => ResourceValue::Single(Value::Integer(*counter)),
-            1 => ResourceValue::Multiple(tags.clone()),
-            3 => ResourceValue::Single(Value::String(format!("instance {instance}"))),
-            _ => return Err(DmError::NotFound),
-        })
-    }
-    fn write(&mut self, instance: u16, resource: u16, value: ResourceValue) -> Result<(), DmError> {
-        let inst = self.instances.get_mut(&instance).ok_or(DmError::NotFound)?;
-        match (resource, value) {
-            (0, ResourceValue::Single(Value::Integer(v))) => inst.0 = v,
-            (1, ResourceValue::Multiple(m)) => inst.1 = m,
-            _ => return Err(DmError::BadRequest),
-        }
-        Ok(())
-    }
-    fn execute(&mut self, instance: u16, _resource: u16, args: &str) -> Result<(), DmError> {
-        self.executed
-            .borrow_mut()
-            .push(format!("{instance}:{args}"));
-        Ok(())
-    }
-    fn create(&mut self, instance: u16, resources: Vec<Resource>) -> Result<(), DmError> {
-        self.instances.insert(instance, (0, BTreeMap::new()));
-        for r in resources {
-            self.write(instance, r.id, r.value)?;
-        }
-        Ok(())
-    }
-    fn delete(&mut self, instance: u16) -> Result<(), DmError> {
-        self.instances
-            .remove(&instance)
-            .map(|_| ())
-            .ok_or(DmError::NotFound)
-    }
-}
 
 struct Setup {
     h: Harness,

@@ -1,5 +1,5 @@
-//! Demo LwM2M device: registers to a server with Security (0), Server (1),
-//! Device (3), Connectivity Monitoring (4), Firmware Update (5), Location
+//! Demo LwM2M device: registers to one or more servers with Security (0),
+//! Server (1), Access Control (2, with several servers), Device (3), Connectivity Monitoring (4), Firmware Update (5), Location
 //! (6) and Connectivity Statistics (7) objects and serves it until Ctrl-C,
 //! which De-registers.
 //!
@@ -9,6 +9,11 @@
 //!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! ```
+//! `--server` may be given several times: the n-th server gets Short Server
+//! ID n, and the client registers with each (priority in the order given).
+//! With several servers the Access Control object grants every server Read,
+//! Write and Execute on every instance (its default entry); server 1 owns
+//! the instances, each server its own Server object instance.
 //! With `--bootstrap` the client starts without a server account and asks
 //! the Bootstrap-Server for one. `--queue` registers in queue mode (awake
 //! 93 s after each transmission). `--format` picks the format of
@@ -28,13 +33,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use lwm2m_client::objects::{
-    ConnectivityMonitoring, ConnectivityStatistics, Device, DeviceInfo, Firmware, Location,
-    Security, Server, ServerConfig, TrafficCounters, UpdateOutcome,
+    rights, AccessControl, AclInstance, ConnectivityMonitoring, ConnectivityStatistics, Device,
+    DeviceInfo, Firmware, Location, Security, SecurityInstance, Server, ServerConfig,
+    TrafficCounters, UpdateOutcome,
 };
 use lwm2m_client::tokio_driver::resolve_coap_uri;
 use lwm2m_client::{Client, ClientConfig};
 use lwm2m_core::format::ContentFormat;
-use lwm2m_core::model::Version;
+use lwm2m_core::model::{ResourceValue, Value, Version};
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Duration;
 use lwm2m_objects::firmware::VecStorage;
@@ -42,13 +48,15 @@ use tokio::net::UdpSocket;
 use tracing::{error, info};
 
 const USAGE: &str =
-    "usage: lwm2m-client --endpoint NAME (--server | --bootstrap) coap://HOST:PORT \
+    "usage: lwm2m-client --endpoint NAME (--server coap://HOST:PORT [--server ...] \
+| --bootstrap coap://HOST:PORT) \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
 [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]";
 
 struct Args {
     endpoint: String,
-    server: String,
+    /// The `--server` URIs in order (Short Server IDs 1, 2, ...).
+    servers: Vec<String>,
     bootstrap: Option<String>,
     lifetime: u32,
     version: Version,
@@ -60,7 +68,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         endpoint: String::new(),
-        server: "coap://127.0.0.1:5683".into(),
+        servers: Vec::new(),
         bootstrap: None,
         lifetime: 300,
         version: Version::new(1, 1),
@@ -82,7 +90,7 @@ fn parse_args() -> Result<Args, String> {
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--endpoint" => args.endpoint = value,
-            "--server" => args.server = value,
+            "--server" => args.servers.push(value),
             "--bootstrap" => args.bootstrap = Some(value),
             "--bind" => {
                 args.bind = Some(value.parse().map_err(|_| {
@@ -128,11 +136,24 @@ got {value:?}"
     if args.endpoint.is_empty() {
         return Err(format!("--endpoint is required\n{USAGE}"));
     }
+    if args.servers.is_empty() {
+        args.servers.push("coap://127.0.0.1:5683".into());
+    }
+    if args.servers.len() > 65_534 {
+        return Err(format!("at most 65534 --server flags\n{USAGE}"));
+    }
     Ok(args)
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let uri = args.bootstrap.as_deref().unwrap_or(&args.server);
+    let uri = args.bootstrap.as_deref().unwrap_or(&args.servers[0]);
+    for uri in &args.servers {
+        if resolve_coap_uri(uri).is_none() {
+            return Err(format!(
+                "cannot resolve {uri:?}: expected coap://HOST[:PORT]"
+            ));
+        }
+    }
     let server: SocketAddr = resolve_coap_uri(uri)
         .ok_or_else(|| format!("cannot resolve {uri:?}: expected coap://HOST[:PORT]"))?;
     let bind: SocketAddr = match args.bind {
@@ -175,8 +196,24 @@ async fn run(args: Args) -> Result<(), String> {
             client.add_object(Box::new(Server::empty()));
         }
         None => {
-            client.add_object(Box::new(Security::new(&args.server, 1)));
-            client.add_object(Box::new(Server::new(ServerConfig::new(args.lifetime))));
+            let mut security = Security::empty();
+            let mut servers = Server::empty();
+            for (n, uri) in args.servers.iter().enumerate() {
+                // At most 65534 servers (checked by parse_args).
+                let id = u16::try_from(n).unwrap_or(u16::MAX - 1);
+                let ssid = id + 1;
+                security.insert(id, SecurityInstance::server(uri, ssid));
+                servers.insert(
+                    id,
+                    ServerConfig {
+                        short_server_id: ssid,
+                        registration_priority: Some(u32::from(id)),
+                        ..ServerConfig::new(args.lifetime)
+                    },
+                );
+            }
+            client.add_object(Box::new(security));
+            client.add_object(Box::new(servers));
         }
     }
     let info = DeviceInfo {
@@ -221,8 +258,12 @@ async fn run(args: Args) -> Result<(), String> {
         unix_now,
     )));
     client.add_object(Box::new(ConnectivityStatistics::new(host_traffic)));
+    if args.bootstrap.is_none() && args.servers.len() > 1 {
+        let acl = demo_access_control(&client);
+        client.add_object(Box::new(acl));
+    }
 
-    info!(endpoint = %args.endpoint, %server, lifetime = args.lifetime, "starting");
+    info!(endpoint = %args.endpoint, servers = ?args.servers, lifetime = args.lifetime, "starting");
     let shutdown = async {
         if tokio::signal::ctrl_c().await.is_err() {
             // No signal handling available: run until killed.
@@ -232,6 +273,37 @@ async fn run(args: Args) -> Result<(), String> {
     lwm2m_client::tokio_driver::run(&mut client, &socket, shutdown, |_| {})
         .await
         .map_err(|e| format!("socket error: {e}"))
+}
+
+/// Access Control for several servers: every instance of the objects
+/// readable, writable and executable by every server (default entry 0),
+/// owned by server 1 but for the Server object instances, each owned by
+/// its own server.
+fn demo_access_control<P, R>(client: &Client<P, R>) -> AccessControl
+where
+    P: Clone + Ord + std::fmt::Debug,
+    R: lwm2m_core::rng::RandomSource,
+{
+    let everyone = rights::READ | rights::WRITE | rights::EXECUTE;
+    let mut acl = AccessControl::new();
+    for o in [1, 3, 4, 5, 6, 7] {
+        let Some(object) = client.object(o) else {
+            continue;
+        };
+        for i in object.instances() {
+            let owner = match o {
+                1 => match object.read(i, 0) {
+                    Ok(ResourceValue::Single(Value::Integer(ssid))) => {
+                        u16::try_from(ssid).unwrap_or(1)
+                    }
+                    _ => 1,
+                },
+                _ => 1,
+            };
+            acl = acl.with(AclInstance::new(o, i, owner).grant(0, everyone));
+        }
+    }
+    acl
 }
 
 /// Largest firmware image the demo keeps in memory.

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use lwm2m_core::model::{ObjectModel, Resource, ResourceValue, Value};
 use lwm2m_objects::security::v1_1 as sec;
 
-use super::{as_int, as_string, int, string};
+use super::{as_int, as_string, fill_created, int, remove_instance, string};
 use crate::object::{DmError, Object};
 
 /// Security mode 3: NoSec (the only mode this slice can use).
@@ -200,19 +200,12 @@ impl Object for Security {
         let mut new = SecurityInstance::server("", 0);
         new.short_server_id = None;
         self.instances.insert(instance, new);
-        for r in resources {
-            if let Err(e) = self.write(instance, r.id, r.value) {
-                self.instances.remove(&instance);
-                return Err(e);
-            }
-        }
-        Ok(())
+        fill_created(self, instance, resources, |o| {
+            o.instances.remove(&instance);
+        })
     }
 
     fn delete(&mut self, instance: u16) -> Result<(), DmError> {
-        self.instances
-            .remove(&instance)
-            .map(|_| ())
-            .ok_or(DmError::NotFound)
+        remove_instance(&mut self.instances, instance)
     }
 }

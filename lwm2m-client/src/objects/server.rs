@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use lwm2m_core::model::{ObjectModel, Resource, ResourceValue, Value};
 use lwm2m_objects::server::v1_1 as srv;
 
-use super::{as_int, as_string, int, string};
+use super::{as_int, as_string, fill_created, int, remove_instance, string};
 use crate::object::{DmError, Object};
 
 /// The values of the Server object instance.
@@ -32,6 +32,16 @@ pub struct ServerConfig {
     /// the registration retry schedule is exhausted, the client bootstraps
     /// (if it has a Bootstrap-Server account) instead of giving up.
     pub bootstrap_on_registration_failure: bool,
+    /// Registration Priority Order (resource 13): lower values register
+    /// first; servers without one register after those that have one.
+    pub registration_priority: Option<u32>,
+    /// Initial Registration Delay Timer in seconds (resource 14): the wait
+    /// before Register, counted from when the previous server in the
+    /// registration order completed.
+    pub initial_registration_delay: Option<u32>,
+    /// Registration Failure Block (resource 15): while registration with
+    /// this server fails, the servers after it in the order wait.
+    pub registration_failure_block: Option<bool>,
     /// Communication Retry Count (resource 17); `None`: the client's
     /// configured [`RetryPolicy`](crate::engine::RetryPolicy).
     pub communication_retry_count: Option<u32>,
@@ -55,6 +65,9 @@ impl ServerConfig {
             binding: String::from("U"),
             mute_send: false,
             bootstrap_on_registration_failure: true,
+            registration_priority: None,
+            initial_registration_delay: None,
+            registration_failure_block: None,
             communication_retry_count: None,
             communication_retry_timer: None,
             communication_sequence_delay: None,
@@ -93,6 +106,11 @@ impl Server {
             model: srv::MODEL.to_model(),
             instances: BTreeMap::new(),
         }
+    }
+
+    /// Adds or replaces instance `id` (one per LwM2M server account).
+    pub fn insert(&mut self, id: u16, config: ServerConfig) {
+        self.instances.insert(id, config);
     }
 
     /// The values of instance `id`.
@@ -134,8 +152,26 @@ impl Object for Server {
             srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
             srv::BINDING,
             srv::REGISTRATION_UPDATE_TRIGGER,
-            srv::BOOTSTRAP_ON_REGISTRATION_FAILURE,
         ]);
+        for (id, set) in [
+            (
+                srv::REGISTRATION_PRIORITY_ORDER,
+                c.registration_priority.is_some(),
+            ),
+            (
+                srv::INITIAL_REGISTRATION_DELAY_TIMER,
+                c.initial_registration_delay.is_some(),
+            ),
+            (
+                srv::REGISTRATION_FAILURE_BLOCK,
+                c.registration_failure_block.is_some(),
+            ),
+        ] {
+            if set {
+                r.push(id);
+            }
+        }
+        r.push(srv::BOOTSTRAP_ON_REGISTRATION_FAILURE);
         for (id, v) in [
             (srv::COMMUNICATION_RETRY_COUNT, c.communication_retry_count),
             (srv::COMMUNICATION_RETRY_TIMER, c.communication_retry_timer),
@@ -171,6 +207,11 @@ impl Object for Server {
             srv::BOOTSTRAP_ON_REGISTRATION_FAILURE => {
                 ResourceValue::Single(Value::Boolean(c.bootstrap_on_registration_failure))
             }
+            srv::REGISTRATION_PRIORITY_ORDER => unsigned(c.registration_priority)?,
+            srv::INITIAL_REGISTRATION_DELAY_TIMER => unsigned(c.initial_registration_delay)?,
+            srv::REGISTRATION_FAILURE_BLOCK => ResourceValue::Single(Value::Boolean(
+                c.registration_failure_block.ok_or(DmError::NotFound)?,
+            )),
             srv::COMMUNICATION_RETRY_COUNT => unsigned(c.communication_retry_count)?,
             srv::COMMUNICATION_RETRY_TIMER => unsigned(c.communication_retry_timer)?,
             srv::COMMUNICATION_SEQUENCE_DELAY_TIMER => unsigned(c.communication_sequence_delay)?,
@@ -214,6 +255,14 @@ impl Object for Server {
                 ResourceValue::Single(Value::Boolean(b)) => c.bootstrap_on_registration_failure = b,
                 _ => return Err(DmError::BadRequest),
             },
+            srv::REGISTRATION_PRIORITY_ORDER => c.registration_priority = Some(period(&value)?),
+            srv::INITIAL_REGISTRATION_DELAY_TIMER => {
+                c.initial_registration_delay = Some(period(&value)?)
+            }
+            srv::REGISTRATION_FAILURE_BLOCK => match value {
+                ResourceValue::Single(Value::Boolean(b)) => c.registration_failure_block = Some(b),
+                _ => return Err(DmError::BadRequest),
+            },
             srv::COMMUNICATION_RETRY_COUNT => c.communication_retry_count = Some(period(&value)?),
             srv::COMMUNICATION_RETRY_TIMER => c.communication_retry_timer = Some(period(&value)?),
             srv::COMMUNICATION_SEQUENCE_DELAY_TIMER => {
@@ -243,19 +292,12 @@ impl Object for Server {
 
     fn create(&mut self, instance: u16, resources: Vec<Resource>) -> Result<(), DmError> {
         self.instances.insert(instance, ServerConfig::new(86_400));
-        for r in resources {
-            if let Err(e) = self.write(instance, r.id, r.value) {
-                self.instances.remove(&instance);
-                return Err(e);
-            }
-        }
-        Ok(())
+        fill_created(self, instance, resources, |o| {
+            o.instances.remove(&instance);
+        })
     }
 
     fn delete(&mut self, instance: u16) -> Result<(), DmError> {
-        self.instances
-            .remove(&instance)
-            .map(|_| ())
-            .ok_or(DmError::NotFound)
+        remove_instance(&mut self.instances, instance)
     }
 }

@@ -2,17 +2,23 @@
 //! server built from a bare CoAP endpoint.
 #![allow(dead_code)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use lwm2m_client::engine::ServerEvent;
+use lwm2m_client::objects::SecurityInstance;
 use lwm2m_client::objects::{
     ConnectivityMonitoring, Device, DeviceInfo, Security, Server, ServerConfig,
 };
 use lwm2m_client::{Client, ClientConfig, ClientEvent};
+use lwm2m_client::{DmError, Object};
 use lwm2m_core::coap::endpoint::RequestError;
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response};
+use lwm2m_core::model::{
+    ObjectModel, Operations, Resource, ResourceModel, ResourceType, ResourceValue, Value,
+};
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::sim::{LinkConfig, Network, SimAddr, SimNode};
 use lwm2m_core::time::{Duration, Instant};
@@ -181,6 +187,8 @@ pub struct Harness {
     pub net: Network<SimPeer>,
     pub probes: Probes,
     pub client_events: Vec<(Instant, ClientEvent)>,
+    /// The same events with the Short Server ID they concern.
+    pub server_events: Vec<(Instant, ServerEvent)>,
 }
 
 pub fn device(probes: &Probes) -> Device {
@@ -237,6 +245,7 @@ impl Harness {
             net,
             probes,
             client_events: Vec::new(),
+            server_events: Vec::new(),
         }
     }
 
@@ -269,6 +278,7 @@ impl Harness {
             net,
             probes,
             client_events: Vec::new(),
+            server_events: Vec::new(),
         }
     }
 
@@ -305,12 +315,72 @@ impl Harness {
         self.net.now()
     }
 
-    fn collect(net: &mut Network<SimPeer>, events: &mut Vec<(Instant, ClientEvent)>) {
+    fn collect(
+        net: &mut Network<SimPeer>,
+        events: &mut Vec<(Instant, ClientEvent)>,
+        server_events: &mut Vec<(Instant, ServerEvent)>,
+    ) {
         let now = net.now();
         if let SimPeer::Client(c) = net.node_mut(CLIENT) {
-            while let Some(e) = c.poll_event() {
-                events.push((now, e));
+            while let Some(e) = c.poll_server_event() {
+                events.push((now, e.event.clone()));
+                server_events.push((now, e));
             }
+        }
+    }
+
+    /// A client `dev1` with one LwM2M server account per entry of
+    /// `servers` (Short Server ID and Server object instance values,
+    /// Security and Server instance `n` for entry `n`, URI
+    /// `coap://s<ssid>`), Device and Connectivity Monitoring objects; the
+    /// scripted server of entry `n` is node `n + 1`.
+    pub fn multi(seed: u64, servers: Vec<ServerConfig>) -> Harness {
+        Harness::multi_with(seed, servers, |_| {})
+    }
+
+    /// Like [`Harness::multi`], with the client configuration adjusted by `tweak`.
+    pub fn multi_with(
+        seed: u64,
+        servers: Vec<ServerConfig>,
+        tweak: impl FnOnce(&mut ClientConfig),
+    ) -> Harness {
+        let probes = Probes::default();
+        probes.clock.set(1_700_000_000);
+        let mut config = ClientConfig::new("dev1");
+        tweak(&mut config);
+        let mut client = Client::new(config, SERVER, SplitMix64::new(seed ^ 0xC11E));
+        let mut security = Security::empty();
+        let mut server_object = Server::empty();
+        let mut routes = Vec::new();
+        for (n, config) in servers.iter().enumerate() {
+            let n16 = u16::try_from(n).unwrap();
+            let uri = format!("coap://s{}", config.short_server_id);
+            security.insert(n16, SecurityInstance::server(&uri, config.short_server_id));
+            server_object.insert(n16, config.clone());
+            routes.push((uri, SimAddr::try_from(n + 1).unwrap()));
+        }
+        client.set_resolver(move |uri| routes.iter().find(|(u, _)| u == uri).map(|r| r.1));
+        client.add_object(Box::new(security));
+        client.add_object(Box::new(server_object));
+        client.add_object(Box::new(device(&probes)));
+        client.add_object(Box::new(ConnectivityMonitoring::ethernet(vec![
+            "192.0.2.7".into(),
+        ])));
+        let mut net = Network::new(seed, LinkConfig::lossy(0));
+        net.enable_trace();
+        assert_eq!(net.add(SimPeer::Client(Box::new(client))), CLIENT);
+        for n in 0..servers.len() {
+            let app = server_app(seed ^ (0x5E5E + n as u64));
+            assert_eq!(
+                net.add(SimPeer::Server(Box::new(app))),
+                SimAddr::try_from(n + 1).unwrap()
+            );
+        }
+        Harness {
+            net,
+            probes,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
         }
     }
 
@@ -323,8 +393,9 @@ impl Harness {
     ) -> bool {
         let deadline = self.now() + limit;
         let events = &mut self.client_events;
+        let server_events = &mut self.server_events;
         self.net.run_until(deadline, |net| {
-            Self::collect(net, events);
+            Self::collect(net, events, server_events);
             done(net, events)
         })
     }
@@ -333,8 +404,9 @@ impl Harness {
     pub fn run_for(&mut self, d: Duration) {
         let deadline = self.now() + d;
         let events = &mut self.client_events;
+        let server_events = &mut self.server_events;
         self.net.run_until(deadline, |net| {
-            Self::collect(net, events);
+            Self::collect(net, events, server_events);
             false
         });
         self.net.advance_to(deadline);
@@ -393,4 +465,99 @@ pub fn get_accept(path: &str, cf: u16) -> Request {
 
 pub fn content_format(r: &Response) -> Option<u32> {
     r.options.uint(number::CONTENT_FORMAT)
+}
+
+pub const TEST_OBJECT: u16 = 31024;
+
+/// A multi-instance test object: 0 Counter (RW Integer), 1 Tags (RW String,
+/// multiple), 2 Trigger (E), 3 Name (R String).
+pub struct TestObject {
+    pub model: ObjectModel,
+    pub instances: BTreeMap<u16, (i64, BTreeMap<u16, Value>)>,
+    pub executed: Rc<RefCell<Vec<String>>>,
+}
+
+pub fn resource(id: u16, operations: Operations, multiple: bool, t: ResourceType) -> ResourceModel {
+    ResourceModel {
+        id,
+        name: format!("r{id}"),
+        operations,
+        multiple,
+        mandatory: false,
+        resource_type: t,
+        range: String::new(),
+        units: String::new(),
+        description: String::new(),
+    }
+}
+
+impl TestObject {
+    pub fn new(executed: Rc<RefCell<Vec<String>>>) -> TestObject {
+        let resources = [
+            resource(0, Operations::ReadWrite, false, ResourceType::Integer),
+            resource(1, Operations::ReadWrite, true, ResourceType::String),
+            resource(2, Operations::Execute, false, ResourceType::None),
+            resource(3, Operations::Read, false, ResourceType::String),
+        ];
+        TestObject {
+            model: ObjectModel {
+                id: TEST_OBJECT,
+                name: "Test".into(),
+                version: "1.0".into(),
+                lwm2m_version: "1.1".into(),
+                multiple: true,
+                mandatory: false,
+                description: String::new(),
+                resources: resources.into_iter().map(|r| (r.id, r)).collect(),
+            },
+            instances: BTreeMap::from([(0, (5, BTreeMap::new()))]),
+            executed,
+        }
+    }
+}
+
+impl Object for TestObject {
+    fn model(&self) -> &ObjectModel {
+        &self.model
+    }
+    fn instances(&self) -> Vec<u16> {
+        self.instances.keys().copied().collect()
+    }
+    fn read(&self, instance: u16, resource: u16) -> Result<ResourceValue, DmError> {
+        let (counter, tags) = self.instances.get(&instance).ok_or(DmError::NotFound)?;
+        Ok(match resource {
+            0 => ResourceValue::Single(Value::Integer(*counter)),
+            1 => ResourceValue::Multiple(tags.clone()),
+            3 => ResourceValue::Single(Value::String(format!("instance {instance}"))),
+            _ => return Err(DmError::NotFound),
+        })
+    }
+    fn write(&mut self, instance: u16, resource: u16, value: ResourceValue) -> Result<(), DmError> {
+        let inst = self.instances.get_mut(&instance).ok_or(DmError::NotFound)?;
+        match (resource, value) {
+            (0, ResourceValue::Single(Value::Integer(v))) => inst.0 = v,
+            (1, ResourceValue::Multiple(m)) => inst.1 = m,
+            _ => return Err(DmError::BadRequest),
+        }
+        Ok(())
+    }
+    fn execute(&mut self, instance: u16, _resource: u16, args: &str) -> Result<(), DmError> {
+        self.executed
+            .borrow_mut()
+            .push(format!("{instance}:{args}"));
+        Ok(())
+    }
+    fn create(&mut self, instance: u16, resources: Vec<Resource>) -> Result<(), DmError> {
+        self.instances.insert(instance, (0, BTreeMap::new()));
+        for r in resources {
+            self.write(instance, r.id, r.value)?;
+        }
+        Ok(())
+    }
+    fn delete(&mut self, instance: u16) -> Result<(), DmError> {
+        self.instances
+            .remove(&instance)
+            .map(|_| ())
+            .ok_or(DmError::NotFound)
+    }
 }
