@@ -1300,6 +1300,17 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
         self.append(offset, bytes, now)
     }
 
+    /// The pull download starts over from byte 0 (the server ignored a
+    /// resume request, for example an HTTP 200 answer to a `Range`
+    /// request): the stored bytes are discarded (storage `abort` then
+    /// `begin`), the digest computation restarts, the state stays
+    /// Downloading. A storage failure ends the download like in
+    /// [`FirmwareUpdate::download_chunk`].
+    pub fn restart_download(&mut self, now: Instant) -> Result<(), FwError> {
+        self.require_pull()?;
+        self.start_transfer(Mode::Pull, now)
+    }
+
     /// The pull download reached the end of the package: digest check,
     /// storage `finish`, Downloaded (or Idle with Update Result 5/2/3/6 and
     /// [`FwError::DownloadFailed`]).

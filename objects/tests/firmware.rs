@@ -621,6 +621,46 @@ fn pull_resume_after_connection_lost() {
 }
 
 #[test]
+fn restart_download_discards_the_stored_bytes() {
+    let mut m = drive(Start::PullDownloading);
+    m.set_expected_sha256(Some(sha256_abc()));
+    let aborts = m.storage().aborts;
+    // The server ignored the resume request and sends everything again.
+    m.restart_download(t(1)).unwrap();
+    assert_eq!(
+        (m.state(), m.result()),
+        (Downloading, UpdateResult::Initial)
+    );
+    assert_eq!(m.resume_offset(), Some(0));
+    assert_eq!(m.storage().aborts, aborts + 1);
+    m.download_chunk(0, b"abc", t(2)).unwrap();
+    // The digest covers the new bytes only.
+    m.download_complete(t(3)).unwrap();
+    assert_eq!(m.storage().inner.image(), Some(&b"abc"[..]));
+    // Not a pull in progress: refused, nothing changes.
+    for start in [Start::Idle, Start::PushDownloading, Start::Downloaded] {
+        let mut m = drive(start);
+        let before = (m.state(), m.result());
+        assert!(matches!(
+            m.restart_download(t(1)),
+            Err(FwError::InvalidState { .. })
+        ));
+        assert_eq!((m.state(), m.result()), before);
+    }
+    // A storage that cannot begin again ends the download with its result.
+    let mut m = drive(Start::PullDownloading);
+    m.storage_mut().fail_begin = Some(StorageError::OutOfStorage);
+    assert_eq!(
+        m.restart_download(t(1)),
+        Err(FwError::DownloadFailed(UpdateResult::NotEnoughFlash))
+    );
+    assert_eq!(
+        (m.state(), m.result()),
+        (Idle, UpdateResult::NotEnoughFlash)
+    );
+}
+
+#[test]
 fn pull_with_another_uri_starts_over() {
     let mut m = drive(Start::IdleAfterPullLost);
     let aborts = m.storage().aborts;

@@ -6,7 +6,8 @@
 //! ```text
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
 //!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-//!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]
+//!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] \
+//!     [--https-ca PEM-FILE]
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! ```
 //! With `--bootstrap` the client starts without a server account and asks
@@ -16,10 +17,11 @@
 //! always TLV with an LwM2M 1.0 server; LwM2M CBOR needs 1.2). A server
 //! that refuses the announced version (4.00 / 4.12) gets a lower one.
 //! `--bind` is the local UDP address (default `0.0.0.0:0`, `[::]:0`
-//! towards an IPv6 server).
+//! towards an IPv6 server). `--https-ca` adds a CA certificate file to the
+//! system trust store for `https://` firmware downloads.
 //!
-//! Simulated parts: a firmware update (push, or pull from a `coap://` URI)
-//! is kept in memory and "installed" by logging a reboot; the location
+//! Simulated parts: a firmware update (push, or pull from a `coap://`,
+//! `http://` or `https://` URI) is kept in memory and "installed" by logging a reboot; the location
 //! follows a loop around a few waypoints; the statistics count the host's
 //! network interfaces (`/proc/net/dev`) where there is one.
 //! Log level from `RUST_LOG` (default `info`).
@@ -27,6 +29,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use lwm2m_client::http_fetch::{Fetcher, HttpConfig};
 use lwm2m_client::objects::{
     ConnectivityMonitoring, ConnectivityStatistics, Device, DeviceInfo, Firmware, Location,
     Security, Server, ServerConfig, TrafficCounters, UpdateOutcome,
@@ -37,14 +40,14 @@ use lwm2m_core::format::ContentFormat;
 use lwm2m_core::model::Version;
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Duration;
-use lwm2m_objects::firmware::VecStorage;
+use lwm2m_objects::firmware::{FirmwareConfig, Protocol, VecStorage};
 use tokio::net::UdpSocket;
 use tracing::{error, info};
 
 const USAGE: &str =
     "usage: lwm2m-client --endpoint NAME (--server | --bootstrap) coap://HOST:PORT \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]";
+[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE]";
 
 struct Args {
     endpoint: String,
@@ -55,6 +58,7 @@ struct Args {
     queue: bool,
     format: Option<ContentFormat>,
     bind: Option<SocketAddr>,
+    https_ca: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         queue: false,
         format: None,
         bind: None,
+        https_ca: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
             "--endpoint" => args.endpoint = value,
             "--server" => args.server = value,
             "--bootstrap" => args.bootstrap = Some(value),
+            "--https-ca" => args.https_ca = Some(value.into()),
             "--bind" => {
                 args.bind = Some(value.parse().map_err(|_| {
                     format!("--bind: expected a socket address such as 127.0.0.1:0, got {value:?}")
@@ -193,7 +199,12 @@ async fn run(args: Args) -> Result<(), String> {
     client.add_object(Box::new(device));
     let ips = if ip.is_empty() { Vec::new() } else { vec![ip] };
     client.add_object(Box::new(ConnectivityMonitoring::ethernet(ips)));
-    client.add_object(Box::new(Firmware::new(
+    let firmware_config = FirmwareConfig {
+        protocols: vec![Protocol::Coap, Protocol::Http, Protocol::Https],
+        ..FirmwareConfig::default()
+    };
+    let firmware = Firmware::with_config(
+        firmware_config,
         VecStorage::new(FIRMWARE_CAPACITY),
         |storage: &mut VecStorage| {
             let len = storage.image().map_or(0, <[u8]>::len);
@@ -204,7 +215,15 @@ async fn run(args: Args) -> Result<(), String> {
             info!("firmware update: running the new image (simulated reboot done)");
             UpdateOutcome::Succeeded
         },
-    )));
+    );
+    let firmware_handle = firmware.handle();
+    client.add_object(Box::new(firmware));
+    let http = HttpConfig {
+        extra_ca_file: args.https_ca.clone(),
+        ..HttpConfig::default()
+    };
+    let mut fetcher =
+        Fetcher::new(&firmware_handle, http).map_err(|e| format!("--https-ca: {e}"))?;
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
@@ -229,9 +248,15 @@ async fn run(args: Args) -> Result<(), String> {
             std::future::pending::<()>().await;
         }
     };
-    lwm2m_client::tokio_driver::run(&mut client, &socket, shutdown, |_| {})
-        .await
-        .map_err(|e| format!("socket error: {e}"))
+    lwm2m_client::tokio_driver::run_with_fetcher(
+        &mut client,
+        &socket,
+        shutdown,
+        |_| {},
+        &mut fetcher,
+    )
+    .await
+    .map_err(|e| format!("socket error: {e}"))
 }
 
 /// Largest firmware image the demo keeps in memory.

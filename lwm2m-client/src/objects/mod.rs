@@ -18,7 +18,10 @@ mod statistics;
 
 pub use connectivity::ConnectivityMonitoring;
 pub use device::{Device, DeviceInfo};
-pub use firmware::{Firmware, FirmwareHandle, UpdateOutcome};
+pub use firmware::{
+    DownloadCommand, DownloadHost, DownloadJob, Firmware, FirmwareHandle, ResumePolicy,
+    UpdateDecision, UpdateOutcome,
+};
 pub use location::{horizontal_velocity, Fix, Location};
 pub use security::Security;
 pub use server::{Server, ServerConfig};
