@@ -15,7 +15,10 @@ use lwm2m_client::objects::{Firmware, FirmwareHandle, ResumePolicy, UpdateOutcom
 use lwm2m_client::Object;
 use lwm2m_core::model::{ResourceValue, Value};
 use lwm2m_core::time::{Duration, Instant};
-use lwm2m_objects::firmware::{FirmwareConfig, Protocol, State, UpdateResult, VecStorage};
+use lwm2m_objects::firmware::{
+    FileStateStore, FileStorage, FirmwareConfig, FirmwareStateStore, FirmwareStorage, Protocol,
+    State, UpdateResult, VecStorage,
+};
 use openssl::asn1::Asn1Time;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
@@ -255,9 +258,9 @@ fn write_uri(obj: &mut dyn Object, uri: &str) {
 }
 
 /// Runs the fetcher until the object leaves Downloading (10 s at most).
-async fn download(
-    obj: &mut Firmware<VecStorage>,
-    handle: &FirmwareHandle<VecStorage>,
+async fn download<S: FirmwareStorage + 'static>(
+    obj: &mut Firmware<S>,
+    handle: &FirmwareHandle<S>,
     config: HttpConfig,
 ) -> (State, UpdateResult) {
     let mut fetcher = Fetcher::new(handle, config).unwrap();
@@ -603,4 +606,68 @@ async fn cancel_stops_the_download() {
         (State::Idle, UpdateResult::Cancelled)
     );
     assert_eq!(stored(&handle), None);
+}
+
+#[tokio::test]
+async fn a_download_cut_by_a_reboot_resumes_from_the_saved_state() {
+    let pkg = image(300_000);
+    let (addr, seen) = http_server(Behaviour {
+        body: pkg.clone(),
+        honour_range: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("lwm2m-fw-reboot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image_path, state_path) = (dir.join("fw.image"), dir.join("fw.state"));
+    let boot = || {
+        let config = FirmwareConfig {
+            protocols: vec![Protocol::Http],
+            ..FirmwareConfig::default()
+        };
+        let fw = Firmware::with_state_store(
+            config,
+            FileStorage::new(&image_path, 1 << 20),
+            FileStateStore::new(&state_path),
+            |_: &mut FileStorage| UpdateOutcome::Succeeded,
+            |_: &mut FileStorage| UpdateOutcome::Succeeded,
+        );
+        let handle = fw.handle();
+        (fw, handle)
+    };
+    let (mut fw, handle) = boot();
+    handle.set_expected_sha256(Some(Sha256::digest(&pkg).into()));
+    write_uri(&mut fw, &format!("http://{addr}/fw.bin"));
+    // Download until 150 kB are stored, then "lose power".
+    {
+        let mut fetcher = Fetcher::new(&handle, HttpConfig::default()).unwrap();
+        while handle.with(|f| f.resume_offset()).unwrap_or(0) < 150_000 {
+            fw.tick(Instant::ZERO);
+            fetcher.pump();
+            let (id, r) = fetcher.next().await.unwrap();
+            fetcher.deliver(id, r, Instant::ZERO);
+        }
+        fw.tick(Instant::ZERO);
+    }
+    drop(fw);
+    drop(handle);
+    let saved = FileStateStore::new(&state_path).load().unwrap().unwrap();
+    assert_eq!(saved.state, State::Downloading);
+    assert!(
+        (64 * 1024..150_000 + 64 * 1024).contains(&saved.image_len),
+        "saved every 64 KiB: {}",
+        saved.image_len
+    );
+    // After the reboot the download goes on by itself from the saved length,
+    // and the digest still covers the whole package.
+    let (mut fw, handle) = boot();
+    assert_eq!(handle.with(|f| f.state()), State::Downloading);
+    let outcome = download(&mut fw, &handle, HttpConfig::default()).await;
+    assert_eq!(outcome, (State::Downloaded, UpdateResult::Initial));
+    assert_eq!(std::fs::read(&image_path).unwrap(), pkg);
+    let last = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(range_of(&last), Some(saved.image_len as usize));
+    let saved = FileStateStore::new(&state_path).load().unwrap().unwrap();
+    assert_eq!((saved.state, saved.image_len), (State::Downloaded, 300_000));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,7 +7,7 @@
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
 //!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
 //!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] \
-//!     [--https-ca PEM-FILE]
+//!     [--https-ca PEM-FILE] [--firmware-state FILE]
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! ```
 //! With `--bootstrap` the client starts without a server account and asks
@@ -18,12 +18,15 @@
 //! that refuses the announced version (4.00 / 4.12) gets a lower one.
 //! `--bind` is the local UDP address (default `0.0.0.0:0`, `[::]:0`
 //! towards an IPv6 server). `--https-ca` adds a CA certificate file to the
-//! system trust store for `https://` firmware downloads.
+//! system trust store for `https://` firmware downloads. `--firmware-state`
+//! keeps the Firmware Update state in FILE and the image in FILE.image, so
+//! that a restart resumes a download or keeps a downloaded package (without
+//! it both are in memory).
 //!
 //! Simulated parts: a firmware update (push, or pull from a `coap://`,
-//! `http://` or `https://` URI) is kept in memory and "installed" by logging a reboot; the location
-//! follows a loop around a few waypoints; the statistics count the host's
-//! network interfaces (`/proc/net/dev`) where there is one.
+//! `http://` or `https://` URI) is kept in memory or in a file and
+//! "installed" by logging a reboot; the location follows a loop around a
+//! few waypoints; the statistics count the host's network interfaces (`/proc/net/dev`) where there is one.
 //! Log level from `RUST_LOG` (default `info`).
 
 use std::net::SocketAddr;
@@ -31,8 +34,8 @@ use std::process::ExitCode;
 
 use lwm2m_client::http_fetch::{Fetcher, HttpConfig};
 use lwm2m_client::objects::{
-    ConnectivityMonitoring, ConnectivityStatistics, Device, DeviceInfo, Firmware, Location,
-    Security, Server, ServerConfig, TrafficCounters, UpdateOutcome,
+    ConnectivityMonitoring, ConnectivityStatistics, Device, DeviceInfo, DownloadHost, Firmware,
+    Location, Security, Server, ServerConfig, TrafficCounters, UpdateOutcome,
 };
 use lwm2m_client::tokio_driver::resolve_coap_uri;
 use lwm2m_client::{Client, ClientConfig};
@@ -40,14 +43,14 @@ use lwm2m_core::format::ContentFormat;
 use lwm2m_core::model::Version;
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Duration;
-use lwm2m_objects::firmware::{FirmwareConfig, Protocol, VecStorage};
+use lwm2m_objects::firmware::{FileStateStore, FileStorage, FirmwareConfig, Protocol, VecStorage};
 use tokio::net::UdpSocket;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 const USAGE: &str =
     "usage: lwm2m-client --endpoint NAME (--server | --bootstrap) coap://HOST:PORT \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE]";
+[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE]";
 
 struct Args {
     endpoint: String,
@@ -59,6 +62,7 @@ struct Args {
     format: Option<ContentFormat>,
     bind: Option<SocketAddr>,
     https_ca: Option<std::path::PathBuf>,
+    firmware_state: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -72,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         format: None,
         bind: None,
         https_ca: None,
+        firmware_state: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -90,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
             "--server" => args.server = value,
             "--bootstrap" => args.bootstrap = Some(value),
             "--https-ca" => args.https_ca = Some(value.into()),
+            "--firmware-state" => args.firmware_state = Some(value.into()),
             "--bind" => {
                 args.bind = Some(value.parse().map_err(|_| {
                     format!("--bind: expected a socket address such as 127.0.0.1:0, got {value:?}")
@@ -203,27 +209,45 @@ async fn run(args: Args) -> Result<(), String> {
         protocols: vec![Protocol::Coap, Protocol::Http, Protocol::Https],
         ..FirmwareConfig::default()
     };
-    let firmware = Firmware::with_config(
-        firmware_config,
-        VecStorage::new(FIRMWARE_CAPACITY),
-        |storage: &mut VecStorage| {
-            let len = storage.image().map_or(0, <[u8]>::len);
-            info!(
-                bytes = len,
-                "firmware update: installing the image and rebooting (simulated)"
+    let firmware_handle: Box<dyn DownloadHost> = match &args.firmware_state {
+        None => {
+            let firmware = Firmware::with_config(
+                firmware_config,
+                VecStorage::new(FIRMWARE_CAPACITY),
+                |storage: &mut VecStorage| install(storage.image().map_or(0, <[u8]>::len) as u64),
             );
-            info!("firmware update: running the new image (simulated reboot done)");
-            UpdateOutcome::Succeeded
-        },
-    );
-    let firmware_handle = firmware.handle();
-    client.add_object(Box::new(firmware));
+            let handle = firmware.handle();
+            client.add_object(Box::new(firmware));
+            Box::new(handle)
+        }
+        Some(state) => {
+            let mut image = state.clone().into_os_string();
+            image.push(".image");
+            let firmware = Firmware::with_state_store(
+                firmware_config,
+                FileStorage::new(image, FIRMWARE_CAPACITY as u64),
+                FileStateStore::new(state),
+                |storage: &mut FileStorage| {
+                    install(std::fs::metadata(storage.path()).map_or(0, |m| m.len()))
+                },
+                // Still Updating at start: the simulated install was cut
+                // short; the demo's image always "runs".
+                |_: &mut FileStorage| UpdateOutcome::Succeeded,
+            );
+            let handle = firmware.handle();
+            if let Some(e) = handle.store_error() {
+                warn!("{e}; starting with a fresh firmware state");
+            }
+            client.add_object(Box::new(firmware));
+            Box::new(handle)
+        }
+    };
     let http = HttpConfig {
         extra_ca_file: args.https_ca.clone(),
         ..HttpConfig::default()
     };
     let mut fetcher =
-        Fetcher::new(&firmware_handle, http).map_err(|e| format!("--https-ca: {e}"))?;
+        Fetcher::new(firmware_handle.as_ref(), http).map_err(|e| format!("--https-ca: {e}"))?;
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
@@ -259,7 +283,17 @@ async fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("socket error: {e}"))
 }
 
-/// Largest firmware image the demo keeps in memory.
+/// The demo's "installation" of a firmware image of `len` bytes.
+fn install(len: u64) -> UpdateOutcome {
+    info!(
+        bytes = len,
+        "firmware update: installing the image and rebooting (simulated)"
+    );
+    info!("firmware update: running the new image (simulated reboot done)");
+    UpdateOutcome::Succeeded
+}
+
+/// Largest firmware image the demo keeps (in memory, or in the image file).
 const FIRMWARE_CAPACITY: usize = 16 << 20;
 
 /// The host's interface counters from `/proc/net/dev` (all interfaces

@@ -42,8 +42,9 @@ use lwm2m_core::coap::{Code, Request, Response};
 use lwm2m_core::model::{ObjectModel, Path, ResourceValue};
 use lwm2m_core::time::{Duration, Instant};
 use lwm2m_objects::firmware::{
-    check_uri, DownloadError, FirmwareConfig, FirmwareStorage, FirmwareUpdate, FwError, FwEvent,
-    Protocol, Severity, UpdateFailure, UpdateResult, RESOURCES,
+    check_uri, DownloadError, FirmwareConfig, FirmwareSnapshot, FirmwareStateStore,
+    FirmwareStorage, FirmwareUpdate, FwError, FwEvent, Protocol, Severity, State, StateStoreError,
+    UpdateFailure, UpdateResult, RESOURCES,
 };
 use lwm2m_objects::firmware_update as fwo;
 
@@ -141,7 +142,20 @@ struct Inner<S> {
     high_water: u64,
     /// When to retry the download that lost its connection.
     retry_at: Option<Instant>,
+    /// Where the state is saved across reboots.
+    store: Option<Box<dyn FirmwareStateStore>>,
+    /// What was saved last.
+    saved: Option<FirmwareSnapshot>,
+    /// The last save failure (cleared by a successful save).
+    save_error: Option<StateStoreError>,
+    /// Why the state could not be loaded at boot.
+    load_error: Option<StateStoreError>,
 }
+
+/// While downloading, the state is saved every this many bytes (and at
+/// every other change): the bytes after it are downloaded again after a
+/// reboot.
+pub const SAVE_EVERY: u64 = 64 * 1024;
 
 impl<S: FirmwareStorage> Inner<S> {
     /// Starts an attempt at downloading the Package URI from `resume_from`.
@@ -211,6 +225,35 @@ impl<S: FirmwareStorage> Inner<S> {
         let _ = self.fw.download_failed(error, now);
     }
 
+    /// Saves the state if it changed (download progress alone: every
+    /// [`SAVE_EVERY`] bytes).
+    fn persist(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let snap = self.fw.snapshot();
+        if let Some(saved) = &self.saved {
+            if *saved == snap {
+                return;
+            }
+            let progress_only = FirmwareSnapshot {
+                image_len: saved.image_len,
+                pull_hash_state: saved.pull_hash_state.clone(),
+                ..snap.clone()
+            } == *saved;
+            if progress_only && snap.image_len < saved.image_len.saturating_add(SAVE_EVERY) {
+                return;
+            }
+        }
+        match store.save(&snap) {
+            Ok(()) => {
+                self.saved = Some(snap);
+                self.save_error = None;
+            }
+            Err(e) => self.save_error = Some(e),
+        }
+    }
+
     /// Time passed: a due retry starts.
     fn tick(&mut self, now: Instant) {
         self.now = self.now.max(now);
@@ -255,6 +298,16 @@ impl<S: FirmwareStorage> FirmwareHandle<S> {
     /// Sets the SHA-256 digest the next (or current) package must have.
     pub fn set_expected_sha256(&self, digest: Option<[u8; 32]>) {
         self.inner.borrow_mut().fw.set_expected_sha256(digest);
+    }
+
+    /// The last failure of the state store: the last save if it failed,
+    /// else the load at boot if that failed.
+    pub fn store_error(&self) -> Option<StateStoreError> {
+        let inner = self.inner.borrow();
+        inner
+            .save_error
+            .clone()
+            .or_else(|| inner.load_error.clone())
     }
 
     /// Runs `f` on the state machine (to read State, the storage...).
@@ -414,10 +467,52 @@ impl<S: FirmwareStorage + 'static> Firmware<S> {
                 failures: 0,
                 high_water: 0,
                 retry_at: None,
+                store: None,
+                saved: None,
+                save_error: None,
+                load_error: None,
             })),
             hook: Box::new(hook),
             decide: None,
         }
+    }
+
+    /// An object whose state survives reboots in `store`: restored from it
+    /// when it holds a snapshot ([`FirmwareUpdate::restore`]: a pull
+    /// download resumes, Downloaded stays Downloaded...), saved to it after
+    /// every change. If the device rebooted while Updating (into the new
+    /// firmware, say), `on_boot` tells how the update went: Update Result 1
+    /// ([`UpdateOutcome::Succeeded`]), 8 or another failure result, or
+    /// still pending. A store that fails to load is reported by
+    /// [`FirmwareHandle::store_error`] and the object starts fresh.
+    pub fn with_state_store(
+        config: FirmwareConfig,
+        storage: S,
+        mut store: impl FirmwareStateStore + 'static,
+        hook: impl FnMut(&mut S) -> UpdateOutcome + 'static,
+        on_boot: impl FnOnce(&mut S) -> UpdateOutcome,
+    ) -> Firmware<S> {
+        let now = Instant::ZERO;
+        let (mut fw, load_error) = match store.load() {
+            Ok(Some(snap)) => (FirmwareUpdate::restore(config, storage, snap, now), None),
+            Ok(None) => (FirmwareUpdate::new(config, storage, now), None),
+            Err(e) => (FirmwareUpdate::new(config, storage, now), Some(e)),
+        };
+        if fw.state() == State::Updating {
+            let _ = match on_boot(fw.storage_mut()) {
+                UpdateOutcome::Succeeded => fw.update_succeeded(now),
+                UpdateOutcome::Failed(f) => fw.update_failed(f, now),
+                UpdateOutcome::Pending => Ok(()),
+            };
+        }
+        let mut obj = Firmware::from_state_machine(fw, hook);
+        {
+            let mut inner = obj.inner.borrow_mut();
+            inner.store = Some(Box::new(store));
+            inner.load_error = load_error;
+        }
+        obj.drive();
+        obj
     }
 
     /// Sets how lost connections are retried.
@@ -449,6 +544,7 @@ impl<S: FirmwareStorage + 'static> Firmware<S> {
             let mut inner = self.inner.borrow_mut();
             let now = inner.now;
             let Some(event) = inner.fw.poll_event() else {
+                inner.persist();
                 return;
             };
             match event {

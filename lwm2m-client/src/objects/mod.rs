@@ -20,7 +20,7 @@ pub use connectivity::ConnectivityMonitoring;
 pub use device::{Device, DeviceInfo};
 pub use firmware::{
     DownloadCommand, DownloadHost, DownloadJob, Firmware, FirmwareHandle, ResumePolicy,
-    UpdateDecision, UpdateOutcome,
+    UpdateDecision, UpdateOutcome, SAVE_EVERY,
 };
 pub use location::{horizontal_velocity, Fix, Location};
 pub use security::Security;
