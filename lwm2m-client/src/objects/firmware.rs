@@ -4,10 +4,14 @@
 //! * Push: a Write of Package (`/5/0/0`, block-wise or not: the CoAP
 //!   endpoint reassembles Block1) is fed to the state machine as one chunk.
 //! * Pull over CoAP: a Write of a `coap://` Package URI makes the object
-//!   ask the engine for a GET ([`Object::poll_request`]); the endpoint
-//!   reassembles the Block2 response and the body is stored as the image.
-//!   A URI the engine's resolver cannot map, or a 4.xx answer, gets Update
-//!   Result 7; a timeout or reset is a lost connection (see below).
+//!   ask the engine for GETs ([`Object::poll_request`]), one per Block2
+//!   block of 1024 bytes (or the smaller size the server picks), each
+//!   stored as it arrives; a resume asks for block `stored / size` first.
+//!   A server that cannot serve that block (4.xx, say an expired
+//!   block-wise cache) or answers with block 0 makes the download restart
+//!   at 0, once per attempt. A URI the engine's resolver cannot map, or a
+//!   4.xx answer, gets Update Result 7; a timeout or reset is a lost
+//!   connection (see below).
 //! * Pull by the host: the schemes of Protocol Support other than `coap`
 //!   (`http`, `https` with the tokio driver's fetcher) are downloaded by the
 //!   integrator's host: it takes [`DownloadCommand`]s from
@@ -38,7 +42,8 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::fmt;
 
-use lwm2m_core::coap::{Code, Request, Response};
+use lwm2m_core::coap::option::number;
+use lwm2m_core::coap::{BlockValue, Code, Request, Response};
 use lwm2m_core::model::{ObjectModel, Path, ResourceValue};
 use lwm2m_core::time::{Duration, Instant};
 use lwm2m_objects::firmware::{
@@ -132,6 +137,8 @@ struct Inner<S> {
     next_tag: u32,
     /// CoAP GETs for the engine.
     requests: Vec<ObjectRequest>,
+    /// The CoAP block transfer in flight.
+    coap: Option<CoapFetch>,
     /// Commands for the host's downloader.
     host: VecDeque<DownloadCommand>,
     policy: ResumePolicy,
@@ -150,6 +157,24 @@ struct Inner<S> {
     save_error: Option<StateStoreError>,
     /// Why the state could not be loaded at boot.
     load_error: Option<StateStoreError>,
+}
+
+/// Block size of CoAP downloads (Block2 SZX 6: 1024 bytes).
+const COAP_BLOCK_SZX: u8 = 6;
+const COAP_BLOCK_SIZE: u64 = 1024;
+
+/// A CoAP pull, block by block (the object asks for each block, so that
+/// what is stored counts and a resume starts at block N).
+struct CoapFetch {
+    uri: String,
+    /// The GET without Block2.
+    request: Request,
+    /// Offset of the block asked for.
+    offset: u64,
+    /// Block size exponent (the server may lower it).
+    szx: u8,
+    /// Already restarted at block 0 once in this attempt.
+    restarted: bool,
 }
 
 /// While downloading, the state is saved every this many bytes (and at
@@ -175,16 +200,115 @@ impl<S: FirmwareStorage> Inner<S> {
             }));
             return;
         }
-        // The endpoint's Block2 reassembly always starts at block 0; the
-        // state machine skips bytes already stored.
         match coap_get(&uri) {
             Some(request) => {
-                self.download = Some(tag);
-                self.requests.push(ObjectRequest { tag, uri, request });
+                // Whole blocks: a resume inside a block asks for the block
+                // and the state machine skips the bytes it has.
+                let offset = resume_from - resume_from % COAP_BLOCK_SIZE;
+                self.coap = Some(CoapFetch {
+                    uri,
+                    request,
+                    offset,
+                    szx: COAP_BLOCK_SZX,
+                    restarted: false,
+                });
+                self.request_block();
             }
             None => {
                 let now = self.now;
                 let _ = self.fw.download_failed(DownloadError::InvalidUri, now);
+            }
+        }
+    }
+
+    /// Asks for the block of the CoAP transfer at its current offset.
+    fn request_block(&mut self) {
+        let Some(fetch) = self.coap.as_ref() else {
+            return;
+        };
+        let size = 1u64 << (fetch.szx + 4);
+        let num = u32::try_from(fetch.offset / size).ok();
+        let Some(block) = num.and_then(|n| BlockValue::new(n, false, size as usize)) else {
+            // Past the 20-bit block numbers: the package is too large.
+            let now = self.now;
+            let _ = self.fw.download_failed(DownloadError::OutOfStorage, now);
+            self.coap = None;
+            return;
+        };
+        let mut request = fetch.request.clone();
+        request.options.set_uint(number::BLOCK2, block.encode());
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.download = Some(self.next_tag);
+        self.requests.push(ObjectRequest {
+            tag: self.next_tag,
+            uri: fetch.uri.clone(),
+            request,
+        });
+    }
+
+    /// The answer to the current CoAP block request.
+    fn coap_response(&mut self, result: Result<Response, ObjectRequestError>, now: Instant) {
+        self.download = None;
+        let Some(mut fetch) = self.coap.take() else {
+            return;
+        };
+        let r = match result {
+            Ok(r) => r,
+            Err(ObjectRequestError::Unresolvable) => {
+                return self.attempt_failed(DownloadError::InvalidUri, false, now);
+            }
+            Err(_) => return self.attempt_failed(DownloadError::ConnectionLost, true, now),
+        };
+        if r.code.class() == 4 && fetch.offset > 0 && !fetch.restarted {
+            // The server cannot serve that block (a block-wise cache that
+            // expired answers 4.08): start over at block 0.
+            if self.fw.restart_download(now).is_ok() {
+                fetch.offset = 0;
+                fetch.restarted = true;
+                self.coap = Some(fetch);
+                self.request_block();
+            }
+            return;
+        }
+        if r.code != Code::CONTENT {
+            // 4.04 and other client errors: the URI does not lead to a
+            // package. Server errors count as a lost connection.
+            let error = if r.code.class() == 4 {
+                DownloadError::InvalidUri
+            } else {
+                DownloadError::ConnectionLost
+            };
+            return self.attempt_failed(error, error == DownloadError::ConnectionLost, now);
+        }
+        let block = r.options.uint(number::BLOCK2).and_then(BlockValue::decode);
+        let (offset, more) = match block {
+            Some(b) => (b.offset() as u64, b.more),
+            // No Block2: the whole body (the server ignored the option).
+            None => (0, false),
+        };
+        if offset != fetch.offset {
+            if offset != 0 || self.fw.restart_download(now).is_err() {
+                return self.attempt_failed(DownloadError::ConnectionLost, true, now);
+            }
+            fetch.restarted = true;
+        }
+        // A storage or digest failure is already in Update Result.
+        if self.fw.download_chunk(offset, &r.payload, now).is_err() {
+            return;
+        }
+        match block {
+            Some(b) if more => {
+                if r.payload.len() != b.size() {
+                    return self.attempt_failed(DownloadError::ConnectionLost, true, now);
+                }
+                fetch.offset = offset + r.payload.len() as u64;
+                fetch.szx = b.szx;
+                self.coap = Some(fetch);
+                self.request_block();
+            }
+            _ => {
+                self.failures = 0;
+                let _ = self.fw.download_complete(now);
             }
         }
     }
@@ -196,6 +320,7 @@ impl<S: FirmwareStorage> Inner<S> {
         }
         self.retry_at = None;
         self.requests.clear();
+        self.coap = None;
     }
 
     /// Whether `tag` is the attempt in flight.
@@ -462,6 +587,7 @@ impl<S: FirmwareStorage + 'static> Firmware<S> {
                 download: None,
                 next_tag: 0,
                 requests: Vec::new(),
+                coap: None,
                 host: VecDeque::new(),
                 policy: ResumePolicy::default(),
                 failures: 0,
@@ -599,16 +725,14 @@ fn coap_get(uri: &str) -> Option<Request> {
     };
     let mut request = Request::new(Code::GET);
     for seg in path.split('/').filter(|s| !s.is_empty()) {
-        request.options.push(
-            lwm2m_core::coap::option::number::URI_PATH,
-            seg.as_bytes().to_vec(),
-        );
+        request
+            .options
+            .push(number::URI_PATH, seg.as_bytes().to_vec());
     }
     for q in query.into_iter().flat_map(|q| q.split('&')) {
-        request.options.push(
-            lwm2m_core::coap::option::number::URI_QUERY,
-            q.as_bytes().to_vec(),
-        );
+        request
+            .options
+            .push(number::URI_QUERY, q.as_bytes().to_vec());
     }
     Some(request)
 }
@@ -723,30 +847,7 @@ impl<S: FirmwareStorage + 'static> Object for Firmware<S> {
                 return;
             }
             inner.now = inner.now.max(now);
-            let failure = match result {
-                Ok(r) if r.code == Code::CONTENT => {
-                    inner.download = None;
-                    inner.failures = 0;
-                    // A storage or digest failure is already in Update Result.
-                    let stored = inner.fw.download_chunk(0, &r.payload, now).is_ok();
-                    if stored {
-                        let _ = inner.fw.download_complete(now);
-                    }
-                    None
-                }
-                // 4.04 and other client errors: the URI does not lead to a
-                // package. Server errors count as a lost connection, which
-                // keeps what was stored for a retry.
-                Ok(r) if r.code.class() == 4 => Some(DownloadError::InvalidUri),
-                Ok(_) => Some(DownloadError::ConnectionLost),
-                Err(ObjectRequestError::Unresolvable) => Some(DownloadError::InvalidUri),
-                Err(ObjectRequestError::Refused | ObjectRequestError::Failed(_)) => {
-                    Some(DownloadError::ConnectionLost)
-                }
-            };
-            if let Some(e) = failure {
-                inner.attempt_failed(e, true, now);
-            }
+            inner.coap_response(result, now);
         }
         self.drive();
     }

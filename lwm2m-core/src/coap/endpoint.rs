@@ -410,6 +410,9 @@ struct OutRequest<P> {
     notification_of: Option<RequestId>,
     /// Block exchanges restarted after a timeout so far.
     block_retries: u8,
+    /// The caller put a Block2 option in the request: it asks for that one
+    /// block and gets the response as is (no reassembly).
+    caller_block2: bool,
 }
 
 impl<P> OutRequest<P> {
@@ -428,6 +431,7 @@ impl<P> OutRequest<P> {
             last_notification: None,
             notification_of: None,
             block_retries: 0,
+            caller_block2: false,
         }
     }
 }
@@ -686,7 +690,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
     /// larger than the block size go out block-wise (Block1); block-wise
     /// responses are reassembled. An Observe = 0 option makes it an observe
     /// request: its first response comes as [`Event::Response`], later ones
-    /// as [`Event::Notification`].
+    /// as [`Event::Notification`]. A request (not an observe) that carries a
+    /// Block2 option itself asks for that one block (RFC 7959 §2.4, to
+    /// resume a download at block N, say): its response comes as is, with
+    /// its Block2 option, and the caller asks for the next block.
     pub fn send_request(
         &mut self,
         now: Instant,
@@ -707,11 +714,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         let token = self.new_token(&peer);
         let observe = request.code == Code::GET || request.code == Code::FETCH;
         let observe = observe && request.options.uint(number::OBSERVE) == Some(0);
+        let caller_block2 = !observe && request.options.uint(number::BLOCK2).is_some();
         self.by_token.insert((peer.clone(), token), id);
         self.out.insert(
             id,
             OutRequest {
                 observe,
+                caller_block2,
                 ..OutRequest::queued(peer.clone(), token, request)
             },
         );
@@ -1162,8 +1171,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             r.request.options.remove(number::SIZE1);
         }
 
-        // Block2 download.
-        if let Some(b2) = msg.block2() {
+        // Block2 download (unless the caller asked for one block).
+        if let Some(b2) = msg.block2().filter(|_| !r.caller_block2) {
             let max = self.config.max_body_size;
             let body = r.block2.get_or_insert_with(Vec::new);
             if b2.offset() != body.len() {
