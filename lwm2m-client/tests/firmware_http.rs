@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use lwm2m_client::http_fetch::{Fetcher, HttpConfig};
-use lwm2m_client::objects::{Firmware, FirmwareHandle, ResumePolicy, UpdateOutcome};
+use lwm2m_client::objects::{DownloadHost, Firmware, FirmwareHandle, ResumePolicy, UpdateOutcome};
 use lwm2m_client::Object;
 use lwm2m_core::model::{ResourceValue, Value};
 use lwm2m_core::time::{Duration, Instant};
@@ -670,4 +670,30 @@ async fn a_download_cut_by_a_reboot_resumes_from_the_saved_state() {
     let saved = FileStateStore::new(&state_path).load().unwrap().unwrap();
     assert_eq!((saved.state, saved.image_len), (State::Downloaded, 300_000));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn coaps_and_coap_over_tcp_give_result_9_even_when_listed() {
+    let config = FirmwareConfig {
+        protocols: Protocol::ALL.to_vec(),
+        ..FirmwareConfig::default()
+    };
+    let mut fw = Firmware::with_config(config, VecStorage::new(1024), |_: &mut VecStorage| {
+        UpdateOutcome::Succeeded
+    });
+    let handle = fw.handle();
+    for uri in [
+        "coaps://127.0.0.1/fw.bin",
+        "coap+tcp://127.0.0.1/fw.bin",
+        "coaps+tcp://127.0.0.1/fw.bin",
+    ] {
+        write_uri(&mut fw, uri);
+        assert_eq!(
+            handle.with(|f| (f.state(), f.result())),
+            (State::Idle, UpdateResult::UnsupportedProtocol),
+            "{uri}"
+        );
+        assert_eq!(handle.poll_download(), None, "nothing for the host: {uri}");
+        write_uri(&mut fw, "");
+    }
 }

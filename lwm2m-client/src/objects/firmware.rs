@@ -17,7 +17,9 @@
 //!   integrator's host: it takes [`DownloadCommand`]s from
 //!   [`FirmwareHandle::poll_download`] and feeds the bytes back with
 //!   [`FirmwareHandle::download_data`] and friends. The object stays sans-IO.
-//!   Schemes outside Protocol Support get Result 9.
+//!   Schemes outside Protocol Support get Result 9, and so do `coaps`,
+//!   `coap+tcp` and `coaps+tcp` even when listed: DTLS and CoAP over TCP
+//!   are a later issue.
 //! * Resume ([`ResumePolicy`]): a download that loses its connection is
 //!   started again from the bytes already stored (the host gets
 //!   `resume_from`, HTTP uses `Range`), up to `attempts` times in a row
@@ -190,8 +192,20 @@ impl<S: FirmwareStorage> Inner<S> {
         let tag = self.next_tag;
         self.high_water = self.high_water.max(resume_from);
         self.retry_at = None;
-        let coap = matches!(check_uri(&uri), Ok(Protocol::Coap));
-        if !coap {
+        let protocol = check_uri(&uri).ok();
+        if matches!(
+            protocol,
+            Some(Protocol::Coaps | Protocol::CoapTcp | Protocol::CoapTls)
+        ) {
+            // DTLS and CoAP over TCP/TLS are not there yet (a later issue),
+            // even if the configuration lists them.
+            let now = self.now;
+            let _ = self
+                .fw
+                .download_failed(DownloadError::UnsupportedProtocol, now);
+            return;
+        }
+        if protocol != Some(Protocol::Coap) {
             self.download = Some(tag);
             self.host.push_back(DownloadCommand::Start(DownloadJob {
                 id: tag,
