@@ -776,7 +776,9 @@ impl HttpClient {
                 let size = std::str::from_utf8(&line)
                     .ok()
                     .map(|l| l.split(';').next().unwrap_or_default().trim())
-                    .filter(|s| !s.is_empty() && s.len() <= 15)
+                    .filter(|s| {
+                        (1..=15).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_hexdigit())
+                    })
                     .and_then(|s| u64::from_str_radix(s, 16).ok())
                     .ok_or(FetchError::Malformed {
                         what: "chunk size is not a hexadecimal number",

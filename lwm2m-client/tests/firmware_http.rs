@@ -289,125 +289,160 @@ fn stored(handle: &FirmwareHandle<VecStorage>) -> Option<Vec<u8>> {
     handle.with(|f| f.storage().image().map(<[u8]>::to_vec))
 }
 
+/// What a pull from an HTTP server answering as `b` gave.
+struct Pull {
+    outcome: (State, UpdateResult),
+    image: Option<Vec<u8>>,
+    /// The request heads the server saw.
+    heads: Vec<String>,
+    addr: SocketAddr,
+}
+
+impl Pull {
+    /// The `Range` start of each request.
+    fn ranges(&self) -> Vec<Option<usize>> {
+        self.heads.iter().map(|h| range_of(h)).collect()
+    }
+}
+
+fn sha(bytes: &[u8]) -> Option<[u8; 32]> {
+    Some(Sha256::digest(bytes).into())
+}
+
+/// Pulls `http://ADDR/fw.bin?v=1` from a server answering as `b`, with
+/// `digest` expected.
+async fn pull(b: Behaviour, digest: Option<[u8; 32]>) -> Pull {
+    let (addr, seen) = http_server(b).await;
+    let (mut obj, handle) = object();
+    handle.set_expected_sha256(digest);
+    write_uri(&mut obj, &format!("http://{addr}/fw.bin?v=1"));
+    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
+    let heads = seen.lock().unwrap().clone();
+    Pull {
+        outcome,
+        image: stored(&handle),
+        heads,
+        addr,
+    }
+}
+
+const DOWNLOADED: (State, UpdateResult) = (State::Downloaded, UpdateResult::Initial);
+
 #[tokio::test]
 async fn http_full_download_with_sha256_check() {
     let pkg = image(100_000);
-    let (addr, seen) = http_server(Behaviour {
+    let body = Behaviour {
         body: pkg.clone(),
         ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    handle.set_expected_sha256(Some(Sha256::digest(&pkg).into()));
-    write_uri(&mut obj, &format!("http://{addr}/fw.bin?v=1"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Downloaded, UpdateResult::Initial));
-    assert_eq!(stored(&handle), Some(pkg));
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1);
+    };
+    let p = pull(body, sha(&pkg)).await;
+    assert_eq!((p.outcome, p.image), (DOWNLOADED, Some(pkg)));
+    assert_eq!(p.heads.len(), 1);
+    let head = &p.heads[0];
+    assert!(head.starts_with("GET /fw.bin?v=1 HTTP/1.1\r\n"), "{head}");
     assert!(
-        seen[0].starts_with("GET /fw.bin?v=1 HTTP/1.1\r\n"),
-        "{}",
-        seen[0]
+        head.contains(&format!("\r\nHost: {}\r\n", p.addr)),
+        "{head}"
     );
-    assert!(
-        seen[0].contains(&format!("\r\nHost: {addr}\r\n")),
-        "{}",
-        seen[0]
-    );
-    assert!(!seen[0].contains("Range:"));
+    assert!(!head.contains("Range:"));
 }
 
 #[tokio::test]
 async fn http_wrong_digest_gives_result_5() {
-    let (addr, _) = http_server(Behaviour {
+    let body = Behaviour {
         body: image(3000),
         ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    handle.set_expected_sha256(Some([7; 32]));
-    write_uri(&mut obj, &format!("http://{addr}/fw.bin"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Idle, UpdateResult::IntegrityCheckFailure));
+    };
+    let p = pull(body, Some([7; 32])).await;
+    assert_eq!(
+        p.outcome,
+        (State::Idle, UpdateResult::IntegrityCheckFailure)
+    );
 }
 
 #[tokio::test]
 async fn http_chunked_body_is_decoded() {
     let pkg = image(12_345);
-    let (addr, _) = http_server(Behaviour {
+    let body = Behaviour {
         body: pkg.clone(),
         chunked: true,
         ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    write_uri(&mut obj, &format!("http://{addr}/fw.bin"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Downloaded, UpdateResult::Initial));
-    assert_eq!(stored(&handle), Some(pkg));
+    };
+    let p = pull(body, sha(&pkg)).await;
+    assert_eq!((p.outcome, p.image), (DOWNLOADED, Some(pkg)));
 }
 
 #[tokio::test]
 async fn interrupted_download_resumes_with_a_range_request() {
     let pkg = image(50_000);
-    let (addr, seen) = http_server(Behaviour {
+    let body = Behaviour {
         body: pkg.clone(),
         honour_range: true,
         drop_after: [20_000, 10_000].into(),
         ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    handle.set_expected_sha256(Some(Sha256::digest(&pkg).into()));
-    write_uri(&mut obj, &format!("http://{addr}/fw.bin"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Downloaded, UpdateResult::Initial));
-    assert_eq!(stored(&handle), Some(pkg));
-    let ranges: Vec<Option<usize>> = seen.lock().unwrap().iter().map(|h| range_of(h)).collect();
-    assert_eq!(ranges, [None, Some(20_000), Some(30_000)]);
+    };
+    let p = pull(body, sha(&pkg)).await;
+    assert_eq!((p.outcome, p.image.as_ref()), (DOWNLOADED, Some(&pkg)));
+    assert_eq!(p.ranges(), [None, Some(20_000), Some(30_000)]);
 }
 
 #[tokio::test]
 async fn chunked_download_interrupted_resumes_too() {
     let pkg = image(9000);
-    let (addr, seen) = http_server(Behaviour {
+    let body = Behaviour {
         body: pkg.clone(),
         honour_range: true,
         chunked: true,
         drop_after: [4000].into(),
         ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    write_uri(&mut obj, &format!("http://{addr}/fw.bin"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Downloaded, UpdateResult::Initial));
-    assert_eq!(stored(&handle), Some(pkg));
-    let ranges: Vec<Option<usize>> = seen.lock().unwrap().iter().map(|h| range_of(h)).collect();
-    assert_eq!(ranges, [None, Some(4000)]);
+    };
+    let p = pull(body, sha(&pkg)).await;
+    assert_eq!((p.outcome, p.image.as_ref()), (DOWNLOADED, Some(&pkg)));
+    assert_eq!(p.ranges(), [None, Some(4000)]);
 }
 
 #[tokio::test]
 async fn server_ignoring_range_restarts_from_zero() {
     let pkg = image(30_000);
-    let (addr, seen) = http_server(Behaviour {
+    let body = Behaviour {
         body: pkg.clone(),
         honour_range: false,
         drop_after: [12_000].into(),
         ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    handle.set_expected_sha256(Some(Sha256::digest(&pkg).into()));
-    write_uri(&mut obj, &format!("http://{addr}/fw.bin"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Downloaded, UpdateResult::Initial));
+    };
+    let p = pull(body, sha(&pkg)).await;
     // The 200 answer replaced the stored bytes: the image is the package,
     // not its first 12000 bytes twice.
-    assert_eq!(stored(&handle), Some(pkg));
-    let ranges: Vec<Option<usize>> = seen.lock().unwrap().iter().map(|h| range_of(h)).collect();
-    assert_eq!(ranges, [None, Some(12_000)]);
+    assert_eq!((p.outcome, p.image.as_ref()), (DOWNLOADED, Some(&pkg)));
+    assert_eq!(p.ranges(), [None, Some(12_000)]);
+}
+
+#[tokio::test]
+async fn not_found_gives_result_7_without_retries() {
+    let p = pull(
+        Behaviour {
+            status: Some(404),
+            ..Behaviour::default()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(p.outcome, (State::Idle, UpdateResult::InvalidUri));
+    assert_eq!(p.heads.len(), 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_give_result_4() {
+    let p = pull(
+        Behaviour {
+            status: Some(503),
+            ..Behaviour::default()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(p.outcome, (State::Idle, UpdateResult::ConnectionLost));
+    assert_eq!(p.heads.len(), 4);
 }
 
 #[tokio::test]
@@ -438,34 +473,6 @@ async fn too_many_interruptions_give_result_4_and_keep_the_bytes() {
 }
 
 #[tokio::test]
-async fn not_found_gives_result_7_without_retries() {
-    let (addr, seen) = http_server(Behaviour {
-        status: Some(404),
-        ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    write_uri(&mut obj, &format!("http://{addr}/missing.bin"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Idle, UpdateResult::InvalidUri));
-    assert_eq!(seen.lock().unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn server_errors_are_retried_then_give_result_4() {
-    let (addr, seen) = http_server(Behaviour {
-        status: Some(503),
-        ..Behaviour::default()
-    })
-    .await;
-    let (mut obj, handle) = object();
-    write_uri(&mut obj, &format!("http://{addr}/fw.bin"));
-    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
-    assert_eq!(outcome, (State::Idle, UpdateResult::ConnectionLost));
-    assert_eq!(seen.lock().unwrap().len(), 4);
-}
-
-#[tokio::test]
 async fn refused_connection_gives_result_4() {
     // A port nobody listens on (bound then closed).
     let addr = {
@@ -484,6 +491,7 @@ async fn garbage_answers_do_not_panic_and_give_result_4() {
         &b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"[..],
         b"SSH-2.0-OpenSSH\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nabcde\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXX",
         &[b'A'; 40_000][..],
     ] {

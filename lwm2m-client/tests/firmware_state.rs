@@ -88,6 +88,22 @@ fn storage_of(handle: &FirmwareHandle<VecStorage>) -> VecStorage {
     handle.with(|f| f.storage().clone())
 }
 
+/// First boot with `store`: push an image, execute Update, the hook says
+/// pending (the device reboots into it). Returns the storage that survives.
+fn update_then_reboot(store: &MemStore) -> VecStorage {
+    let (mut fw, handle) = boot(
+        store,
+        VecStorage::new(1024),
+        UpdateOutcome::Pending,
+        UpdateOutcome::Pending,
+    );
+    push(&mut fw, b"image");
+    fw.execute(0, 2, "").unwrap();
+    assert_eq!(int(&fw, 3), 3);
+    assert_eq!(store.state(), (State::Updating, UpdateResult::Initial));
+    storage_of(&handle)
+}
+
 #[test]
 fn first_boot_starts_idle_and_saves_each_change() {
     let store = MemStore::default();
@@ -112,17 +128,7 @@ fn first_boot_starts_idle_and_saves_each_change() {
 #[test]
 fn reboot_into_the_new_firmware_reports_result_1() {
     let store = MemStore::default();
-    let (mut fw, handle) = boot(
-        &store,
-        VecStorage::new(1024),
-        UpdateOutcome::Pending,
-        UpdateOutcome::Pending,
-    );
-    push(&mut fw, b"image");
-    fw.execute(0, 2, "").unwrap();
-    assert_eq!(int(&fw, 3), 3);
-    let storage = storage_of(&handle);
-    drop(fw);
+    let storage = update_then_reboot(&store);
     // The device restarts into the new image; the boot check says it runs.
     let (mut fw, _) = boot(
         &store,
@@ -143,16 +149,7 @@ fn reboot_into_the_new_firmware_reports_result_1() {
 #[test]
 fn reboot_into_the_old_firmware_reports_result_8() {
     let store = MemStore::default();
-    let (mut fw, handle) = boot(
-        &store,
-        VecStorage::new(1024),
-        UpdateOutcome::Pending,
-        UpdateOutcome::Pending,
-    );
-    push(&mut fw, b"image");
-    fw.execute(0, 2, "").unwrap();
-    let storage = storage_of(&handle);
-    drop(fw);
+    let storage = update_then_reboot(&store);
     let (fw, handle) = boot(
         &store,
         storage,
@@ -187,15 +184,7 @@ fn reboot_into_the_old_firmware_reports_result_8() {
 #[test]
 fn still_updating_after_a_reboot_waits_for_the_report() {
     let store = MemStore::default();
-    let (mut fw, handle) = boot(
-        &store,
-        VecStorage::new(1024),
-        UpdateOutcome::Pending,
-        UpdateOutcome::Pending,
-    );
-    push(&mut fw, b"image");
-    fw.execute(0, 2, "").unwrap();
-    let storage = storage_of(&handle);
+    let storage = update_then_reboot(&store);
     let (mut fw, handle) = boot(
         &store,
         storage,

@@ -739,25 +739,7 @@ fn check_authority(authority: &str) -> Result<(), UriError> {
 /// Parses a SHA-256 digest written as 64 hex digits (either case), a common
 /// way vendors convey the expected digest (in a manifest or a custom resource).
 pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let (hi, lo) = match pair {
-            [hi, lo] => (nibble(*hi)?, nibble(*lo)?),
-            _ => return None,
-        };
-        *o = (hi << 4) | lo;
-    }
-    Some(out)
+    unhex(hex)?.try_into().ok()
 }
 
 /// A set of resource ids of object 5 (all below 16), for notifications.
@@ -947,7 +929,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // from_str_radix alone would take a sign ("+f").
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     s.as_bytes()

@@ -562,6 +562,8 @@ fn parse_sha256_hex_cases() {
     assert_eq!(parse_sha256_hex(&upper.replace('B', "g")), None);
     // 64 bytes but not 64 ASCII hex digits.
     assert_eq!(parse_sha256_hex(&"é".repeat(32)), None);
+    // Signs are not hex digits.
+    assert_eq!(parse_sha256_hex(&format!("+a{}", &upper[2..])), None);
 }
 
 #[test]
