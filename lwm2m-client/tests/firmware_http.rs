@@ -705,3 +705,125 @@ async fn coaps_and_coap_over_tcp_give_result_9_even_when_listed() {
         write_uri(&mut fw, "");
     }
 }
+
+/// An LwM2M server on `socket`: answers Register, observes /5/0/3, writes
+/// `uri` to /5/0/1, signals `downloaded` at the State notification "2",
+/// answers De-register; returns the State values it was told.
+async fn firmware_server(
+    socket: tokio::net::UdpSocket,
+    uri: String,
+    downloaded: tokio::sync::oneshot::Sender<()>,
+) -> Vec<String> {
+    use lwm2m_core::coap::option::number;
+    use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, Response};
+    let start = tokio::time::Instant::now();
+    let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let mut ep: Endpoint<SocketAddr, _> = Endpoint::new(
+        EndpointConfig::default(),
+        lwm2m_core::rng::SplitMix64::new(9),
+    );
+    let mut states = Vec::new();
+    let mut downloaded = Some(downloaded);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(t) = ep.poll_transmit() {
+            socket.send_to(&t.bytes, t.peer).await.unwrap();
+        }
+        let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+        ep.handle_datagram(now(), from, &buf[..n]);
+        while let Some(e) = ep.poll_event() {
+            match e {
+                Event::Request { id, request, .. } if request.code == Code::POST => {
+                    let mut resp = Response::new(Code::CREATED);
+                    resp.options.push(number::LOCATION_PATH, b"rd".to_vec());
+                    resp.options.push(number::LOCATION_PATH, b"f1".to_vec());
+                    ep.respond(now(), id, resp);
+                    let observe = Request::new(Code::GET)
+                        .with_path("/5/0/3")
+                        .with_uint_option(number::OBSERVE, 0);
+                    ep.send_request(now(), from, observe).unwrap();
+                    let write = Request::new(Code::PUT)
+                        .with_path("/5/0/1")
+                        .with_payload(0, uri.clone().into_bytes());
+                    ep.send_request(now(), from, write).unwrap();
+                }
+                Event::Request { id, request, .. } => {
+                    let code = if request.code == Code::DELETE {
+                        Code::DELETED
+                    } else {
+                        Code::NOT_FOUND
+                    };
+                    ep.respond(now(), id, Response::new(code));
+                    if code == Code::DELETED {
+                        while let Some(t) = ep.poll_transmit() {
+                            socket.send_to(&t.bytes, t.peer).await.unwrap();
+                        }
+                        return states;
+                    }
+                }
+                Event::Response { response, .. } | Event::Notification { response, .. } => {
+                    if response.code != Code::CONTENT {
+                        continue;
+                    }
+                    let state = String::from_utf8_lossy(&response.payload).into_owned();
+                    if state == "2" {
+                        if let Some(tx) = downloaded.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    states.push(state);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_tokio_driver_runs_an_http_pull_and_notifies_the_server() {
+    use lwm2m_client::objects::{Server, ServerConfig};
+    use lwm2m_client::{Client, ClientConfig};
+    let pkg = image(70_000);
+    let (http_addr, _) = http_server(Behaviour {
+        body: pkg.clone(),
+        honour_range: true,
+        drop_after: [30_000].into(),
+        ..Behaviour::default()
+    })
+    .await;
+    let server_socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = server_socket.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(firmware_server(
+        server_socket,
+        format!("http://{http_addr}/fw.bin"),
+        tx,
+    ));
+    let mut client = Client::new(
+        ClientConfig::new("fw-dev"),
+        server_addr,
+        lwm2m_core::rng::SplitMix64::new(5),
+    );
+    client.add_object(Box::new(Server::new(ServerConfig::new(300))));
+    let (fw, handle) = object();
+    handle.set_expected_sha256(sha(&pkg));
+    client.add_object(Box::new(fw));
+    let mut fetcher = Fetcher::new(&handle, HttpConfig::default()).unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = async {
+        rx.await.unwrap();
+    };
+    let run = lwm2m_client::tokio_driver::run_with_fetcher(
+        &mut client,
+        &socket,
+        shutdown,
+        |_| {},
+        &mut fetcher,
+    );
+    tokio::time::timeout(StdDuration::from_secs(20), run)
+        .await
+        .expect("driver finished")
+        .unwrap();
+    assert_eq!(server.await.unwrap(), ["0", "1", "2"]);
+    assert_eq!(stored(&handle), Some(pkg));
+}
