@@ -678,10 +678,9 @@ fn a_request_with_block2_gets_that_one_block_as_is() {
     }
     let (mut net, c, s) = pair(3, LinkConfig::default(), Handling::Answer(body));
     let get = |num: u32| {
-        Request::new(Code::GET).with_path("/fw").with_uint_option(
-            number::BLOCK2,
-            BlockValue::new(num, false, 1024).unwrap().encode(),
-        )
+        Request::new(Code::GET)
+            .with_path("/fw")
+            .with_single_block2(BlockValue::new(num, false, 1024).unwrap())
     };
     let expected = pseudo_random_body(5000, 7);
     let mut got = Vec::new();

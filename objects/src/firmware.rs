@@ -16,6 +16,10 @@
 //!   [`FirmwareUpdate::update_failed`];
 //! * the image bytes go through the integrator's [`FirmwareStorage`] (flash on
 //!   a device, [`VecStorage`] in tests);
+//! * [`FirmwareUpdate::snapshot`] / [`FirmwareUpdate::restore`] (with
+//!   [`FirmwareSnapshot::encode`] / [`FirmwareSnapshot::decode`] and a
+//!   [`FirmwareStateStore`]; `FileStateStore` and `FileStorage` with `std`)
+//!   carry the state across a reboot, a pull download included;
 //! * [`FirmwareUpdate::take_changed`] tells an observe engine which resources
 //!   changed (State, Update Result, ...), [`FirmwareUpdate::poll_event`] what
 //!   the integrator has to do next, [`FirmwareUpdate::next_deadline`] when to

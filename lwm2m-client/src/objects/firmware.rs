@@ -249,8 +249,7 @@ impl<S: FirmwareStorage> Inner<S> {
             self.coap = None;
             return;
         };
-        let mut request = fetch.request.clone();
-        request.options.set_uint(number::BLOCK2, block.encode());
+        let request = fetch.request.clone().with_single_block2(block);
         self.next_tag = self.next_tag.wrapping_add(1);
         self.download = Some(self.next_tag);
         self.requests.push(ObjectRequest {
