@@ -205,8 +205,16 @@ async fn run(args: Args) -> Result<(), String> {
     client.add_object(Box::new(device));
     let ips = if ip.is_empty() { Vec::new() } else { vec![ip] };
     client.add_object(Box::new(ConnectivityMonitoring::ethernet(ips)));
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0);
     let firmware_config = FirmwareConfig {
         protocols: vec![Protocol::Coap, Protocol::Http, Protocol::Https],
+        // The engine's clock starts about now: Last State Change Time is
+        // then a Unix time, comparable across restarts (--firmware-state).
+        unix_time_at_zero: unix_now,
         ..FirmwareConfig::default()
     };
     let firmware_handle: Box<dyn DownloadHost> = match &args.firmware_state {
@@ -248,11 +256,6 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let mut fetcher =
         Fetcher::new(firmware_handle.as_ref(), http).map_err(|e| format!("--https-ca: {e}"))?;
-    let unix_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .unwrap_or(0);
     client.add_object(Box::new(Location::track(
         vec![
             (48.8584, 2.2945, 35.0),
