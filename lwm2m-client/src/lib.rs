@@ -11,12 +11,16 @@
 //!   Connectivity Statistics (7).
 //! * `tokio_driver` (feature `tokio`): runs a client over a UDP socket until
 //!   shutdown.
+//! * `http_fetch` (feature `http`): firmware downloads over `http://` and
+//!   `https://` (OpenSSL) for the tokio driver.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod engine;
+#[cfg(feature = "http")]
+pub mod http_fetch;
 pub mod object;
 pub mod objects;
 #[cfg(feature = "tokio")]

@@ -59,7 +59,48 @@ pub async fn run<R: RandomSource>(
     client: &mut Client<SocketAddr, R>,
     socket: &UdpSocket,
     shutdown: impl Future<Output = ()>,
+    on_event: impl FnMut(&ClientEvent),
+) -> io::Result<()> {
+    run_loop(client, socket, shutdown, on_event, None).await
+}
+
+/// Like [`run`], and runs the downloads the Firmware object leaves to its
+/// host (`http://`, `https://` Package URIs) with `fetcher`.
+#[cfg(feature = "http")]
+pub async fn run_with_fetcher<R: RandomSource>(
+    client: &mut Client<SocketAddr, R>,
+    socket: &UdpSocket,
+    shutdown: impl Future<Output = ()>,
+    on_event: impl FnMut(&ClientEvent),
+    fetcher: &mut Fetcher<'_>,
+) -> io::Result<()> {
+    run_loop(client, socket, shutdown, on_event, Some(fetcher)).await
+}
+
+#[cfg(feature = "http")]
+use crate::http_fetch::Fetcher;
+
+/// Without the `http` feature there is never a fetcher.
+#[cfg(not(feature = "http"))]
+struct Fetcher<'a>(core::convert::Infallible, core::marker::PhantomData<&'a ()>);
+
+#[cfg(not(feature = "http"))]
+impl Fetcher<'_> {
+    fn pump(&mut self) {}
+    async fn next(&mut self) -> Option<(u32, core::convert::Infallible)> {
+        match self.0 {}
+    }
+    fn deliver(&mut self, _id: u32, report: core::convert::Infallible, _now: Instant) {
+        match report {}
+    }
+}
+
+async fn run_loop<R: RandomSource>(
+    client: &mut Client<SocketAddr, R>,
+    socket: &UdpSocket,
+    shutdown: impl Future<Output = ()>,
     mut on_event: impl FnMut(&ClientEvent),
+    mut fetcher: Option<&mut Fetcher<'_>>,
 ) -> io::Result<()> {
     let start = tokio::time::Instant::now();
     let mut buf = vec![0u8; 65_535];
@@ -67,6 +108,9 @@ pub async fn run<R: RandomSource>(
     tokio::pin!(shutdown);
     let mut shutting_down: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(f) = fetcher.as_mut() {
+            f.pump();
+        }
         while let Some(t) = client.poll_transmit() {
             if let Err(e) = socket.send_to(&t.bytes, t.peer).await {
                 warn!(peer = %t.peer, error = %e, "send failed");
@@ -103,7 +147,21 @@ pub async fn run<R: RandomSource>(
                 None => std::future::pending().await,
             }
         };
+        let report = async {
+            match fetcher.as_mut() {
+                Some(f) => f.next().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            Some((id, report)) = report => {
+                let now = engine_now(start);
+                if let Some(f) = fetcher.as_mut() {
+                    f.deliver(id, report, now);
+                }
+                // Lets the engine notify what the download changed.
+                client.handle_timeout(now);
+            },
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
                     let bytes = buf.get(..n).unwrap_or_default();

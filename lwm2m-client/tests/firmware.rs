@@ -259,8 +259,12 @@ fn lost_connection_gives_result_4() {
     let state = observe(&mut h, "/5/0/3");
     write_uri(&mut h, "coap://nowhere.example/fw.bin");
     assert_eq!(read_text(&mut h, "/5/0/3"), "1");
-    // CoAP gives up after its retransmissions (about 93 s).
+    // CoAP gives up after its retransmissions (about 93 s); the object
+    // retries 3 times (ResumePolicy::default(), 2 s, 4 s, 6 s apart), still
+    // Downloading, then gives up.
     h.run_for(Duration::from_secs(300));
+    assert_eq!(read_text(&mut h, "/5/0/3"), "1");
+    h.run_for(Duration::from_secs(200));
     assert_eq!(read_text(&mut h, "/5/0/3"), "0");
     assert_eq!(read_text(&mut h, "/5/0/5"), "4");
     assert_eq!(notified(&mut h, state), ["1", "0"]);
@@ -278,14 +282,15 @@ fn cancel_during_pull_gives_result_10_and_ignores_the_late_answer() {
     assert_eq!(read_text(&mut h, "/5/0/5"), "10");
     // A second pull 50 s later. The abandoned GET gives up 62..93 s after
     // t0 (CoAP retransmissions): that failure must not end the second
-    // download, which gives up 62..93 s after its own start only.
+    // download, which gives up (after 3 retries) 4 × 62..93 s after its
+    // own start only.
     h.run_for(Duration::from_secs(50));
     write_uri(&mut h, "coap://nowhere.example/b.bin");
     let until = t0 + Duration::from_secs(100);
     h.run_for(until - h.now());
     assert_eq!(read_text(&mut h, "/5/0/3"), "1", "still downloading b");
     assert_eq!(read_text(&mut h, "/5/0/5"), "0");
-    h.run_for(Duration::from_secs(100));
+    h.run_for(Duration::from_secs(500));
     assert_eq!(read_text(&mut h, "/5/0/3"), "0");
     assert_eq!(read_text(&mut h, "/5/0/5"), "4");
 }
@@ -303,4 +308,81 @@ fn a_new_pull_after_a_failure_downloads_again() {
     assert_eq!(read_text(&mut h, "/5/0/5"), "0");
     let stored = handle.with(|f| f.storage().image().map(<[u8]>::to_vec));
     assert_eq!(stored, Some(pkg));
+}
+
+/// Block2 numbers of the GETs the client sent to the file server from
+/// trace entry `from` on (retransmissions included).
+fn block2_requests(h: &Harness, from: usize) -> Vec<u32> {
+    h.net.trace()[from..]
+        .iter()
+        .filter(|t| t.from == CLIENT && t.to == FILES)
+        .filter_map(|t| {
+            let m = lwm2m_core::coap::Message::parse(&t.bytes).ok()?;
+            (m.code == Code::GET).then(|| m.block2().map_or(0, |b| b.num))
+        })
+        .collect()
+}
+
+#[test]
+fn coap_pull_cut_mid_transfer_resumes_at_the_next_block() {
+    let pkg = image(20 * 1024);
+    let (mut h, handle, _installed) = setup(41, UpdateOutcome::Pending, &pkg);
+    handle.set_expected_sha256(Some(Sha256::digest(&pkg).into()));
+    write_uri(&mut h, "coap://files.example/fw.bin");
+    let probe = handle.clone();
+    h.run_until(Duration::from_secs(60), |_, _| {
+        probe.with(|f| f.resume_offset()).unwrap_or(0) >= 8 * 1024
+    });
+    let stored = handle.with(|f| f.resume_offset()).unwrap();
+    assert_eq!(stored % 1024, 0, "whole blocks are stored as they arrive");
+    // The network goes down for 100 s: the block request in flight gives up
+    // (about 93 s), the retry 2 s later goes out once the link is back.
+    let cut = h.net.trace().len();
+    h.net.set_link(lwm2m_core::sim::LinkConfig::lossy(100));
+    h.run_for(Duration::from_secs(100));
+    h.net.set_link(lwm2m_core::sim::LinkConfig::default());
+    h.run_for(Duration::from_secs(120));
+    assert_eq!(read_text(&mut h, "/5/0/3"), "2");
+    assert_eq!(read_text(&mut h, "/5/0/5"), "0");
+    let image = handle.with(|f| f.storage().image().map(<[u8]>::to_vec));
+    assert_eq!(image, Some(pkg));
+    let nums = block2_requests(&h, cut);
+    let next = (stored / 1024) as u32;
+    assert_eq!(nums.first(), Some(&next), "{nums:?}");
+    assert!(
+        nums.iter().all(|&n| n >= next),
+        "never back to block 0: {nums:?}"
+    );
+    assert_eq!(nums.last(), Some(&19));
+}
+
+#[test]
+fn coap_resume_falls_back_to_block_0_when_the_server_lost_the_body() {
+    let pkg = image(10 * 1024);
+    let (mut h, handle, _installed) = setup(42, UpdateOutcome::Pending, &pkg);
+    handle.set_expected_sha256(Some(Sha256::digest(&pkg).into()));
+    write_uri(&mut h, "coap://files.example/fw.bin");
+    let probe = handle.clone();
+    h.run_until(Duration::from_secs(60), |_, _| {
+        probe.with(|f| f.resume_offset()).unwrap_or(0) >= 4 * 1024
+    });
+    let stored = handle.with(|f| f.resume_offset()).unwrap();
+    // Down longer than the file server keeps the body for Block2 (247 s):
+    // the resumed request for block N gets 4.08, the object starts over.
+    let cut = h.net.trace().len();
+    h.net.set_link(lwm2m_core::sim::LinkConfig::lossy(100));
+    h.run_for(Duration::from_secs(260));
+    h.net.set_link(lwm2m_core::sim::LinkConfig::default());
+    h.run_for(Duration::from_secs(200));
+    assert_eq!(read_text(&mut h, "/5/0/3"), "2");
+    let image = handle.with(|f| f.storage().image().map(<[u8]>::to_vec));
+    assert_eq!(image, Some(pkg));
+    let nums = block2_requests(&h, cut);
+    let next = (stored / 1024) as u32;
+    let restart = nums
+        .iter()
+        .position(|&n| n == 0)
+        .expect("a restart at block 0");
+    assert!(nums[..restart].iter().all(|&n| n == next), "{nums:?}");
+    assert_eq!(nums.last(), Some(&9));
 }

@@ -672,6 +672,36 @@ fn blockwise_1mib_upload_and_download_at_10_percent_loss() {
 }
 
 #[test]
+fn a_request_with_block2_gets_that_one_block_as_is() {
+    fn body(_: &Request) -> Response {
+        Response::new(Code::CONTENT).with_payload(42, pseudo_random_body(5000, 7))
+    }
+    let (mut net, c, s) = pair(3, LinkConfig::default(), Handling::Answer(body));
+    let get = |num: u32| {
+        Request::new(Code::GET)
+            .with_path("/fw")
+            .with_single_block2(BlockValue::new(num, false, 1024).unwrap())
+    };
+    let expected = pseudo_random_body(5000, 7);
+    let mut got = Vec::new();
+    // The caller asks block by block, starting (as when resuming) at block 2
+    // after block 0: each answer comes as is, with its Block2 option.
+    for num in [0, 2, 3, 4] {
+        let id = send(&mut net, c, s, get(num));
+        net.run_until(secs(100 + u64::from(num) * 100), |n| n.node(c).done(id));
+        let resp = net.node(c).response_for(id).expect("block answer").clone();
+        let b = BlockValue::decode(resp.options.uint(number::BLOCK2).unwrap()).unwrap();
+        assert_eq!((b.num, b.more, b.size()), (num, num < 4, 1024));
+        let start = num as usize * 1024;
+        assert_eq!(resp.payload, expected[start..(start + 1024).min(5000)]);
+        got.push(resp.payload.len());
+    }
+    assert_eq!(got, [1024, 1024, 1024, 904]);
+    // Blocks 2.. came from the server endpoint's cache of the body.
+    assert_eq!(net.node(s).requests.len(), 1);
+}
+
+#[test]
 fn block1_early_negotiation_to_smaller_blocks() {
     let mut net = Network::new(36, LinkConfig::default());
     let c = net.add(App::new(1, EndpointConfig::default(), Handling::Hold));

@@ -16,6 +16,10 @@
 //!   [`FirmwareUpdate::update_failed`];
 //! * the image bytes go through the integrator's [`FirmwareStorage`] (flash on
 //!   a device, [`VecStorage`] in tests);
+//! * [`FirmwareUpdate::snapshot`] / [`FirmwareUpdate::restore`] (with
+//!   [`FirmwareSnapshot::encode`] / [`FirmwareSnapshot::decode`] and a
+//!   [`FirmwareStateStore`]; `FileStateStore` and `FileStorage` with `std`)
+//!   carry the state across a reboot, a pull download included;
 //! * [`FirmwareUpdate::take_changed`] tells an observe engine which resources
 //!   changed (State, Update Result, ...), [`FirmwareUpdate::poll_event`] what
 //!   the integrator has to do next, [`FirmwareUpdate::next_deadline`] when to
@@ -53,6 +57,8 @@ use core::fmt;
 use lwm2m_core::coap::Code;
 use lwm2m_core::model::{ResourceValue, Value};
 use lwm2m_core::time::{Duration, Instant};
+use sha2::digest::common::array::Array;
+use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256};
 
 use crate::firmware_update as res;
@@ -317,6 +323,15 @@ pub trait FirmwareStorage {
     fn finish(&mut self) -> Result<(), StorageError>;
     /// Discard the image, complete or not.
     fn abort(&mut self);
+    /// After a reboot: reopen the image of which the first `len` bytes were
+    /// stored before, dropping anything after them, to append from `len`
+    /// (a pull download resumes). The default refuses
+    /// ([`StorageError::OutOfStorage`]): the partial image is then aborted
+    /// and the download reported lost (Update Result 4).
+    fn resume(&mut self, len: u64) -> Result<(), StorageError> {
+        let _ = len;
+        Err(StorageError::OutOfStorage)
+    }
 }
 
 /// A [`FirmwareStorage`] in a `Vec`, bounded by a capacity (for tests and
@@ -396,6 +411,19 @@ impl FirmwareStorage for VecStorage {
         self.data.clear();
         self.open = false;
         self.finished = false;
+    }
+
+    /// Keeps the first `len` bytes (the storage itself survived, as in tests
+    /// that "reboot" by moving it into a new state machine).
+    fn resume(&mut self, len: u64) -> Result<(), StorageError> {
+        let len = usize::try_from(len).map_err(|_| StorageError::OutOfStorage)?;
+        if len > self.data.len() {
+            return Err(StorageError::OutOfStorage);
+        }
+        self.data.truncate(len);
+        self.open = true;
+        self.finished = false;
+        Ok(())
     }
 }
 
@@ -715,25 +743,7 @@ fn check_authority(authority: &str) -> Result<(), UriError> {
 /// Parses a SHA-256 digest written as 64 hex digits (either case), a common
 /// way vendors convey the expected digest (in a manifest or a custom resource).
 pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let (hi, lo) = match pair {
-            [hi, lo] => (nibble(*hi)?, nibble(*lo)?),
-            _ => return None,
-        };
-        *o = (hi << 4) | lo;
-    }
-    Some(out)
+    unhex(hex)?.try_into().ok()
 }
 
 /// A set of resource ids of object 5 (all below 16), for notifications.
@@ -824,7 +834,262 @@ pub struct FirmwareSnapshot {
     /// Bytes of the image in storage: the whole image in Downloaded and
     /// Updating.
     pub image_len: u64,
+    /// The SHA-256 digest the package must have, if one was given.
+    pub expected_sha256: Option<[u8; 32]>,
+    /// For a pull download in progress, or paused after a lost connection:
+    /// the state of the SHA-256 computation over the first `image_len`
+    /// bytes (sha2's serialized state), so that the download resumes after
+    /// a reboot. `None` otherwise.
+    pub pull_hash_state: Option<Vec<u8>>,
 }
+
+/// Why [`FirmwareSnapshot::decode`] refused a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The first line is not `lwm2m-fw-state 1`.
+    BadHeader,
+    /// A line is not `key=value`, or longer than 1024 bytes.
+    BadLine {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A value does not parse.
+    BadValue {
+        /// The key.
+        key: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A required key is missing.
+    Missing {
+        /// The key.
+        key: &'static str,
+    },
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::BadHeader => {
+                f.write_str("firmware state: first line is not \"lwm2m-fw-state 1\"")
+            }
+            SnapshotError::BadLine { line } => write!(
+                f,
+                "firmware state line {line}: expected key=value of at most 1024 bytes"
+            ),
+            SnapshotError::BadValue { key, expected } => {
+                write!(f, "firmware state: {key} is not {expected}")
+            }
+            SnapshotError::Missing { key } => write!(f, "firmware state: no {key}= line"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for SnapshotError {}
+
+const SNAPSHOT_HEADER: &str = "lwm2m-fw-state 1";
+const MAX_SNAPSHOT_LINE: usize = 1024;
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            '\\' => '\\',
+            'n' => '\n',
+            'r' => '\r',
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    // from_str_radix alone would take a sign ("+f").
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    s.as_bytes()
+        .chunks_exact(2)
+        .map(|p| {
+            let pair = core::str::from_utf8(p).ok()?;
+            u8::from_str_radix(pair, 16).ok()
+        })
+        .collect()
+}
+
+impl FirmwareSnapshot {
+    /// The snapshot as UTF-8 text (`key=value` lines after a version line),
+    /// for a file or a flash record; read back with
+    /// [`FirmwareSnapshot::decode`].
+    pub fn encode(&self) -> String {
+        use core::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "{SNAPSHOT_HEADER}");
+        let _ = writeln!(out, "state={}", self.state.as_u8());
+        let _ = writeln!(out, "result={}", self.result.as_u8());
+        let _ = writeln!(out, "uri={}", escape(&self.package_uri));
+        let _ = writeln!(out, "pkg_name={}", escape(&self.pkg_name));
+        let _ = writeln!(out, "pkg_version={}", escape(&self.pkg_version));
+        let _ = writeln!(out, "severity={}", self.severity as u8);
+        let _ = writeln!(out, "max_defer_period={}", self.max_defer_period);
+        let _ = writeln!(out, "last_state_change={}", self.last_state_change);
+        let _ = writeln!(out, "image_len={}", self.image_len);
+        let digest = self.expected_sha256.map(|d| hex(&d)).unwrap_or_default();
+        let _ = writeln!(out, "expected_sha256={digest}");
+        let hash = self.pull_hash_state.as_deref().map(hex).unwrap_or_default();
+        let _ = writeln!(out, "pull_hash_state={hash}");
+        out
+    }
+
+    /// Parses what [`FirmwareSnapshot::encode`] wrote. Unknown keys are
+    /// ignored; lines are at most 1024 bytes; a (State, Update Result) pair
+    /// the TS does not allow is left for [`FirmwareUpdate::restore`] to
+    /// repair.
+    pub fn decode(text: &str) -> Result<FirmwareSnapshot, SnapshotError> {
+        let mut lines = text.lines();
+        if lines.next().map(str::trim_end) != Some(SNAPSHOT_HEADER) {
+            return Err(SnapshotError::BadHeader);
+        }
+        let mut fields: [Option<&str>; 12] = [None; 12];
+        const KEYS: [&str; 12] = [
+            "state",
+            "result",
+            "uri",
+            "pkg_name",
+            "pkg_version",
+            "severity",
+            "max_defer_period",
+            "last_state_change",
+            "image_len",
+            "expected_sha256",
+            "pull_hash_state",
+            "",
+        ];
+        for (n, line) in lines.enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .filter(|_| line.len() <= MAX_SNAPSHOT_LINE)
+                .ok_or(SnapshotError::BadLine { line: n + 2 })?;
+            if let Some(i) = KEYS.iter().position(|k| !k.is_empty() && *k == key) {
+                fields[i] = Some(value);
+            }
+        }
+        let get = |i: usize| fields[i].ok_or(SnapshotError::Missing { key: KEYS[i] });
+        let bad = |key, expected| SnapshotError::BadValue { key, expected };
+        let small = |i: usize| {
+            get(i)?
+                .parse::<u8>()
+                .map_err(|_| bad(KEYS[i], "a small integer"))
+        };
+        let text_field = |i: usize| {
+            let v = unescape(get(i)?).ok_or(bad(KEYS[i], "escaped text"))?;
+            if v.len() > MAX_URI_LEN {
+                return Err(bad(KEYS[i], "at most 255 bytes"));
+            }
+            Ok(v)
+        };
+        let state = State::from_u8(small(0)?).ok_or(bad("state", "0..3"))?;
+        let result = UpdateResult::from_u8(small(1)?).ok_or(bad("result", "0..11"))?;
+        let severity = Severity::from_i64(i64::from(small(5)?)).ok_or(bad("severity", "0..2"))?;
+        let expected_sha256 = match get(9)? {
+            "" => None,
+            h => Some(parse_sha256_hex(h).ok_or(bad("expected_sha256", "64 hex digits"))?),
+        };
+        let pull_hash_state = match get(10)? {
+            "" => None,
+            h => Some(unhex(h).ok_or(bad("pull_hash_state", "hex digits"))?),
+        };
+        Ok(FirmwareSnapshot {
+            state,
+            result,
+            package_uri: text_field(2)?,
+            pkg_name: text_field(3)?,
+            pkg_version: text_field(4)?,
+            severity,
+            max_defer_period: get(6)?
+                .parse()
+                .map_err(|_| bad("max_defer_period", "seconds (u32)"))?,
+            last_state_change: get(7)?
+                .parse()
+                .map_err(|_| bad("last_state_change", "Unix seconds (i64)"))?,
+            image_len: get(8)?
+                .parse()
+                .map_err(|_| bad("image_len", "a byte count (u64)"))?,
+            expected_sha256,
+            pull_hash_state,
+        })
+    }
+}
+
+/// Why a [`FirmwareStateStore`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateStoreError {
+    /// Reading or writing failed.
+    Io {
+        /// What failed (path and system error).
+        message: String,
+    },
+    /// The stored state does not parse.
+    Corrupt(SnapshotError),
+}
+
+impl fmt::Display for StateStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateStoreError::Io { message } => write!(f, "firmware state store: {message}"),
+            StateStoreError::Corrupt(e) => write!(f, "firmware state store: {e}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for StateStoreError {}
+
+/// Where the firmware object keeps its [`FirmwareSnapshot`] across reboots
+/// (a file with [`FileStateStore`], a flash record on a device).
+pub trait FirmwareStateStore {
+    /// The snapshot saved last, `None` if there is none (first boot).
+    fn load(&mut self) -> Result<Option<FirmwareSnapshot>, StateStoreError>;
+    /// Replaces the saved snapshot.
+    fn save(&mut self, snapshot: &FirmwareSnapshot) -> Result<(), StateStoreError>;
+}
+
+#[cfg(feature = "std")]
+mod files;
+#[cfg(feature = "std")]
+pub use files::{FileStateStore, FileStorage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -907,6 +1172,12 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
             max_defer_period: self.max_defer_period,
             last_state_change: self.last_state_change_unix(),
             image_len: self.transfer.as_ref().map_or(0, |t| t.written),
+            expected_sha256: self.expected_sha256,
+            pull_hash_state: self
+                .transfer
+                .as_ref()
+                .filter(|t| t.mode == Mode::Pull && self.state != State::Downloaded)
+                .map(|t| t.hasher.serialize().to_vec()),
         }
     }
 
@@ -920,9 +1191,13 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
     /// * Downloaded stays Downloaded; a deferred update (Result 11) gets a new
     ///   Maximum Defer Period counted from `now` (no clock survives the
     ///   reboot).
-    /// * Downloading becomes Idle with Update Result 4 (the reboot cut the
-    ///   connection) and the partial image is aborted: the running SHA-256 of
-    ///   what was stored did not survive, so it cannot be resumed.
+    /// * A pull download (Downloading, or Idle after a lost connection) whose
+    ///   storage can [`FirmwareStorage::resume`] keeps its bytes: Downloading
+    ///   resumes at once ([`FwEvent::Download`] with `resume_from` the bytes
+    ///   stored), Idle resumes when the same Package URI is written again.
+    /// * Otherwise Downloading becomes Idle with Update Result 4 (the reboot
+    ///   cut the connection) and the partial image is aborted (a push cannot
+    ///   be resumed by the client).
     /// * A (State, Result) pair the TS does not allow (a corrupt snapshot)
     ///   keeps the State with Update Result 0.
     pub fn restore(
@@ -948,13 +1223,42 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
         } else {
             UpdateResult::Initial
         };
+        m.expected_sha256 = snapshot.expected_sha256;
+        let resumed = match (&snapshot.pull_hash_state, snapshot.state) {
+            (Some(h), State::Idle | State::Downloading) => {
+                let hasher = Array::try_from(h.as_slice())
+                    .ok()
+                    .and_then(|a| Sha256::deserialize(&a).ok());
+                match hasher {
+                    Some(hasher) if m.storage.resume(snapshot.image_len).is_ok() => {
+                        m.transfer = Some(Transfer {
+                            mode: Mode::Pull,
+                            written: snapshot.image_len,
+                            hasher,
+                        });
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
         match snapshot.state {
             State::Idle => m.result = result,
+            State::Downloading if resumed => {
+                m.state = State::Downloading;
+                m.result = UpdateResult::Initial;
+                m.events.push_back(FwEvent::Download {
+                    uri: m.uri.clone(),
+                    resume_from: snapshot.image_len,
+                });
+            }
             State::Downloading => {
                 m.storage.abort();
                 m.state = State::Idle;
                 m.result = UpdateResult::ConnectionLost;
                 m.last_state_change = now;
+                m.expected_sha256 = None;
             }
             State::Downloaded | State::Updating => {
                 m.state = snapshot.state;
@@ -1000,6 +1304,11 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
     /// When the State last changed.
     pub fn last_state_change(&self) -> Instant {
         self.last_state_change
+    }
+
+    /// The configuration given at creation.
+    pub fn config(&self) -> &FirmwareConfig {
+        &self.config
     }
 
     /// The storage.
@@ -1298,6 +1607,17 @@ impl<S: FirmwareStorage> FirmwareUpdate<S> {
     ) -> Result<(), FwError> {
         self.require_pull()?;
         self.append(offset, bytes, now)
+    }
+
+    /// The pull download starts over from byte 0 (the server ignored a
+    /// resume request, for example an HTTP 200 answer to a `Range`
+    /// request): the stored bytes are discarded (storage `abort` then
+    /// `begin`), the digest computation restarts, the state stays
+    /// Downloading. A storage failure ends the download like in
+    /// [`FirmwareUpdate::download_chunk`].
+    pub fn restart_download(&mut self, now: Instant) -> Result<(), FwError> {
+        self.require_pull()?;
+        self.start_transfer(Mode::Pull, now)
     }
 
     /// The pull download reached the end of the package: digest check,

@@ -6,7 +6,8 @@
 //! ```text
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coap://127.0.0.1:5683 \
 //!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-//!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]
+//!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] \
+//!     [--https-ca PEM-FILE] [--firmware-state FILE]
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! ```
 //! `--server` may be given several times: the n-th server gets Short Server
@@ -21,20 +22,25 @@
 //! always TLV with an LwM2M 1.0 server; LwM2M CBOR needs 1.2). A server
 //! that refuses the announced version (4.00 / 4.12) gets a lower one.
 //! `--bind` is the local UDP address (default `0.0.0.0:0`, `[::]:0`
-//! towards an IPv6 server).
+//! towards an IPv6 server). `--https-ca` adds a CA certificate file to the
+//! system trust store for `https://` firmware downloads. `--firmware-state`
+//! keeps the Firmware Update state in FILE and the image in FILE.image, so
+//! that a restart resumes a download or keeps a downloaded package (without
+//! it both are in memory).
 //!
-//! Simulated parts: a firmware update (push, or pull from a `coap://` URI)
-//! is kept in memory and "installed" by logging a reboot; the location
-//! follows a loop around a few waypoints; the statistics count the host's
-//! network interfaces (`/proc/net/dev`) where there is one.
+//! Simulated parts: a firmware update (push, or pull from a `coap://`,
+//! `http://` or `https://` URI) is kept in memory or in a file and
+//! "installed" by logging a reboot; the location follows a loop around a
+//! few waypoints; the statistics count the host's network interfaces (`/proc/net/dev`) where there is one.
 //! Log level from `RUST_LOG` (default `info`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use lwm2m_client::http_fetch::{Fetcher, HttpConfig};
 use lwm2m_client::objects::{
     rights, AccessControl, AclInstance, ConnectivityMonitoring, ConnectivityStatistics, Device,
-    DeviceInfo, Firmware, Location, Security, SecurityInstance, Server, ServerConfig,
+    DeviceInfo, DownloadHost, Firmware, Location, Security, SecurityInstance, Server, ServerConfig,
     TrafficCounters, UpdateOutcome,
 };
 use lwm2m_client::tokio_driver::resolve_coap_uri;
@@ -43,15 +49,15 @@ use lwm2m_core::format::ContentFormat;
 use lwm2m_core::model::{ResourceValue, Value, Version};
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Duration;
-use lwm2m_objects::firmware::VecStorage;
+use lwm2m_objects::firmware::{FileStateStore, FileStorage, FirmwareConfig, Protocol, VecStorage};
 use tokio::net::UdpSocket;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 const USAGE: &str =
     "usage: lwm2m-client --endpoint NAME (--server coap://HOST:PORT [--server ...] \
 | --bootstrap coap://HOST:PORT) \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR]";
+[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE]";
 
 struct Args {
     endpoint: String,
@@ -63,6 +69,8 @@ struct Args {
     queue: bool,
     format: Option<ContentFormat>,
     bind: Option<SocketAddr>,
+    https_ca: Option<std::path::PathBuf>,
+    firmware_state: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -75,6 +83,8 @@ fn parse_args() -> Result<Args, String> {
         queue: false,
         format: None,
         bind: None,
+        https_ca: None,
+        firmware_state: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -92,6 +102,8 @@ fn parse_args() -> Result<Args, String> {
             "--endpoint" => args.endpoint = value,
             "--server" => args.servers.push(value),
             "--bootstrap" => args.bootstrap = Some(value),
+            "--https-ca" => args.https_ca = Some(value.into()),
+            "--firmware-state" => args.firmware_state = Some(value.into()),
             "--bind" => {
                 args.bind = Some(value.parse().map_err(|_| {
                     format!("--bind: expected a socket address such as 127.0.0.1:0, got {value:?}")
@@ -230,23 +242,57 @@ async fn run(args: Args) -> Result<(), String> {
     client.add_object(Box::new(device));
     let ips = if ip.is_empty() { Vec::new() } else { vec![ip] };
     client.add_object(Box::new(ConnectivityMonitoring::ethernet(ips)));
-    client.add_object(Box::new(Firmware::new(
-        VecStorage::new(FIRMWARE_CAPACITY),
-        |storage: &mut VecStorage| {
-            let len = storage.image().map_or(0, <[u8]>::len);
-            info!(
-                bytes = len,
-                "firmware update: installing the image and rebooting (simulated)"
-            );
-            info!("firmware update: running the new image (simulated reboot done)");
-            UpdateOutcome::Succeeded
-        },
-    )));
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
         .and_then(|d| i64::try_from(d.as_secs()).ok())
         .unwrap_or(0);
+    let firmware_config = FirmwareConfig {
+        protocols: vec![Protocol::Coap, Protocol::Http, Protocol::Https],
+        // The engine's clock starts about now: Last State Change Time is
+        // then a Unix time, comparable across restarts (--firmware-state).
+        unix_time_at_zero: unix_now,
+        ..FirmwareConfig::default()
+    };
+    let firmware_handle: Box<dyn DownloadHost> = match &args.firmware_state {
+        None => {
+            let firmware = Firmware::with_config(
+                firmware_config,
+                VecStorage::new(FIRMWARE_CAPACITY),
+                |storage: &mut VecStorage| install(storage.image().map_or(0, <[u8]>::len) as u64),
+            );
+            let handle = firmware.handle();
+            client.add_object(Box::new(firmware));
+            Box::new(handle)
+        }
+        Some(state) => {
+            let mut image = state.clone().into_os_string();
+            image.push(".image");
+            let firmware = Firmware::with_state_store(
+                firmware_config,
+                FileStorage::new(image, FIRMWARE_CAPACITY as u64),
+                FileStateStore::new(state),
+                |storage: &mut FileStorage| {
+                    install(std::fs::metadata(storage.path()).map_or(0, |m| m.len()))
+                },
+                // Still Updating at start: the simulated install was cut
+                // short; the demo's image always "runs".
+                |_: &mut FileStorage| UpdateOutcome::Succeeded,
+            );
+            let handle = firmware.handle();
+            if let Some(e) = handle.store_error() {
+                warn!("{e}; starting with a fresh firmware state");
+            }
+            client.add_object(Box::new(firmware));
+            Box::new(handle)
+        }
+    };
+    let http = HttpConfig {
+        extra_ca_file: args.https_ca.clone(),
+        ..HttpConfig::default()
+    };
+    let mut fetcher =
+        Fetcher::new(firmware_handle.as_ref(), http).map_err(|e| format!("--https-ca: {e}"))?;
     client.add_object(Box::new(Location::track(
         vec![
             (48.8584, 2.2945, 35.0),
@@ -270,9 +316,15 @@ async fn run(args: Args) -> Result<(), String> {
             std::future::pending::<()>().await;
         }
     };
-    lwm2m_client::tokio_driver::run(&mut client, &socket, shutdown, |_| {})
-        .await
-        .map_err(|e| format!("socket error: {e}"))
+    lwm2m_client::tokio_driver::run_with_fetcher(
+        &mut client,
+        &socket,
+        shutdown,
+        |_| {},
+        &mut fetcher,
+    )
+    .await
+    .map_err(|e| format!("socket error: {e}"))
 }
 
 /// Access Control for several servers: every instance of the objects
@@ -306,7 +358,17 @@ where
     acl
 }
 
-/// Largest firmware image the demo keeps in memory.
+/// The demo's "installation" of a firmware image of `len` bytes.
+fn install(len: u64) -> UpdateOutcome {
+    info!(
+        bytes = len,
+        "firmware update: installing the image and rebooting (simulated)"
+    );
+    info!("firmware update: running the new image (simulated reboot done)");
+    UpdateOutcome::Succeeded
+}
+
+/// Largest firmware image the demo keeps (in memory, or in the image file).
 const FIRMWARE_CAPACITY: usize = 16 << 20;
 
 /// The host's interface counters from `/proc/net/dev` (all interfaces

@@ -20,7 +20,10 @@ mod statistics;
 pub use access_control::{rights, AccessControl, AclInstance, CREATE_INSTANCE};
 pub use connectivity::ConnectivityMonitoring;
 pub use device::{Device, DeviceInfo};
-pub use firmware::{Firmware, FirmwareHandle, UpdateOutcome};
+pub use firmware::{
+    DownloadCommand, DownloadHost, DownloadJob, Firmware, FirmwareHandle, ResumePolicy,
+    UpdateDecision, UpdateOutcome, SAVE_EVERY,
+};
 pub use location::{horizontal_velocity, Fix, Location};
 pub use security::{Security, SecurityInstance};
 pub use server::{Server, ServerConfig};

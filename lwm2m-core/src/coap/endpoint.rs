@@ -150,6 +150,13 @@ pub struct Request {
     pub payload: Vec<u8>,
     /// Sent as CON (default) or NON.
     pub confirmable: bool,
+    /// With a Block2 option: ask for that one block and get its response as
+    /// is, Block2 included; the caller asks for the next one (RFC 7959 §2.4
+    /// random access, to store a download block by block and resume it at
+    /// block N). Without it (default) a Block2 option in a request only
+    /// proposes the block size and the endpoint reassembles the body. Set by
+    /// [`Request::single_block`]; always false on received requests.
+    pub single_block: bool,
 }
 
 impl Request {
@@ -160,7 +167,16 @@ impl Request {
             options: OptionList::new(),
             payload: Vec::new(),
             confirmable: true,
+            single_block: false,
         }
+    }
+
+    /// Asks for block `block` of the response only (see
+    /// [`Request::single_block`](Request#structfield.single_block)).
+    pub fn with_single_block2(mut self, block: BlockValue) -> Request {
+        self.options.set_uint(number::BLOCK2, block.encode());
+        self.single_block = true;
+        self
     }
 
     /// Sets the Uri-Path from `"/a/b"`.
@@ -410,6 +426,9 @@ struct OutRequest<P> {
     notification_of: Option<RequestId>,
     /// Block exchanges restarted after a timeout so far.
     block_retries: u8,
+    /// The caller asked for one block ([`Request::single_block`]): the
+    /// response comes as is (no reassembly).
+    caller_block2: bool,
 }
 
 impl<P> OutRequest<P> {
@@ -428,6 +447,7 @@ impl<P> OutRequest<P> {
             last_notification: None,
             notification_of: None,
             block_retries: 0,
+            caller_block2: false,
         }
     }
 }
@@ -686,7 +706,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
     /// larger than the block size go out block-wise (Block1); block-wise
     /// responses are reassembled. An Observe = 0 option makes it an observe
     /// request: its first response comes as [`Event::Response`], later ones
-    /// as [`Event::Notification`].
+    /// as [`Event::Notification`]. A request (not an observe) made with
+    /// [`Request::with_single_block2`] asks for that one block (RFC 7959
+    /// §2.4, to resume a download at block N, say): its response comes as
+    /// is, with its Block2 option, and the caller asks for the next block.
     pub fn send_request(
         &mut self,
         now: Instant,
@@ -707,11 +730,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         let token = self.new_token(&peer);
         let observe = request.code == Code::GET || request.code == Code::FETCH;
         let observe = observe && request.options.uint(number::OBSERVE) == Some(0);
+        let caller_block2 =
+            !observe && request.single_block && request.options.uint(number::BLOCK2).is_some();
         self.by_token.insert((peer.clone(), token), id);
         self.out.insert(
             id,
             OutRequest {
                 observe,
+                caller_block2,
                 ..OutRequest::queued(peer.clone(), token, request)
             },
         );
@@ -1162,8 +1188,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             r.request.options.remove(number::SIZE1);
         }
 
-        // Block2 download.
-        if let Some(b2) = msg.block2() {
+        // Block2 download (unless the caller asked for one block).
+        if let Some(b2) = msg.block2().filter(|_| !r.caller_block2) {
             let max = self.config.max_body_size;
             let body = r.block2.get_or_insert_with(Vec::new);
             if b2.offset() != body.len() {
@@ -1467,6 +1493,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             options,
             payload,
             confirmable,
+            single_block: false,
         };
         self.events.push_back(Event::Request { id, peer, request });
     }

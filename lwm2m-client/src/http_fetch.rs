@@ -1,0 +1,944 @@
+//! Firmware downloads over `http://` and `https://` for the tokio driver
+//! (feature `http`).
+//!
+//! The Firmware object stays sans-IO: it hands [`DownloadCommand`]s to its
+//! host ([`DownloadHost`]); a [`Fetcher`] runs each download as a tokio task
+//! and feeds the bytes back. The HTTP/1.1 client is in-house and small:
+//! `GET` with `Host`, `Range: bytes=N-` when resuming, `Connection: close`;
+//! the body framed by `Content-Length`, chunked transfer coding or the end
+//! of the connection. Redirects are not followed (Update Result 7). TLS is
+//! OpenSSL ([`HttpConfig::extra_ca_file`] adds a CA to the system trust
+//! store; the host name, or IP address, is verified).
+//!
+//! Answers and their Update Result ([`FetchError::download_error`]):
+//!
+//! | Answer | Result | Retried |
+//! |---|---|---|
+//! | 200 to a resume request | download restarts at 0 | — |
+//! | 206 with a `Content-Range` not starting at the resume offset | 4 | no |
+//! | 416 to a resume request | download restarts at 0 without `Range` | — |
+//! | 3xx, 4xx (404, 403, ...) but 408 and 429 | 7 | no |
+//! | 408, 429, 5xx | 4 | yes |
+//! | unknown host | 7 | no |
+//! | refused, reset, timeout, closed before the end | 4 | yes |
+//! | certificate not trusted | 4 | no (the same certificate would come back) |
+//! | malformed answer, header larger than the limit | 4 | yes |
+//!
+//! "Retried" is the Firmware object's [`ResumePolicy`](crate::objects::ResumePolicy).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lwm2m_core::time::Instant;
+use lwm2m_objects::firmware::DownloadError;
+use openssl::ssl::{SslConnector, SslMethod};
+use openssl::x509::X509VerifyResult;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::objects::{DownloadCommand, DownloadHost, DownloadJob};
+
+/// Settings of the HTTP(S) downloads.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// A PEM file of CA certificates trusted for `https://` on top of the
+    /// system trust store.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Limit for the TCP connection and the TLS handshake. Default 30 s.
+    pub connect_timeout: Duration,
+    /// Longest wait for bytes from the server. Default 30 s.
+    pub read_timeout: Duration,
+    /// Largest response head (status line and headers). Default 16 KiB.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            extra_ca_file: None,
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Longest chunk-size line or trailer line of a chunked body.
+const MAX_LINE: usize = 1024;
+/// Largest trailer section of a chunked body.
+const MAX_TRAILER: usize = 8 * 1024;
+/// Bytes read (and reported) at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Interim (1xx) responses skipped before the final one.
+const MAX_INTERIM: usize = 4;
+
+/// Why a download failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The URI is not `http(s)://host[:port][/path]` (user info, bad port,
+    /// another scheme).
+    BadUri {
+        /// The URI.
+        uri: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The host name did not resolve.
+    UnknownHost {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        error: String,
+    },
+    /// No TCP connection (refused, unreachable, timed out).
+    Connect {
+        /// `host:port`.
+        target: String,
+        /// The system's error.
+        error: String,
+    },
+    /// The server's certificate failed verification.
+    CertificateNotTrusted {
+        /// OpenSSL's verification error.
+        reason: String,
+    },
+    /// The TLS handshake failed for another reason.
+    Tls {
+        /// OpenSSL's error.
+        error: String,
+    },
+    /// The CA file could not be loaded (when building the [`Fetcher`]).
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// OpenSSL's error.
+        error: String,
+    },
+    /// Nothing arrived for [`HttpConfig::read_timeout`].
+    Timeout,
+    /// Reading or writing the connection failed.
+    Io {
+        /// The system's error.
+        error: String,
+    },
+    /// The connection ended before the end of the body.
+    Closed {
+        /// Body bytes received in this response.
+        received: u64,
+        /// Body bytes announced (`Content-Length`), if any.
+        expected: Option<u64>,
+    },
+    /// The response head is larger than [`HttpConfig::max_header_bytes`].
+    HeaderTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The response is not HTTP/1.x as expected.
+    Malformed {
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// A final status other than 200 and 206 (or 206 without a request for a
+    /// range).
+    Status {
+        /// The status code.
+        code: u16,
+    },
+    /// A 206 answer whose `Content-Range` does not start where we asked.
+    BadContentRange {
+        /// The header value.
+        got: String,
+        /// The first byte asked for.
+        expected_start: u64,
+    },
+}
+
+impl FetchError {
+    /// The Firmware object's failure (and so the Update Result).
+    pub fn download_error(&self) -> DownloadError {
+        match self {
+            FetchError::BadUri { .. } | FetchError::UnknownHost { .. } => DownloadError::InvalidUri,
+            FetchError::Status { code } if !retryable_status(*code) => DownloadError::InvalidUri,
+            _ => DownloadError::ConnectionLost,
+        }
+    }
+
+    /// Whether trying again (from the bytes stored) may help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            FetchError::Connect { .. }
+            | FetchError::Tls { .. }
+            | FetchError::Timeout
+            | FetchError::Io { .. }
+            | FetchError::Closed { .. }
+            | FetchError::HeaderTooLarge { .. }
+            | FetchError::Malformed { .. } => true,
+            FetchError::Status { code } => retryable_status(*code),
+            FetchError::BadUri { .. }
+            | FetchError::UnknownHost { .. }
+            | FetchError::CertificateNotTrusted { .. }
+            | FetchError::CaFile { .. }
+            | FetchError::BadContentRange { .. } => false,
+        }
+    }
+}
+
+/// 408 Request Timeout, 429 Too Many Requests and server errors.
+fn retryable_status(code: u16) -> bool {
+    matches!(code, 408 | 429 | 500..=599)
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::BadUri { uri, reason } => write!(
+                f,
+                "bad package URI {uri:?}: {reason}; expected http(s)://host[:port][/path]"
+            ),
+            FetchError::UnknownHost { host, error } => {
+                write!(f, "cannot resolve host {host:?}: {error}")
+            }
+            FetchError::Connect { target, error } => {
+                write!(f, "cannot connect to {target}: {error}")
+            }
+            FetchError::CertificateNotTrusted { reason } => write!(
+                f,
+                "server certificate not trusted ({reason}); expected one signed by a CA of the \
+                 system trust store or of the extra CA file"
+            ),
+            FetchError::Tls { error } => write!(f, "TLS handshake failed: {error}"),
+            FetchError::CaFile { path, error } => {
+                write!(f, "cannot load CA file {}: {error}", path.display())
+            }
+            FetchError::Timeout => f.write_str("no data from the server within the read timeout"),
+            FetchError::Io { error } => write!(f, "connection error: {error}"),
+            FetchError::Closed { received, expected } => match expected {
+                Some(n) => write!(
+                    f,
+                    "connection closed after {received} of {n} body bytes announced"
+                ),
+                None => write!(f, "connection closed after {received} body bytes"),
+            },
+            FetchError::HeaderTooLarge { limit } => {
+                write!(f, "response head larger than {limit} bytes")
+            }
+            FetchError::Malformed { what } => {
+                write!(f, "malformed HTTP response: {what}")
+            }
+            FetchError::Status { code } => write!(
+                f,
+                "HTTP status {code}; expected 200, or 206 to a range request"
+            ),
+            FetchError::BadContentRange {
+                got,
+                expected_start,
+            } => write!(
+                f,
+                "Content-Range {got:?} does not start at byte {expected_start} as requested"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+fn io_error(e: io::Error) -> FetchError {
+    FetchError::Io {
+        error: e.to_string(),
+    }
+}
+
+/// Where an `http(s)://` URI points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    tls: bool,
+    /// Host for DNS and certificate verification (no brackets).
+    host: String,
+    port: u16,
+    /// `Host` header value.
+    authority: String,
+    /// Path and query, at least `/`.
+    path: String,
+}
+
+fn parse_uri(uri: &str) -> Result<Target, FetchError> {
+    let bad = |reason| FetchError::BadUri {
+        uri: uri.to_string(),
+        reason,
+    };
+    let (scheme, rest) = uri.split_once("://").ok_or(bad("no scheme"))?;
+    let tls = if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else if scheme.eq_ignore_ascii_case("http") {
+        false
+    } else {
+        return Err(bad("not an http or https URI"));
+    };
+    let rest = rest.split('#').next().unwrap_or_default();
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err(bad("user information is not supported"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or(bad("unclosed IPv6 literal"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = match port {
+        None | Some("") => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        Some(p) => p
+            .parse()
+            .map_err(|_| bad("port is not a number up to 65535"))?,
+    };
+    if path.bytes().any(|c| c <= b' ' || c >= 0x7f) {
+        return Err(bad("spaces, controls or non-ASCII in the path"));
+    }
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    Ok(Target {
+        tls,
+        host: host.to_string(),
+        port,
+        authority: authority.to_string(),
+        path,
+    })
+}
+
+/// What a download task reports.
+#[derive(Debug)]
+enum Report {
+    /// The server sends the whole package: start again at 0.
+    Restart,
+    /// Bytes at this offset of the package.
+    Data(u64, Vec<u8>),
+    /// The package is complete.
+    Done,
+    /// The download failed.
+    Failed(FetchError),
+}
+
+/// Runs the Firmware object's host downloads (`http`, `https`) as tokio
+/// tasks; see the [module documentation](self). The tokio driver calls it
+/// ([`run_with_fetcher`](crate::tokio_driver::run_with_fetcher)).
+pub struct Fetcher<'a> {
+    host: &'a dyn DownloadHost,
+    client: Arc<HttpClient>,
+    tx: mpsc::Sender<(u32, Report)>,
+    rx: mpsc::Receiver<(u32, Report)>,
+    tasks: HashMap<u32, JoinHandle<()>>,
+}
+
+impl fmt::Debug for Fetcher<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("downloads", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct HttpClient {
+    config: HttpConfig,
+    tls: SslConnector,
+}
+
+impl<'a> Fetcher<'a> {
+    /// A fetcher for the downloads `host` asks for. Fails if the extra CA
+    /// file cannot be loaded.
+    pub fn new(host: &'a dyn DownloadHost, config: HttpConfig) -> Result<Fetcher<'a>, FetchError> {
+        let tls_error = |e: openssl::error::ErrorStack| FetchError::Tls {
+            error: e.to_string(),
+        };
+        // The builder trusts the system store and verifies the peer.
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(tls_error)?;
+        if let Some(path) = &config.extra_ca_file {
+            builder.set_ca_file(path).map_err(|e| FetchError::CaFile {
+                path: path.clone(),
+                error: e.to_string(),
+            })?;
+        }
+        let (tx, rx) = mpsc::channel(8);
+        Ok(Fetcher {
+            host,
+            client: Arc::new(HttpClient {
+                config,
+                tls: builder.build(),
+            }),
+            tx,
+            rx,
+            tasks: HashMap::new(),
+        })
+    }
+
+    /// Starts and stops downloads as the object asks: call it after every
+    /// call into the engine (the driver does).
+    pub fn pump(&mut self) {
+        self.tasks.retain(|_, t| !t.is_finished());
+        while let Some(command) = self.host.poll_download() {
+            match command {
+                DownloadCommand::Start(job) => {
+                    info!(id = job.id, uri = %job.uri, resume_from = job.resume_from, "firmware download");
+                    let client = self.client.clone();
+                    let tx = self.tx.clone();
+                    let id = job.id;
+                    let task = tokio::spawn(async move {
+                        let report = match client.fetch(&job, &tx).await {
+                            Ok(()) => Report::Done,
+                            Err(e) => Report::Failed(e),
+                        };
+                        let _ = tx.send((job.id, report)).await;
+                    });
+                    self.tasks.insert(id, task);
+                }
+                DownloadCommand::Stop(id) => self.stop(id),
+            }
+        }
+    }
+
+    fn stop(&mut self, id: u32) {
+        if let Some(task) = self.tasks.remove(&id) {
+            debug!(id, "firmware download stopped");
+            task.abort();
+        }
+    }
+
+    /// The next report of a download task (pending while there is none),
+    /// to give to [`Fetcher::deliver`].
+    pub async fn next(&mut self) -> Option<(u32, FetchReport)> {
+        self.rx.recv().await.map(|(id, r)| (id, FetchReport(r)))
+    }
+
+    /// Gives a report to the object (then let the engine see the changes,
+    /// [`Client::handle_timeout`](crate::Client::handle_timeout)).
+    pub fn deliver(&mut self, id: u32, report: FetchReport, now: Instant) {
+        let keep_going = match report.0 {
+            Report::Restart => self.host.download_restart(id, now),
+            Report::Data(offset, bytes) => self.host.download_data(id, offset, &bytes, now),
+            Report::Done => {
+                info!(id, "firmware download complete");
+                self.host.download_done(id, now);
+                true
+            }
+            Report::Failed(e) => {
+                warn!(id, error = %e, "firmware download failed");
+                self.host
+                    .download_failed(id, e.download_error(), e.retryable(), now);
+                true
+            }
+        };
+        if !keep_going {
+            self.stop(id);
+        }
+    }
+}
+
+impl Drop for Fetcher<'_> {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+/// A report of a download task, from [`Fetcher::next`] for
+/// [`Fetcher::deliver`].
+#[derive(Debug)]
+pub struct FetchReport(Report);
+
+/// Reads with the configured timeout.
+async fn read_some<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<usize, FetchError> {
+    match tokio::time::timeout(timeout, stream.read(buf)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(io_error(e)),
+        Err(_) => Err(FetchError::Timeout),
+    }
+}
+
+/// A buffered reader over the connection, bounded in what it buffers.
+struct Reader<S> {
+    stream: S,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl<S: AsyncRead + Unpin> Reader<S> {
+    /// Reads more bytes into the buffer; `false` at the end of the stream.
+    async fn fill(&mut self) -> Result<bool, FetchError> {
+        let mut chunk = [0u8; 4096];
+        let n = read_some(&mut self.stream, &mut chunk, self.timeout).await?;
+        self.buf
+            .extend_from_slice(chunk.get(..n).unwrap_or_default());
+        Ok(n > 0)
+    }
+
+    /// The bytes up to the first `delim` (consumed with it), reading at most
+    /// `limit` bytes; `Err(too_long)` past it, `Ok(None)` at the end of the
+    /// stream.
+    async fn until(
+        &mut self,
+        delim: &[u8],
+        limit: usize,
+        too_long: FetchError,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        loop {
+            if let Some(at) = self.buf.windows(delim.len()).position(|w| w == delim) {
+                let rest = self.buf.split_off(at + delim.len());
+                let mut line = std::mem::replace(&mut self.buf, rest);
+                line.truncate(at);
+                return Ok(Some(line));
+            }
+            if self.buf.len() > limit {
+                return Err(too_long);
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Up to `max` bytes of the body (buffered first); empty at the end.
+    async fn some(&mut self, max: usize) -> Result<Vec<u8>, FetchError> {
+        if self.buf.is_empty() {
+            let mut chunk = vec![0u8; max.min(READ_CHUNK)];
+            let n = read_some(&mut self.stream, &mut chunk, self.timeout).await?;
+            chunk.truncate(n);
+            return Ok(chunk);
+        }
+        let n = self.buf.len().min(max);
+        let rest = self.buf.split_off(n);
+        Ok(std::mem::replace(&mut self.buf, rest))
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug, Default)]
+struct Head {
+    status: u16,
+    content_length: Option<u64>,
+    chunked: bool,
+    content_range: Option<String>,
+}
+
+fn parse_head(head: &[u8]) -> Result<Head, FetchError> {
+    let malformed = |what| FetchError::Malformed { what };
+    let text = std::str::from_utf8(head).map_err(|_| malformed("head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") {
+        return Err(malformed("status line does not start with HTTP/1.x"));
+    }
+    let status = parts
+        .next()
+        .filter(|c| c.len() == 3)
+        .and_then(|c| c.parse::<u16>().ok())
+        .filter(|c| (100..600).contains(c))
+        .ok_or(malformed("status code is not 3 digits"))?;
+    let mut h = Head {
+        status,
+        ..Head::default()
+    };
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or(malformed("header line without ':'"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .parse::<u64>()
+                .map_err(|_| malformed("Content-Length is not a number"))?;
+            if h.content_length.is_some_and(|m| m != n) {
+                return Err(malformed("conflicting Content-Length headers"));
+            }
+            h.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or_default().trim();
+            h.chunked = last.eq_ignore_ascii_case("chunked");
+            if !h.chunked {
+                return Err(malformed("transfer coding other than chunked"));
+            }
+        } else if name.eq_ignore_ascii_case("content-range") {
+            h.content_range = Some(value.to_string());
+        }
+    }
+    Ok(h)
+}
+
+/// The first byte of a `Content-Range: bytes FIRST-LAST/TOTAL` value.
+fn range_start(value: &str) -> Option<u64> {
+    let spec = value.strip_prefix("bytes ")?.trim_start();
+    let (first, _) = spec.split_once('-')?;
+    first.parse().ok()
+}
+
+impl HttpClient {
+    /// Downloads `job`, sending its bytes to `tx`.
+    async fn fetch(
+        &self,
+        job: &DownloadJob,
+        tx: &mpsc::Sender<(u32, Report)>,
+    ) -> Result<(), FetchError> {
+        let target = parse_uri(&job.uri)?;
+        let mut resume_from = job.resume_from;
+        // A second round only after 416 to a range request.
+        for _ in 0..2 {
+            let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| FetchError::UnknownHost {
+                    host: target.host.clone(),
+                    error: "no address".into(),
+                })?;
+            let connect =
+                tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr));
+            let tcp = match connect.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return Err(FetchError::Connect {
+                        target: addr.to_string(),
+                        error: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(FetchError::Connect {
+                        target: addr.to_string(),
+                        error: "timed out".into(),
+                    })
+                }
+            };
+            let outcome = if target.tls {
+                let stream = self.handshake(&target, tcp).await?;
+                self.exchange(stream, &target, job.id, resume_from, tx)
+                    .await?
+            } else {
+                self.exchange(tcp, &target, job.id, resume_from, tx).await?
+            };
+            match outcome {
+                Exchange::Complete => return Ok(()),
+                Exchange::RangeNotSatisfiable => {
+                    send(tx, job.id, Report::Restart).await?;
+                    resume_from = 0;
+                }
+            }
+        }
+        Err(FetchError::Status { code: 416 })
+    }
+
+    async fn handshake(
+        &self,
+        target: &Target,
+        tcp: TcpStream,
+    ) -> Result<tokio_openssl::SslStream<TcpStream>, FetchError> {
+        let tls_error = |e: openssl::error::ErrorStack| FetchError::Tls {
+            error: e.to_string(),
+        };
+        // Sets SNI and host name (or IP address) verification.
+        let ssl = self
+            .tls
+            .configure()
+            .map_err(tls_error)?
+            .into_ssl(&target.host)
+            .map_err(tls_error)?;
+        let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(tls_error)?;
+        let handshake =
+            tokio::time::timeout(self.config.connect_timeout, Pin::new(&mut stream).connect());
+        match handshake.await {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => {
+                let verify = stream.ssl().verify_result();
+                if verify != X509VerifyResult::OK {
+                    Err(FetchError::CertificateNotTrusted {
+                        reason: verify.error_string().to_string(),
+                    })
+                } else {
+                    Err(FetchError::Tls {
+                        error: e.to_string(),
+                    })
+                }
+            }
+            Err(_) => Err(FetchError::Tls {
+                error: "handshake timed out".into(),
+            }),
+        }
+    }
+
+    /// One request and its response on `stream`.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        target: &Target,
+        id: u32,
+        resume_from: u64,
+        tx: &mpsc::Sender<(u32, Report)>,
+    ) -> Result<Exchange, FetchError> {
+        let mut request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lwm2m-rs\r\nAccept: */*\r\n\
+             Connection: close\r\n",
+            target.path, target.authority
+        );
+        if resume_from > 0 {
+            request.push_str(&format!("Range: bytes={resume_from}-\r\n"));
+        }
+        request.push_str("\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(io_error)?;
+        stream.flush().await.map_err(io_error)?;
+        let mut reader = Reader {
+            stream,
+            buf: Vec::new(),
+            timeout: self.config.read_timeout,
+        };
+        let limit = self.config.max_header_bytes;
+        let mut head = None;
+        for _ in 0..=MAX_INTERIM {
+            let raw = reader
+                .until(b"\r\n\r\n", limit, FetchError::HeaderTooLarge { limit })
+                .await?
+                .ok_or(FetchError::Malformed {
+                    what: "connection closed before the end of the response head",
+                })?;
+            let h = parse_head(&raw)?;
+            if h.status >= 200 {
+                head = Some(h);
+                break;
+            }
+        }
+        let head = head.ok_or(FetchError::Malformed {
+            what: "too many interim (1xx) responses",
+        })?;
+        let mut offset = match head.status {
+            200 => {
+                if resume_from > 0 {
+                    send(tx, id, Report::Restart).await?;
+                }
+                0
+            }
+            206 if resume_from > 0 => {
+                let got = head.content_range.clone().unwrap_or_default();
+                if range_start(&got) != Some(resume_from) {
+                    return Err(FetchError::BadContentRange {
+                        got,
+                        expected_start: resume_from,
+                    });
+                }
+                resume_from
+            }
+            416 if resume_from > 0 => return Ok(Exchange::RangeNotSatisfiable),
+            code => return Err(FetchError::Status { code }),
+        };
+        if head.chunked {
+            loop {
+                let line = reader
+                    .until(
+                        b"\r\n",
+                        MAX_LINE,
+                        FetchError::Malformed {
+                            what: "chunk size line too long",
+                        },
+                    )
+                    .await?
+                    .ok_or(FetchError::Closed {
+                        received: offset,
+                        expected: None,
+                    })?;
+                let size = std::str::from_utf8(&line)
+                    .ok()
+                    .map(|l| l.split(';').next().unwrap_or_default().trim())
+                    .filter(|s| {
+                        (1..=15).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_hexdigit())
+                    })
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .ok_or(FetchError::Malformed {
+                        what: "chunk size is not a hexadecimal number",
+                    })?;
+                if size == 0 {
+                    reader
+                        .until(
+                            b"\r\n\r\n",
+                            MAX_TRAILER,
+                            FetchError::Malformed {
+                                what: "trailer section too large",
+                            },
+                        )
+                        .await
+                        .ok();
+                    return Ok(Exchange::Complete);
+                }
+                offset = body(&mut reader, id, offset, size, None, tx).await?;
+                let crlf = reader
+                    .until(
+                        b"\r\n",
+                        2,
+                        FetchError::Malformed {
+                            what: "chunk not followed by CRLF",
+                        },
+                    )
+                    .await?;
+                if crlf.is_none_or(|c| !c.is_empty()) {
+                    return Err(FetchError::Malformed {
+                        what: "chunk not followed by CRLF",
+                    });
+                }
+            }
+        }
+        match head.content_length {
+            Some(n) => {
+                body(&mut reader, id, offset, n, Some(n), tx).await?;
+            }
+            None => loop {
+                let bytes = reader.some(READ_CHUNK).await?;
+                if bytes.is_empty() {
+                    break;
+                }
+                let len = bytes.len() as u64;
+                send(tx, id, Report::Data(offset, bytes)).await?;
+                offset += len;
+            },
+        }
+        Ok(Exchange::Complete)
+    }
+}
+
+enum Exchange {
+    Complete,
+    RangeNotSatisfiable,
+}
+
+/// Reads `len` body bytes and reports them from `offset`; returns the new
+/// offset. `expected` is the announced length for the error message.
+async fn body<S: AsyncRead + Unpin>(
+    reader: &mut Reader<S>,
+    id: u32,
+    mut offset: u64,
+    len: u64,
+    expected: Option<u64>,
+    tx: &mpsc::Sender<(u32, Report)>,
+) -> Result<u64, FetchError> {
+    let mut left = len;
+    while left > 0 {
+        let bytes = reader
+            .some(usize::try_from(left).unwrap_or(usize::MAX))
+            .await?;
+        if bytes.is_empty() {
+            return Err(FetchError::Closed {
+                received: len - left,
+                expected,
+            });
+        }
+        let n = bytes.len() as u64;
+        send(tx, id, Report::Data(offset, bytes)).await?;
+        offset += n;
+        left -= n;
+    }
+    Ok(offset)
+}
+
+/// Sends a report; the driver gone is like a cancelled download.
+async fn send(tx: &mpsc::Sender<(u32, Report)>, id: u32, report: Report) -> Result<(), FetchError> {
+    tx.send((id, report)).await.map_err(|_| FetchError::Io {
+        error: "the driver stopped".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_parse_with_default_ports() {
+        let t = parse_uri("http://example.org/fw.bin?v=2#x").unwrap();
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.path.as_str()),
+            (false, "example.org", 80, "/fw.bin?v=2")
+        );
+        let t = parse_uri("HTTPS://[::1]:8443").unwrap();
+        assert_eq!(
+            (
+                t.tls,
+                t.host.as_str(),
+                t.port,
+                t.authority.as_str(),
+                t.path.as_str()
+            ),
+            (true, "::1", 8443, "[::1]:8443", "/")
+        );
+        assert!(parse_uri("http://user@host/").is_err());
+        assert!(parse_uri("http://host:99999/").is_err());
+        assert!(parse_uri("coap://host/").is_err());
+        assert!(parse_uri("http:///x").is_err());
+    }
+
+    #[test]
+    fn heads_parse_and_reject_garbage() {
+        let h = parse_head(
+            b"HTTP/1.1 206 Partial\r\nContent-Length: 5\r\ncontent-range: bytes 10-14/15",
+        )
+        .unwrap();
+        assert_eq!((h.status, h.content_length), (206, Some(5)));
+        assert_eq!(range_start(h.content_range.as_deref().unwrap()), Some(10));
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked").unwrap();
+        assert!(h.chunked);
+        for bad in [
+            &b"HTTP/2 200 OK"[..],
+            b"HTTP/1.1 2000 OK",
+            b"HTTP/1.1 200 OK\r\nno colon",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip",
+            b"\xff\xfe",
+        ] {
+            assert!(parse_head(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn errors_map_to_update_results() {
+        let e = FetchError::Status { code: 404 };
+        assert_eq!(
+            (e.download_error(), e.retryable()),
+            (DownloadError::InvalidUri, false)
+        );
+        let e = FetchError::Status { code: 503 };
+        assert_eq!(
+            (e.download_error(), e.retryable()),
+            (DownloadError::ConnectionLost, true)
+        );
+        let e = FetchError::CertificateNotTrusted { reason: "x".into() };
+        assert_eq!(
+            (e.download_error(), e.retryable()),
+            (DownloadError::ConnectionLost, false)
+        );
+    }
+}
