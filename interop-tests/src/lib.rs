@@ -14,6 +14,10 @@
 //! * [`our_client::OurClient`]: our own LwM2M client on a thread of its own.
 //! * [`cargo_bin`]: builds and locates a binary of another workspace crate.
 //! * [`node`], [`node_peers_dir`]: the Node.js peers (lwm2m-node-lib).
+//! * [`node_interpreter`], [`chromium`], [`web_ui_dir`]: the web UI's
+//!   browser tests (playwright-core driving Debian's headless Chromium).
+//! * [`demo`]: the demo binaries `lwm2m-server` and `lwm2m-client` as
+//!   processes (free ports, addresses and registrations from the logs).
 //!
 //! Every socket here binds 127.0.0.1 only.
 #![forbid(unsafe_code)]
@@ -36,6 +40,7 @@ use lwm2m_core::coap::{
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
+pub mod demo;
 pub mod our_client;
 
 /// The command that installs every third-party peer the tests need.
@@ -995,12 +1000,7 @@ pub fn node_peers_dir() -> PathBuf {
 /// `node_modules` must be the one `package.json` pins. Panics with
 /// installation advice otherwise. Returns the interpreter and that version.
 pub fn node() -> (PathBuf, String) {
-    let node = match std::env::var_os("NODE") {
-        Some(v) => PathBuf::from(v),
-        None => find_in_path(&["node", "nodejs"]).unwrap_or_else(|| {
-            panic!("Node.js not found: no node in PATH and NODE is not set; {INSTALL_HINT}")
-        }),
-    };
+    let node = node_interpreter();
     let dir = node_peers_dir();
     let read_json = |p: PathBuf| -> Option<serde_json::Value> {
         serde_json::from_slice(&std::fs::read(p).ok()?).ok()
@@ -1021,6 +1021,43 @@ pub fn node() -> (PathBuf, String) {
         dir.display()
     );
     (node, pinned)
+}
+
+/// Node.js: `$NODE`, else `node` (or `nodejs`) in `PATH`. Panics with
+/// installation advice if there is none.
+pub fn node_interpreter() -> PathBuf {
+    match std::env::var_os("NODE") {
+        Some(v) => PathBuf::from(v),
+        None => find_in_path(&["node", "nodejs"]).unwrap_or_else(|| {
+            panic!("Node.js not found: no node in PATH and NODE is not set; {INSTALL_HINT}")
+        }),
+    }
+}
+
+/// Chromium for the web UI tests: `$CHROMIUM`, else Debian's
+/// `/usr/bin/chromium`. Panics with installation advice if it is missing.
+pub fn chromium() -> PathBuf {
+    let p = std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
+    assert!(
+        is_executable(&p),
+        "Chromium not found at {} (set CHROMIUM or {INSTALL_HINT}, which installs Debian's \
+         chromium)",
+        p.display()
+    );
+    p
+}
+
+/// `interop-tests/ui`: the browser scripts (`web_ui.mjs`, ...), checked to
+/// have playwright-core installed in its `node_modules`. Panics with
+/// installation advice otherwise.
+pub fn web_ui_dir() -> PathBuf {
+    let dir = repo_root().join("interop-tests/ui");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core not installed in {} ({INSTALL_HINT}, which runs npm ci there)",
+        dir.display()
+    );
+    dir
 }
 
 /// The version a libcoap tool reports in its help text (`vX.Y.Z`), for logs.

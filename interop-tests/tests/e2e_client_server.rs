@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use interop_tests::demo::{field, spawn_demo_server, strip_ansi, wait_registered};
 use interop_tests::our_client::{OurClient, OurClientOptions};
 use interop_tests::{cargo_bin, PeerProcess, TempDir};
 use lwm2m_client::ClientEvent;
@@ -340,84 +341,6 @@ async fn scenario() {
     );
 }
 
-/// Strips ANSI colour sequences (`ESC [ ... m`) from a log line.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
-}
-
-/// Starts the demo server binary on free loopback ports with its data in
-/// `data`; returns it and its CoAP address.
-fn spawn_demo_server(
-    server_bin: &std::path::Path,
-    data: std::path::PathBuf,
-    life: Duration,
-) -> (PeerProcess, SocketAddr) {
-    let mut cmd = Command::new(server_bin);
-    // Free ports for everything the binary serves, so parallel tests do not clash.
-    cmd.args([
-        "--coap",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--bootstrap",
-        "none",
-        "--data-dir",
-    ])
-    .arg(data)
-    .env_remove("LWM2M_COAP")
-    .env_remove("LWM2M_HTTP")
-    .env_remove("LWM2M_BOOTSTRAP")
-    .env_remove("LWM2M_REDIS")
-    .env_remove("LWM2M_DATA_DIR")
-    .env("NO_COLOR", "1");
-    let mut server = PeerProcess::spawn(cmd, life).unwrap();
-    let listening = server
-        .wait_for_line(STEP, |l| l.contains("LwM2M server listening"))
-        .unwrap_or_else(|| panic!("server did not start:\n{}", server.output()));
-    let listening = strip_ansi(&listening);
-    let addr: SocketAddr = field(&listening, "coap")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no coap= address in {listening:?}"));
-    assert!(addr.ip().is_loopback(), "{addr}");
-    (server, addr)
-}
-
-/// The demo server's log line for the registration of `ep` (ANSI
-/// stripped), within a step.
-fn wait_registered(server: &mut PeerProcess, client: &PeerProcess, ep: &str) -> String {
-    let line = server
-        .wait_for_line(STEP, |l| {
-            let l = strip_ansi(l);
-            l.contains(" registered ") && field(&l, "endpoint") == Some(ep)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "server log shows no registration of {ep}:\n{}\nclient:\n{}",
-                server.output(),
-                client.output()
-            )
-        });
-    strip_ansi(&line)
-}
-
 /// The demo binaries as processes. They are built (or found up to date)
 /// with [`cargo_bin`], which asks cargo for their paths.
 #[test]
@@ -428,7 +351,8 @@ fn demo_binaries_register_and_deregister() {
     let built = started.elapsed();
     let dir = TempDir::new().unwrap();
     let life = Duration::from_secs(60);
-    let (mut server, addr) = spawn_demo_server(&server_bin, dir.path().join("data"), life);
+    let (mut server, addrs) = spawn_demo_server(&server_bin, dir.path().join("data"), life);
+    let addr = addrs.coap;
 
     let ep = "demo-e2e";
     let mut cmd = Command::new(&client_bin);
@@ -487,6 +411,7 @@ fn demo_client_registers_with_two_demo_servers() {
     let life = Duration::from_secs(60);
     let (mut s1, a1) = spawn_demo_server(&server_bin, dir.path().join("one"), life);
     let (mut s2, a2) = spawn_demo_server(&server_bin, dir.path().join("two"), life);
+    let (a1, a2) = (a1.coap, a2.coap);
     let ep = "demo-multi";
     let mut cmd = Command::new(&client_bin);
     cmd.args(["--endpoint", ep, "--lifetime", "60"])

@@ -6,6 +6,13 @@
 //! `interop-tests/ui`), which drives the composite panel: Read-, Write- and
 //! Observe-Composite of resources ticked in the object tree.
 //!
+//! The device here is scripted in process, so the tests can check what
+//! reached it on the wire. The same `web_ui.mjs` against our real demo
+//! client binary (`lwm2m-client`, registered to the `lwm2m-server` binary)
+//! is `web_ui_reads_the_demo_clients_manufacturer` in
+//! `interop-tests/tests/web_ui_demo.rs`: that crate depends on both
+//! binaries, this one only on the server.
+//!
 //! Needs `node`, Debian's `chromium` (or `CHROMIUM=/path`) and
 //! `interop-tests/ui/node_modules` (`npm ci` there); `./scripts/install-test-deps`
 //! installs all three. A missing one fails the test with that hint.

@@ -1,0 +1,112 @@
+//! The workspace's demo binaries (`lwm2m-server`, `lwm2m-client`) run as
+//! processes: start the server on free loopback ports, find its addresses
+//! and the registrations in its log.
+//!
+//! The binaries are located with [`crate::cargo_bin`] and run as
+//! [`PeerProcess`]es, so they are bounded in time and always reaped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::PeerProcess;
+
+/// Bound of each wait on a demo binary's log (starting, registering).
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// Strips ANSI colour sequences (`ESC [ ... m`) from a log line.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of `name=value` in a (tracing) log line.
+pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Where a demo server started by [`spawn_demo_server`] listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoServerAddrs {
+    /// LwM2M over CoAP (UDP).
+    pub coap: SocketAddr,
+    /// The admin HTTP API and the web UI.
+    pub http: SocketAddr,
+}
+
+/// Starts the demo server binary on free loopback ports (CoAP and HTTP,
+/// no bootstrap server) with its data in `data`, for at most `life`;
+/// returns it once it logs that it listens, with its addresses.
+pub fn spawn_demo_server(
+    server_bin: &Path,
+    data: PathBuf,
+    life: Duration,
+) -> (PeerProcess, DemoServerAddrs) {
+    let mut cmd = Command::new(server_bin);
+    // Free ports for everything the binary serves, so parallel tests do not clash.
+    cmd.args([
+        "--coap",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--bootstrap",
+        "none",
+        "--data-dir",
+    ])
+    .arg(data)
+    .env_remove("LWM2M_COAP")
+    .env_remove("LWM2M_HTTP")
+    .env_remove("LWM2M_BOOTSTRAP")
+    .env_remove("LWM2M_REDIS")
+    .env_remove("LWM2M_DATA_DIR")
+    .env("NO_COLOR", "1");
+    let mut server = PeerProcess::spawn(cmd, life).unwrap();
+    let listening = server
+        .wait_for_line(STEP, |l| l.contains("LwM2M server listening"))
+        .unwrap_or_else(|| panic!("server did not start:\n{}", server.output()));
+    let listening = strip_ansi(&listening);
+    let addr = |name: &str| -> SocketAddr {
+        let addr: SocketAddr = field(&listening, name)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= address in {listening:?}"));
+        assert!(addr.ip().is_loopback(), "{name}={addr}");
+        addr
+    };
+    let addrs = DemoServerAddrs {
+        coap: addr("coap"),
+        http: addr("http"),
+    };
+    (server, addrs)
+}
+
+/// The demo server's log line for the registration of `ep` (ANSI
+/// stripped), within [`STEP`]; panics with both logs otherwise.
+pub fn wait_registered(server: &mut PeerProcess, client: &PeerProcess, ep: &str) -> String {
+    let line = server
+        .wait_for_line(STEP, |l| {
+            let l = strip_ansi(l);
+            l.contains(" registered ") && field(&l, "endpoint") == Some(ep)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "server log shows no registration of {ep}:\n{}\nclient:\n{}",
+                server.output(),
+                client.output()
+            )
+        });
+    strip_ansi(&line)
+}
