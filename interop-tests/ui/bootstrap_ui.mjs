@@ -5,37 +5,24 @@
 //
 //   node bootstrap_ui.mjs BASE_URL ENDPOINT
 //
-// Browser and exit status as in web_ui.mjs.
-import { chromium } from "playwright-core";
+// Browser and exit status: browser.mjs.
+import { runInBrowser } from "./browser.mjs";
 
 const [base, endpoint] = process.argv.slice(2);
 if (!base || !endpoint) {
   console.error("usage: node bootstrap_ui.mjs BASE_URL ENDPOINT");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const timeout = 15000;
-
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
-const console_ = [];
-let ok = false;
-const page = await browser.newPage();
-page.on("console", (m) => console_.push(`${m.type()}: ${m.text()}`));
-page.on("pageerror", (e) => console_.push(`pageerror: ${e.message}`));
-const config = (lifetime) => JSON.stringify({
-  security: [{ id: 1, uri: "coap://127.0.0.1:5683", short_server_id: 101 }],
-  servers: [{ id: 0, short_server_id: 101, lifetime }],
-});
-async function save(ep, json) {
-  await page.locator("#bs-ep").fill(ep);
-  await page.locator("#bs-json").fill(json);
-  await page.locator("#bs-save").click();
-}
-try {
+await runInBrowser("bootstrap UI", async (page, timeout, console_) => {
+  const config = (lifetime) => JSON.stringify({
+    security: [{ id: 1, uri: "coap://127.0.0.1:5683", short_server_id: 101 }],
+    servers: [{ id: 0, short_server_id: 101, lifetime }],
+  });
+  async function save(ep, json) {
+    await page.locator("#bs-ep").fill(ep);
+    await page.locator("#bs-json").fill(json);
+    await page.locator("#bs-save").click();
+  }
   await page.goto(base, { timeout });
   await page.locator("#bootstrap-link").click();
   await page.locator("#detail h2", { hasText: "Bootstrap configurations" }).waitFor({ timeout });
@@ -63,12 +50,4 @@ try {
   const shown = JSON.parse(await page.locator("#bs-json").inputValue());
   if (shown.servers[0].lifetime !== 77) throw new Error(`shown ${JSON.stringify(shown)}`);
   console.log(`ok: bootstrap editor saved ${endpoint}, deleted ${endpoint}-tmp`);
-  ok = true;
-} catch (e) {
-  console.error(`bootstrap UI test failed: ${e.message}`);
-  console.error("console:\n" + console_.join("\n"));
-  console.error("page:\n" + (await page.content().catch(() => "?")));
-} finally {
-  await browser.close();
-}
-process.exit(ok ? 0 : 1);
+});

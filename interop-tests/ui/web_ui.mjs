@@ -4,31 +4,15 @@
 //
 //   node web_ui.mjs BASE_URL ENDPOINT EXPECTED_MANUFACTURER
 //
-// The browser is Debian's chromium (CHROMIUM overrides the path):
-// playwright-core downloads no browser of its own. Exit status 0 on success;
-// on failure the reason, the page's console and its HTML go to stderr.
-import { chromium } from "playwright-core";
+// Browser and exit status: browser.mjs.
+import { runInBrowser } from "./browser.mjs";
 
 const [base, endpoint, manufacturer] = process.argv.slice(2);
 if (!base || !endpoint || !manufacturer) {
   console.error("usage: node web_ui.mjs BASE_URL ENDPOINT EXPECTED_MANUFACTURER");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const timeout = 15000;
-
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  // Containers often run as root without a user namespace sandbox.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
-const console_ = [];
-let ok = false;
-const page = await browser.newPage();
-page.on("console", (m) => console_.push(`${m.type()}: ${m.text()}`));
-page.on("pageerror", (e) => console_.push(`pageerror: ${e.message}`));
-try {
+await runInBrowser("web UI", async (page, timeout, console_) => {
   await page.goto(base, { timeout });
   // The client list comes from /api/clients; the live badge from SSE.
   const client = page.locator(`#clients li[data-ep="${endpoint}"]`);
@@ -47,12 +31,4 @@ try {
   await page.locator('tr[data-path="/1/0/1"] button[data-op="write"]').click();
   await page.locator('[id="v-/1/0/1"]').filter({ hasText: "120" }).waitFor({ timeout });
   console.log(`ok: ${endpoint} /3/0/0 = ${await cell.textContent()}, /1/0/1 written`);
-  ok = true;
-} catch (e) {
-  console.error(`web UI test failed: ${e.message}`);
-  console.error("console:\n" + console_.join("\n"));
-  console.error("page:\n" + (await page.content().catch(() => "?")));
-} finally {
-  await browser.close();
-}
-process.exit(ok ? 0 : 1);
+});

@@ -2,8 +2,8 @@
 //! a scripted device, and runs `interop-tests/ui/web_ui.mjs`, which drives
 //! Debian's headless Chromium with playwright-core to open the page, click
 //! the client, Read /3/0 and see the manufacturer; and
-//! `tests/ui/composite_ui.mjs` (playwright-core from the same
-//! `interop-tests/ui`), which drives the composite panel: Read-, Write- and
+//! `interop-tests/ui/composite_ui.mjs` (both on `interop-tests/ui/browser.mjs`
+//! and its playwright-core), which drives the composite panel: Read-, Write- and
 //! Observe-Composite of resources ticked in the object tree.
 //!
 //! The device here is scripted in process, so the tests can check what
@@ -186,7 +186,7 @@ async fn browser_reads_the_manufacturer() {
     drop(server);
 }
 
-/// The composite panel: `tests/ui/composite_ui.mjs` ticks /3/0/0 and /3/0/1,
+/// The composite panel: `interop-tests/ui/composite_ui.mjs` ticks /3/0/0 and /3/0/1,
 /// Read-Composite shows the manufacturer and model; Write-Composite of
 /// /1/0/1 reaches the device and is read back; Observe-Composite of /3/0/9
 /// shows the value of a notification the device sends once the script says
@@ -207,9 +207,9 @@ async fn browser_reads_writes_and_observes_composite() {
         _dir,
     } = UiRun::start(22, "ui-comp").await;
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui/composite_ui.mjs");
     let mut child = Command::new("node")
-        .arg(script)
+        .current_dir(&ui)
+        .arg("composite_ui.mjs")
         .arg(format!("http://{http}/"))
         .args([
             "ui-comp",
@@ -217,7 +217,6 @@ async fn browser_reads_writes_and_observes_composite() {
             "Lightweight M2M Client",
             "17",
         ])
-        .env("UI_DIR", &ui)
         .env("CHROMIUM", chromium)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,43 +1,25 @@
 // Drives the web UI's composite panel in headless Chromium (run by
-// tests/web_ui.rs): tick /3/0/0 and /3/0/1 of the registered client,
+// lwm2m-server/tests/web_ui.rs): tick /3/0/0 and /3/0/1 of the registered client,
 // Read-Composite and see the manufacturer and model; Write-Composite /1/0/1
 // through the prompt and see the value read back; Observe-Composite /3/0/9,
 // print "observing" so the test makes the device notify, see the notified
 // value, cancel.
 //
-//   UI_DIR=interop-tests/ui node composite_ui.mjs BASE_URL ENDPOINT MANUFACTURER MODEL NOTIFIED
+//   node composite_ui.mjs BASE_URL ENDPOINT MANUFACTURER MODEL NOTIFIED
 //
-// playwright-core is resolved from UI_DIR (its node_modules, installed by
-// ./scripts/install-test-deps); the browser is Debian's chromium (CHROMIUM
-// overrides the path). Exit status 0 on success; on failure the reason, the
-// page's console and its HTML go to stderr.
-import { createRequire } from "node:module";
-import path from "node:path";
-
-const require = createRequire(path.join(process.env.UI_DIR || ".", "package.json"));
-const { chromium } = require("playwright-core");
+// Browser and exit status: browser.mjs.
+import { runInBrowser } from "./browser.mjs";
 
 const [base, endpoint, manufacturer, model, notified] = process.argv.slice(2);
 if (!notified) {
   console.error("usage: node composite_ui.mjs BASE_URL ENDPOINT MANUFACTURER MODEL NOTIFIED");
   process.exit(2);
 }
-const timeout = 15000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
-const console_ = [];
-let ok = false;
-const page = await browser.newPage();
-page.on("console", (m) => console_.push(`${m.type()}: ${m.text()}`));
-page.on("pageerror", (e) => console_.push(`pageerror: ${e.message}`));
-const statusSays = async (text) => page.locator("#status", { hasText: text }).waitFor({ timeout });
-const cell = (p) => page.locator(`[id="v-${p}"]`);
-const pick = (p) => page.locator(`input.pick[data-path="${p}"]`);
-const op = (name) => page.locator(`#composite button[data-op="${name}"]`);
-try {
+await runInBrowser("composite UI", async (page, timeout, console_) => {
+  const statusSays = async (text) => page.locator("#status", { hasText: text }).waitFor({ timeout });
+  const cell = (p) => page.locator(`[id="v-${p}"]`);
+  const pick = (p) => page.locator(`input.pick[data-path="${p}"]`);
+  const op = (name) => page.locator(`#composite button[data-op="${name}"]`);
   await page.goto(base, { timeout });
   const client = page.locator(`#clients li[data-ep="${endpoint}"]`);
   await client.waitFor({ timeout });
@@ -85,12 +67,4 @@ try {
   console.log("ok: cancelled");
   // SCREENSHOT=/tmp/ui.png keeps a picture of the page, to look at.
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
-  ok = true;
-} catch (e) {
-  console.error(`composite UI test failed: ${e.message}`);
-  console.error("console:\n" + console_.join("\n"));
-  console.error("page:\n" + (await page.content().catch(() => "?")));
-} finally {
-  await browser.close();
-}
-process.exit(ok ? 0 : 1);
+});
