@@ -99,9 +99,12 @@ fn operation_the_model_forbids_is_4_05() {
     );
     assert_eq!(code(&mut h, put("/3", 0, b"X")), Code::METHOD_NOT_ALLOWED);
     assert_eq!(code(&mut h, get("/")), Code::METHOD_NOT_ALLOWED);
-    // Execute of an executable whose hook is missing is refused too (the
-    // test device has both hooks, the bare Server object has no Disable).
-    assert_eq!(code(&mut h, post("/1/0/4", 0, b"")), Code::NOT_FOUND);
+    // Execute of an executable the client cannot carry out is refused
+    // too: Bootstrap-Request Trigger without a Bootstrap-Server account.
+    assert_eq!(
+        code(&mut h, post("/1/0/9", 0, b"")),
+        Code::METHOD_NOT_ALLOWED
+    );
 }
 
 #[test]
