@@ -3532,9 +3532,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 }
                 Err(e) => {
                     // The observed path is gone or unreadable now: tell the
-                    // observer, which ends the observation.
-                    self.observations.remove(&id);
-                    self.ep.notify(now, id, Response::new(e), confirmable);
+                    // observer (if it is there to hear it), which ends the
+                    // observation.
+                    let ssid = self.observations.remove(&id).map_or(0, |o| o.ssid);
+                    if self.reachable(ssid) {
+                        self.ep.notify(now, id, Response::new(e), confirmable);
+                    } else {
+                        self.ep.remove_observation(id);
+                    }
                 }
             }
         }

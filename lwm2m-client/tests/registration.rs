@@ -209,14 +209,7 @@ fn exhausted_schedule_bootstraps_then_registers_to_the_new_server() {
 
     // The Bootstrap-Server replaces the account; the server now accepts.
     h.server().register_answer = Code::CREATED;
-    assert_eq!(
-        bs(&mut h, Request::new(Code::DELETE).with_path("/")).code,
-        Code::DELETED
-    );
-    let security = r#"[{"bn":"/0/2/","n":"0","vs":"coap://dm"},{"n":"1","vb":false},{"n":"2","v":3},{"n":"10","v":101}]"#;
-    let server = r#"[{"bn":"/1/0/","n":"0","v":101},{"n":"1","v":300},{"n":"7","vs":"U"}]"#;
-    assert_eq!(bs(&mut h, senml_put("/0/2", security)).code, Code::CHANGED);
-    assert_eq!(bs(&mut h, senml_put("/1/0", server)).code, Code::CHANGED);
+    bootstrap_dm_account(&mut h);
     let before = h.server().rd_requests.len();
     assert_eq!(
         bs(&mut h, Request::new(Code::POST).with_path("/bs")).code,

@@ -166,14 +166,7 @@ fn bootstrap_request_trigger_bootstraps_then_registers() {
     assert_eq!(q, [b"ep=dev1"]);
     assert_eq!(h.client().state(), RegistrationState::Bootstrapping);
 
-    assert_eq!(
-        bs(&mut h, Request::new(Code::DELETE).with_path("/")).code,
-        Code::DELETED
-    );
-    let security = r#"[{"bn":"/0/2/","n":"0","vs":"coap://dm"},{"n":"1","vb":false},{"n":"2","v":3},{"n":"10","v":101}]"#;
-    let server = r#"[{"bn":"/1/0/","n":"0","v":101},{"n":"1","v":300},{"n":"7","vs":"U"}]"#;
-    assert_eq!(bs(&mut h, senml_put("/0/2", security)).code, Code::CHANGED);
-    assert_eq!(bs(&mut h, senml_put("/1/0", server)).code, Code::CHANGED);
+    bootstrap_dm_account(&mut h);
     assert_eq!(registers(&mut h, SERVER).len(), 1);
     assert_eq!(bs(&mut h, post("/bs")).code, Code::CHANGED);
     h.run_for(Duration::from_secs(5));

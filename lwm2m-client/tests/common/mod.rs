@@ -516,6 +516,20 @@ pub fn bs(h: &mut Harness, request: Request) -> Response {
     h.request_from(BOOTSTRAP, request).0
 }
 
+/// The Bootstrap-Server deletes everything and configures one account:
+/// `coap://dm` (Security instance 2), Short Server ID 101, lifetime 300 s,
+/// binding U (Server instance 0).
+pub fn bootstrap_dm_account(h: &mut Harness) {
+    assert_eq!(
+        bs(h, Request::new(Code::DELETE).with_path("/")).code,
+        Code::DELETED
+    );
+    let security = r#"[{"bn":"/0/2/","n":"0","vs":"coap://dm"},{"n":"1","vb":false},{"n":"2","v":3},{"n":"10","v":101}]"#;
+    let server = r#"[{"bn":"/1/0/","n":"0","v":101},{"n":"1","v":300},{"n":"7","vs":"U"}]"#;
+    assert_eq!(bs(h, senml_put("/0/2", security)).code, Code::CHANGED);
+    assert_eq!(bs(h, senml_put("/1/0", server)).code, Code::CHANGED);
+}
+
 pub fn content_format(r: &Response) -> Option<u32> {
     r.options.uint(number::CONTENT_FORMAT)
 }
