@@ -240,6 +240,9 @@
 //! path was marked changed and its encoded value differs from the last one
 //! sent, but not before `last + pmin`; and at `last + pmax` in any case.
 //! `con=1` makes notifications confirmable (default: non-confirmable).
+//! Notifications for a server that is disabled or not registered are
+//! held or dropped per its Notification Storing resource (see
+//! [above](#disable-bootstrap-request-trigger-notification-storing)).
 //! Observe-Composite (FETCH `/` with Observe 0) notifies when any listed
 //! path changes; its timing uses the Server object's default periods only
 //! (attributes attached to the listed paths are not combined).

@@ -8,7 +8,7 @@ use common::*;
 use lwm2m_client::objects::{Server, ServerConfig};
 use lwm2m_client::{ClientEvent, RegistrationState};
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Request, RequestId};
+use lwm2m_core::coap::{Code, Message, MessageType, Request, RequestId};
 use lwm2m_core::model::Path;
 use lwm2m_core::sim::SimAddr;
 use lwm2m_core::time::{Duration, Instant};
@@ -72,10 +72,30 @@ fn disable_deregisters_from_that_server_only_and_registers_after_the_timeout() {
     assert_eq!(h.request_from(1, get("/1/0/5")).0.payload, b"300");
 
     let before = rd(&mut h, 1).len();
+    let since = h.now();
     let (r, _) = h.request_from(1, post("/1/0/4"));
     assert_eq!(r.code, Code::CHANGED);
     let answered = secs(h.now());
     h.run_for(Duration::from_secs(2));
+    // On the wire: the 2.04 first, then the De-register, to server 1 only.
+    let wire: Vec<(SimAddr, MessageType, Code)> = h
+        .net
+        .trace()
+        .iter()
+        .filter(|t| t.from == CLIENT && t.at >= since)
+        .filter_map(|t| {
+            Message::parse(&t.bytes)
+                .ok()
+                .map(|m| (t.to, m.mtype, m.code))
+        })
+        .collect();
+    assert_eq!(
+        wire,
+        [
+            (1, MessageType::Ack, Code::CHANGED),
+            (1, MessageType::Con, Code::DELETE)
+        ]
+    );
     // De-register to that server right after the 2.04, nothing else.
     let after: Vec<_> = rd(&mut h, 1)[before..].to_vec();
     assert_eq!(
