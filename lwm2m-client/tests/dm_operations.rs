@@ -625,7 +625,7 @@ fn location_segments_are_sent_back_unchanged() {
 
 #[test]
 fn con_attribute_makes_notifications_confirmable() {
-    use lwm2m_core::coap::{Message, MessageType};
+    use lwm2m_core::coap::MessageType;
     let Setup { mut h, .. } = setup();
     assert_eq!(
         code(
@@ -649,17 +649,10 @@ fn con_attribute_makes_notifications_confirmable() {
     let since = h.now();
     assert_eq!(code(&mut h, put("/31024/0/0", 0, b"8")), Code::CHANGED);
     h.run_for(Duration::from_secs(1));
-    let types: Vec<MessageType> = h
-        .net
-        .trace()
-        .iter()
-        .filter(|t| t.from == CLIENT && t.at >= since)
-        .filter_map(|t| {
-            Message::parse(&t.bytes)
-                .ok()
-                .filter(|m| m.observe().is_some())
-                .map(|m| m.mtype)
-        })
+    let types: Vec<MessageType> = client_messages_since(&h, since)
+        .into_iter()
+        .filter(|m| m.3)
+        .map(|m| m.1)
         .collect();
     assert_eq!(types, [MessageType::Con]);
     assert_eq!(text(&h.server().notifications.last().unwrap().2), "8");

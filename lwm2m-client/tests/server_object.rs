@@ -8,7 +8,7 @@ use common::*;
 use lwm2m_client::objects::{Server, ServerConfig};
 use lwm2m_client::{ClientEvent, RegistrationState};
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Message, MessageType, Request, RequestId};
+use lwm2m_core::coap::{Code, MessageType, Request, RequestId};
 use lwm2m_core::model::Path;
 use lwm2m_core::sim::SimAddr;
 use lwm2m_core::time::{Duration, Instant};
@@ -78,22 +78,11 @@ fn disable_deregisters_from_that_server_only_and_registers_after_the_timeout() {
     let answered = secs(h.now());
     h.run_for(Duration::from_secs(2));
     // On the wire: the 2.04 first, then the De-register, to server 1 only.
-    let wire: Vec<(SimAddr, MessageType, Code)> = h
-        .net
-        .trace()
-        .iter()
-        .filter(|t| t.from == CLIENT && t.at >= since)
-        .filter_map(|t| {
-            Message::parse(&t.bytes)
-                .ok()
-                .map(|m| (t.to, m.mtype, m.code))
-        })
-        .collect();
     assert_eq!(
-        wire,
+        client_messages_since(&h, since),
         [
-            (1, MessageType::Ack, Code::CHANGED),
-            (1, MessageType::Con, Code::DELETE)
+            (1, MessageType::Ack, Code::CHANGED, false),
+            (1, MessageType::Con, Code::DELETE, false)
         ]
     );
     // De-register to that server right after the 2.04, nothing else.

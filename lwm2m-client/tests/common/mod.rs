@@ -15,7 +15,9 @@ use lwm2m_client::{Client, ClientConfig, ClientEvent};
 use lwm2m_client::{DmError, Object};
 use lwm2m_core::coap::endpoint::RequestError;
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response};
+use lwm2m_core::coap::{
+    Code, Endpoint, EndpointConfig, Event, Message, MessageType, Request, RequestId, Response,
+};
 use lwm2m_core::model::{
     ObjectModel, Operations, Resource, ResourceModel, ResourceType, ResourceValue, Value,
 };
@@ -528,6 +530,24 @@ pub fn bootstrap_dm_account(h: &mut Harness) {
     let server = r#"[{"bn":"/1/0/","n":"0","v":101},{"n":"1","v":300},{"n":"7","vs":"U"}]"#;
     assert_eq!(bs(h, senml_put("/0/2", security)).code, Code::CHANGED);
     assert_eq!(bs(h, senml_put("/1/0", server)).code, Code::CHANGED);
+}
+
+/// What the client sent from `since` on, as it went on the wire:
+/// (destination, message type, code, carries an Observe option).
+pub fn client_messages_since(
+    h: &Harness,
+    since: Instant,
+) -> Vec<(SimAddr, MessageType, Code, bool)> {
+    h.net
+        .trace()
+        .iter()
+        .filter(|t| t.from == CLIENT && t.at >= since)
+        .filter_map(|t| {
+            Message::parse(&t.bytes)
+                .ok()
+                .map(|m| (t.to, m.mtype, m.code, m.observe().is_some()))
+        })
+        .collect()
 }
 
 pub fn content_format(r: &Response) -> Option<u32> {
