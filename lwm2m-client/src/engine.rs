@@ -113,7 +113,10 @@
 //!   (`/1/x/5`, default 86400 s, counted from the Execute) the client
 //!   sends that server nothing and drops its datagrams; then it registers
 //!   afresh (new Register, new retry sequences). Other servers are not
-//!   affected.
+//!   affected. A Send to it still unanswered ends at once
+//!   ([`ClientEvent::SendCompleted`] without a code); a confirmable
+//!   notification already in flight is still retransmitted by the CoAP
+//!   layer (it has no way to withdraw one).
 //! * Bootstrap-Request Trigger (`/1/x/9`, Execute, LwM2M 1.1): answered
 //!   2.04, then every registration is dropped (no De-register: the
 //!   Bootstrap-Server may reconfigure them anyway) and the client sends
@@ -1795,6 +1798,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         }
         if let Some(id) = self.slots[k].reg.in_flight() {
             self.ep.cancel_request(now, id);
+        }
+        // A Send still waiting for its answer is not retransmitted to a
+        // disabled server: it ends unanswered.
+        let (gone, kept): (Vec<_>, Vec<_>) = self.sends.drain(..).partition(|x| x.1 == ssid);
+        self.sends = kept;
+        for (id, _) in gone {
+            self.ep.cancel_request(now, id);
+            self.event(Some(ssid), ClientEvent::SendCompleted { id, code: None });
         }
         let s = &mut self.slots[k];
         s.next_update = None;

@@ -325,3 +325,30 @@ fn without_storing_nothing_comes_after_being_offline() {
     assert!(h.server().notifications.is_empty());
     assert_eq!(h.client().observation_count(), 0);
 }
+
+#[test]
+fn disable_ends_a_send_still_waiting_for_its_answer() {
+    let mut h = Harness::multi(7, vec![server(1, 300, false), server(2, 300, false)]);
+    start(&mut h);
+    let now = h.now();
+    let id = h
+        .client()
+        .send_to(now, 1, &[Path::Resource(3, 0, 0)])
+        .unwrap();
+    // The Execute reaches the client before the Send's answer does.
+    assert_eq!(h.request_from(1, post("/1/0/4")).0.code, Code::CHANGED);
+    h.run_for(Duration::from_secs(2));
+    let sends: Vec<_> = h
+        .server_events
+        .iter()
+        .filter_map(|(_, e)| match &e.event {
+            ClientEvent::SendCompleted { id: i, code } if *i == id => Some((e.ssid, *code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sends, [(Some(1), None)]);
+    assert_eq!(
+        h.client().server_state(1),
+        Some(RegistrationState::Disabled)
+    );
+}

@@ -60,7 +60,10 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Short server id 1, the given lifetime, no default periods, binding `U`.
+    /// Short server id 1, the given lifetime, no default periods, binding
+    /// `U`, Disable Timeout 86400 s, Notification Storing off (the TS
+    /// gives resource 6 no default; off keeps a new registration free of
+    /// old observations).
     pub fn new(lifetime: u32) -> ServerConfig {
         ServerConfig {
             short_server_id: 1,
