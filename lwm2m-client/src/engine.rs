@@ -104,6 +104,43 @@
 //!   error, or no answer) starts a new registration at once.
 //! * Deregister: `DELETE /<location>`.
 //!
+//! ## Disable, Bootstrap-Request Trigger, Notification Storing
+//!
+//! * Disable (`/1/x/4`, Execute): answered 2.04, then `DELETE /<location>`
+//!   to that server only (TS Core: the client de-registers after the
+//!   response); the registration is [`RegistrationState::Disabled`] and
+//!   [`ClientEvent::Disabled`] tells until when. For Disable Timeout
+//!   (`/1/x/5`, default 86400 s, counted from the Execute) the client
+//!   sends that server nothing and drops its datagrams; then it registers
+//!   afresh (new Register, new retry sequences). Other servers are not
+//!   affected. A Send to it still unanswered ends at once
+//!   ([`ClientEvent::SendCompleted`] without a code); a confirmable
+//!   notification already in flight is still retransmitted by the CoAP
+//!   layer (it has no way to withdraw one).
+//! * Bootstrap-Request Trigger (`/1/x/9`, Execute, LwM2M 1.1): answered
+//!   2.04, then every registration is dropped (no De-register: the
+//!   Bootstrap-Server may reconfigure them anyway) and the client sends
+//!   `POST /bs?ep=<name>` to the Bootstrap-Server account's address (its
+//!   URI through [`Client::set_resolver`]); after Bootstrap-Finish it
+//!   registers with the configured servers as after any bootstrap.
+//!   Without a Bootstrap-Server account, or when its URI does not
+//!   resolve, the Execute is answered 4.05 Method Not Allowed and nothing
+//!   happens (the TS names no code; 4.05 is "operation not available").
+//! * Notification Storing When Disabled or Offline (`/1/x/6`): a server is
+//!   *away* while it is disabled or the client has no registration with
+//!   it (Register being retried after a failed Update, or failed for
+//!   good). A notification that comes due for an away server is not sent;
+//!   with storing set the newest payload of each observation is kept (one
+//!   per observation: that is the bound) and the observations survive the
+//!   Register that ends the absence, right after which the stored
+//!   notifications go out, oldest observation first. Without storing (the
+//!   [`crate::objects::ServerConfig::new`] default; the TS gives none)
+//!   they are dropped, Disable ends that server's observations, and a new
+//!   registration starts without observations as before. Queue mode does
+//!   not make a server away: a notification due while sleeping wakes the
+//!   client and goes out (TS Core 1.1 §6.5 lets the client send at any
+//!   time).
+//!
 //! ## Retry schedule when Register fails
 //!
 //! The Server object defaults of TS Core 1.1 §E.2 (resources 17–20), in
@@ -191,7 +228,11 @@
 //!   owner only, which may write its ACL resource (not the Object ID,
 //!   Object Instance ID or owner); Create and Delete on it are the
 //!   Bootstrap-Server's (Bootstrap-Write / -Delete, not checked).
-//! * Send ([`Client::send`]) is the application's choice and not filtered.
+//! * Send ([`Client::send`], [`Client::send_to`]) leaves out the values
+//!   the target server has no Read right on, as Read-Composite does (an
+//!   object path keeps its readable instances); when none of the paths
+//!   is readable it sends nothing and returns
+//!   [`SendError::Read`]`(`[`DmError::Unauthorized`]`)`.
 //!
 //! # Observations
 //!
@@ -202,6 +243,9 @@
 //! path was marked changed and its encoded value differs from the last one
 //! sent, but not before `last + pmin`; and at `last + pmax` in any case.
 //! `con=1` makes notifications confirmable (default: non-confirmable).
+//! Notifications for a server that is disabled or not registered are
+//! held or dropped per its Notification Storing resource (see
+//! [above](#disable-bootstrap-request-trigger-notification-storing)).
 //! Observe-Composite (FETCH `/` with Observe 0) notifies when any listed
 //! path changes; its timing uses the Server object's default periods only
 //! (attributes attached to the listed paths are not combined).
@@ -256,7 +300,13 @@ const OSCORE: u16 = 21;
 const SERVER_LIFETIME: u16 = 1;
 const SERVER_DEFAULT_PMIN: u16 = 2;
 const SERVER_DEFAULT_PMAX: u16 = 3;
+const SERVER_DISABLE: u16 = 4;
+const SERVER_DISABLE_TIMEOUT: u16 = 5;
+const SERVER_NOTIFICATION_STORING: u16 = 6;
 const SERVER_UPDATE_TRIGGER: u16 = 8;
+const SERVER_BOOTSTRAP_TRIGGER: u16 = 9;
+/// Disable Timeout when the Server instance has none (TS Core, object 1).
+const DEFAULT_DISABLE_TIMEOUT: u32 = 86_400;
 const SERVER_MUTE_SEND: u16 = 23;
 const SERVER_BINDING: u16 = 7;
 const SERVER_PRIORITY: u16 = 13;
@@ -416,6 +466,9 @@ pub enum RegistrationState {
     Deregistering,
     /// Deregistered (or never registered and shut down).
     Deregistered,
+    /// The server account is disabled (Server resource 4 was executed):
+    /// Register follows when its Disable Timeout (resource 5) has passed.
+    Disabled,
 }
 
 /// What happened, for the application (and the driver's log).
@@ -463,6 +516,12 @@ pub enum ClientEvent {
     },
     /// Deregistered (or shut down before registering).
     Deregistered,
+    /// The server executed Disable (`/1/x/4`): the client de-registered
+    /// from it (or gave up trying) and registers again at `until`.
+    Disabled {
+        /// When the Disable Timeout (`/1/x/5`) ends and Register goes out.
+        until: Instant,
+    },
     /// Queue mode: the awake window after the last transmission ended;
     /// datagrams are dropped until the client sends again.
     Sleeping,
@@ -486,7 +545,9 @@ pub enum SendError {
     Unsupported,
     /// The Server object's Mute Send (`/1/x/23`) is set.
     Muted,
-    /// A path could not be read (error as for a Read).
+    /// A path could not be read (error as for a Read; `Unauthorized` when
+    /// access control leaves the target server no Read right on any of
+    /// the paths).
     Read(DmError),
     /// The CoAP layer refused the request (queue full, body too large).
     Busy,
@@ -513,6 +574,9 @@ struct Observation {
     /// The boolean value last read, for edge.
     last_bool: Option<bool>,
     dirty: bool,
+    /// Notification Storing (`/1/x/6`): the newest notification payload
+    /// that came due while the observer was disabled or unreachable.
+    stored: Option<Vec<u8>>,
 }
 
 /// The value of a single boolean resource, for the edge condition.
@@ -638,6 +702,10 @@ enum Reg {
     Failed,
     Deregistering(RequestId),
     Deregistered,
+    /// De-register after Disable (`/1/x/4`) in flight; disabled until then.
+    Disabling(RequestId, Instant),
+    /// Disabled until then (messages from the server are ignored).
+    Disabled(Instant),
 }
 
 impl Reg {
@@ -646,6 +714,7 @@ impl Reg {
             Reg::Registering(id)
             | Reg::Updating(id)
             | Reg::Deregistering(id)
+            | Reg::Disabling(id, _)
             | Reg::Bootstrapping(id) => Some(id),
             _ => None,
         }
@@ -660,8 +729,9 @@ impl Reg {
             Reg::Updating(_) => RegistrationState::Updating,
             Reg::WaitingRetry(_) | Reg::Delayed(_) => RegistrationState::WaitingRetry,
             Reg::Failed => RegistrationState::Failed,
-            Reg::Deregistering(_) => RegistrationState::Deregistering,
+            Reg::Deregistering(_) | Reg::Disabling(..) => RegistrationState::Deregistering,
             Reg::Deregistered => RegistrationState::Deregistered,
+            Reg::Disabled(_) => RegistrationState::Disabled,
         }
     }
 }
@@ -852,6 +922,10 @@ pub struct Client<P, R> {
     events: VecDeque<ServerEvent>,
     /// Requests sent for objects ([`Object::poll_request`]): object id and tag.
     object_requests: BTreeMap<RequestId, (u16, u32)>,
+    /// Servers that executed Disable: de-registered once the 2.04 is out.
+    pending_disable: Vec<u16>,
+    /// Bootstrap-Request Trigger executed: bootstrap once the 2.04 is out.
+    pending_bootstrap: bool,
 }
 
 /// Who a device-management request comes from.
@@ -892,6 +966,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             resolver: None,
             events: VecDeque::new(),
             object_requests: BTreeMap::new(),
+            pending_disable: Vec::new(),
+            pending_bootstrap: false,
         }
     }
 
@@ -1210,13 +1286,24 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         if muted {
             return Err(SendError::Muted);
         }
+        // Access control: values the server may not read are left out,
+        // as Read-Composite does; nothing readable at all is refused.
+        let viewer = self.acl_enforced().then_some(ssid);
         let mut values = Vec::new();
+        let mut readable = paths.is_empty();
         for path in paths {
             if matches!(path.object_id(), Some(SECURITY | OSCORE)) {
                 return Err(SendError::Read(DmError::Unauthorized));
             }
-            let node = self.read_node(path).map_err(SendError::Read)?;
+            if !self.may_read_any(viewer, path) {
+                continue;
+            }
+            let node = self.read_node_as(viewer, path).map_err(SendError::Read)?;
+            readable = true;
             flatten(*path, &node, &mut values);
+        }
+        if !readable {
+            return Err(SendError::Read(DmError::Unauthorized));
         }
         let mut out = Vec::new();
         format::encode_values(ContentFormat::SENML_JSON, &values, &mut out)
@@ -1283,6 +1370,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// A datagram arrived from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
         self.last_now = self.last_now.max(now);
+        if self
+            .slots
+            .iter()
+            .any(|s| s.peer == peer && matches!(s.reg, Reg::Disabled(_)))
+        {
+            // A disabled server is ignored (TS Core, Server resource 4).
+            return;
+        }
         if self.config.queue_mode.is_some() {
             let until = self
                 .slots
@@ -1341,9 +1436,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         };
         for s in &self.slots {
             match s.reg {
-                Reg::WaitingRetry(at) | Reg::BootstrapWaiting(at) | Reg::Delayed(at) => {
-                    consider(Some(at))
-                }
+                Reg::WaitingRetry(at)
+                | Reg::BootstrapWaiting(at)
+                | Reg::Delayed(at)
+                | Reg::Disabled(at) => consider(Some(at)),
                 Reg::Registered => consider(s.next_update),
                 _ => {}
             }
@@ -1577,9 +1673,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     Some(ssid),
                     ClientEvent::BootstrapOnRegistrationFailure { code },
                 );
-                self.drop_observations(None);
-                self.slots = alloc::vec![Slot::new(0, true, peer, &self.config)];
-                self.send_bootstrap_request(now, 0);
+                self.start_bootstrap(now, peer);
                 return;
             }
         }
@@ -1637,11 +1731,135 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 return None;
             }
         }
+        self.bootstrap_peer()
+    }
+
+    /// The Bootstrap-Server account's address, if there is an account and
+    /// [`Client::set_resolver`] resolves its URI.
+    fn bootstrap_peer(&self) -> Option<P> {
         let bs = self.bootstrap_account()?;
         let Some(Value::String(uri)) = self.value(SECURITY, bs, 0) else {
             return None;
         };
         self.resolver.as_ref().and_then(|r| r(&uri))
+    }
+
+    /// Replaces every registration by a Bootstrap-Request to `peer`.
+    fn start_bootstrap(&mut self, now: Instant, peer: P) {
+        self.cancel_all(now);
+        self.drop_observations(None);
+        self.slots = alloc::vec![Slot::new(0, true, peer, &self.config)];
+        self.send_bootstrap_request(now, 0);
+    }
+
+    /// Whether `viewer` may read something at `path`: its instance, or
+    /// for an object path one of its instances (or the object is empty).
+    fn may_read_any(&self, viewer: Option<u16>, path: &Path) -> bool {
+        match (path.object_id(), path.instance_id()) {
+            (Some(o), Some(i)) => self.may(viewer, o, i, rights::READ),
+            (Some(o), None) => self.objects.get(&o).is_none_or(|ob| {
+                let all = ob.instances();
+                all.is_empty() || all.iter().any(|&i| self.may(viewer, o, i, rights::READ))
+            }),
+            _ => true,
+        }
+    }
+
+    /// Carries out Disable and Bootstrap-Request Trigger executed by a
+    /// server, once their response is queued.
+    fn run_pending(&mut self, now: Instant) {
+        for ssid in core::mem::take(&mut self.pending_disable) {
+            if let Some(k) = self
+                .slots
+                .iter()
+                .position(|s| !s.bootstrap && s.ssid == ssid)
+            {
+                self.disable(now, k);
+            }
+        }
+        if core::mem::take(&mut self.pending_bootstrap) {
+            if let Some(peer) = self.bootstrap_peer() {
+                self.start_bootstrap(now, peer);
+            }
+        }
+    }
+
+    /// Disable (`/1/x/4`): De-register from server `k`, then stay away
+    /// for its Disable Timeout (`/1/x/5`), counted from now.
+    fn disable(&mut self, now: Instant, k: usize) {
+        let ssid = self.slots[k].ssid;
+        let timeout = self
+            .server_instance(ssid)
+            .and_then(|j| self.server_resource_u32(j, SERVER_DISABLE_TIMEOUT))
+            .unwrap_or(DEFAULT_DISABLE_TIMEOUT);
+        let until = now + Duration::from_secs(u64::from(timeout));
+        if !self.notification_storing(ssid) {
+            self.drop_observations(Some(ssid));
+        }
+        if let Some(id) = self.slots[k].reg.in_flight() {
+            self.ep.cancel_request(now, id);
+        }
+        // A Send still waiting for its answer is not retransmitted to a
+        // disabled server: it ends unanswered.
+        let (gone, kept): (Vec<_>, Vec<_>) = self.sends.drain(..).partition(|x| x.1 == ssid);
+        self.sends = kept;
+        for (id, _) in gone {
+            self.ep.cancel_request(now, id);
+            self.event(Some(ssid), ClientEvent::SendCompleted { id, code: None });
+        }
+        let s = &mut self.slots[k];
+        s.next_update = None;
+        s.update_now = false;
+        s.reg = Reg::Disabled(until);
+        if s.location.is_some() {
+            let req = Self::location_request(s, Code::DELETE);
+            s.location = None;
+            if let Ok(id) = self.ep.send_request(now, s.peer.clone(), req) {
+                s.reg = Reg::Disabling(id, until);
+                return;
+            }
+        }
+        self.event(Some(ssid), ClientEvent::Disabled { until });
+    }
+
+    /// Notification Storing When Disabled or Offline (`/1/x/6`) of server
+    /// `ssid` (false without a Server instance).
+    fn notification_storing(&self, ssid: u16) -> bool {
+        self.server_instance(ssid).is_some_and(|j| {
+            matches!(
+                self.value(SERVER, j, SERVER_NOTIFICATION_STORING),
+                Some(Value::Boolean(true))
+            )
+        })
+    }
+
+    /// Whether notifications to server `ssid` can go out: it is
+    /// registered (a client without a registration for `ssid`, before
+    /// [`Client::start`], notifies as before).
+    fn reachable(&self, ssid: u16) -> bool {
+        self.slot(ssid).is_none_or(|s| s.location.is_some())
+    }
+
+    /// Sends the notifications stored for server `ssid` while it was
+    /// away, oldest observation first.
+    fn flush_stored(&mut self, now: Instant, ssid: u16) {
+        let ids: Vec<ObservationId> = self
+            .observations
+            .iter()
+            .filter(|(_, o)| o.ssid == ssid && o.stored.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(o) = self.observations.get_mut(&id) else {
+                continue;
+            };
+            let (Some(payload), format, path) = (o.stored.take(), o.format, o.path) else {
+                continue;
+            };
+            let confirmable = self.effective_attributes(ssid, &path).con.unwrap_or(false);
+            let response = Response::new(Code::CONTENT).with_payload(format.0, payload);
+            self.ep.notify(now, id, response, confirmable);
+        }
     }
 
     fn send_update(&mut self, now: Instant, k: usize) {
@@ -1687,6 +1905,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
             let s = &self.slots[k];
             match s.reg {
                 Reg::WaitingRetry(at) | Reg::Delayed(at) if now >= at => self.begin(now, k),
+                Reg::Disabled(at) if now >= at => {
+                    // A fresh registration: new retry sequences.
+                    let s = &mut self.slots[k];
+                    s.failed_attempts = 0;
+                    s.failed_sequences = 0;
+                    self.send_register(now, k);
+                }
                 Reg::BootstrapWaiting(deadline) if now >= deadline => {
                     self.register_failed(now, k, None)
                 }
@@ -1771,8 +1996,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                         return;
                     }
                     // A new registration starts without observations: the
-                    // server forgets them when the client registers again.
-                    self.drop_observations(Some(ssid));
+                    // server forgets them when the client registers again;
+                    // unless Notification Storing (`/1/x/6`) keeps them
+                    // and what came due while away goes out now.
+                    let storing = self.notification_storing(ssid);
+                    if !storing {
+                        self.drop_observations(Some(ssid));
+                    }
                     let s = &mut self.slots[k];
                     s.location_segments = segments;
                     s.failed_attempts = 0;
@@ -1785,6 +2015,9 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     s.released = true;
                     self.schedule_update(now, k);
                     self.event(Some(ssid), ClientEvent::Registered { location });
+                    if storing {
+                        self.flush_stored(now, ssid);
+                    }
                 }
                 Ok(resp)
                     if matches!(resp.code, Code::BAD_REQUEST | Code::PRECONDITION_FAILED)
@@ -1829,6 +2062,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 self.slots[k].reg = Reg::Deregistered;
                 self.finish_deregister();
             }
+            Reg::Disabling(_, until) => {
+                self.slots[k].reg = Reg::Disabled(until);
+                self.event(Some(ssid), ClientEvent::Disabled { until });
+            }
             _ => {}
         }
     }
@@ -1866,6 +2103,8 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         match self.dispatch(now, who, &request) {
             Outcome::Respond(response) => {
                 self.ep.respond(now, id, response);
+                // Disable and Bootstrap-Request Trigger act after their 2.04.
+                self.run_pending(now);
             }
             Outcome::Observe {
                 response,
@@ -1896,6 +2135,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                             last_eval: now,
                             last_bool,
                             dirty: false,
+                            stored: None,
                         },
                     );
                     self.poll_observed(now);
@@ -2737,11 +2977,25 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         let Ok(args) = core::str::from_utf8(payload) else {
             return error(Code::BAD_REQUEST);
         };
+        if o == SERVER && r == SERVER_BOOTSTRAP_TRIGGER && self.bootstrap_peer().is_none() {
+            // No Bootstrap-Server account (or none reachable): the
+            // operation is not available on this client.
+            return error(Code::METHOD_NOT_ALLOWED);
+        }
         let Some(obj) = self.objects.get_mut(&o) else {
             return error(Code::NOT_FOUND);
         };
         if let Err(e) = obj.execute(i, r, args) {
             return e.into();
+        }
+        if o == SERVER && r == SERVER_DISABLE {
+            if let Some(k) = self.slot_of_instance(i) {
+                let ssid = self.slots[k].ssid;
+                self.pending_disable.push(ssid);
+            }
+        }
+        if o == SERVER && r == SERVER_BOOTSTRAP_TRIGGER {
+            self.pending_bootstrap = true;
         }
         if o == SERVER && r == SERVER_UPDATE_TRIGGER {
             // An Update to the server of that instance only.
@@ -3261,12 +3515,25 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                                     && passes_thresholds(&attrs, o.last_value, value)
                                     && passes_edge(attrs.edge, o.last_bool, flag)
                             }));
-                    if send {
+                    let ssid = self.observations.get(&id).map_or(0, |o| o.ssid);
+                    let stored = if !send {
+                        None
+                    } else if self.reachable(ssid) {
                         let response =
                             Response::new(Code::CONTENT).with_payload(format.0, payload.clone());
                         self.ep.notify(now, id, response, confirmable);
-                    }
+                        None
+                    } else if self.notification_storing(ssid) {
+                        // Away: keep the newest, send it after Register.
+                        Some(payload.clone())
+                    } else {
+                        // Away without storing: dropped.
+                        None
+                    };
                     if let Some(o) = self.observations.get_mut(&id) {
+                        if stored.is_some() {
+                            o.stored = stored;
+                        }
                         o.dirty = false;
                         o.last_eval = now;
                         o.last_bool = flag;
@@ -3279,9 +3546,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 }
                 Err(e) => {
                     // The observed path is gone or unreadable now: tell the
-                    // observer, which ends the observation.
-                    self.observations.remove(&id);
-                    self.ep.notify(now, id, Response::new(e), confirmable);
+                    // observer (if it is there to hear it), which ends the
+                    // observation.
+                    let ssid = self.observations.remove(&id).map_or(0, |o| o.ssid);
+                    if self.reachable(ssid) {
+                        self.ep.notify(now, id, Response::new(e), confirmable);
+                    } else {
+                        self.ep.remove_observation(id);
+                    }
                 }
             }
         }

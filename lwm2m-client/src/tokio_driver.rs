@@ -198,6 +198,12 @@ fn log_event(event: &ClientEvent) {
             warn!(code = ?code.map(|c| c.to_string()), "update failed, registering again")
         }
         ClientEvent::Deregistered => info!("deregistered"),
+        ClientEvent::Disabled { until } => {
+            info!(
+                until_ms = until.as_millis(),
+                "server disabled, deregistered"
+            )
+        }
         ClientEvent::Bootstrapped => info!("bootstrap finished, registering"),
         ClientEvent::BootstrapOnRegistrationFailure { code } => warn!(
             code = ?code.map(|c| c.to_string()),

@@ -284,3 +284,42 @@ fn without_an_access_control_object_several_servers_have_full_access() {
     assert_eq!(code(&mut h, S2, get("/3/0/0")), Code::CONTENT);
     assert_eq!(code(&mut h, S2, post("/3/0/4")), Code::CHANGED);
 }
+
+#[test]
+fn send_leaves_out_what_the_target_server_may_not_read() {
+    use lwm2m_client::DmError;
+    use lwm2m_client::SendError;
+    use lwm2m_core::model::Path;
+    let mut h = setup(2, acl());
+    let dp = |h: &mut Harness, addr: SimAddr| -> Vec<String> {
+        h.server_at(addr)
+            .rd_requests
+            .iter()
+            .filter(|(_, r)| r.path() == "/dp")
+            .map(|(_, r)| String::from_utf8(r.payload.clone()).unwrap())
+            .collect()
+    };
+    let paths = [Path::Resource(3, 0, 0), Path::Resource(TEST_OBJECT, 0, 0)];
+    // Server 2 has no rights on /3/0: only the test object's value goes.
+    let now = h.now();
+    h.client().send_to(now, 2, &paths).unwrap();
+    h.run_for(Duration::from_secs(2));
+    let sent = dp(&mut h, S2);
+    assert_eq!(sent.len(), 1);
+    assert!(!sent[0].contains("/3/0/0"), "{}", sent[0]);
+    assert!(sent[0].contains("/31024/0/0"), "{}", sent[0]);
+    // An object path keeps the readable instances only (none of /3 here).
+    let now = h.now();
+    assert_eq!(
+        h.client()
+            .send_to(now, 2, &[Path::Resource(3, 0, 0), Path::Object(3)]),
+        Err(SendError::Read(DmError::Unauthorized))
+    );
+    // The owner, server 1, gets both.
+    h.client().send_to(now, 1, &paths).unwrap();
+    h.run_for(Duration::from_secs(2));
+    let sent = dp(&mut h, S1);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("/3/0/0") && sent[0].contains("/31024/0/0"));
+    assert_eq!(dp(&mut h, S2).len(), 1);
+}

@@ -21,16 +21,6 @@ fn text(r: &Response) -> String {
     String::from_utf8(r.payload.clone()).unwrap()
 }
 
-fn bs(h: &mut Harness, request: Request) -> Response {
-    h.request_from(BOOTSTRAP, request).0
-}
-
-fn senml_put(path: &str, body: &str) -> Request {
-    Request::new(Code::PUT)
-        .with_path(path)
-        .with_payload(110, body.as_bytes().to_vec())
-}
-
 const SECURITY_1: &str = r#"[{"bn":"/0/1/","n":"0","vs":"coap://dm"},{"n":"1","vb":false},{"n":"2","v":3},{"n":"10","v":101}]"#;
 const SERVER_0: &str = r#"[{"bn":"/1/0/","n":"0","v":101},{"n":"1","v":300},{"n":"7","vs":"U"}]"#;
 

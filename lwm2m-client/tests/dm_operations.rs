@@ -99,9 +99,12 @@ fn operation_the_model_forbids_is_4_05() {
     );
     assert_eq!(code(&mut h, put("/3", 0, b"X")), Code::METHOD_NOT_ALLOWED);
     assert_eq!(code(&mut h, get("/")), Code::METHOD_NOT_ALLOWED);
-    // Execute of an executable whose hook is missing is refused too (the
-    // test device has both hooks, the bare Server object has no Disable).
-    assert_eq!(code(&mut h, post("/1/0/4", 0, b"")), Code::NOT_FOUND);
+    // Execute of an executable the client cannot carry out is refused
+    // too: Bootstrap-Request Trigger without a Bootstrap-Server account.
+    assert_eq!(
+        code(&mut h, post("/1/0/9", 0, b"")),
+        Code::METHOD_NOT_ALLOWED
+    );
 }
 
 #[test]
@@ -622,7 +625,7 @@ fn location_segments_are_sent_back_unchanged() {
 
 #[test]
 fn con_attribute_makes_notifications_confirmable() {
-    use lwm2m_core::coap::{Message, MessageType};
+    use lwm2m_core::coap::MessageType;
     let Setup { mut h, .. } = setup();
     assert_eq!(
         code(
@@ -646,17 +649,10 @@ fn con_attribute_makes_notifications_confirmable() {
     let since = h.now();
     assert_eq!(code(&mut h, put("/31024/0/0", 0, b"8")), Code::CHANGED);
     h.run_for(Duration::from_secs(1));
-    let types: Vec<MessageType> = h
-        .net
-        .trace()
-        .iter()
-        .filter(|t| t.from == CLIENT && t.at >= since)
-        .filter_map(|t| {
-            Message::parse(&t.bytes)
-                .ok()
-                .filter(|m| m.observe().is_some())
-                .map(|m| m.mtype)
-        })
+    let types: Vec<MessageType> = client_messages_since(&h, since)
+        .into_iter()
+        .filter(|m| m.3)
+        .map(|m| m.1)
         .collect();
     assert_eq!(types, [MessageType::Con]);
     assert_eq!(text(&h.server().notifications.last().unwrap().2), "8");

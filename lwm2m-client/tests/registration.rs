@@ -4,12 +4,11 @@
 mod common;
 
 use common::*;
-use lwm2m_client::objects::{Security, Server, ServerConfig};
 use lwm2m_client::{ClientEvent, RegistrationState};
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Request, Response};
+use lwm2m_core::coap::{Code, Request};
 use lwm2m_core::format::ContentFormat;
-use lwm2m_core::model::{Resource, ResourceValue, Value, Version};
+use lwm2m_core::model::Version;
 use lwm2m_core::sim::LinkConfig;
 use lwm2m_core::time::Duration;
 use lwm2m_core::time::Instant;
@@ -158,60 +157,9 @@ fn preferred_format_applies_from_1_1() {
     );
 }
 
-/// A client with a server account (`coap://server`, node [`SERVER`]) and a
-/// Bootstrap-Server account (`coap://bs`, node [`BOOTSTRAP`]); `coap://dm`
-/// (what the Bootstrap-Server configures) also resolves to [`SERVER`]. The
-/// Server object sets a short schedule: 2 attempts 10 s apart, one sequence.
-fn with_bootstrap_account(seed: u64, on_failure: Option<bool>) -> Harness {
-    let mut h = Harness::new(seed, 0, 120);
-    h.add_bootstrap_server(seed);
-    // Instance 0 the Bootstrap-Server account, instance 1 the server's.
-    let mut security = Security::bootstrap("coap://bs");
-    let single = |id, v| Resource {
-        id,
-        value: ResourceValue::Single(v),
-    };
-    lwm2m_client::Object::create(
-        &mut security,
-        1,
-        vec![
-            single(0, Value::String("coap://server".into())),
-            single(1, Value::Boolean(false)),
-            single(2, Value::Integer(3)),
-            single(10, Value::Integer(1)),
-        ],
-    )
-    .unwrap();
-    let mut config = ServerConfig::new(120);
-    if let Some(b) = on_failure {
-        config.bootstrap_on_registration_failure = b;
-    }
-    config.communication_retry_count = Some(2);
-    config.communication_retry_timer = Some(10);
-    let client = h.client();
-    client.add_object(Box::new(security));
-    client.add_object(Box::new(Server::new(config)));
-    client.set_resolver(|uri| match uri {
-        "coap://bs" => Some(BOOTSTRAP),
-        "coap://dm" => Some(SERVER),
-        _ => None,
-    });
-    h
-}
-
-fn senml_put(path: &str, body: &str) -> Request {
-    Request::new(Code::PUT)
-        .with_path(path)
-        .with_payload(110, body.as_bytes().to_vec())
-}
-
-fn bs(h: &mut Harness, request: Request) -> Response {
-    h.request_from(BOOTSTRAP, request).0
-}
-
 #[test]
 fn exhausted_schedule_bootstraps_then_registers_to_the_new_server() {
-    let mut h = with_bootstrap_account(7, None);
+    let mut h = Harness::with_bootstrap_account(7, None);
     h.server().register_answer = Code::FORBIDDEN;
     let now = h.now();
     h.client().start(now);
@@ -261,14 +209,7 @@ fn exhausted_schedule_bootstraps_then_registers_to_the_new_server() {
 
     // The Bootstrap-Server replaces the account; the server now accepts.
     h.server().register_answer = Code::CREATED;
-    assert_eq!(
-        bs(&mut h, Request::new(Code::DELETE).with_path("/")).code,
-        Code::DELETED
-    );
-    let security = r#"[{"bn":"/0/2/","n":"0","vs":"coap://dm"},{"n":"1","vb":false},{"n":"2","v":3},{"n":"10","v":101}]"#;
-    let server = r#"[{"bn":"/1/0/","n":"0","v":101},{"n":"1","v":300},{"n":"7","vs":"U"}]"#;
-    assert_eq!(bs(&mut h, senml_put("/0/2", security)).code, Code::CHANGED);
-    assert_eq!(bs(&mut h, senml_put("/1/0", server)).code, Code::CHANGED);
+    bootstrap_dm_account(&mut h);
     let before = h.server().rd_requests.len();
     assert_eq!(
         bs(&mut h, Request::new(Code::POST).with_path("/bs")).code,
@@ -293,7 +234,7 @@ fn exhausted_schedule_bootstraps_then_registers_to_the_new_server() {
 
 #[test]
 fn no_answer_at_all_also_ends_in_bootstrap() {
-    let mut h = with_bootstrap_account(8, None);
+    let mut h = Harness::with_bootstrap_account(8, None);
     // Every datagram to the server is lost: each attempt ends when the CoAP
     // layer gives up (about 93 s).
     h.net.set_link(LinkConfig::lossy(100));
@@ -317,7 +258,7 @@ fn no_answer_at_all_also_ends_in_bootstrap() {
 
 #[test]
 fn resource_16_false_gives_up_without_bootstrap() {
-    let mut h = with_bootstrap_account(9, Some(false));
+    let mut h = Harness::with_bootstrap_account(9, Some(false));
     h.server().register_answer = Code::FORBIDDEN;
     let now = h.now();
     h.client().start(now);
@@ -354,7 +295,7 @@ fn resource_16_set_but_no_bootstrap_account_gives_up() {
 
 #[test]
 fn start_after_a_failed_fallback_bootstrap_registers_with_the_server_again() {
-    let mut h = with_bootstrap_account(11, None);
+    let mut h = Harness::with_bootstrap_account(11, None);
     h.server().register_answer = Code::FORBIDDEN;
     h.server_at(BOOTSTRAP).bootstrap_answer = Code::BAD_REQUEST;
     let now = h.now();

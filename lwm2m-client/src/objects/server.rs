@@ -22,7 +22,13 @@ pub struct ServerConfig {
     pub default_pmin: Option<u32>,
     /// Default Maximum Period in seconds (resource 3), if set.
     pub default_pmax: Option<u32>,
-    /// Notification Storing When Disabled or Offline (resource 6).
+    /// Disable Timeout in seconds (resource 5, default 86400): how long
+    /// the account stays disabled after an Execute of Disable (4).
+    pub disable_timeout: u32,
+    /// Notification Storing When Disabled or Offline (resource 6): when
+    /// set, notifications that come due while the server is disabled or
+    /// unreachable are kept (the newest per observation) and sent once it
+    /// is registered again; otherwise they are dropped.
     pub notification_storing: bool,
     /// Binding (resource 7).
     pub binding: String,
@@ -54,13 +60,17 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Short server id 1, the given lifetime, no default periods, binding `U`.
+    /// Short server id 1, the given lifetime, no default periods, binding
+    /// `U`, Disable Timeout 86400 s, Notification Storing off (the TS
+    /// gives resource 6 no default; off keeps a new registration free of
+    /// old observations).
     pub fn new(lifetime: u32) -> ServerConfig {
         ServerConfig {
             short_server_id: 1,
             lifetime,
             default_pmin: None,
             default_pmax: None,
+            disable_timeout: 86_400,
             notification_storing: false,
             binding: String::from("U"),
             mute_send: false,
@@ -81,9 +91,10 @@ impl ServerConfig {
 /// Writable: lifetime, default periods, notification storing, binding, Mute
 /// Send (the
 /// engine sends an Update with the new lifetime after a lifetime write).
-/// Executable: Registration Update Trigger (8), which the engine turns into
-/// an Update. Disable (4) is not implemented and not listed, so it answers
-/// 4.04. Device management cannot write the Short Server ID (the model
+/// Executable: Disable (4), Registration Update Trigger (8) and
+/// Bootstrap-Request Trigger (9), which the engine carries out (a
+/// De-register and a Register after Disable Timeout (5), an Update, a
+/// client-initiated bootstrap). Device management cannot write the Short Server ID (the model
 /// makes it read-only); a Bootstrap-Server can, and can create and delete
 /// instances.
 #[derive(Debug, Clone)]
@@ -149,9 +160,12 @@ impl Object for Server {
             r.push(srv::DEFAULT_MAXIMUM_PERIOD);
         }
         r.extend([
+            srv::DISABLE,
+            srv::DISABLE_TIMEOUT,
             srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
             srv::BINDING,
             srv::REGISTRATION_UPDATE_TRIGGER,
+            srv::BOOTSTRAP_REQUEST_TRIGGER,
         ]);
         for (id, set) in [
             (
@@ -202,6 +216,7 @@ impl Object for Server {
             srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE => {
                 ResourceValue::Single(Value::Boolean(c.notification_storing))
             }
+            srv::DISABLE_TIMEOUT => int(i64::from(c.disable_timeout)),
             srv::BINDING => string(&c.binding),
             srv::MUTE_SEND => ResourceValue::Single(Value::Boolean(c.mute_send)),
             srv::BOOTSTRAP_ON_REGISTRATION_FAILURE => {
@@ -242,6 +257,7 @@ impl Object for Server {
             }
             srv::DEFAULT_MINIMUM_PERIOD => c.default_pmin = Some(period(&value)?),
             srv::DEFAULT_MAXIMUM_PERIOD => c.default_pmax = Some(period(&value)?),
+            srv::DISABLE_TIMEOUT => c.disable_timeout = period(&value)?,
             srv::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE => match value {
                 ResourceValue::Single(Value::Boolean(b)) => c.notification_storing = b,
                 _ => return Err(DmError::BadRequest),
@@ -284,8 +300,11 @@ impl Object for Server {
             return Err(DmError::NotFound);
         }
         match resource {
-            // The engine sends the Update; nothing to do here.
-            srv::REGISTRATION_UPDATE_TRIGGER => Ok(()),
+            // The engine sends the Update, De-registers or bootstraps;
+            // nothing to do here.
+            srv::DISABLE | srv::REGISTRATION_UPDATE_TRIGGER | srv::BOOTSTRAP_REQUEST_TRIGGER => {
+                Ok(())
+            }
             _ => Err(DmError::MethodNotAllowed),
         }
     }

@@ -15,7 +15,9 @@ use lwm2m_client::{Client, ClientConfig, ClientEvent};
 use lwm2m_client::{DmError, Object};
 use lwm2m_core::coap::endpoint::RequestError;
 use lwm2m_core::coap::option::number;
-use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response};
+use lwm2m_core::coap::{
+    Code, Endpoint, EndpointConfig, Event, Message, MessageType, Request, RequestId, Response,
+};
 use lwm2m_core::model::{
     ObjectModel, Operations, Resource, ResourceModel, ResourceType, ResourceValue, Value,
 };
@@ -282,6 +284,47 @@ impl Harness {
         }
     }
 
+    /// A client with a server account (`coap://server`, node [`SERVER`]) and a
+    /// Bootstrap-Server account (`coap://bs`, node [`BOOTSTRAP`]); `coap://dm`
+    /// (what the Bootstrap-Server configures) also resolves to [`SERVER`]. The
+    /// Server object sets a short schedule: 2 attempts 10 s apart, one sequence.
+    pub fn with_bootstrap_account(seed: u64, on_failure: Option<bool>) -> Harness {
+        let mut h = Harness::new(seed, 0, 120);
+        h.add_bootstrap_server(seed);
+        // Instance 0 the Bootstrap-Server account, instance 1 the server's.
+        let mut security = Security::bootstrap("coap://bs");
+        let single = |id, v| Resource {
+            id,
+            value: ResourceValue::Single(v),
+        };
+        lwm2m_client::Object::create(
+            &mut security,
+            1,
+            vec![
+                single(0, Value::String("coap://server".into())),
+                single(1, Value::Boolean(false)),
+                single(2, Value::Integer(3)),
+                single(10, Value::Integer(1)),
+            ],
+        )
+        .unwrap();
+        let mut config = ServerConfig::new(120);
+        if let Some(b) = on_failure {
+            config.bootstrap_on_registration_failure = b;
+        }
+        config.communication_retry_count = Some(2);
+        config.communication_retry_timer = Some(10);
+        let client = h.client();
+        client.add_object(Box::new(security));
+        client.add_object(Box::new(Server::new(config)));
+        client.set_resolver(|uri| match uri {
+            "coap://bs" => Some(BOOTSTRAP),
+            "coap://dm" => Some(SERVER),
+            _ => None,
+        });
+        h
+    }
+
     /// Adds a scripted Bootstrap-Server as node [`BOOTSTRAP`] to a harness
     /// made by [`Harness::new`].
     pub fn add_bootstrap_server(&mut self, seed: u64) {
@@ -461,6 +504,50 @@ pub fn get(path: &str) -> Request {
 
 pub fn get_accept(path: &str, cf: u16) -> Request {
     get(path).with_uint_option(number::ACCEPT, u32::from(cf))
+}
+
+/// A SenML JSON PUT (Bootstrap-Write) of `body` to `path`.
+pub fn senml_put(path: &str, body: &str) -> Request {
+    Request::new(Code::PUT)
+        .with_path(path)
+        .with_payload(110, body.as_bytes().to_vec())
+}
+
+/// Sends `request` from the Bootstrap-Server ([`BOOTSTRAP`]).
+pub fn bs(h: &mut Harness, request: Request) -> Response {
+    h.request_from(BOOTSTRAP, request).0
+}
+
+/// The Bootstrap-Server deletes everything and configures one account:
+/// `coap://dm` (Security instance 2), Short Server ID 101, lifetime 300 s,
+/// binding U (Server instance 0).
+pub fn bootstrap_dm_account(h: &mut Harness) {
+    assert_eq!(
+        bs(h, Request::new(Code::DELETE).with_path("/")).code,
+        Code::DELETED
+    );
+    let security = r#"[{"bn":"/0/2/","n":"0","vs":"coap://dm"},{"n":"1","vb":false},{"n":"2","v":3},{"n":"10","v":101}]"#;
+    let server = r#"[{"bn":"/1/0/","n":"0","v":101},{"n":"1","v":300},{"n":"7","vs":"U"}]"#;
+    assert_eq!(bs(h, senml_put("/0/2", security)).code, Code::CHANGED);
+    assert_eq!(bs(h, senml_put("/1/0", server)).code, Code::CHANGED);
+}
+
+/// What the client sent from `since` on, as it went on the wire:
+/// (destination, message type, code, carries an Observe option).
+pub fn client_messages_since(
+    h: &Harness,
+    since: Instant,
+) -> Vec<(SimAddr, MessageType, Code, bool)> {
+    h.net
+        .trace()
+        .iter()
+        .filter(|t| t.from == CLIENT && t.at >= since)
+        .filter_map(|t| {
+            Message::parse(&t.bytes)
+                .ok()
+                .map(|m| (t.to, m.mtype, m.code, m.observe().is_some()))
+        })
+        .collect()
 }
 
 pub fn content_format(r: &Response) -> Option<u32> {
