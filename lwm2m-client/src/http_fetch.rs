@@ -6,9 +6,26 @@
 //! and feeds the bytes back. The HTTP/1.1 client is in-house and small:
 //! `GET` with `Host`, `Range: bytes=N-` when resuming, `Connection: close`;
 //! the body framed by `Content-Length`, chunked transfer coding or the end
-//! of the connection. Redirects are not followed (Update Result 7). TLS is
-//! OpenSSL ([`HttpConfig::extra_ca_file`] adds a CA to the system trust
-//! store; the host name, or IP address, is verified).
+//! of the connection. TLS is OpenSSL ([`HttpConfig::extra_ca_file`] adds a
+//! CA to the system trust store; the host name, or IP address, is
+//! verified).
+//!
+//! Redirects (301, 302, 303, 307, 308) are followed, at most
+//! [`MAX_REDIRECTS`] hops, with a `GET` and the same `Range` header. The
+//! `Location` is an absolute `http://` / `https://` URI or a reference
+//! (`//host/path`, `/path`, `path`, `?query`) resolved against the URI that
+//! answered. Refused, with Update Result 7 ([`FetchError::BadRedirect`],
+//! [`FetchError::TooManyRedirects`]): no `Location`, another scheme, a
+//! redirect from `https://` to `http://` (the package would travel
+//! unauthenticated after the device asked for TLS; `http://` to `https://`
+//! is fine), a URI already visited (a loop) and a sixth redirect.
+//!
+//! A download resumed after an interruption (a retry, or the same URI
+//! written again, or a reboot) starts again from the **original** Package
+//! URI, follows the redirects anew and sends `Range: bytes=N-` on every hop:
+//! redirect targets such as pre-signed object-store links expire, and the
+//! original URI is the one the LwM2M server gave and the Firmware object
+//! keeps.
 //!
 //! Answers and their Update Result ([`FetchError::download_error`]):
 //!
@@ -17,7 +34,9 @@
 //! | 200 to a resume request | download restarts at 0 | — |
 //! | 206 with a `Content-Range` not starting at the resume offset | 4 | no |
 //! | 416 to a resume request | download restarts at 0 without `Range` | — |
-//! | 3xx, 4xx (404, 403, ...) but 408 and 429 | 7 | no |
+//! | 301, 302, 303, 307, 308 with a usable `Location` | followed (at most 5 hops) | — |
+//! | redirect without `Location`, to another scheme, from https to http, in a loop, or a 6th one | 7 | no |
+//! | other 3xx, 4xx (404, 403, ...) but 408 and 429 | 7 | no |
 //! | 408, 429, 5xx | 4 | yes |
 //! | unknown host | 7 | no |
 //! | refused, reset, timeout, closed before the end | 4 | yes |
@@ -79,6 +98,9 @@ const MAX_TRAILER: usize = 8 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Interim (1xx) responses skipped before the final one.
 const MAX_INTERIM: usize = 4;
+/// Redirects followed for one download; one more is
+/// [`FetchError::TooManyRedirects`].
+pub const MAX_REDIRECTS: usize = 5;
 
 /// Why a download failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,13 +181,32 @@ pub enum FetchError {
         /// The first byte asked for.
         expected_start: u64,
     },
+    /// A redirect not followed: no `Location`, another scheme, `https://`
+    /// to `http://`, a URI already visited, or a `Location` that is not a
+    /// usable URI.
+    BadRedirect {
+        /// The status code of the redirect.
+        code: u16,
+        /// The `Location` value (resolved when it was a reference), if any.
+        location: Option<String>,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// More than [`MAX_REDIRECTS`] redirects.
+    TooManyRedirects {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl FetchError {
     /// The Firmware object's failure (and so the Update Result).
     pub fn download_error(&self) -> DownloadError {
         match self {
-            FetchError::BadUri { .. } | FetchError::UnknownHost { .. } => DownloadError::InvalidUri,
+            FetchError::BadUri { .. }
+            | FetchError::UnknownHost { .. }
+            | FetchError::BadRedirect { .. }
+            | FetchError::TooManyRedirects { .. } => DownloadError::InvalidUri,
             FetchError::Status { code } if !retryable_status(*code) => DownloadError::InvalidUri,
             _ => DownloadError::ConnectionLost,
         }
@@ -186,7 +227,9 @@ impl FetchError {
             | FetchError::UnknownHost { .. }
             | FetchError::CertificateNotTrusted { .. }
             | FetchError::CaFile { .. }
-            | FetchError::BadContentRange { .. } => false,
+            | FetchError::BadContentRange { .. }
+            | FetchError::BadRedirect { .. }
+            | FetchError::TooManyRedirects { .. } => false,
         }
     }
 }
@@ -244,6 +287,19 @@ impl fmt::Display for FetchError {
                 f,
                 "Content-Range {got:?} does not start at byte {expected_start} as requested"
             ),
+            FetchError::BadRedirect {
+                code,
+                location: Some(location),
+                reason,
+            } => write!(f, "redirect ({code}) to {location:?} refused: {reason}"),
+            FetchError::BadRedirect {
+                code,
+                location: None,
+                reason,
+            } => write!(f, "redirect ({code}) refused: {reason}"),
+            FetchError::TooManyRedirects { limit } => {
+                write!(f, "too many redirects (more than {limit})")
+            }
         }
     }
 }
@@ -327,6 +383,100 @@ fn parse_uri(uri: &str) -> Result<Target, FetchError> {
         authority: authority.to_string(),
         path,
     })
+}
+
+impl Target {
+    fn uri(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.path)
+    }
+}
+
+/// `path` (from `/`, without query) without `.` and `..` segments
+/// (RFC 3986, 5.2.4).
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let mut out: Vec<&str> = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// `path` (with query) with its dot segments removed.
+fn normalize(path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.find('?') {
+        Some(at) => path_and_query.split_at(at),
+        None => (path_and_query, ""),
+    };
+    format!("{}{query}", remove_dot_segments(path))
+}
+
+/// Where the redirect `code` with `location` from `base` goes; refuses
+/// another scheme and `https://` to `http://`.
+fn redirect_target(base: &Target, code: u16, location: Option<&str>) -> Result<Target, FetchError> {
+    let Some(location) = location else {
+        return Err(FetchError::BadRedirect {
+            code,
+            location: None,
+            reason: "no Location header",
+        });
+    };
+    let refuse = |location: &str, reason| FetchError::BadRedirect {
+        code,
+        location: Some(location.to_string()),
+        reason,
+    };
+    let reference = location.split('#').next().unwrap_or_default();
+    if reference.is_empty() {
+        return Err(refuse(location, "empty Location"));
+    }
+    // RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":".
+    let scheme = reference.find(':').map(|at| &reference[..at]).filter(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+    });
+    let base_scheme = if base.tls { "https" } else { "http" };
+    let absolute = match scheme {
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
+            reference.to_string()
+        }
+        Some(_) => return Err(refuse(location, "not an http or https URI")),
+        None if reference.starts_with("//") => format!("{base_scheme}:{reference}"),
+        None => {
+            let path = if reference.starts_with('/') {
+                normalize(reference)
+            } else if reference.starts_with('?') {
+                let base_path = base.path.split('?').next().unwrap_or_default();
+                format!("{base_path}{reference}")
+            } else {
+                let base_path = base.path.split('?').next().unwrap_or_default();
+                let dir = &base_path[..base_path.rfind('/').map_or(0, |at| at + 1)];
+                normalize(&format!("{dir}{reference}"))
+            };
+            format!("{base_scheme}://{}{path}", base.authority)
+        }
+    };
+    let next = parse_uri(&absolute).map_err(|e| match e {
+        FetchError::BadUri { reason, .. } => refuse(&absolute, reason),
+        other => other,
+    })?;
+    if base.tls && !next.tls {
+        return Err(refuse(&absolute, "https to http downgrade refused"));
+    }
+    Ok(next)
 }
 
 /// What a download task reports.
@@ -545,6 +695,7 @@ struct Head {
     content_length: Option<u64>,
     chunked: bool,
     content_range: Option<String>,
+    location: Option<String>,
 }
 
 fn parse_head(head: &[u8]) -> Result<Head, FetchError> {
@@ -590,6 +741,11 @@ fn parse_head(head: &[u8]) -> Result<Head, FetchError> {
             }
         } else if name.eq_ignore_ascii_case("content-range") {
             h.content_range = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("location") {
+            if h.location.as_deref().is_some_and(|l| l != value) {
+                return Err(malformed("conflicting Location headers"));
+            }
+            h.location = Some(value.to_string());
         }
     }
     Ok(h)
@@ -609,10 +765,12 @@ impl HttpClient {
         job: &DownloadJob,
         tx: &mpsc::Sender<(u32, Report)>,
     ) -> Result<(), FetchError> {
-        let target = parse_uri(&job.uri)?;
+        let mut target = parse_uri(&job.uri)?;
         let mut resume_from = job.resume_from;
-        // A second round only after 416 to a range request.
-        for _ in 0..2 {
+        let mut visited = vec![target.clone()];
+        // Another round after a redirect, or after 416 to a range request
+        // (then without `Range`, so a second 416 is an error).
+        loop {
             let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
                 .await
                 .ok()
@@ -651,9 +809,26 @@ impl HttpClient {
                     send(tx, job.id, Report::Restart).await?;
                     resume_from = 0;
                 }
+                Exchange::Redirect { code, location } => {
+                    let next = redirect_target(&target, code, location.as_deref())?;
+                    if visited.contains(&next) {
+                        return Err(FetchError::BadRedirect {
+                            code,
+                            location: Some(next.uri()),
+                            reason: "redirect loop (URI already visited)",
+                        });
+                    }
+                    if visited.len() > MAX_REDIRECTS {
+                        return Err(FetchError::TooManyRedirects {
+                            limit: MAX_REDIRECTS,
+                        });
+                    }
+                    info!(id = job.id, code, to = %next.uri(), "firmware download redirected");
+                    visited.push(next.clone());
+                    target = next;
+                }
             }
         }
-        Err(FetchError::Status { code: 416 })
     }
 
     async fn handshake(
@@ -758,6 +933,13 @@ impl HttpClient {
                 resume_from
             }
             416 if resume_from > 0 => return Ok(Exchange::RangeNotSatisfiable),
+            // The body of the redirect is not read: the connection closes.
+            code @ (301 | 302 | 303 | 307 | 308) => {
+                return Ok(Exchange::Redirect {
+                    code,
+                    location: head.location,
+                })
+            }
             code => return Err(FetchError::Status { code }),
         };
         if head.chunked {
@@ -836,6 +1018,11 @@ impl HttpClient {
 enum Exchange {
     Complete,
     RangeNotSatisfiable,
+    /// A redirect, with its `Location` if any.
+    Redirect {
+        code: u16,
+        location: Option<String>,
+    },
 }
 
 /// Reads `len` body bytes and reports them from `offset`; returns the new
@@ -967,6 +1154,82 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn redirect_locations_resolve_against_the_current_uri() {
+        let base = parse_uri("https://cdn.example:8443/a/b/fw.bin?v=1").unwrap();
+        let to = |location: &str| redirect_target(&base, 302, Some(location)).map(|t| t.uri());
+        for (location, expected) in [
+            ("https://other.example/x", "https://other.example/x"),
+            ("HTTPS://other.example", "https://other.example/"),
+            ("//mirror.example/fw.bin", "https://mirror.example/fw.bin"),
+            (
+                "/store/fw.bin?sig=1#frag",
+                "https://cdn.example:8443/store/fw.bin?sig=1",
+            ),
+            ("c.bin", "https://cdn.example:8443/a/b/c.bin"),
+            ("../c.bin?x", "https://cdn.example:8443/a/c.bin?x"),
+            ("./../../../c.bin", "https://cdn.example:8443/c.bin"),
+            ("d/.", "https://cdn.example:8443/a/b/d/"),
+            ("?v=2", "https://cdn.example:8443/a/b/fw.bin?v=2"),
+        ] {
+            assert_eq!(to(location).as_deref(), Ok(expected), "{location}");
+        }
+        for (location, reason) in [
+            (
+                "http://cdn.example/fw.bin",
+                "https to http downgrade refused",
+            ),
+            ("ftp://cdn.example/fw.bin", "not an http or https URI"),
+            ("coap://cdn.example/fw.bin", "not an http or https URI"),
+            ("", "empty Location"),
+            ("/a b", "spaces, controls or non-ASCII in the path"),
+        ] {
+            match to(location) {
+                Err(FetchError::BadRedirect { reason: r, .. }) => {
+                    assert_eq!(r, reason, "{location}")
+                }
+                other => panic!("{location}: {other:?}"),
+            }
+        }
+        // From http, https and http are both fine.
+        let base = parse_uri("http://h/x/y").unwrap();
+        let up = redirect_target(&base, 301, Some("https://h/z")).unwrap();
+        assert!(up.tls);
+        assert_eq!(
+            redirect_target(&base, 307, None),
+            Err(FetchError::BadRedirect {
+                code: 307,
+                location: None,
+                reason: "no Location header"
+            })
+        );
+        let h = parse_head(b"HTTP/1.1 302 Found\r\nLocation: /next").unwrap();
+        assert_eq!(h.location.as_deref(), Some("/next"));
+        assert!(parse_head(b"HTTP/1.1 302 Found\r\nLocation: /a\r\nLocation: /b").is_err());
+    }
+
+    #[test]
+    fn redirect_errors_give_result_7_without_retries() {
+        let e = FetchError::TooManyRedirects {
+            limit: MAX_REDIRECTS,
+        };
+        assert_eq!(
+            (e.download_error(), e.retryable()),
+            (DownloadError::InvalidUri, false)
+        );
+        assert!(e.to_string().contains("too many redirects"), "{e}");
+        let e = FetchError::BadRedirect {
+            code: 302,
+            location: Some("http://h/".into()),
+            reason: "https to http downgrade refused",
+        };
+        assert_eq!(
+            (e.download_error(), e.retryable()),
+            (DownloadError::InvalidUri, false)
+        );
+        assert!(e.to_string().contains("downgrade"), "{e}");
     }
 
     #[test]

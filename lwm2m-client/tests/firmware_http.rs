@@ -1,10 +1,11 @@
 //! Firmware pull over `http://` and `https://` (feature `http`): the
 //! Firmware object hands the download to the host, the tokio fetcher runs it
 //! against a local HTTP(S) server on real sockets. The server honours (or
-//! ignores) `Range` and can drop the connection after K body bytes.
+//! ignores) `Range`, can drop the connection after K body bytes and can
+//! redirect chosen paths.
 #![cfg(feature = "http")]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -45,10 +46,30 @@ struct Behaviour {
     status: Option<u16>,
     /// Chunked transfer coding instead of Content-Length.
     chunked: bool,
+    /// Request path (with query) → redirect status and `Location` (none:
+    /// no header). Redirects do not use up `drop_after`.
+    redirects: HashMap<String, (u16, Option<String>)>,
 }
+
+impl Behaviour {
+    /// Also answers `path` with `code` and `Location: location`.
+    fn redirect(mut self, path: &str, code: u16, location: Option<&str>) -> Behaviour {
+        self.redirects
+            .insert(path.into(), (code, location.map(Into::into)));
+        self
+    }
+}
+
+/// Shared with a running server, to change how it answers.
+type SharedBehaviour = Arc<Mutex<Behaviour>>;
 
 /// Request heads the server received.
 type Seen = Arc<Mutex<Vec<String>>>;
+
+/// The request target of a request head (`/fw.bin?v=1`).
+fn path_of(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or_default()
+}
 
 fn range_of(head: &str) -> Option<usize> {
     head.lines()
@@ -72,6 +93,14 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     }
     let head = String::from_utf8_lossy(&head).into_owned();
     seen.lock().unwrap().push(head.clone());
+    let redirect = b.lock().unwrap().redirects.get(path_of(&head)).cloned();
+    if let Some((code, location)) = redirect {
+        let location = location.map_or(String::new(), |l| format!("Location: {l}\r\n"));
+        let answer = format!("HTTP/1.1 {code} Moved\r\n{location}Content-Length: 5\r\n\r\nmoved");
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let (b, limit) = {
         let mut b = b.lock().unwrap();
         let limit = b.drop_after.pop_front();
@@ -127,17 +156,24 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
 /// A plain HTTP server with behaviour `b` on a free port.
 async fn http_server(b: Behaviour) -> (SocketAddr, Seen) {
+    let (addr, seen, _) = shared_http_server(b).await;
+    (addr, seen)
+}
+
+/// [`http_server`], with its behaviour to change once addresses are known.
+async fn shared_http_server(b: Behaviour) -> (SocketAddr, Seen, SharedBehaviour) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
     let s = seen.clone();
     let b = Arc::new(Mutex::new(b));
+    let shared = b.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             serve(stream, &b, &s).await;
         }
     });
-    (addr, seen)
+    (addr, seen, shared)
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it.
@@ -302,6 +338,11 @@ impl Pull {
     /// The `Range` start of each request.
     fn ranges(&self) -> Vec<Option<usize>> {
         self.heads.iter().map(|h| range_of(h)).collect()
+    }
+
+    /// The request target of each request.
+    fn paths(&self) -> Vec<&str> {
+        self.heads.iter().map(|h| path_of(h)).collect()
     }
 }
 
@@ -826,4 +867,212 @@ async fn the_tokio_driver_runs_an_http_pull_and_notifies_the_server() {
         .unwrap();
     assert_eq!(server.await.unwrap(), ["0", "1", "2"]);
     assert_eq!(stored(&handle), Some(pkg));
+}
+
+#[tokio::test]
+async fn redirect_302_to_a_relative_path_is_followed() {
+    let pkg = image(20_000);
+    let b = Behaviour {
+        body: pkg.clone(),
+        ..Behaviour::default()
+    }
+    .redirect(
+        "/fw.bin?v=1",
+        302,
+        Some("./store/../store/fw-1.bin?sig=abc"),
+    );
+    let p = pull(b, sha(&pkg)).await;
+    assert_eq!((p.outcome, p.image.as_ref()), (DOWNLOADED, Some(&pkg)));
+    assert_eq!(p.paths(), ["/fw.bin?v=1", "/store/fw-1.bin?sig=abc"]);
+    assert!(
+        p.heads[1].contains(&format!("\r\nHost: {}\r\n", p.addr)),
+        "{}",
+        p.heads[1]
+    );
+}
+
+#[tokio::test]
+async fn redirect_chain_301_307_across_two_servers_is_followed() {
+    let pkg = image(30_000);
+    let (a, seen_a, b_a) = shared_http_server(Behaviour {
+        body: pkg.clone(),
+        ..Behaviour::default()
+    })
+    .await;
+    let (b, seen_b) = http_server(Behaviour::default().redirect(
+        "/hop",
+        307,
+        Some(&format!("http://{a}/final.bin")),
+    ))
+    .await;
+    {
+        let mut shared = b_a.lock().unwrap();
+        let location = format!("http://{b}/hop");
+        *shared = shared.clone().redirect("/fw.bin", 301, Some(&location));
+    }
+    let (mut obj, handle) = object();
+    handle.set_expected_sha256(sha(&pkg));
+    write_uri(&mut obj, &format!("http://{a}/fw.bin"));
+    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
+    assert_eq!((outcome, stored(&handle)), (DOWNLOADED, Some(pkg)));
+    let paths = |seen: &Seen| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|h| path_of(h).to_string())
+            .collect()
+    };
+    assert_eq!(paths(&seen_a), ["/fw.bin", "/final.bin"]);
+    assert_eq!(paths(&seen_b), ["/hop"]);
+    assert!(seen_b.lock().unwrap()[0].contains(&format!("\r\nHost: {b}\r\n")));
+}
+
+/// A server redirecting `/r0` → `/r1` → … → `/r{hops}`, which is the package.
+async fn pull_through_redirects(hops: usize) -> Pull {
+    let pkg = image(5000);
+    let mut b = Behaviour {
+        body: pkg.clone(),
+        ..Behaviour::default()
+    };
+    for i in 0..hops {
+        b = b.redirect(&format!("/r{i}"), 308, Some(&format!("/r{}", i + 1)));
+    }
+    let (addr, seen) = http_server(b).await;
+    let (mut obj, handle) = object();
+    handle.set_expected_sha256(sha(&pkg));
+    write_uri(&mut obj, &format!("http://{addr}/r0"));
+    let outcome = download(&mut obj, &handle, HttpConfig::default()).await;
+    let heads = seen.lock().unwrap().clone();
+    Pull {
+        outcome,
+        image: stored(&handle),
+        heads,
+        addr,
+    }
+}
+
+#[tokio::test]
+async fn five_redirects_are_followed_a_sixth_gives_result_7() {
+    let p = pull_through_redirects(5).await;
+    assert_eq!((p.outcome, p.image.is_some()), (DOWNLOADED, true));
+    assert_eq!(p.heads.len(), 6);
+    let p = pull_through_redirects(6).await;
+    assert_eq!(p.outcome, (State::Idle, UpdateResult::InvalidUri));
+    // The sixth redirect (answer to /r5) is not followed, nor retried.
+    assert_eq!(p.paths(), ["/r0", "/r1", "/r2", "/r3", "/r4", "/r5"]);
+    assert_eq!(p.image, None);
+}
+
+#[tokio::test]
+async fn a_redirect_loop_gives_result_7() {
+    let b = Behaviour {
+        body: image(100),
+        ..Behaviour::default()
+    }
+    .redirect("/fw.bin?v=1", 302, Some("/b"))
+    .redirect("/b", 303, Some("/fw.bin?v=1"));
+    let p = pull(b, None).await;
+    assert_eq!(p.outcome, (State::Idle, UpdateResult::InvalidUri));
+    // Seen at the second visit of /fw.bin?v=1, before asking for it again.
+    assert_eq!(p.paths(), ["/fw.bin?v=1", "/b"]);
+}
+
+#[tokio::test]
+async fn a_302_without_location_gives_result_7_without_retries() {
+    let b = Behaviour {
+        body: image(100),
+        ..Behaviour::default()
+    }
+    .redirect("/fw.bin?v=1", 302, None);
+    let p = pull(b, None).await;
+    assert_eq!(p.outcome, (State::Idle, UpdateResult::InvalidUri));
+    assert_eq!(p.heads.len(), 1);
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_scheme_gives_result_7() {
+    let b = Behaviour {
+        body: image(100),
+        ..Behaviour::default()
+    }
+    .redirect("/fw.bin?v=1", 301, Some("ftp://127.0.0.1/fw.bin"));
+    let p = pull(b, None).await;
+    assert_eq!(p.outcome, (State::Idle, UpdateResult::InvalidUri));
+    assert_eq!(p.heads.len(), 1);
+}
+
+#[tokio::test]
+async fn an_https_to_http_redirect_is_refused() {
+    let pki = pki();
+    let pkg = image(8000);
+    let (plain, seen_plain) = http_server(Behaviour {
+        body: pkg.clone(),
+        ..Behaviour::default()
+    })
+    .await;
+    // /fw.bin redirects to http, any other path is the package.
+    let (secure, seen_secure) = https_server(
+        Behaviour {
+            body: pkg.clone(),
+            ..Behaviour::default()
+        }
+        .redirect("/fw.bin", 302, Some(&format!("http://{plain}/fw.bin"))),
+        &pki,
+    )
+    .await;
+    let ca = temp_file("redirect-ca.pem", &pki.ca_pem);
+    let config = HttpConfig {
+        extra_ca_file: Some(ca.clone()),
+        ..HttpConfig::default()
+    };
+    let (mut obj, handle) = object();
+    write_uri(&mut obj, &format!("https://{secure}/fw.bin"));
+    let outcome = download(&mut obj, &handle, config.clone()).await;
+    assert_eq!(outcome, (State::Idle, UpdateResult::InvalidUri));
+    assert_eq!(seen_secure.lock().unwrap().len(), 1, "not retried");
+    assert!(
+        seen_plain.lock().unwrap().is_empty(),
+        "nothing asked over http"
+    );
+    assert_eq!(stored(&handle), None);
+    // The other way, http → https, is followed.
+    let (up, _) = http_server(Behaviour::default().redirect(
+        "/fw.bin",
+        301,
+        Some(&format!("https://{secure}/pkg")),
+    ))
+    .await;
+    let (mut obj, handle) = object();
+    handle.set_expected_sha256(sha(&pkg));
+    write_uri(&mut obj, &format!("http://{up}/fw.bin"));
+    let outcome = download(&mut obj, &handle, config).await;
+    assert_eq!((outcome, stored(&handle)), (DOWNLOADED, Some(pkg)));
+    assert_eq!(path_of(&seen_secure.lock().unwrap()[1]), "/pkg");
+    std::fs::remove_file(ca).ok();
+}
+
+#[tokio::test]
+async fn an_interrupted_download_after_a_redirect_resumes_from_the_original_uri() {
+    let pkg = image(50_000);
+    let b = Behaviour {
+        body: pkg.clone(),
+        honour_range: true,
+        drop_after: [20_000].into(),
+        ..Behaviour::default()
+    }
+    .redirect("/fw.bin?v=1", 307, Some("/signed/fw.bin?exp=1"));
+    let p = pull(b, sha(&pkg)).await;
+    assert_eq!((p.outcome, p.image.as_ref()), (DOWNLOADED, Some(&pkg)));
+    // The retry asks the original URI again, and the Range goes along to
+    // the redirect target.
+    assert_eq!(
+        p.paths(),
+        [
+            "/fw.bin?v=1",
+            "/signed/fw.bin?exp=1",
+            "/fw.bin?v=1",
+            "/signed/fw.bin?exp=1"
+        ]
+    );
+    assert_eq!(p.ranges(), [None, None, Some(20_000), Some(20_000)]);
 }
