@@ -20,101 +20,24 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+#[path = "support/browser.rs"]
+mod browser;
+use browser::{chromium_and_ui, HINT};
+#[path = "support/server_process.rs"]
+mod server_process;
+use server_process::Running;
 mod udp_device;
 use udp_device::Device;
-
-const HINT: &str = "run ./scripts/install-test-deps from the repository root";
-
-fn ui_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop-tests/ui")
-}
-
-fn chromium() -> PathBuf {
-    let p = std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
-    assert!(
-        p.is_file(),
-        "Chromium not found at {} ({HINT})",
-        p.display()
-    );
-    p
-}
-
-/// The server binary, killed when dropped.
-struct ServerProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ServerProcess {
-    fn start(data_dir: &std::path::Path) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server"))
-            .args([
-                "--coap",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--bootstrap",
-                "none",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env_remove("LWM2M_COAP")
-            .env_remove("LWM2M_HTTP")
-            .env_remove("LWM2M_BOOTSTRAP")
-            .env_remove("LWM2M_REDIS")
-            .env_remove("LWM2M_DATA_DIR")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lwm2m-server");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ServerProcess { child, lines }
-    }
-
-    /// CoAP and HTTP addresses from the "listening" line.
-    fn addresses(&self) -> (String, String) {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the server logs its listening line");
-            if line.contains("LwM2M server listening") {
-                let get = |key: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(key))
-                        .unwrap_or_else(|| panic!("{key} in {line}"))
-                        .to_string()
-                };
-                return (get("coap="), get("http="));
-            }
-        }
-    }
-}
 
 /// What a browser test needs: Chromium, the playwright-core directory, a
 /// server binary and a scripted device registered to it as `endpoint`.
 struct UiRun {
     chromium: PathBuf,
     ui: PathBuf,
-    server: ServerProcess,
+    server: Running,
     /// The admin API's address.
     http: String,
     device: Device,
@@ -123,20 +46,20 @@ struct UiRun {
 
 impl UiRun {
     async fn start(seed: u64, endpoint: &str) -> UiRun {
-        let chromium = chromium();
-        let ui = ui_dir();
-        assert!(
-            ui.join("node_modules/playwright-core").is_dir(),
-            "playwright-core not installed in {} ({HINT})",
-            ui.display()
-        );
+        let (chromium, ui) = chromium_and_ui();
         let dir = tempfile::tempdir().unwrap();
-        let server = ServerProcess::start(&dir.path().join("data"));
-        let (coap, http) = server.addresses();
+        let mut server = Running::start([
+            "--bootstrap".as_ref(),
+            "none".as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().join("data").as_os_str(),
+        ]);
+        let (coap, http) = server.ports();
+        let http = format!("127.0.0.1:{http}");
         let device = Device::spawn(seed).await;
         device
             .register(
-                coap.parse().unwrap(),
+                ([127, 0, 0, 1], coap).into(),
                 &format!("ep={endpoint}&lt=300&lwm2m=1.1"),
             )
             .await;
