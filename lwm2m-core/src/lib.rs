@@ -15,6 +15,8 @@
 extern crate alloc;
 
 pub mod coap;
+#[cfg(feature = "std")]
+pub mod datagram_pipe;
 pub mod format;
 pub mod model;
 pub mod rng;
