@@ -516,6 +516,12 @@ struct HttpClient {
     tls: SslConnector,
 }
 
+/// The host's CA bundle file (Debian's /etc/ssl/certs/ca-certificates.crt,
+/// Fedora's, Alpine's…, or what `SSL_CERT_FILE` names), if there is one.
+fn system_ca_bundle() -> Option<PathBuf> {
+    openssl_probe::probe().cert_file
+}
+
 impl<'a> Fetcher<'a> {
     /// A fetcher for the downloads `host` asks for. Fails if the extra CA
     /// file cannot be loaded.
@@ -523,8 +529,16 @@ impl<'a> Fetcher<'a> {
         let tls_error = |e: openssl::error::ErrorStack| FetchError::Tls {
             error: e.to_string(),
         };
-        // The builder trusts the system store and verifies the peer.
+        // The builder verifies the peer and trusts OpenSSL's default paths;
+        // the host's own bundle is added because a statically linked
+        // OpenSSL's default paths are under its build prefix, not /etc/ssl.
         let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(tls_error)?;
+        if let Some(bundle) = system_ca_bundle() {
+            // A bundle the host cannot parse leaves OpenSSL's defaults.
+            if let Err(e) = builder.set_ca_file(&bundle) {
+                warn!(path = %bundle.display(), error = %e, "system CA bundle not loaded");
+            }
+        }
         if let Some(path) = &config.extra_ca_file {
             builder.set_ca_file(path).map_err(|e| FetchError::CaFile {
                 path: path.clone(),
@@ -1064,6 +1078,22 @@ async fn send(tx: &mpsc::Sender<(u32, Report)>, id: u32, report: Report) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosts_ca_bundle_is_trusted_whichever_openssl_is_linked() {
+        // Debian's bundle (ca-certificates) is on every machine this runs on;
+        // elsewhere the probe may find another one or none.
+        let debian = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if !debian.exists() {
+            return;
+        }
+        let bundle = system_ca_bundle().expect("the probe finds Debian's bundle");
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        b.set_ca_file(&bundle).unwrap();
+        // Debian ships well over a hundred roots.
+        let connector = b.build();
+        assert!(connector.context().cert_store().all_certificates().len() > 100);
+    }
 
     #[test]
     fn uris_parse_with_default_ports() {
