@@ -1434,6 +1434,18 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.pump_objects(now);
     }
 
+    /// The peer of the registration with server `ssid` (`None`: the
+    /// Bootstrap-Server while bootstrapping).
+    pub fn server_peer(&self, ssid: Option<u16>) -> Option<&P> {
+        self.slots
+            .iter()
+            .find(|s| match ssid {
+                Some(ssid) => !s.bootstrap && s.ssid == ssid,
+                None => s.bootstrap,
+            })
+            .map(|s| &s.peer)
+    }
+
     /// How to secure the traffic with `peer`: the credentials of the
     /// Security instance of the registration (or bootstrap) with that
     /// peer, else of the first Security instance whose URI the resolver
