@@ -284,6 +284,7 @@ use lwm2m_core::time::{Duration, Instant};
 
 use crate::object::{DmError, Object, ObjectRequestError};
 use crate::objects::{rights, CREATE_INSTANCE};
+use crate::security::{SecurityParams, SecurityResources};
 
 /// Object id of the Security object, never reachable through device management.
 const SECURITY: u16 = 0;
@@ -921,7 +922,7 @@ pub struct Client<P, R> {
     resolver: Option<Resolver<P>>,
     events: VecDeque<ServerEvent>,
     /// Requests sent for objects ([`Object::poll_request`]): object id and tag.
-    object_requests: BTreeMap<RequestId, (u16, u32)>,
+    object_requests: BTreeMap<RequestId, (u16, u32, P)>,
     /// Servers that executed Disable: de-registered once the 2.04 is out.
     pending_disable: Vec<u16>,
     /// Bootstrap-Request Trigger executed: bootstrap once the 2.04 is out.
@@ -1396,6 +1397,117 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         self.pump_objects(now);
     }
 
+    /// The driver could not reach `peer` (its DTLS handshake failed, for
+    /// one): every request in flight to it fails at once, as if its CoAP
+    /// retransmissions had run out, so the registration retry schedule
+    /// (or bootstrap fallback, or the object's error handling) runs now
+    /// instead of after `MAX_TRANSMIT_WAIT` (93 s by default).
+    pub fn peer_unreachable(&mut self, now: Instant, peer: &P) {
+        self.last_now = self.last_now.max(now);
+        let mut ids: Vec<RequestId> = self
+            .slots
+            .iter()
+            .filter(|s| s.peer == *peer)
+            .filter_map(|s| s.reg.in_flight())
+            .collect();
+        ids.extend(
+            self.sends
+                .iter()
+                .filter(|(_, ssid)| {
+                    self.slots
+                        .iter()
+                        .any(|s| !s.bootstrap && s.ssid == *ssid && s.peer == *peer)
+                })
+                .map(|(id, _)| *id),
+        );
+        ids.extend(
+            self.object_requests
+                .iter()
+                .filter(|(_, (_, _, p))| p == peer)
+                .map(|(id, _)| *id),
+        );
+        for id in ids {
+            self.ep.cancel_request(now, id);
+            self.handle_response(now, id, Err(RequestError::Timeout));
+        }
+        self.advance_chain(now);
+        self.pump_objects(now);
+    }
+
+    /// The peer of the registration with server `ssid` (`None`: the
+    /// Bootstrap-Server while bootstrapping).
+    pub fn server_peer(&self, ssid: Option<u16>) -> Option<&P> {
+        self.slots
+            .iter()
+            .find(|s| match ssid {
+                Some(ssid) => !s.bootstrap && s.ssid == ssid,
+                None => s.bootstrap,
+            })
+            .map(|s| &s.peer)
+    }
+
+    /// How to secure the traffic with `peer`: the credentials of the
+    /// Security instance of the registration (or bootstrap) with that
+    /// peer, else of the first Security instance whose URI the resolver
+    /// maps to it (a firmware download from a server's host and port).
+    /// `None` when no Security instance belongs to `peer` (plain CoAP).
+    /// See [`crate::security`] for how the resources map to parameters.
+    pub fn peer_security(&self, peer: &P) -> Option<SecurityParams> {
+        let instance = self
+            .slots
+            .iter()
+            .find(|s| s.peer == *peer)
+            .and_then(|s| {
+                if s.bootstrap {
+                    self.bootstrap_account()
+                } else {
+                    self.security_instance(s.ssid)
+                }
+            })
+            .or_else(|| {
+                let resolver = self.resolver.as_ref()?;
+                let mut all = self.objects.get(&SECURITY)?.instances();
+                all.sort_unstable();
+                all.into_iter().find(|&i| match self.value(SECURITY, i, 0) {
+                    Some(Value::String(uri)) => resolver(&uri).as_ref() == Some(peer),
+                    _ => false,
+                })
+            })?;
+        Some(self.security_params(instance))
+    }
+
+    /// The Security instance (not a Bootstrap-Server account) of `ssid`.
+    fn security_instance(&self, ssid: u16) -> Option<u16> {
+        let mut all = self.objects.get(&SECURITY)?.instances();
+        all.sort_unstable();
+        all.into_iter().find(|&i| {
+            !self.is_bootstrap_account(i)
+                && self.int_value(SECURITY, i, 10) == Some(i64::from(ssid))
+        })
+    }
+
+    /// The [`SecurityParams`] of Security instance `i`.
+    fn security_params(&self, i: u16) -> SecurityParams {
+        let uri = match self.value(SECURITY, i, 0) {
+            Some(Value::String(u)) => u,
+            _ => String::new(),
+        };
+        let bytes = |r: u16| match self.value(SECURITY, i, r) {
+            Some(Value::Opaque(b)) => b,
+            Some(Value::String(s)) => s.into_bytes(),
+            _ => Vec::new(),
+        };
+        let (identity, server_key, secret) = (bytes(3), bytes(4), bytes(5));
+        SecurityParams::from_resources(SecurityResources {
+            uri: &uri,
+            mode: self.int_value(SECURITY, i, 2),
+            public_key_or_identity: &identity,
+            server_public_key: &server_key,
+            secret_key: &secret,
+            certificate_usage: self.int_value(SECURITY, i, 15),
+        })
+    }
+
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
         let t = self.ep.poll_transmit()?;
@@ -1519,12 +1631,13 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     None => Err(ObjectRequestError::Unresolvable),
                     Some(peer) => self
                         .ep
-                        .send_request(now, peer, r.request)
+                        .send_request(now, peer.clone(), r.request)
+                        .map(|id| (id, peer))
                         .map_err(|_| ObjectRequestError::Refused),
                 };
                 match sent {
-                    Ok(id) => {
-                        self.object_requests.insert(id, (o, r.tag));
+                    Ok((id, peer)) => {
+                        self.object_requests.insert(id, (o, r.tag, peer));
                     }
                     Err(e) => {
                         if let Some(obj) = self.objects.get_mut(&o) {
@@ -1949,7 +2062,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
         id: RequestId,
         result: Result<Response, RequestError>,
     ) {
-        if let Some((o, tag)) = self.object_requests.remove(&id) {
+        if let Some((o, tag, _)) = self.object_requests.remove(&id) {
             if let Some(obj) = self.objects.get_mut(&o) {
                 obj.handle_response(now, tag, result.map_err(ObjectRequestError::Failed));
             }

@@ -11,6 +11,11 @@
 //!   Connectivity Statistics (7).
 //! * `tokio_driver` (feature `tokio`): runs a client over a UDP socket until
 //!   shutdown.
+//! * [`security`]: the credentials of a Security object instance
+//!   ([`security::SecurityParams`]), which [`Client::peer_security`] gives
+//!   the driver per peer. `no_std`.
+//! * `dtls` (feature `dtls`): a sans-IO DTLS 1.2 client session (OpenSSL)
+//!   for `coaps://` servers, used by the tokio driver.
 //! * `http_fetch` (feature `http`): firmware downloads over `http://` and
 //!   `https://` (OpenSSL) for the tokio driver.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -18,11 +23,14 @@
 
 extern crate alloc;
 
+#[cfg(feature = "dtls")]
+pub mod dtls;
 pub mod engine;
 #[cfg(feature = "http")]
 pub mod http_fetch;
 pub mod object;
 pub mod objects;
+pub mod security;
 #[cfg(feature = "tokio")]
 pub mod tokio_driver;
 

@@ -20,12 +20,7 @@ use lwm2m_objects::firmware::{
     FileStateStore, FileStorage, FirmwareConfig, FirmwareStateStore, FirmwareStorage, Protocol,
     State, UpdateResult, VecStorage,
 };
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
 use openssl::ssl::{SslAcceptor, SslMethod};
-use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
-use openssl::x509::{X509NameBuilder, X509};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -176,71 +171,9 @@ async fn shared_http_server(b: Behaviour) -> (SocketAddr, Seen, SharedBehaviour)
     (addr, seen, shared)
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it.
-struct Pki {
-    ca_pem: Vec<u8>,
-    cert: X509,
-    key: PKey<Private>,
-}
-
-fn certificate(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>) -> X509 {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    let serial = openssl::bn::BigNum::from_u32(cn.len() as u32 + 1)
-        .unwrap()
-        .to_asn1_integer()
-        .unwrap();
-    b.set_serial_number(&serial).unwrap();
-    match issuer {
-        None => {
-            b.set_issuer_name(&name).unwrap();
-            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-                .unwrap();
-            b.sign(key, MessageDigest::sha256()).unwrap();
-        }
-        Some((ca, ca_key)) => {
-            b.set_issuer_name(ca.subject_name()).unwrap();
-            let san = SubjectAlternativeName::new()
-                .ip("127.0.0.1")
-                .build(&b.x509v3_context(Some(ca), None))
-                .unwrap();
-            b.append_extension(san).unwrap();
-            b.sign(ca_key, MessageDigest::sha256()).unwrap();
-        }
-    }
-    b.build()
-}
-
-fn pki() -> Pki {
-    let key = || {
-        PKey::from_ec_key(
-            openssl::ec::EcKey::generate(
-                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
-                    .unwrap(),
-            )
-            .unwrap(),
-        )
-        .unwrap()
-    };
-    let ca_key = key();
-    let ca = certificate("lwm2m-rs test CA", &ca_key, None);
-    let server_key = key();
-    let cert = certificate("127.0.0.1", &server_key, Some((&ca, &ca_key)));
-    Pki {
-        ca_pem: ca.to_pem().unwrap(),
-        cert,
-        key: server_key,
-    }
-}
+#[path = "support/pki.rs"]
+mod pki;
+use pki::{pki, Pki};
 
 /// An HTTPS server presenting `pki`'s server certificate.
 async fn https_server(b: Behaviour, pki: &Pki) -> (SocketAddr, Seen) {

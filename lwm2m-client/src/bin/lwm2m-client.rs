@@ -9,7 +9,20 @@
 //!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] \
 //!     [--https-ca PEM-FILE] [--firmware-state FILE]
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
+//! cargo run -p lwm2m-client -- --endpoint NAME --server coaps://127.0.0.1:5684 \
+//!     --psk-identity NAME --psk-key 000102030405060708090a0b0c0d0e0f
+//! cargo run -p lwm2m-client -- --endpoint NAME --server coaps://127.0.0.1:5684 \
+//!     --cert client.pem --key client-key.pem --server-cert server.pem [--certificate-usage 3]
 //! ```
+//! DTLS credentials for `coaps://` servers: `--psk-identity ID --psk-key
+//! HEX` (Security Mode 0), or `--cert FILE --key FILE --server-cert FILE`
+//! (Mode 2; PEM or DER files, stored as DER in Security resources 3, 5
+//! and 4) with `--certificate-usage 3` (the default: the server's
+//! certificate must equal `--server-cert`) or `2` (`--server-cert` is the
+//! trust anchor its chain must lead to). They apply to every `coaps://`
+//! account, `--server`s and `--bootstrap`, alike (one device identity);
+//! `coap://` accounts stay NoSec. A `coaps://` URI without credentials,
+//! or credentials without a `coaps://` URI, is an error.
 //! `--server` may be given several times: the n-th server gets Short Server
 //! ID n, and the client registers with each (priority in the order given).
 //! With several servers the Access Control object grants every server Read,
@@ -43,6 +56,7 @@ use lwm2m_client::objects::{
     DeviceInfo, DownloadHost, Firmware, Location, Security, SecurityInstance, Server, ServerConfig,
     TrafficCounters, UpdateOutcome,
 };
+use lwm2m_client::security::is_coaps;
 use lwm2m_client::tokio_driver::resolve_coap_uri;
 use lwm2m_client::{Client, ClientConfig};
 use lwm2m_core::format::ContentFormat;
@@ -57,7 +71,8 @@ const USAGE: &str =
     "usage: lwm2m-client --endpoint NAME (--server coap://HOST:PORT [--server ...] \
 | --bootstrap coap://HOST:PORT) \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE]";
+[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE] \
+[--psk-identity ID --psk-key HEX | --cert FILE --key FILE --server-cert FILE [--certificate-usage 2|3]]";
 
 struct Args {
     endpoint: String,
@@ -71,6 +86,12 @@ struct Args {
     bind: Option<SocketAddr>,
     https_ca: Option<std::path::PathBuf>,
     firmware_state: Option<std::path::PathBuf>,
+    psk_identity: Option<String>,
+    psk_key: Option<Vec<u8>>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+    server_cert: Option<std::path::PathBuf>,
+    certificate_usage: Option<i64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -85,6 +106,12 @@ fn parse_args() -> Result<Args, String> {
         bind: None,
         https_ca: None,
         firmware_state: None,
+        psk_identity: None,
+        psk_key: None,
+        cert: None,
+        key: None,
+        server_cert: None,
+        certificate_usage: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +131,26 @@ fn parse_args() -> Result<Args, String> {
             "--bootstrap" => args.bootstrap = Some(value),
             "--https-ca" => args.https_ca = Some(value.into()),
             "--firmware-state" => args.firmware_state = Some(value.into()),
+            "--psk-identity" => args.psk_identity = Some(value),
+            "--psk-key" => {
+                args.psk_key = Some(hex(&value).ok_or_else(|| {
+                    format!("--psk-key: expected an even number of hex digits, got {value:?}")
+                })?)
+            }
+            "--cert" => args.cert = Some(value.into()),
+            "--key" => args.key = Some(value.into()),
+            "--server-cert" => args.server_cert = Some(value.into()),
+            "--certificate-usage" => {
+                args.certificate_usage = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|u| matches!(u, 2 | 3))
+                        .ok_or_else(|| {
+                            format!("--certificate-usage: expected 2 or 3, got {value:?}")
+                        })?,
+                )
+            }
             "--bind" => {
                 args.bind = Some(value.parse().map_err(|_| {
                     format!("--bind: expected a socket address such as 127.0.0.1:0, got {value:?}")
@@ -157,17 +204,145 @@ got {value:?}"
     Ok(args)
 }
 
+/// `HEX` digits to bytes.
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The DTLS credentials the flags give.
+enum Credentials {
+    None,
+    Psk {
+        identity: Vec<u8>,
+        key: Vec<u8>,
+    },
+    Certificate {
+        certificate: Vec<u8>,
+        private_key: Vec<u8>,
+        server_certificate: Vec<u8>,
+        usage: Option<i64>,
+    },
+}
+
+impl Credentials {
+    /// Reads and checks the credential flags against the URIs in use.
+    fn from_args(args: &Args) -> Result<Credentials, String> {
+        let psk = args.psk_identity.is_some() || args.psk_key.is_some();
+        let cert = args.cert.is_some()
+            || args.key.is_some()
+            || args.server_cert.is_some()
+            || args.certificate_usage.is_some();
+        let creds = match (psk, cert) {
+            (true, true) => {
+                return Err(
+                    "give either --psk-identity/--psk-key or --cert/--key/--server-cert, \
+not both"
+                        .into(),
+                )
+            }
+            (false, false) => Credentials::None,
+            (true, false) => match (&args.psk_identity, &args.psk_key) {
+                (Some(id), Some(key)) => Credentials::Psk {
+                    identity: id.clone().into_bytes(),
+                    key: key.clone(),
+                },
+                _ => return Err("--psk-identity and --psk-key go together".into()),
+            },
+            (false, true) => match (&args.cert, &args.key, &args.server_cert) {
+                (Some(c), Some(k), Some(s)) => Credentials::Certificate {
+                    certificate: read_certificate(c)?,
+                    private_key: read_private_key(k)?,
+                    server_certificate: read_certificate(s)?,
+                    usage: args.certificate_usage,
+                },
+                _ => return Err("--cert, --key and --server-cert go together".into()),
+            },
+        };
+        let uris = args.servers.iter().chain(args.bootstrap.as_ref());
+        let secure = uris.filter(|u| is_coaps(u)).count();
+        match (&creds, secure) {
+            (Credentials::None, n) if n > 0 => Err("a coaps:// server needs credentials: \
+--psk-identity ID --psk-key HEX, or --cert FILE --key FILE --server-cert FILE"
+                .into()),
+            (Credentials::Psk { .. } | Credentials::Certificate { .. }, 0) => {
+                Err("DTLS credentials given but no coaps:// --server or --bootstrap".into())
+            }
+            _ => Ok(creds),
+        }
+    }
+
+    /// `instance` with these credentials if its URI is `coaps://`.
+    fn apply(&self, instance: SecurityInstance) -> SecurityInstance {
+        if !is_coaps(&instance.server_uri) {
+            return instance;
+        }
+        match self {
+            Credentials::None => instance,
+            Credentials::Psk { identity, key } => instance.with_psk(identity, key),
+            Credentials::Certificate {
+                certificate,
+                private_key,
+                server_certificate,
+                usage,
+            } => instance.with_certificate(certificate, private_key, server_certificate, *usage),
+        }
+    }
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A certificate file (PEM or DER) as DER.
+fn read_certificate(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = read_file(path)?;
+    let cert = openssl::x509::X509::from_pem(&bytes)
+        .or_else(|_| openssl::x509::X509::from_der(&bytes))
+        .map_err(|_| {
+            format!(
+                "{}: expected a PEM or DER X.509 certificate",
+                path.display()
+            )
+        })?;
+    cert.to_der()
+        .map_err(|e| format!("{}: cannot encode the certificate: {e}", path.display()))
+}
+
+/// A private key file (PEM or DER, PKCS#8 or the algorithm's own form) as
+/// PKCS#8 DER.
+fn read_private_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = read_file(path)?;
+    let key = openssl::pkey::PKey::private_key_from_pem(&bytes)
+        .or_else(|_| openssl::pkey::PKey::private_key_from_der(&bytes))
+        .map_err(|_| {
+            format!(
+                "{}: expected an unencrypted PEM or DER private key",
+                path.display()
+            )
+        })?;
+    key.private_key_to_pkcs8()
+        .map_err(|e| format!("{}: cannot encode the key: {e}", path.display()))
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let uri = args.bootstrap.as_deref().unwrap_or(&args.servers[0]);
     for uri in &args.servers {
         if resolve_coap_uri(uri).is_none() {
             return Err(format!(
-                "cannot resolve {uri:?}: expected coap://HOST[:PORT]"
+                "cannot resolve {uri:?}: expected coap://HOST[:PORT] or coaps://HOST[:PORT]"
             ));
         }
     }
-    let server: SocketAddr = resolve_coap_uri(uri)
-        .ok_or_else(|| format!("cannot resolve {uri:?}: expected coap://HOST[:PORT]"))?;
+    let server: SocketAddr = resolve_coap_uri(uri).ok_or_else(|| {
+        format!("cannot resolve {uri:?}: expected coap://HOST[:PORT] or coaps://HOST[:PORT]")
+    })?;
+    let credentials = Credentials::from_args(&args)?;
     let bind: SocketAddr = match args.bind {
         Some(b) => b,
         None if server.is_ipv4() => "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!()),
@@ -204,7 +379,9 @@ async fn run(args: Args) -> Result<(), String> {
     client.set_resolver(resolve_coap_uri);
     match &args.bootstrap {
         Some(bs) => {
-            client.add_object(Box::new(Security::bootstrap(bs)));
+            let mut security = Security::empty();
+            security.insert(0, credentials.apply(SecurityInstance::bootstrap(bs)));
+            client.add_object(Box::new(security));
             client.add_object(Box::new(Server::empty()));
         }
         None => {
@@ -214,7 +391,7 @@ async fn run(args: Args) -> Result<(), String> {
                 // At most 65534 servers (checked by parse_args).
                 let id = u16::try_from(n).unwrap_or(u16::MAX - 1);
                 let ssid = id + 1;
-                security.insert(id, SecurityInstance::server(uri, ssid));
+                security.insert(id, credentials.apply(SecurityInstance::server(uri, ssid)));
                 servers.insert(
                     id,
                     ServerConfig {

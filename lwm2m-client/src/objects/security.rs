@@ -10,8 +10,9 @@ use lwm2m_objects::security::v1_1 as sec;
 
 use super::{as_int, as_string, fill_created, int, remove_instance, string};
 use crate::object::{DmError, Object};
+use crate::security::{MODE_CERTIFICATE, MODE_PSK};
 
-/// Security mode 3: NoSec (the only mode this slice can use).
+/// Security mode 3: NoSec.
 pub const MODE_NOSEC: i64 = 3;
 
 /// One Security object instance: one server account.
@@ -33,6 +34,9 @@ pub struct SecurityInstance {
     pub short_server_id: Option<u16>,
     /// Client Hold Off Time in seconds (resource 11).
     pub client_hold_off_time: Option<i64>,
+    /// Certificate Usage (resource 15); absent means 3 (domain-issued
+    /// certificate).
+    pub certificate_usage: Option<i64>,
 }
 
 impl SecurityInstance {
@@ -47,6 +51,39 @@ impl SecurityInstance {
             secret_key: Vec::new(),
             short_server_id: Some(short_server_id),
             client_hold_off_time: None,
+            certificate_usage: None,
+        }
+    }
+
+    /// This account with PSK security (mode 0): `identity` (resource 3)
+    /// and `key` (resource 5, raw bytes). For a `coaps://` URI.
+    pub fn with_psk(self, identity: &[u8], key: &[u8]) -> SecurityInstance {
+        SecurityInstance {
+            security_mode: MODE_PSK,
+            public_key_or_identity: identity.to_vec(),
+            secret_key: key.to_vec(),
+            ..self
+        }
+    }
+
+    /// This account with certificate security (mode 2): the client's
+    /// certificate and private key (DER, resources 3 and 5), the server's
+    /// certificate or trust anchor (DER, resource 4) and the Certificate
+    /// Usage (resource 15; `None` leaves it absent, which means 3).
+    pub fn with_certificate(
+        self,
+        certificate: &[u8],
+        private_key: &[u8],
+        server_certificate: &[u8],
+        usage: Option<i64>,
+    ) -> SecurityInstance {
+        SecurityInstance {
+            security_mode: MODE_CERTIFICATE,
+            public_key_or_identity: certificate.to_vec(),
+            secret_key: private_key.to_vec(),
+            server_public_key: server_certificate.to_vec(),
+            certificate_usage: usage,
+            ..self
         }
     }
 
@@ -145,6 +182,9 @@ impl Object for Security {
             if i.client_hold_off_time.is_some() {
                 r.push(sec::CLIENT_HOLD_OFF_TIME);
             }
+            if i.certificate_usage.is_some() {
+                r.push(sec::CERTIFICATE_USAGE);
+            }
         }
         r
     }
@@ -164,6 +204,7 @@ impl Object for Security {
             sec::SECRET_KEY => ResourceValue::Single(Value::Opaque(i.secret_key.clone())),
             sec::SHORT_SERVER_ID => int(i64::from(i.short_server_id.ok_or(DmError::NotFound)?)),
             sec::CLIENT_HOLD_OFF_TIME => int(i.client_hold_off_time.ok_or(DmError::NotFound)?),
+            sec::CERTIFICATE_USAGE => int(i.certificate_usage.ok_or(DmError::NotFound)?),
             _ => return Err(DmError::NotFound),
         })
     }
@@ -187,6 +228,7 @@ impl Object for Security {
                     Some(u16::try_from(as_int(&value)?).map_err(|_| DmError::BadRequest)?)
             }
             sec::CLIENT_HOLD_OFF_TIME => i.client_hold_off_time = Some(as_int(&value)?),
+            sec::CERTIFICATE_USAGE => i.certificate_usage = Some(as_int(&value)?),
             // Resources this slice does not use (SMS, TLS options) are
             // accepted and dropped so a Bootstrap-Write of a full instance
             // does not fail on them.

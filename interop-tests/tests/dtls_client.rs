@@ -1,0 +1,242 @@
+//! Our demo client over DTLS 1.2 (`coaps://`) against libcoap's resource
+//! directory `coap-rd-openssl` (Debian package libcoap3-bin), on real
+//! loopback sockets: Register (POST /rd, 2.01 + Location) with a PSK and with X.509 certificates (a test CA
+//! made at run time); a wrong PSK and a wrong server certificate fail the
+//! handshake and the client says why.
+//!
+//! Tool: `$COAP_RD`, else `coap-rd-openssl` from `PATH`
+//! (`./scripts/install-test-deps`). libcoap's servers take the plain CoAP
+//! port with `-p` and listen for DTLS on the next port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use interop_tests::demo::{field, strip_ansi, STEP};
+use interop_tests::{
+    cargo_bin, find_in_path, free_udp_port, wait_for_coap_ping, PeerProcess, TempDir,
+};
+
+#[path = "../../lwm2m-client/tests/support/pki.rs"]
+mod pki;
+
+/// Bound on each peer process's life.
+const LIFE: Duration = Duration::from_secs(90);
+/// A wrong PSK only ends at the client's handshake deadline (30 s): DTLS
+/// servers drop what they cannot decrypt.
+const HANDSHAKE_BOUND: Duration = Duration::from_secs(60);
+
+const PSK: &str = "lwm2m-rs-interop-key";
+
+fn coap_rd() -> PathBuf {
+    std::env::var_os("COAP_RD")
+        .map(PathBuf::from)
+        .or_else(|| find_in_path(&["coap-rd-openssl"]))
+        .unwrap_or_else(|| {
+            panic!(
+                "coap-rd-openssl not found (set COAP_RD or run ./scripts/install-test-deps, \
+                 which installs Debian's libcoap3-bin)"
+            )
+        })
+}
+
+/// Starts coap-rd-openssl on 127.0.0.1 with `args`; returns it and its
+/// DTLS address once it answers a CoAP ping on the plain port.
+fn start_rd(args: &[String]) -> (PeerProcess, SocketAddr) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_udp_port().expect("no free UDP port on 127.0.0.1");
+        // The DTLS port (port + 1) must be free too.
+        if port == u16::MAX || std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_err() {
+            continue;
+        }
+        let mut cmd = Command::new(coap_rd());
+        cmd.args(["-A", "127.0.0.1", "-p", &port.to_string()])
+            .args(args);
+        let mut rd = PeerProcess::spawn(cmd, LIFE).expect("start coap-rd-openssl");
+        if wait_for_coap_ping(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            lwm2m_core::time::Duration::from_secs(5),
+        ) {
+            return (rd, SocketAddr::from(([127, 0, 0, 1], port + 1)));
+        }
+        last = format!(
+            "coap-rd-openssl (exit {:?}) did not answer a ping on port {port}:\n{}",
+            rd.try_wait(),
+            rd.output()
+        );
+    }
+    panic!("{last}");
+}
+
+fn client(ep: &str, server: SocketAddr, creds: &[String]) -> PeerProcess {
+    let mut cmd = Command::new(cargo_bin("lwm2m-client", "lwm2m-client"));
+    cmd.args(["--endpoint", ep, "--lifetime", "60", "--server"])
+        .arg(format!("coaps://{server}"))
+        .args(creds)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    PeerProcess::spawn(cmd, LIFE).expect("start the demo client")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn line(p: &mut PeerProcess, within: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    p.wait_for_line(within, |l| pred(&strip_ansi(l)))
+        .map(|l| strip_ansi(&l))
+        .unwrap_or_else(|| panic!("no {what} in the client log:\n{}", p.output()))
+}
+
+/// Registers: POST /rd over the session, 2.01 with a Location back. (No
+/// De-register: libcoap 4.3.1's coap-rd aborts with "double free" on
+/// DELETE of a registration, with or without DTLS.)
+fn registers(mut c: PeerProcess, rd: &PeerProcess) {
+    line(&mut c, STEP, "established session", |l| {
+        l.contains("DTLS session established")
+    });
+    let registered = line(&mut c, STEP, "registration", |l| {
+        l.contains("registered location=")
+    });
+    let location = field(&registered, "location").unwrap_or_default();
+    assert!(
+        location.starts_with("/rd/"),
+        "{registered}\nrd:\n{}",
+        rd.output()
+    );
+}
+
+#[test]
+fn psk_register_with_coap_rd() {
+    let (rd, addr) = start_rd(&["-k".into(), PSK.into()]);
+    let c = client(
+        "dtls-psk",
+        addr,
+        &[
+            "--psk-identity".into(),
+            "dtls-psk".into(),
+            "--psk-key".into(),
+            hex(PSK.as_bytes()),
+        ],
+    );
+    registers(c, &rd);
+}
+
+#[test]
+fn a_wrong_psk_fails_the_handshake_and_the_registration() {
+    let (_rd, addr) = start_rd(&["-k".into(), PSK.into()]);
+    let mut c = client(
+        "dtls-wrong",
+        addr,
+        &[
+            "--psk-identity".into(),
+            "dtls-wrong".into(),
+            "--psk-key".into(),
+            hex(b"not the key"),
+        ],
+    );
+    let ended = line(&mut c, HANDSHAKE_BOUND, "handshake failure", |l| {
+        l.contains("DTLS session ended")
+    });
+    assert!(ended.contains("handshake"), "{ended}");
+    line(&mut c, STEP, "registration failure", |l| {
+        l.contains("registration failed")
+    });
+    assert!(
+        !c.output().contains("registered location="),
+        "{}",
+        c.output()
+    );
+}
+
+/// The test PKI as files: CA, server cert+key (one PEM, as libcoap's -c
+/// wants), server certificate alone, client certificate and key.
+struct Files {
+    _dir: TempDir,
+    ca: PathBuf,
+    server_pem: PathBuf,
+    server_cert: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn files() -> Files {
+    let p = pki::pki();
+    let dir = TempDir::new().unwrap();
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let mut server_pem = p.cert.to_pem().unwrap();
+    server_pem.extend(p.key.private_key_to_pem_pkcs8().unwrap());
+    Files {
+        ca: write("ca.pem", &p.ca_pem),
+        server_pem: write("server.pem", &server_pem),
+        server_cert: write("server-cert.der", &p.cert.to_der().unwrap()),
+        client_cert: write("client.pem", &p.client_cert.to_pem().unwrap()),
+        client_key: write(
+            "client-key.der",
+            &p.client_key.private_key_to_der().unwrap(),
+        ),
+        _dir: dir,
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn cert_flags(f: &Files, server_cert: &Path, usage: &str) -> Vec<String> {
+    vec![
+        "--cert".into(),
+        path(&f.client_cert),
+        "--key".into(),
+        path(&f.client_key),
+        "--server-cert".into(),
+        path(server_cert),
+        "--certificate-usage".into(),
+        usage.into(),
+    ]
+}
+
+fn x509_rd(f: &Files) -> (PeerProcess, SocketAddr) {
+    // -C: the CA verifies our client certificate.
+    start_rd(&["-c".into(), path(&f.server_pem), "-C".into(), path(&f.ca)])
+}
+
+#[test]
+fn x509_pinned_server_certificate_registers_with_coap_rd() {
+    let f = files();
+    let (rd, addr) = x509_rd(&f);
+    let c = client("dtls-x509-3", addr, &cert_flags(&f, &f.server_cert, "3"));
+    registers(c, &rd);
+}
+
+#[test]
+fn x509_trust_anchor_registers_with_coap_rd() {
+    let f = files();
+    let (rd, addr) = x509_rd(&f);
+    let c = client("dtls-x509-2", addr, &cert_flags(&f, &f.ca, "2"));
+    registers(c, &rd);
+}
+
+#[test]
+fn x509_a_server_certificate_other_than_the_pinned_one_is_refused() {
+    let f = files();
+    let (_rd, addr) = x509_rd(&f);
+    // Usage 3 with the CA's certificate: the server's is a different one.
+    let mut c = client("dtls-x509-bad", addr, &cert_flags(&f, &f.ca, "3"));
+    let ended = line(&mut c, HANDSHAKE_BOUND, "handshake failure", |l| {
+        l.contains("DTLS session ended")
+    });
+    assert!(
+        ended.contains("not the one in Security resource 4"),
+        "{ended}"
+    );
+    line(&mut c, STEP, "registration failure", |l| {
+        l.contains("registration failed")
+    });
+}
