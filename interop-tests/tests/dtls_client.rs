@@ -2,7 +2,9 @@
 //! directory `coap-rd-openssl` (Debian package libcoap3-bin), on real
 //! loopback sockets: Register (POST /rd, 2.01 + Location) with a PSK and with X.509 certificates (a test CA
 //! made at run time); a wrong PSK and a wrong server certificate fail the
-//! handshake and the client says why.
+//! handshake and the client says why. Raw Public Keys against libcoap's
+//! GnuTLS `coap-server-gnutls -M` (the only libcoap tool with RPK; it has
+//! no /rd, so its error answer to Register is what proves the exchange).
 //!
 //! Tool: `$COAP_RD`, else `coap-rd-openssl` from `PATH`
 //! (`./scripts/install-test-deps`). libcoap's servers take the plain CoAP
@@ -44,6 +46,13 @@ fn coap_rd() -> PathBuf {
 /// Starts coap-rd-openssl on 127.0.0.1 with `args`; returns it and its
 /// DTLS address once it answers a CoAP ping on the plain port.
 fn start_rd(args: &[String]) -> (PeerProcess, SocketAddr) {
+    start_libcoap(&coap_rd(), args)
+}
+
+/// Starts the libcoap server `program` on 127.0.0.1 with `args`; returns
+/// it and its DTLS address once it answers a CoAP ping on the plain port.
+fn start_libcoap(program: &Path, args: &[String]) -> (PeerProcess, SocketAddr) {
+    let name = program.display();
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_udp_port().expect("no free UDP port on 127.0.0.1");
@@ -51,10 +60,10 @@ fn start_rd(args: &[String]) -> (PeerProcess, SocketAddr) {
         if port == u16::MAX || std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_err() {
             continue;
         }
-        let mut cmd = Command::new(coap_rd());
+        let mut cmd = Command::new(program);
         cmd.args(["-A", "127.0.0.1", "-p", &port.to_string()])
             .args(args);
-        let mut rd = PeerProcess::spawn(cmd, LIFE).expect("start coap-rd-openssl");
+        let mut rd = PeerProcess::spawn(cmd, LIFE).unwrap_or_else(|e| panic!("start {name}: {e}"));
         if wait_for_coap_ping(
             SocketAddr::from(([127, 0, 0, 1], port)),
             lwm2m_core::time::Duration::from_secs(5),
@@ -62,7 +71,7 @@ fn start_rd(args: &[String]) -> (PeerProcess, SocketAddr) {
             return (rd, SocketAddr::from(([127, 0, 0, 1], port + 1)));
         }
         last = format!(
-            "coap-rd-openssl (exit {:?}) did not answer a ping on port {port}:\n{}",
+            "{name} (exit {:?}) did not answer a ping on port {port}:\n{}",
             rd.try_wait(),
             rd.output()
         );
@@ -239,4 +248,94 @@ fn x509_a_server_certificate_other_than_the_pinned_one_is_refused() {
     line(&mut c, STEP, "registration failure", |l| {
         l.contains("registration failed")
     });
+}
+
+/// libcoap's GnuTLS build: its coap-server has Raw Public Keys (-M), which
+/// the OpenSSL build and coap-rd lack.
+fn coap_server_gnutls() -> PathBuf {
+    std::env::var_os("COAP_SERVER_GNUTLS")
+        .map(PathBuf::from)
+        .or_else(|| find_in_path(&["coap-server-gnutls"]))
+        .unwrap_or_else(|| {
+            panic!(
+                "coap-server-gnutls not found (set COAP_SERVER_GNUTLS or run \
+                 ./scripts/install-test-deps, which installs Debian's libcoap3-bin)"
+            )
+        })
+}
+
+/// Key files for Raw Public Keys: the server's key pair (PEM, "EC PRIVATE
+/// KEY" as libcoap's -M wants), its public key (DER SubjectPublicKeyInfo),
+/// another key's public half, and the client's key pair (PEM).
+struct RpkFiles {
+    _dir: TempDir,
+    server_key: PathBuf,
+    server_public: PathBuf,
+    other_public: PathBuf,
+    client_key: PathBuf,
+}
+
+fn rpk_files() -> RpkFiles {
+    let dir = TempDir::new().unwrap();
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let (server, other, client) = (pki::ec_key(), pki::ec_key(), pki::ec_key());
+    let ec_pem = |k: &openssl::pkey::PKey<openssl::pkey::Private>| {
+        k.ec_key().unwrap().private_key_to_pem().unwrap()
+    };
+    RpkFiles {
+        server_key: write("server-key.pem", &ec_pem(&server)),
+        server_public: write("server-public.der", &server.public_key_to_der().unwrap()),
+        other_public: write("other-public.pem", &other.public_key_to_pem().unwrap()),
+        client_key: write("client-key.pem", &ec_pem(&client)),
+        _dir: dir,
+    }
+}
+
+fn rpk_flags(f: &RpkFiles, server_public: &Path) -> Vec<String> {
+    vec![
+        "--rpk-key".into(),
+        path(&f.client_key),
+        "--server-public-key".into(),
+        path(server_public),
+    ]
+}
+
+#[test]
+fn raw_public_keys_with_coap_server_gnutls() {
+    let f = rpk_files();
+    let (server, addr) = start_libcoap(&coap_server_gnutls(), &["-M".into(), path(&f.server_key)]);
+    let mut c = client("dtls-rpk", addr, &rpk_flags(&f, &f.server_public));
+    line(&mut c, STEP, "established session", |l| {
+        l.contains("DTLS session established")
+    });
+    // coap-server has no /rd: its CoAP answer to Register (an error code,
+    // not a timeout) came back through the RPK session.
+    let failed = line(&mut c, STEP, "answer to Register", |l| {
+        l.contains("registration failed")
+    });
+    assert!(
+        failed.contains("code=Some(\"4."),
+        "{failed}\nserver:\n{}",
+        server.output()
+    );
+}
+
+#[test]
+fn raw_public_keys_a_server_key_other_than_the_given_one_is_refused() {
+    let f = rpk_files();
+    let (_server, addr) = start_libcoap(&coap_server_gnutls(), &["-M".into(), path(&f.server_key)]);
+    let mut c = client("dtls-rpk-bad", addr, &rpk_flags(&f, &f.other_public));
+    let ended = line(&mut c, HANDSHAKE_BOUND, "handshake failure", |l| {
+        l.contains("DTLS session ended")
+    });
+    assert!(ended.contains("raw public key is not the one"), "{ended}");
+    assert!(
+        !c.output().contains("DTLS session established"),
+        "{}",
+        c.output()
+    );
 }

@@ -15,9 +15,12 @@
 //! PSK (mode 0) and X.509 certificates (mode 2) with Certificate Usage 3
 //! (the server's certificate must equal resource 4) or 2 (resource 4 is
 //! the trust anchor of the server's chain; the server's name is not
-//! checked against the URI). Raw public keys (mode 1) need RFC 7250
-//! support, which OpenSSL has from 3.2 on: [`DtlsError::Unsupported`]
-//! with Debian's 3.0.
+//! checked against the URI), and raw public keys (mode 1, RFC 7250: the
+//! client presents the public half of resource 5 and accepts exactly the
+//! key in resource 4). Raw public keys need OpenSSL 3.2 or newer: with
+//! the `rpk` feature (default) OpenSSL is built from source and linked
+//! statically (crate `lwm2m-dtls`); without it mode 1 is
+//! [`DtlsError::Unsupported`].
 //!
 //! # Timers
 //!
@@ -194,8 +197,11 @@ pub struct DtlsSession {
     /// The next time the handshake is driven (OpenSSL's retransmissions).
     next_check: Option<Instant>,
     /// Set by the verify callback when the server's certificate differs
-    /// from the pinned one (Certificate Usage 3), for the error message.
+    /// from the pinned one (Certificate Usage 3), or its raw public key
+    /// from resource 4 (mode 1), for the error message.
     pin_mismatch: Arc<AtomicBool>,
+    /// What [`DtlsSession::error`] says when `pin_mismatch` is set.
+    pin_mismatch_reason: &'static str,
     /// The latest time any entry point was called with.
     now: Instant,
 }
@@ -234,10 +240,24 @@ impl DtlsSession {
                 ))
             }
             SecurityParams::Unusable(why) => return Err(DtlsError::Unusable(why)),
+            #[cfg(feature = "rpk")]
+            SecurityParams::RawPublicKey {
+                public_key,
+                server_public_key,
+                private_key,
+            } => configure_rpk(
+                &mut ctx,
+                public_key,
+                server_public_key,
+                private_key,
+                pin_mismatch.clone(),
+            )?,
+            #[cfg(not(feature = "rpk"))]
             SecurityParams::RawPublicKey { .. } => {
                 return Err(DtlsError::Unsupported(
-                    "Security Mode 1 (Raw Public Key, RFC 7250) needs OpenSSL >= 3.2; this \
-                     build uses OpenSSL 3.0: expected mode 0 (PSK) or 2 (Certificate)",
+                    "Security Mode 1 (Raw Public Key, RFC 7250) needs OpenSSL >= 3.2 (the \
+                     `rpk` feature); this build has none: expected mode 0 (PSK) or 2 \
+                     (Certificate)",
                 ))
             }
             SecurityParams::Psk { identity, key } => {
@@ -274,6 +294,16 @@ impl DtlsSession {
             deadline: now + config.handshake_timeout,
             next_check: None,
             pin_mismatch,
+            pin_mismatch_reason: match params {
+                SecurityParams::RawPublicKey { .. } => {
+                    "the server's raw public key is not the one in Security resource 4 \
+                     (Security Mode 1)"
+                }
+                _ => {
+                    "the server's certificate is not the one in Security resource 4 \
+                     (Certificate Usage 3, domain-issued certificate)"
+                }
+            },
             now,
         };
         session.drive_handshake(now);
@@ -452,9 +482,7 @@ impl DtlsSession {
     /// the certificate verification result.
     fn describe(&self, e: &openssl::ssl::Error) -> String {
         if self.pin_mismatch.load(Ordering::Relaxed) {
-            return "the server's certificate is not the one in Security resource 4 \
-                    (Certificate Usage 3, domain-issued certificate)"
-                .into();
+            return self.pin_mismatch_reason.into();
         }
         let mut parts: Vec<String> = e
             .ssl_error()
@@ -581,6 +609,59 @@ fn configure_certificate(
             ))
         }
     }
+    Ok(())
+}
+
+/// The cipher suites offered with raw public keys: the one LwM2M mandates
+/// for certificate-based modes (TS Transport §5.2.8:
+/// `TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8`), then common ECDSA and RSA ones.
+#[cfg(feature = "rpk")]
+const RPK_CIPHERS: &str = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:\
+     ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256";
+
+/// Mode 1: the client presents the public key of `private_key` and accepts
+/// exactly `server_public_key` (both DER SubjectPublicKeyInfo, compared
+/// after a parse and re-encoding so equivalent encodings match).
+#[cfg(feature = "rpk")]
+fn configure_rpk(
+    ctx: &mut SslContextBuilder,
+    public_key: &[u8],
+    server_public_key: &[u8],
+    private_key: &[u8],
+    mismatch: Arc<AtomicBool>,
+) -> Result<(), DtlsError> {
+    const OWN: &str = "client public key (Security resource 3, DER SubjectPublicKeyInfo)";
+    const KEY: &str = "client private key (Security resource 5, DER)";
+    const SERVER: &str = "server public key (Security resource 4, DER SubjectPublicKeyInfo)";
+    let key = PKey::private_key_from_der(private_key).map_err(|e| bad(KEY, e))?;
+    let own = key.public_key_to_der().map_err(|e| bad(KEY, e))?;
+    // Resource 3 may be left empty: the key pair is in resource 5.
+    if !public_key.is_empty() {
+        let given = PKey::public_key_from_der(public_key)
+            .and_then(|k| k.public_key_to_der())
+            .map_err(|e| bad(OWN, e))?;
+        if given != own {
+            return Err(bad(OWN, "it is not the public half of resource 5"));
+        }
+    }
+    if server_public_key.is_empty() {
+        return Err(bad(SERVER, "empty: mode 1 needs the server's public key"));
+    }
+    let expected = PKey::public_key_from_der(server_public_key)
+        .and_then(|k| k.public_key_to_der())
+        .map_err(|e| bad(SERVER, e))?;
+    ctx.set_private_key(&key).map_err(|e| bad(KEY, e))?;
+    lwm2m_dtls::rpk::offer_only_raw_public_keys(ctx).map_err(setup)?;
+    ctx.set_cipher_list(RPK_CIPHERS).map_err(setup)?;
+    ctx.set_verify_callback(SslVerifyMode::PEER, move |_preverified, store| {
+        // OpenSSL would only accept a key listed as a DANE record; the
+        // comparison with resource 4 is the whole verification.
+        let same = lwm2m_dtls::rpk::store_context_public_key(store).is_some_and(|k| k == expected);
+        if !same {
+            mismatch.store(true, Ordering::Relaxed);
+        }
+        same
+    });
     Ok(())
 }
 
@@ -851,7 +932,12 @@ mod tests {
             server_public_key: vec![2],
             private_key: vec![3],
         };
-        assert!(err(&rpk).to_string().contains("OpenSSL >= 3.2"));
+        if cfg!(feature = "rpk") {
+            // Keys that are not DER: the resource holding them is named.
+            assert!(err(&rpk).to_string().contains("resource 5"));
+        } else {
+            assert!(err(&rpk).to_string().contains("OpenSSL >= 3.2"));
+        }
         assert!(matches!(
             err(&SecurityParams::NoSec),
             DtlsError::Unusable(_)
@@ -872,6 +958,95 @@ mod tests {
         assert!(err(&garbage).to_string().contains("resource 3"));
         let usage_1 = cert_params(&p, &p.cert, CertificateUsage::ServiceCertificateConstraint);
         assert!(matches!(err(&usage_1), DtlsError::Unsupported(_)));
+    }
+
+    /// A DTLS server presenting `own` as a raw public key and accepting
+    /// only `client` (SubjectPublicKeyInfo DER).
+    #[cfg(feature = "rpk")]
+    fn rpk_server(own: &PKey<openssl::pkey::Private>, client: Vec<u8>) -> Server {
+        let mut b = ctx_builder();
+        b.set_private_key(own).unwrap();
+        lwm2m_dtls::rpk::offer_only_raw_public_keys(&mut b).unwrap();
+        b.set_verify_callback(
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            move |_, store| {
+                lwm2m_dtls::rpk::store_context_public_key(store).is_some_and(|k| k == client)
+            },
+        );
+        Server::new(b.build())
+    }
+
+    #[cfg(feature = "rpk")]
+    fn rpk_params(
+        own: &PKey<openssl::pkey::Private>,
+        server: &PKey<openssl::pkey::Private>,
+    ) -> SecurityParams {
+        SecurityParams::RawPublicKey {
+            public_key: own.public_key_to_der().unwrap(),
+            server_public_key: server.public_key_to_der().unwrap(),
+            private_key: own.private_key_to_der().unwrap(),
+        }
+    }
+
+    #[cfg(feature = "rpk")]
+    #[test]
+    fn raw_public_keys_both_ways_mode_1() {
+        let (own, server) = (ec_key(), ec_key());
+        let mut c = start(&rpk_params(&own, &server));
+        let mut s = rpk_server(&server, own.public_key_to_der().unwrap());
+        exchange(&mut c, &mut s);
+        // The server saw our key, not a certificate.
+        assert_eq!(
+            lwm2m_dtls::rpk::peer_public_key(s.stream.ssl()),
+            Some(own.public_key_to_der().unwrap())
+        );
+        assert!(s.stream.ssl().peer_certificate().is_none());
+        // Resource 3 may be empty: the public half comes from resource 5.
+        let mut params = rpk_params(&own, &server);
+        if let SecurityParams::RawPublicKey { public_key, .. } = &mut params {
+            public_key.clear();
+        }
+        let mut c = start(&params);
+        let mut s = rpk_server(&server, own.public_key_to_der().unwrap());
+        exchange(&mut c, &mut s);
+    }
+
+    #[cfg(feature = "rpk")]
+    #[test]
+    fn a_server_raw_public_key_other_than_resource_4_is_refused() {
+        let (own, server, other) = (ec_key(), ec_key(), ec_key());
+        let mut c = start(&rpk_params(&own, &other));
+        let mut s = rpk_server(&server, own.public_key_to_der().unwrap());
+        pump(&mut c, &mut s, t0());
+        assert_eq!(c.state(), DtlsState::Failed);
+        match c.error() {
+            Some(DtlsError::HandshakeFailed(why)) => {
+                assert!(why.contains("raw public key is not the one"), "{why}")
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(!s.established);
+    }
+
+    #[cfg(feature = "rpk")]
+    #[test]
+    fn raw_public_key_credentials_that_do_not_fit_are_refused() {
+        let (own, server, other) = (ec_key(), ec_key(), ec_key());
+        let cfg = DtlsConfig::default();
+        let err = |p: &SecurityParams| DtlsSession::connect(p, &cfg, t0()).unwrap_err();
+        let mut wrong_half = rpk_params(&own, &server);
+        if let SecurityParams::RawPublicKey { public_key, .. } = &mut wrong_half {
+            *public_key = other.public_key_to_der().unwrap();
+        }
+        assert!(err(&wrong_half).to_string().contains("not the public half"));
+        let mut no_server = rpk_params(&own, &server);
+        if let SecurityParams::RawPublicKey {
+            server_public_key, ..
+        } = &mut no_server
+        {
+            server_public_key.clear();
+        }
+        assert!(err(&no_server).to_string().contains("resource 4"));
     }
 
     #[test]

@@ -13,13 +13,18 @@
 //!     --psk-identity NAME --psk-key 000102030405060708090a0b0c0d0e0f
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coaps://127.0.0.1:5684 \
 //!     --cert client.pem --key client-key.pem --server-cert server.pem [--certificate-usage 3]
+//! cargo run -p lwm2m-client -- --endpoint NAME --server coaps://127.0.0.1:5684 \
+//!     --rpk-key client-key.pem --server-public-key server-public.pem
 //! ```
 //! DTLS credentials for `coaps://` servers: `--psk-identity ID --psk-key
 //! HEX` (Security Mode 0), or `--cert FILE --key FILE --server-cert FILE`
 //! (Mode 2; PEM or DER files, stored as DER in Security resources 3, 5
 //! and 4) with `--certificate-usage 3` (the default: the server's
 //! certificate must equal `--server-cert`) or `2` (`--server-cert` is the
-//! trust anchor its chain must lead to). They apply to every `coaps://`
+//! trust anchor its chain must lead to), or `--rpk-key FILE
+//! --server-public-key FILE` (Mode 1, Raw Public Key: the device's private
+//! key, its public half in resource 3, and the server's public key, PEM or
+//! DER SubjectPublicKeyInfo, in resource 4). They apply to every `coaps://`
 //! account, `--server`s and `--bootstrap`, alike (one device identity);
 //! `coap://` accounts stay NoSec. A `coaps://` URI without credentials,
 //! or credentials without a `coaps://` URI, is an error.
@@ -72,7 +77,8 @@ const USAGE: &str =
 | --bootstrap coap://HOST:PORT) \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
 [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE] \
-[--psk-identity ID --psk-key HEX | --cert FILE --key FILE --server-cert FILE [--certificate-usage 2|3]]";
+[--psk-identity ID --psk-key HEX | --cert FILE --key FILE --server-cert FILE [--certificate-usage 2|3] \
+| --rpk-key FILE --server-public-key FILE]";
 
 struct Args {
     endpoint: String,
@@ -92,6 +98,8 @@ struct Args {
     key: Option<std::path::PathBuf>,
     server_cert: Option<std::path::PathBuf>,
     certificate_usage: Option<i64>,
+    rpk_key: Option<std::path::PathBuf>,
+    server_public_key: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -112,6 +120,8 @@ fn parse_args() -> Result<Args, String> {
         key: None,
         server_cert: None,
         certificate_usage: None,
+        rpk_key: None,
+        server_public_key: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -140,6 +150,8 @@ fn parse_args() -> Result<Args, String> {
             "--cert" => args.cert = Some(value.into()),
             "--key" => args.key = Some(value.into()),
             "--server-cert" => args.server_cert = Some(value.into()),
+            "--rpk-key" => args.rpk_key = Some(value.into()),
+            "--server-public-key" => args.server_public_key = Some(value.into()),
             "--certificate-usage" => {
                 args.certificate_usage = Some(
                     value
@@ -228,6 +240,11 @@ enum Credentials {
         server_certificate: Vec<u8>,
         usage: Option<i64>,
     },
+    RawPublicKey {
+        public_key: Vec<u8>,
+        private_key: Vec<u8>,
+        server_public_key: Vec<u8>,
+    },
 }
 
 impl Credentials {
@@ -238,14 +255,29 @@ impl Credentials {
             || args.key.is_some()
             || args.server_cert.is_some()
             || args.certificate_usage.is_some();
+        let rpk = args.rpk_key.is_some() || args.server_public_key.is_some();
+        if usize::from(psk) + usize::from(cert) + usize::from(rpk) > 1 {
+            return Err(
+                "give one of --psk-identity/--psk-key, --cert/--key/--server-cert \
+or --rpk-key/--server-public-key"
+                    .into(),
+            );
+        }
+        if rpk {
+            return match (&args.rpk_key, &args.server_public_key) {
+                (Some(k), Some(s)) => {
+                    let (public_key, private_key) = read_key_pair(k)?;
+                    let creds = Credentials::RawPublicKey {
+                        public_key,
+                        private_key,
+                        server_public_key: read_public_key(s)?,
+                    };
+                    creds.check_uris(args)
+                }
+                _ => Err("--rpk-key and --server-public-key go together".into()),
+            };
+        }
         let creds = match (psk, cert) {
-            (true, true) => {
-                return Err(
-                    "give either --psk-identity/--psk-key or --cert/--key/--server-cert, \
-not both"
-                        .into(),
-                )
-            }
             (false, false) => Credentials::None,
             (true, false) => match (&args.psk_identity, &args.psk_key) {
                 (Some(id), Some(key)) => Credentials::Psk {
@@ -254,7 +286,8 @@ not both"
                 },
                 _ => return Err("--psk-identity and --psk-key go together".into()),
             },
-            (false, true) => match (&args.cert, &args.key, &args.server_cert) {
+            // (true, true) was refused above.
+            (_, true) => match (&args.cert, &args.key, &args.server_cert) {
                 (Some(c), Some(k), Some(s)) => Credentials::Certificate {
                     certificate: read_certificate(c)?,
                     private_key: read_private_key(k)?,
@@ -264,16 +297,22 @@ not both"
                 _ => return Err("--cert, --key and --server-cert go together".into()),
             },
         };
+        creds.check_uris(args)
+    }
+
+    /// These credentials if they fit the URIs: a `coaps://` URI needs
+    /// some, and credentials need a `coaps://` URI.
+    fn check_uris(self, args: &Args) -> Result<Credentials, String> {
         let uris = args.servers.iter().chain(args.bootstrap.as_ref());
         let secure = uris.filter(|u| is_coaps(u)).count();
-        match (&creds, secure) {
+        match (&self, secure) {
             (Credentials::None, n) if n > 0 => Err("a coaps:// server needs credentials: \
---psk-identity ID --psk-key HEX, or --cert FILE --key FILE --server-cert FILE"
+--psk-identity ID --psk-key HEX, --cert FILE --key FILE --server-cert FILE, \
+or --rpk-key FILE --server-public-key FILE"
                 .into()),
-            (Credentials::Psk { .. } | Credentials::Certificate { .. }, 0) => {
-                Err("DTLS credentials given but no coaps:// --server or --bootstrap".into())
-            }
-            _ => Ok(creds),
+            (Credentials::None, _) => Ok(self),
+            (_, 0) => Err("DTLS credentials given but no coaps:// --server or --bootstrap".into()),
+            _ => Ok(self),
         }
     }
 
@@ -291,6 +330,11 @@ not both"
                 server_certificate,
                 usage,
             } => instance.with_certificate(certificate, private_key, server_certificate, *usage),
+            Credentials::RawPublicKey {
+                public_key,
+                private_key,
+                server_public_key,
+            } => instance.with_raw_public_key(public_key, private_key, server_public_key),
         }
     }
 }
@@ -328,6 +372,33 @@ fn read_private_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
         })?;
     key.private_key_to_pkcs8()
         .map_err(|e| format!("{}: cannot encode the key: {e}", path.display()))
+}
+
+/// A private key file (PEM or DER) as (its public half as DER
+/// SubjectPublicKeyInfo, the key as PKCS#8 DER).
+fn read_key_pair(path: &std::path::Path) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let private_key = read_private_key(path)?;
+    let key = openssl::pkey::PKey::private_key_from_der(&private_key)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let public_key = key
+        .public_key_to_der()
+        .map_err(|e| format!("{}: cannot encode the public key: {e}", path.display()))?;
+    Ok((public_key, private_key))
+}
+
+/// A public key file (PEM `PUBLIC KEY` or DER SubjectPublicKeyInfo) as DER.
+fn read_public_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = read_file(path)?;
+    let key = openssl::pkey::PKey::public_key_from_pem(&bytes)
+        .or_else(|_| openssl::pkey::PKey::public_key_from_der(&bytes))
+        .map_err(|_| {
+            format!(
+                "{}: expected a PEM or DER public key (SubjectPublicKeyInfo)",
+                path.display()
+            )
+        })?;
+    key.public_key_to_der()
+        .map_err(|e| format!("{}: cannot encode the public key: {e}", path.display()))
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -10,7 +10,7 @@ use lwm2m_objects::security::v1_1 as sec;
 
 use super::{as_int, as_string, fill_created, int, remove_instance, string};
 use crate::object::{DmError, Object};
-use crate::security::{MODE_CERTIFICATE, MODE_PSK};
+use crate::security::{MODE_CERTIFICATE, MODE_PSK, MODE_RPK};
 
 /// Security mode 3: NoSec.
 pub const MODE_NOSEC: i64 = 3;
@@ -83,6 +83,26 @@ impl SecurityInstance {
             secret_key: private_key.to_vec(),
             server_public_key: server_certificate.to_vec(),
             certificate_usage: usage,
+            ..self
+        }
+    }
+
+    /// This account with raw public key security (mode 1): the client's
+    /// public key and private key (resources 3 and 5: DER
+    /// SubjectPublicKeyInfo and DER private key) and the server's public key
+    /// (resource 4, DER SubjectPublicKeyInfo).
+    pub fn with_raw_public_key(
+        self,
+        public_key: &[u8],
+        private_key: &[u8],
+        server_public_key: &[u8],
+    ) -> SecurityInstance {
+        SecurityInstance {
+            security_mode: MODE_RPK,
+            public_key_or_identity: public_key.to_vec(),
+            secret_key: private_key.to_vec(),
+            server_public_key: server_public_key.to_vec(),
+            certificate_usage: None,
             ..self
         }
     }
