@@ -716,7 +716,7 @@ impl DtlsServer {
             Outcome::Continue if done => {
                 if let Some(s) = st.handshake.take() {
                     if let Some(id) = &s.identity {
-                        tracing::debug!(%peer, identity = ?id, "DTLS session established");
+                        tracing::debug!(%peer, identity = %id, "DTLS session established");
                     }
                     st.established = Some(s);
                 }

@@ -170,7 +170,7 @@ pub type SharedSecurityStore = std::sync::Arc<std::sync::Mutex<Box<dyn SecurityS
 /// from 3.2 only (this server builds against 3.0). They will come as a new
 /// variant `Rpk { public_key }` (the DER `SubjectPublicKeyInfo`, compared
 /// with [`Credentials::Rpk`]); the enum is `#[non_exhaustive]` for that.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PeerIdentity {
     /// A PSK handshake with this identity (its key was the store's).
@@ -183,6 +183,31 @@ pub enum PeerIdentity {
         /// The certificate, DER.
         der: Vec<u8>,
     },
+}
+
+impl fmt::Debug for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerIdentity::Psk(id) => f.debug_tuple("Psk").field(id).finish(),
+            // The certificate's bytes would drown a log line.
+            PeerIdentity::X509 { common_name, der } => f
+                .debug_struct("X509")
+                .field("common_name", common_name)
+                .field("der_len", &der.len())
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerIdentity::Psk(id) => write!(f, "PSK identity {id:?}"),
+            PeerIdentity::X509 { common_name, .. } => {
+                write!(f, "certificate with CN {common_name:?}")
+            }
+        }
+    }
 }
 
 /// Why [`Authorizer::authorize`] refused.
