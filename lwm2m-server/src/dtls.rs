@@ -738,7 +738,7 @@ impl DtlsServer {
         let Some(identity) = s.identity.clone() else {
             return;
         };
-        let mut close = false;
+        let (mut close, mut notify) = (false, false);
         loop {
             match s.stream.ssl_read(&mut self.buf) {
                 Ok(n) => {
@@ -753,9 +753,11 @@ impl DtlsServer {
                 }
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
                 Err(e) => {
-                    // close_notify (ZERO_RETURN) or a fatal error.
+                    // close_notify (ZERO_RETURN: answered with ours) or a
+                    // fatal error.
                     tracing::debug!(%peer, "DTLS session ended: {e}");
                     close = true;
+                    notify = e.code() == ErrorCode::ZERO_RETURN;
                     break;
                 }
             }
@@ -763,7 +765,7 @@ impl DtlsServer {
         let out = Self::drain(&mut s.stream);
         self.transmits.extend(out.into_iter().map(|d| (peer, d)));
         if close {
-            self.close_established(peer, false);
+            self.close_established(peer, notify);
         }
     }
 
