@@ -19,6 +19,13 @@
 //! it does at its next Update). A plain datagram from an address that has a
 //! DTLS session is dropped too, so one address never mixes both transports
 //! in the engine's CoAP state (deduplication, tokens).
+//! Not covered yet: a transmit is routed by address only, so if another
+//! identity takes over an address (a new handshake from the same ip:port,
+//! e.g. after NAT reuse) while a registration of the old identity still
+//! points there, the server's requests for that old registration go
+//! through the new session. (Its Update, De-register and Send from the new
+//! identity are refused, 4.03.) Closing this needs the engine to say whose
+//! registration each outgoing request is for.
 //!
 //! Storage calls (SQLite) run inline on the driver task: each is one short
 //! write in WAL mode. A server with very high registration rates would move
