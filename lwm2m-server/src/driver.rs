@@ -19,12 +19,14 @@
 //! it does at its next Update). A plain datagram from an address that has a
 //! DTLS session is dropped too, so one address never mixes both transports
 //! in the engine's CoAP state (deduplication, tokens).
-//! Not covered yet: a transmit is routed by address only, so if another
-//! identity takes over an address (a new handshake from the same ip:port,
-//! e.g. after NAT reuse) while a registration of the old identity still
-//! points there, the server's requests for that old registration go
-//! through the new session. (Its Update, De-register and Send from the new
-//! identity are refused, 4.03.) Closing this needs the engine to say whose
+//! The server's own requests (not its responses) go through a session only
+//! if the session's identity is one a registration at that address was
+//! made with ([`Engine::identities_at`]): after another identity took an
+//! address over (a new handshake from the same ip:port, NAT reuse), the old
+//! registration's requests are dropped rather than handed to the new peer.
+//! Routing is by address, so while registrations of two identities share
+//! one address (the old one not yet expired), the requests of both go to
+//! the session there; closing that needs the engine to say whose
 //! registration each outgoing request is for.
 //!
 //! Storage calls (SQLite) run inline on the driver task: each is one short
@@ -50,6 +52,8 @@ use crate::dtls::{psk_from_store, DtlsConfig, DtlsError, DtlsServer};
 use crate::engine::{
     DmError, DmRequestId, DmResponse, Engine, ServerConfig, ServerEvent, WriteMode,
 };
+#[cfg(feature = "dtls")]
+use crate::registration::RegistrationSecurity;
 use crate::security::{SecurityChecker, SharedSecurityStore};
 use crate::store::RegistrationStore;
 use crate::{Registration, StoreError};
@@ -609,6 +613,15 @@ pub(crate) async fn pump<P: Pumped>(
     engine.flush(socket, secure).await;
 }
 
+/// Whether a CoAP datagram is a request (code class 0, not Empty): the
+/// server's own, as opposed to its answers to the peer.
+#[cfg(feature = "dtls")]
+fn is_request(datagram: &[u8]) -> bool {
+    datagram
+        .get(1)
+        .is_some_and(|code| *code != 0 && code >> 5 == 0)
+}
+
 /// Receives from `socket`, or waits forever without one.
 async fn recv_opt(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
     match socket {
@@ -705,6 +718,16 @@ impl ServerPump {
         while let Some(t) = self.engine.poll_transmit() {
             #[cfg(feature = "dtls")]
             if let Some(dtls) = self.dtls.as_mut().filter(|d| d.has_session(&t.peer)) {
+                let session = dtls.session_identity(&t.peer).map(RegistrationSecurity::of);
+                let ours = || {
+                    self.engine
+                        .identities_at(&t.peer)
+                        .any(|s| Some(s) == session.as_ref())
+                };
+                if is_request(&t.bytes) && self.engine.expects_security(&t.peer) && !ours() {
+                    tracing::debug!(peer = %t.peer, "DTLS session is not the registration's identity; request dropped");
+                    continue;
+                }
                 if let Err(e) = dtls.send(self.now, t.peer, &t.bytes) {
                     tracing::debug!(peer = %t.peer, "{e}");
                 }

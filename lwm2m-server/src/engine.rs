@@ -356,8 +356,8 @@ pub struct Engine<P, R> {
     authorizer: Option<Box<dyn Authorizer>>,
     /// The DTLS identity of the datagram being processed.
     identity: Option<PeerIdentity>,
-    /// Registrations made over DTLS per address.
-    secured_per_address: BTreeMap<P, usize>,
+    /// Registrations made over DTLS per address, by identity.
+    secured_per_address: BTreeMap<P, BTreeMap<RegistrationSecurity, usize>>,
 }
 
 impl<P, R> fmt::Debug for Engine<P, R> {
@@ -629,6 +629,17 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         self.secured_per_address.contains_key(peer)
     }
 
+    /// The DTLS identities of the registrations at `peer`. A driver sends
+    /// this engine's own requests to `peer` only through a session whose
+    /// identity is one of them (after another identity took the address
+    /// over, they would reach the wrong client).
+    pub fn identities_at(&self, peer: &P) -> impl Iterator<Item = &RegistrationSecurity> {
+        self.secured_per_address
+            .get(peer)
+            .into_iter()
+            .flat_map(BTreeMap::keys)
+    }
+
     /// Asks the authorizer whether the current sender may act as `endpoint`.
     fn authorize(&self, endpoint: &str) -> Result<(), Response> {
         let Some(a) = &self.authorizer else {
@@ -732,10 +743,12 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         self.by_endpoint
             .insert(reg.endpoint.clone(), reg.id.clone());
         *self.per_address.entry(reg.address.clone()).or_insert(0) += 1;
-        if reg.security.is_some() {
+        if let Some(sec) = &reg.security {
             *self
                 .secured_per_address
                 .entry(reg.address.clone())
+                .or_default()
+                .entry(sec.clone())
                 .or_insert(0) += 1;
         }
         self.clients.insert(
@@ -757,10 +770,15 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             self.by_endpoint.remove(&c.reg.endpoint);
         }
         self.dec_address(&c.reg.address);
-        if c.reg.security.is_some() {
-            if let Some(n) = self.secured_per_address.get_mut(&c.reg.address) {
-                *n -= 1;
-                if *n == 0 {
+        if let Some(sec) = &c.reg.security {
+            if let Some(at) = self.secured_per_address.get_mut(&c.reg.address) {
+                if let Some(n) = at.get_mut(sec) {
+                    *n -= 1;
+                    if *n == 0 {
+                        at.remove(sec);
+                    }
+                }
+                if at.is_empty() {
                     self.secured_per_address.remove(&c.reg.address);
                 }
             }

@@ -56,7 +56,7 @@ pub struct Registration<P> {
 /// The DTLS identity a registration is bound to: the part of a
 /// [`PeerIdentity`] later requests are compared on (and that the stores
 /// keep). Never holds key material.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum RegistrationSecurity {
     /// Registered over a PSK handshake with this identity.

@@ -34,6 +34,17 @@ struct Client {
 
 impl Client {
     fn connect(server: SocketAddr, identity: &'static str, key: &'static [u8]) -> Client {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Client::connect_on(sock, server, identity, key)
+    }
+
+    /// A handshake from `sock` (whose address may already have a session).
+    fn connect_on(
+        sock: UdpSocket,
+        server: SocketAddr,
+        identity: &'static str,
+        key: &'static [u8],
+    ) -> Client {
         let mut b = SslContextBuilder::new(SslMethod::dtls_client()).unwrap();
         b.set_options(SslOptions::NO_QUERY_MTU);
         b.set_cipher_list("PSK-AES128-CCM8").unwrap();
@@ -46,7 +57,6 @@ impl Client {
         let mut ssl = Ssl::new(&b.build()).unwrap();
         ssl.set_mtu(1200).unwrap();
         ssl.set_connect_state();
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let mut c = Client {
@@ -133,6 +143,8 @@ impl Client {
 fn security() -> SharedSecurityStore {
     let mut s = MemorySecurityStore::new();
     s.put(SecurityInfo::psk("dtls-ep", "dtls-id", b"0123456789"))
+        .unwrap();
+    s.put(SecurityInfo::psk("other-ep", "other-id", b"abcdefghij"))
         .unwrap();
     Arc::new(Mutex::new(Box::new(s)))
 }
@@ -229,11 +241,8 @@ async fn server_requests_reach_a_dtls_client_through_its_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secured_client_without_a_session_gets_nothing_in_clear() {
-    // Short retransmissions: the Read below is never answered.
-    let mut config = ServerConfig::default();
-    config.coap.ack_timeout = lwm2m_core::time::Duration::from_millis(50);
-    config.coap.max_retransmit = 1;
-    let server = start(config).await;
+    // The Read below is never answered.
+    let server = start(impatient()).await;
     let coaps = server.secure_addr().unwrap();
     let client = tokio::task::spawn_blocking(move || {
         let mut c = Client::connect(coaps, "dtls-id", b"0123456789");
@@ -274,5 +283,45 @@ async fn a_secured_client_without_a_session_gets_nothing_in_clear() {
         }
     }
     assert_eq!(clear, 0, "nothing from the plain socket");
+    server.shutdown().await;
+}
+
+/// Short retransmissions, for requests that are never answered.
+fn impatient() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.coap.ack_timeout = lwm2m_core::time::Duration::from_millis(50);
+    config.coap.max_retransmit = 1;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_a_registration_never_reach_another_identity_at_its_address() {
+    let server = start(impatient()).await;
+    let coaps = server.secure_addr().unwrap();
+    // dtls-ep registers; then another client takes its ip:port over with
+    // its own identity (a NAT handing the address on).
+    let mut other = tokio::task::spawn_blocking(move || {
+        let mut a = Client::connect(coaps, "dtls-id", b"0123456789");
+        assert_eq!(a.register("dtls-ep").code, Code::CREATED);
+        let sock = a.sock.try_clone().unwrap();
+        Client::connect_on(sock, coaps, "other-id", b"abcdefghij")
+    })
+    .await
+    .unwrap();
+    // The server's Read for dtls-ep is not handed to the new session.
+    let r = server
+        .read("dtls-ep", "/3/0/0".parse::<Path>().unwrap())
+        .await;
+    assert!(matches!(r, Err(DmError::Request(_))), "{r:?}");
+    // The newcomer's own requests are still answered through its session,
+    // and nothing it received was the Read.
+    let other = tokio::task::spawn_blocking(move || {
+        assert_eq!(other.register("other-ep").code, Code::CREATED);
+        assert!(other.coap.poll_event().is_none(), "no request for dtls-ep");
+        other
+    })
+    .await
+    .unwrap();
+    drop(other);
     server.shutdown().await;
 }
