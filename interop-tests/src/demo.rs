@@ -44,6 +44,8 @@ pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 pub struct DemoServerAddrs {
     /// LwM2M over CoAP (UDP).
     pub coap: SocketAddr,
+    /// LwM2M over CoAP over DTLS (UDP).
+    pub coaps: SocketAddr,
     /// The admin HTTP API and the web UI.
     pub http: SocketAddr,
 }
@@ -56,10 +58,22 @@ pub fn spawn_demo_server(
     data: PathBuf,
     life: Duration,
 ) -> (PeerProcess, DemoServerAddrs) {
+    spawn_demo_server_with(server_bin, data, life, &[])
+}
+
+/// [`spawn_demo_server`] with more flags (e.g. `--dtls-cert`).
+pub fn spawn_demo_server_with(
+    server_bin: &Path,
+    data: PathBuf,
+    life: Duration,
+    extra: &[&std::ffi::OsStr],
+) -> (PeerProcess, DemoServerAddrs) {
     let mut cmd = Command::new(server_bin);
     // Free ports for everything the binary serves, so parallel tests do not clash.
     cmd.args([
         "--coap",
+        "127.0.0.1:0",
+        "--coaps",
         "127.0.0.1:0",
         "--http",
         "127.0.0.1:0",
@@ -68,7 +82,12 @@ pub fn spawn_demo_server(
         "--data-dir",
     ])
     .arg(data)
+    .args(extra)
     .env_remove("LWM2M_COAP")
+    .env_remove("LWM2M_COAPS")
+    .env_remove("LWM2M_DTLS_CERT")
+    .env_remove("LWM2M_DTLS_KEY")
+    .env_remove("LWM2M_DTLS_CA")
     .env_remove("LWM2M_HTTP")
     .env_remove("LWM2M_BOOTSTRAP")
     .env_remove("LWM2M_REDIS")
@@ -88,6 +107,7 @@ pub fn spawn_demo_server(
     };
     let addrs = DemoServerAddrs {
         coap: addr("coap"),
+        coaps: addr("coaps"),
         http: addr("http"),
     };
     (server, addrs)

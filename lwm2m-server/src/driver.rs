@@ -7,6 +7,28 @@
 //! registration and update times written to the store keep their meaning
 //! after a restart and restored lifetimes run on.
 //!
+//! Security ([`Server::start_secured`]): with a credentials store the engine
+//! gets a [`SecurityChecker`] (4.03 for a sender that may not use an
+//! endpoint name), and with a coaps address a second UDP socket feeds the
+//! same engine through the [`DtlsServer`] layer (feature `dtls`). Routing:
+//! a datagram from the engine to a peer with an established DTLS session
+//! is encrypted to it and leaves through the coaps socket; to a peer
+//! without one it leaves through the plain socket, unless a registration at
+//! that address was made over DTLS ([`Engine::expects_security`]): then it
+//! is dropped, never sent in clear (the client must handshake again, which
+//! it does at its next Update). A plain datagram from an address that has a
+//! DTLS session is dropped too, so one address never mixes both transports
+//! in the engine's CoAP state (deduplication, tokens).
+//! The server's own requests (not its responses) go through a session only
+//! if the session's identity is one a registration at that address was
+//! made with ([`Engine::identities_at`]): after another identity took an
+//! address over (a new handshake from the same ip:port, NAT reuse), the old
+//! registration's requests are dropped rather than handed to the new peer.
+//! Routing is by address, so while registrations of two identities share
+//! one address (the old one not yet expired), the requests of both go to
+//! the session there; closing that needs the engine to say whose
+//! registration each outgoing request is for.
+//!
 //! Storage calls (SQLite) run inline on the driver task: each is one short
 //! write in WAL mode. A server with very high registration rates would move
 //! them to a blocking thread; this slice keeps the engine's write-through
@@ -25,9 +47,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "dtls")]
+use crate::dtls::{psk_from_store, DtlsConfig, DtlsError, DtlsServer};
 use crate::engine::{
     DmError, DmRequestId, DmResponse, Engine, ServerConfig, ServerEvent, WriteMode,
 };
+#[cfg(feature = "dtls")]
+use crate::registration::RegistrationSecurity;
+use crate::security::{SecurityChecker, SharedSecurityStore};
 use crate::store::RegistrationStore;
 use crate::{Registration, StoreError};
 
@@ -50,6 +77,25 @@ pub enum StartError {
     Bind(io::Error),
     /// Loading the registration store failed.
     Store(StoreError),
+    /// Binding the coaps (DTLS) socket failed.
+    BindSecure(io::Error),
+    /// The DTLS layer could not be set up (certificate files, OpenSSL).
+    #[cfg(feature = "dtls")]
+    Dtls(DtlsError),
+}
+
+/// The security settings of [`Server::start_secured`].
+#[derive(Debug, Default)]
+pub struct SecurityOptions {
+    /// The clients' credentials: who may register which endpoint name
+    /// ([`SecurityChecker`]) and the PSK keys of the DTLS layer. `None`:
+    /// every sender may use every endpoint name.
+    pub store: Option<SharedSecurityStore>,
+    /// The coaps socket's address and the DTLS layer's settings; `None`:
+    /// plain CoAP only. Needs `store` for PSK keys (without it no PSK
+    /// identity is known).
+    #[cfg(feature = "dtls")]
+    pub coaps: Option<(SocketAddr, DtlsConfig)>,
 }
 
 impl std::fmt::Display for StartError {
@@ -57,6 +103,9 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Bind(e) => write!(f, "cannot bind the CoAP socket: {e}"),
             StartError::Store(e) => write!(f, "cannot load registrations: {e}"),
+            StartError::BindSecure(e) => write!(f, "cannot bind the coaps (DTLS) socket: {e}"),
+            #[cfg(feature = "dtls")]
+            StartError::Dtls(e) => write!(f, "{e}"),
         }
     }
 }
@@ -119,6 +168,7 @@ pub struct ServerHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<ServerEvent<SocketAddr>>,
     local_addr: SocketAddr,
+    secure_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Command {
@@ -141,10 +191,48 @@ impl Server {
         store: Box<dyn RegistrationStore<SocketAddr>>,
         models: Box<dyn ModelLookup + Send>,
     ) -> Result<Server, StartError> {
+        Self::start_secured(addr, config, store, models, SecurityOptions::default()).await
+    }
+
+    /// [`Server::start`] with credentials checks and, with the `dtls`
+    /// feature, a coaps socket (see the module doc).
+    pub async fn start_secured(
+        addr: SocketAddr,
+        config: ServerConfig,
+        store: Box<dyn RegistrationStore<SocketAddr>>,
+        models: Box<dyn ModelLookup + Send>,
+        security: SecurityOptions,
+    ) -> Result<Server, StartError> {
         let socket = UdpSocket::bind(addr).await.map_err(StartError::Bind)?;
         let local_addr = socket.local_addr().map_err(StartError::Bind)?;
-        let engine =
+        let mut engine =
             Engine::new(config, OsRandom, OsRandom, store, models).map_err(StartError::Store)?;
+        if let Some(store) = &security.store {
+            engine.set_authorizer(Some(Box::new(SecurityChecker::new(store.clone()))));
+        }
+        #[cfg(feature = "dtls")]
+        let (secure, dtls) = match security.coaps {
+            Some((addr, dtls_config)) => {
+                let mut secret = [0u8; 32];
+                OsRandom.fill_bytes(&mut secret);
+                let keys = match &security.store {
+                    Some(store) => psk_from_store(store.clone()),
+                    None => std::sync::Arc::new(|_: &str| None),
+                };
+                let dtls = DtlsServer::new(dtls_config, keys, secret).map_err(StartError::Dtls)?;
+                let sock = UdpSocket::bind(addr)
+                    .await
+                    .map_err(StartError::BindSecure)?;
+                (Some(sock), Some(dtls))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "dtls"))]
+        let secure: Option<UdpSocket> = None;
+        let secure_addr = match &secure {
+            Some(s) => Some(s.local_addr().map_err(StartError::BindSecure)?),
+            None => None,
+        };
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ev_tx, _) = broadcast::channel(EVENT_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -152,12 +240,21 @@ impl Server {
         for reg in engine.registrations() {
             tracing::info!(endpoint = %reg.endpoint, id = %reg.id, address = %reg.address, "restored registration");
         }
-        let task = tokio::spawn(run(engine, socket, clock, cmd_rx, ev_tx.clone(), stop_rx));
+        let p = ServerPump {
+            engine,
+            events: ev_tx.clone(),
+            waiting: HashMap::new(),
+            #[cfg(feature = "dtls")]
+            dtls,
+            now: clock.now(),
+        };
+        let task = tokio::spawn(run(p, socket, secure, clock, cmd_rx, stop_rx));
         Ok(Server {
             handle: ServerHandle {
                 commands: cmd_tx,
                 events: ev_tx,
                 local_addr,
+                secure_addr,
             },
             shutdown: Some(stop_tx),
             task,
@@ -191,6 +288,11 @@ impl ServerHandle {
     /// The address the CoAP socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the coaps (DTLS) socket is bound to, if there is one.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.secure_addr
     }
 
     /// Registration and device-management events from now on.
@@ -451,27 +553,37 @@ pub(crate) trait Pumped {
     fn poll_timeout(&self) -> Option<Instant>;
     /// A datagram arrived from `peer`.
     fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]);
+    /// A datagram arrived from `peer` on the secure (coaps) socket.
+    fn handle_secure_datagram(&mut self, _now: Instant, _peer: SocketAddr, _bytes: &[u8]) {}
     /// Time passed.
     fn handle_timeout(&mut self, now: Instant);
     /// A command from the async API arrived.
     fn command(&mut self, now: Instant, cmd: Self::Command);
-    /// Sends the datagrams due and hands out the events.
-    fn flush(&mut self, socket: &UdpSocket) -> impl std::future::Future<Output = ()> + Send;
+    /// Sends the datagrams due (plain ones on `socket`, DTLS ones on
+    /// `secure`) and hands out the events.
+    fn flush(
+        &mut self,
+        socket: &UdpSocket,
+        secure: Option<&UdpSocket>,
+    ) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// Moves datagrams, time and commands between `socket` and `engine` until
-/// `stop` fires or every command sender is gone, then flushes once more.
+/// Moves datagrams, time and commands between `socket` (and the secure
+/// socket, if any) and `engine` until `stop` fires or every command sender
+/// is gone, then flushes once more.
 pub(crate) async fn pump<P: Pumped>(
     engine: &mut P,
     socket: &UdpSocket,
+    secure: Option<&UdpSocket>,
     clock: &Clock,
     commands: &mut mpsc::Receiver<P::Command>,
     stop: &mut oneshot::Receiver<()>,
 ) {
     // Largest UDP payload: a datagram is never truncated.
     let mut buf = vec![0u8; 65_535];
+    let mut secure_buf = vec![0u8; if secure.is_some() { 65_535 } else { 0 }];
     loop {
-        engine.flush(socket).await;
+        engine.flush(socket, secure).await;
         let deadline = engine.poll_timeout().map(|t| clock.to_tokio(t));
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -483,6 +595,13 @@ pub(crate) async fn pump<P: Pumped>(
                 // systems; they concern one peer, never the server.
                 Err(e) => tracing::debug!("{}recv error: {e}", P::LOG_PREFIX),
             },
+            r = recv_opt(secure, &mut secure_buf) => match r {
+                Ok((n, peer)) => {
+                    let bytes = secure_buf.get(..n).unwrap_or_default();
+                    engine.handle_secure_datagram(clock.now(), peer, bytes);
+                }
+                Err(e) => tracing::debug!("{}coaps recv error: {e}", P::LOG_PREFIX),
+            },
             cmd = commands.recv() => match cmd {
                 Some(cmd) => engine.command(clock.now(), cmd),
                 None => break,
@@ -491,7 +610,24 @@ pub(crate) async fn pump<P: Pumped>(
             _ = &mut *stop => break,
         }
     }
-    engine.flush(socket).await;
+    engine.flush(socket, secure).await;
+}
+
+/// Whether a CoAP datagram is a request (code class 0, not Empty): the
+/// server's own, as opposed to its answers to the peer.
+#[cfg(feature = "dtls")]
+fn is_request(datagram: &[u8]) -> bool {
+    datagram
+        .get(1)
+        .is_some_and(|code| *code != 0 && code >> 5 == 0)
+}
+
+/// Receives from `socket`, or waits forever without one.
+async fn recv_opt(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The registration server's engine with the replies it still owes.
@@ -499,42 +635,132 @@ struct ServerPump {
     engine: Eng,
     events: broadcast::Sender<ServerEvent<SocketAddr>>,
     waiting: HashMap<DmRequestId, DmReply>,
+    #[cfg(feature = "dtls")]
+    dtls: Option<DtlsServer>,
+    /// The time of the latest input (for the DTLS layer's bookkeeping
+    /// when flushing).
+    now: Instant,
 }
 
 impl Pumped for ServerPump {
     type Command = Command;
     const LOG_PREFIX: &'static str = "";
     fn poll_timeout(&self) -> Option<Instant> {
-        self.engine.poll_timeout()
+        let engine = self.engine.poll_timeout();
+        #[cfg(feature = "dtls")]
+        if let Some(dtls) = self.dtls.as_ref().and_then(DtlsServer::poll_timeout) {
+            return Some(engine.map_or(dtls, |e| e.min(dtls)));
+        }
+        engine
     }
     fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.now = now;
+        #[cfg(feature = "dtls")]
+        if self.dtls.as_ref().is_some_and(|d| d.has_session(&peer)) {
+            tracing::debug!(%peer, "plain CoAP from a peer with a DTLS session dropped");
+            return;
+        }
         self.engine.handle_datagram(now, peer, bytes);
     }
+    #[cfg(feature = "dtls")]
+    fn handle_secure_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.now = now;
+        if let Some(dtls) = &mut self.dtls {
+            dtls.handle_datagram(now, peer, bytes);
+            self.deliver(now);
+        }
+    }
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         self.engine.handle_timeout(now);
+        #[cfg(feature = "dtls")]
+        if let Some(dtls) = &mut self.dtls {
+            dtls.handle_timeout(now);
+            self.deliver(now);
+        }
     }
     fn command(&mut self, now: Instant, cmd: Command) {
+        self.now = now;
         command(&mut self.engine, now, cmd, &mut self.waiting);
     }
-    async fn flush(&mut self, socket: &UdpSocket) {
-        flush(&mut self.engine, socket, &self.events, &mut self.waiting).await;
+    async fn flush(&mut self, socket: &UdpSocket, secure: Option<&UdpSocket>) {
+        self.route_transmits(socket).await;
+        #[cfg(feature = "dtls")]
+        if let (Some(dtls), Some(secure)) = (&mut self.dtls, secure) {
+            while let Some((peer, bytes)) = dtls.poll_transmit() {
+                if let Err(e) = secure.send_to(&bytes, peer).await {
+                    tracing::debug!(%peer, "coaps send error: {e}");
+                }
+            }
+        }
+        #[cfg(not(feature = "dtls"))]
+        let _ = secure;
+        flush_events(&mut self.engine, &self.events, &mut self.waiting);
+    }
+}
+
+impl ServerPump {
+    /// Hands what the DTLS layer decrypted to the engine.
+    #[cfg(feature = "dtls")]
+    fn deliver(&mut self, now: Instant) {
+        let Some(dtls) = &mut self.dtls else {
+            return;
+        };
+        while let Some(r) = dtls.poll_received() {
+            self.engine
+                .handle_datagram_secured(now, r.peer, Some(&r.identity), &r.data);
+        }
+    }
+
+    /// Sends the engine's datagrams: through the peer's DTLS session if it
+    /// has one, else in clear unless the peer registered over DTLS.
+    async fn route_transmits(&mut self, socket: &UdpSocket) {
+        while let Some(t) = self.engine.poll_transmit() {
+            #[cfg(feature = "dtls")]
+            if let Some(dtls) = self.dtls.as_mut().filter(|d| d.has_session(&t.peer)) {
+                let session = dtls.session_identity(&t.peer).map(RegistrationSecurity::of);
+                let ours = || {
+                    self.engine
+                        .identities_at(&t.peer)
+                        .any(|s| Some(s) == session.as_ref())
+                };
+                if is_request(&t.bytes) && self.engine.expects_security(&t.peer) && !ours() {
+                    tracing::debug!(peer = %t.peer, "DTLS session is not the registration's identity; request dropped");
+                    continue;
+                }
+                if let Err(e) = dtls.send(self.now, t.peer, &t.bytes) {
+                    tracing::debug!(peer = %t.peer, "{e}");
+                }
+                continue;
+            }
+            if self.engine.expects_security(&t.peer) {
+                tracing::debug!(peer = %t.peer, "no DTLS session with a secured client; datagram dropped");
+                continue;
+            }
+            if let Err(e) = socket.send_to(&t.bytes, t.peer).await {
+                tracing::debug!(peer = %t.peer, "send error: {e}");
+            }
+        }
     }
 }
 
 async fn run(
-    engine: Eng,
+    mut p: ServerPump,
     socket: UdpSocket,
+    secure: Option<UdpSocket>,
     clock: Clock,
     mut commands: mpsc::Receiver<Command>,
-    events: broadcast::Sender<ServerEvent<SocketAddr>>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut p = ServerPump {
-        engine,
-        events,
-        waiting: HashMap::new(),
-    };
-    pump(&mut p, &socket, &clock, &mut commands, &mut stop).await;
+    pump(
+        &mut p,
+        &socket,
+        secure.as_ref(),
+        &clock,
+        &mut commands,
+        &mut stop,
+    )
+    .await;
     for (_, reply) in p.waiting.drain() {
         let _ = reply.send(Err(DmError::ServerStopped));
     }
@@ -617,17 +843,12 @@ fn command(
     }
 }
 
-async fn flush(
+/// Hands out the engine's events (and the replies they complete).
+fn flush_events(
     engine: &mut Eng,
-    socket: &UdpSocket,
     events: &broadcast::Sender<ServerEvent<SocketAddr>>,
     waiting: &mut HashMap<DmRequestId, DmReply>,
 ) {
-    while let Some(t) = engine.poll_transmit() {
-        if let Err(e) = socket.send_to(&t.bytes, t.peer).await {
-            tracing::debug!(peer = %t.peer, "send error: {e}");
-        }
-    }
     while let Some(ev) = engine.poll_event() {
         log_event(&ev);
         if let ServerEvent::Response { id, result, .. } = &ev {

@@ -52,6 +52,21 @@
 //!   is taken. An unknown sender is answered 4.04, a payload in a format
 //!   that carries no paths 4.15, an undecodable one 4.00. A Send shows the
 //!   client is awake, so requests held for a queue-mode client go out.
+//! - **Security** (Leshan's `SecurityChecker`): the driver tells the engine
+//!   who sent each datagram ([`Engine::handle_datagram_secured`]: the DTLS
+//!   identity, or none for plain CoAP); an [`Authorizer`] given with
+//!   [`Engine::set_authorizer`] decides whether that sender may act as the
+//!   endpoint name (the tokio driver uses [`crate::security::SecurityChecker`]
+//!   over the credentials store; the lookup is a synchronous call, like the
+//!   registration store's). Register from a sender the authorizer refuses is
+//!   answered 4.03 Forbidden; the registration records the identity
+//!   ([`Registration::security`]) and Update, De-register and Send must come
+//!   from that same identity and still pass the authorizer (credentials
+//!   removed or changed through the admin API apply at once), else 4.03.
+//!   Without an authorizer every sender may register (an unsecured server),
+//!   but a registration made over DTLS still only accepts that identity.
+//!   [`Engine::expects_security`] tells a driver not to send a secured
+//!   client's requests in clear when its DTLS session is gone.
 //! - **Composite operations** (TS Core 1.1 §6.3.8, §6.3.9, §6.4.3) target
 //!   `/` (or the client's alternate path); their answers decode to
 //!   [`Content::Values`] when they come in SenML JSON/CBOR or LwM2M CBOR.
@@ -72,7 +87,10 @@ use lwm2m_core::model::{
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
-use crate::registration::{parse_links, RegistrationError, RegistrationParams, DEFAULT_LIFETIME};
+use crate::registration::{
+    parse_links, RegistrationError, RegistrationParams, RegistrationSecurity, DEFAULT_LIFETIME,
+};
+use crate::security::{AuthorizationError, Authorizer, PeerIdentity};
 use crate::store::{RegistrationStore, StoredObservation};
 use crate::Registration;
 
@@ -210,6 +228,10 @@ impl fmt::Display for DmError {
 impl std::error::Error for DmError {}
 
 /// What happened, for the application.
+// `Registered` carries two registrations by value; events are made once per
+// registration change and handed out at once, so boxing them would cost an
+// allocation each and a public API change for no measurable gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent<P> {
     /// A client registered.
@@ -330,6 +352,12 @@ pub struct Engine<P, R> {
     /// Established observations written to the store: registration id and
     /// token, to remove them from the store when they end.
     persisted: BTreeMap<DmRequestId, (String, Vec<u8>)>,
+    /// Decides who may act as which endpoint; `None`: everyone.
+    authorizer: Option<Box<dyn Authorizer>>,
+    /// The DTLS identity of the datagram being processed.
+    identity: Option<PeerIdentity>,
+    /// Registrations made over DTLS per address, by identity.
+    secured_per_address: BTreeMap<P, BTreeMap<RegistrationSecurity, usize>>,
 }
 
 impl<P, R> fmt::Debug for Engine<P, R> {
@@ -377,6 +405,9 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             events: VecDeque::new(),
             next_dm: 1,
             persisted: BTreeMap::new(),
+            authorizer: None,
+            identity: None,
+            secured_per_address: BTreeMap::new(),
         };
         for reg in stored {
             // Two stored registrations with one endpoint name cannot come from
@@ -565,10 +596,82 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         .min()
     }
 
-    /// A datagram arrived from `peer`.
+    /// A datagram arrived from `peer` over plain CoAP (no identity).
     pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
+        self.handle_datagram_secured(now, peer, None, bytes);
+    }
+
+    /// A datagram arrived from `peer`, decrypted by a DTLS session whose
+    /// peer authenticated as `identity` (`None`: plain CoAP). The identity
+    /// applies to the requests in this datagram only.
+    pub fn handle_datagram_secured(
+        &mut self,
+        now: Instant,
+        peer: P,
+        identity: Option<&PeerIdentity>,
+        bytes: &[u8],
+    ) {
+        self.identity = identity.cloned();
         self.endpoint.handle_datagram(now, peer, bytes);
         self.process(now);
+        self.identity = None;
+    }
+
+    /// Sets who decides whether a sender may act as an endpoint (see the
+    /// module doc); `None` allows everyone.
+    pub fn set_authorizer(&mut self, authorizer: Option<Box<dyn Authorizer>>) {
+        self.authorizer = authorizer;
+    }
+
+    /// Whether a registration at `peer` was made over DTLS: a driver must
+    /// then send to `peer` only through its DTLS session, never in clear.
+    pub fn expects_security(&self, peer: &P) -> bool {
+        self.secured_per_address.contains_key(peer)
+    }
+
+    /// The DTLS identities of the registrations at `peer`. A driver sends
+    /// this engine's own requests to `peer` only through a session whose
+    /// identity is one of them (after another identity took the address
+    /// over, they would reach the wrong client).
+    pub fn identities_at(&self, peer: &P) -> impl Iterator<Item = &RegistrationSecurity> {
+        self.secured_per_address
+            .get(peer)
+            .into_iter()
+            .flat_map(BTreeMap::keys)
+    }
+
+    /// Asks the authorizer whether the current sender may act as `endpoint`.
+    fn authorize(&self, endpoint: &str) -> Result<(), Response> {
+        let Some(a) = &self.authorizer else {
+            return Ok(());
+        };
+        a.authorize(endpoint, self.identity.as_ref())
+            .map_err(|e| match e {
+                AuthorizationError::Forbidden(m) => error_response(Code::FORBIDDEN, &m),
+                AuthorizationError::Unavailable(m) => error_response(Code::SERVICE_UNAVAILABLE, &m),
+            })
+    }
+
+    /// Whether the current sender may act on an existing registration: the
+    /// identity it registered with, still authorized for its endpoint.
+    fn authorize_existing(&self, reg: &Registration<P>) -> Result<(), Response> {
+        let sender = self.identity.as_ref().map(RegistrationSecurity::of);
+        if sender != reg.security {
+            let name = |s: &Option<RegistrationSecurity>| match s {
+                Some(s) => format!("{} identity {:?}", s.kind(), s.identity()),
+                None => "plain CoAP (no DTLS)".to_string(),
+            };
+            return Err(error_response(
+                Code::FORBIDDEN,
+                &format!(
+                    "registration of {:?} was made with {}; this request came with {}",
+                    reg.endpoint,
+                    name(&reg.security),
+                    name(&sender)
+                ),
+            ));
+        }
+        self.authorize(&reg.endpoint)
     }
 
     /// Time passed: retransmissions, registration expiry, held-request timeouts.
@@ -640,6 +743,14 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         self.by_endpoint
             .insert(reg.endpoint.clone(), reg.id.clone());
         *self.per_address.entry(reg.address.clone()).or_insert(0) += 1;
+        if let Some(sec) = &reg.security {
+            *self
+                .secured_per_address
+                .entry(reg.address.clone())
+                .or_default()
+                .entry(sec.clone())
+                .or_insert(0) += 1;
+        }
         self.clients.insert(
             reg.id.clone(),
             Client {
@@ -659,6 +770,19 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             self.by_endpoint.remove(&c.reg.endpoint);
         }
         self.dec_address(&c.reg.address);
+        if let Some(sec) = &c.reg.security {
+            if let Some(at) = self.secured_per_address.get_mut(&c.reg.address) {
+                if let Some(n) = at.get_mut(sec) {
+                    *n -= 1;
+                    if *n == 0 {
+                        at.remove(sec);
+                    }
+                }
+                if at.is_empty() {
+                    self.secured_per_address.remove(&c.reg.address);
+                }
+            }
+        }
         Some(c)
     }
 
@@ -851,7 +975,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                         }
                         Err(resp) => resp,
                     },
-                    Code::DELETE => self.deregister(now, &loc),
+                    Code::DELETE => self.deregister(now, &loc).unwrap_or_else(|r| r),
                     _ => error_response(
                         Code::METHOD_NOT_ALLOWED,
                         "/rd/{id} accepts POST (Update) and DELETE (De-register)",
@@ -876,13 +1000,14 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             .values()
             .filter(|c| c.reg.address == *peer)
             .max_by_key(|c| c.reg.last_update)
-            .map(|c| (c.reg.id.clone(), c.reg.endpoint.clone()))
             .ok_or_else(|| {
                 error_response(
                     Code::NOT_FOUND,
                     "Send from an address with no registration: register first",
                 )
             })?;
+        self.authorize_existing(&reg.reg)?;
+        let reg = (reg.reg.id.clone(), reg.reg.endpoint.clone());
         let cf = match req.options.uint(number::CONTENT_FORMAT) {
             Some(cf) => u16::try_from(cf).map(ContentFormat).ok(),
             None => None,
@@ -941,6 +1066,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             .clone()
             .ok_or(RegistrationError::InvalidEndpoint)
             .map_err(refuse)?;
+        self.authorize(&endpoint)?;
         if req.payload.is_empty() {
             return Err(refuse(RegistrationError::InvalidPayload(
                 "empty; Register must list the client's objects".into(),
@@ -995,6 +1121,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             links,
             registered_at: now,
             last_update: now,
+            security: self.identity.as_ref().map(RegistrationSecurity::of),
         };
         self.link(reg.clone(), queue);
         self.store_put(&id);
@@ -1018,12 +1145,13 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     ) -> Result<Response, Response> {
         let refuse = |e: RegistrationError| error_response(e.code(), &e.to_string());
         self.sync_from_store(now, id);
-        if !self.clients.contains_key(id) {
+        let Some(c) = self.clients.get(id) else {
             return Err(error_response(
                 Code::NOT_FOUND,
                 "no such registration; register again",
             ));
-        }
+        };
+        self.authorize_existing(&c.reg)?;
         if !req.payload.is_empty() {
             Self::check_link_format(req).map_err(refuse)?;
         }
@@ -1067,15 +1195,18 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         Ok(Response::new(Code::CHANGED))
     }
 
-    fn deregister(&mut self, now: Instant, id: &str) -> Response {
+    fn deregister(&mut self, now: Instant, id: &str) -> Result<Response, Response> {
         self.sync_from_store(now, id);
+        if let Some(c) = self.clients.get(id) {
+            self.authorize_existing(&c.reg)?;
+        }
         match self.remove_client(now, id) {
             Some(reg) => {
                 self.events
                     .push_back(ServerEvent::Deregistered { registration: reg });
-                Response::new(Code::DELETED)
+                Ok(Response::new(Code::DELETED))
             }
-            None => error_response(Code::NOT_FOUND, "no such registration"),
+            None => Err(error_response(Code::NOT_FOUND, "no such registration")),
         }
     }
 

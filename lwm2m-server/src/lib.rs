@@ -11,7 +11,8 @@
 //! ([`redis_store::RedisStore`], [`security::RedisSecurityStore`] and
 //! [`bootstrap::RedisConfigStore`]: registrations, observations, security
 //! credentials and bootstrap configurations shared by several server nodes),
-//! `tokio` ([`driver`]) and `admin` ([`admin`], implies `tokio`). Without them the crate is the engine and the in-memory
+//! `tokio` ([`driver`]), `dtls` ([`dtls`]: DTLS 1.2 with PSK and X.509, the
+//! driver's coaps socket) and `admin` ([`admin`], implies `tokio`). Without them the crate is the engine and the in-memory
 //! store only, for other drivers and for fuzzing.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,8 @@ pub mod admin;
 pub mod bootstrap;
 #[cfg(feature = "tokio")]
 pub mod driver;
+#[cfg(feature = "dtls")]
+pub mod dtls;
 pub mod engine;
 #[cfg(feature = "redis")]
 pub mod redis_store;
@@ -28,18 +31,22 @@ pub mod security;
 pub mod store;
 
 #[cfg(feature = "tokio")]
-pub use driver::{Server, ServerHandle, StartError};
+pub use driver::{SecurityOptions, Server, ServerHandle, StartError};
 pub use engine::{
     Content, DmError, DmRequestId, DmResponse, Engine, ServerConfig, ServerEvent, WriteMode,
 };
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use registration::Registration;
+pub use registration::RegistrationSecurity;
 #[cfg(feature = "redis")]
 pub use security::RedisSecurityStore;
 #[cfg(feature = "sqlite")]
 pub use security::SqliteSecurityStore;
-pub use security::{Credentials, MemorySecurityStore, SecurityError, SecurityInfo, SecurityStore};
+pub use security::{
+    AuthorizationError, Authorizer, Credentials, MemorySecurityStore, PeerIdentity,
+    SecurityChecker, SecurityError, SecurityInfo, SecurityStore, SharedSecurityStore,
+};
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{MemoryStore, RegistrationStore, StoreError, StoredObservation};

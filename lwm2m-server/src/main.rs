@@ -1,10 +1,21 @@
 //! The LwM2M server binary.
 //!
 //! ```text
-//! lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL]
+//! lwm2m-server [--coap ADDR] [--coaps ADDR|none] [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
+//!              [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL]
 //!              [--max-registrations N] [--max-registrations-per-address N] [...limits]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
+//! `--coaps` (env `LWM2M_COAPS`, default `0.0.0.0:5684`, the IANA coaps
+//! port): UDP address for CoAP over DTLS 1.2, `none` to run without it. PSK
+//! keys come from the credentials store (`/api/security/clients`), which
+//! also decides who may register which endpoint name, on both sockets (an
+//! endpoint with credentials must use them over DTLS: 4.03 otherwise).
+//! `--dtls-cert`, `--dtls-key`, `--dtls-ca` (env `LWM2M_DTLS_CERT`,
+//! `LWM2M_DTLS_KEY`, `LWM2M_DTLS_CA`): PEM files of the server certificate,
+//! its key and the CA that signs client certificates, all three or none;
+//! without them DTLS is PSK only. Files that do not load are refused at
+//! start (exit 2), as bad flag values are.
 //! `--bootstrap` (env `LWM2M_BOOTSTRAP`, default `0.0.0.0:5783`): UDP address
 //! of the bootstrap server, `none` to run without it. Its configurations live
 //! in `bootstrap.sqlite3` in the data directory (managed with the admin API's
@@ -38,13 +49,22 @@ use lwm2m_server::bootstrap::driver::BootstrapServer;
 use lwm2m_server::bootstrap::{
     BootstrapConfigStore, BootstrapFile, BootstrapServerConfig, SqliteConfigStore,
 };
+use lwm2m_server::dtls::{DtlsConfig, DtlsServer, X509Files};
 use lwm2m_server::{
-    RegistrationStore, SecurityStore, Server, ServerConfig, SqliteSecurityStore, SqliteStore,
+    RegistrationStore, SecurityOptions, SecurityStore, Server, ServerConfig, SharedSecurityStore,
+    SqliteSecurityStore, SqliteStore,
 };
 
 const USAGE: &str =
-    "usage: lwm2m-server [--coap ADDR] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
+    "usage: lwm2m-server [--coap ADDR] [--coaps ADDR|none] [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
+                    [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
   --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
+  --coaps ADDR     UDP address for CoAP over DTLS 1.2, or none (env LWM2M_COAPS, default 0.0.0.0:5684);
+                   PSK keys from the credentials store (/api/security/clients)
+  --dtls-cert PEM  server certificate (chain) for X.509 clients (env LWM2M_DTLS_CERT)
+  --dtls-key PEM   its private key (env LWM2M_DTLS_KEY)
+  --dtls-ca PEM    CA certificates trusted for client certificates (env LWM2M_DTLS_CA);
+                   the three go together; without them DTLS is PSK only
   --bootstrap ADDR UDP address of the bootstrap server, or none (env LWM2M_BOOTSTRAP,
                    default 0.0.0.0:5783); configurations from DIR/bootstrap.json
   --http ADDR      TCP address of the admin API and web UI (env LWM2M_HTTP, default 0.0.0.0:8080)
@@ -67,6 +87,10 @@ registration limits (each also from its env variable, e.g. LWM2M_MAX_REGISTRATIO
 #[derive(Debug, PartialEq)]
 struct Args {
     coap: SocketAddr,
+    /// The coaps socket, `None` with `--coaps none`.
+    coaps: Option<SocketAddr>,
+    /// Certificate, key and CA for X.509 clients.
+    x509: Option<X509Files>,
     bootstrap: Option<SocketAddr>,
     http: SocketAddr,
     data_dir: PathBuf,
@@ -188,6 +212,10 @@ fn parse_args(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Args, String> {
     let mut coap = env("LWM2M_COAP");
+    let mut coaps = env("LWM2M_COAPS").filter(|v| !v.is_empty());
+    let mut dtls_cert = env("LWM2M_DTLS_CERT").filter(|v| !v.is_empty());
+    let mut dtls_key = env("LWM2M_DTLS_KEY").filter(|v| !v.is_empty());
+    let mut dtls_ca = env("LWM2M_DTLS_CA").filter(|v| !v.is_empty());
     let mut http = env("LWM2M_HTTP");
     let mut bootstrap = env("LWM2M_BOOTSTRAP");
     let mut data_dir = env("LWM2M_DATA_DIR");
@@ -208,7 +236,15 @@ fn parse_args(
         let takes_value = limit.is_some()
             || matches!(
                 flag.as_str(),
-                "--coap" | "--bootstrap" | "--http" | "--data-dir" | "--redis"
+                "--coap"
+                    | "--coaps"
+                    | "--dtls-cert"
+                    | "--dtls-key"
+                    | "--dtls-ca"
+                    | "--bootstrap"
+                    | "--http"
+                    | "--data-dir"
+                    | "--redis"
             );
         let value = match (takes_value, inline) {
             (false, _) => None,
@@ -222,6 +258,10 @@ fn parse_args(
             }
             ("--help" | "-h", _) => return Err(String::new()),
             ("--coap", _) => &mut coap,
+            ("--coaps", _) => &mut coaps,
+            ("--dtls-cert", _) => &mut dtls_cert,
+            ("--dtls-key", _) => &mut dtls_key,
+            ("--dtls-ca", _) => &mut dtls_ca,
             ("--http", _) => &mut http,
             ("--bootstrap", _) => &mut bootstrap,
             ("--redis", _) => &mut redis,
@@ -245,6 +285,33 @@ fn parse_args(
             format!("--bootstrap {b:?} is not an address like 0.0.0.0:5783 (or none)")
         })?),
     };
+    let coaps =
+        match coaps.as_deref().unwrap_or("0.0.0.0:5684") {
+            "none" => None,
+            c => Some(c.parse().map_err(|_| {
+                format!("--coaps {c:?} is not an address like 0.0.0.0:5684 (or none)")
+            })?),
+        };
+    let x509 = match (dtls_cert, dtls_key, dtls_ca) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), Some(ca)) => Some(X509Files {
+            certificate: PathBuf::from(cert),
+            private_key: PathBuf::from(key),
+            ca: PathBuf::from(ca),
+        }),
+        _ => {
+            return Err(
+                "--dtls-cert, --dtls-key and --dtls-ca go together: give all three \
+                 (X.509 clients) or none (PSK only)"
+                    .into(),
+            )
+        }
+    };
+    if x509.is_some() && coaps.is_none() {
+        return Err(
+            "--dtls-cert/--dtls-key/--dtls-ca need the coaps socket (not --coaps none)".into(),
+        );
+    }
     let mut server = ServerConfig::default();
     for (l, value) in LIMITS.iter().zip(&limits) {
         if let Some(v) = value {
@@ -253,6 +320,8 @@ fn parse_args(
     }
     Ok(Args {
         coap,
+        coaps,
+        x509,
         bootstrap,
         http,
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
@@ -262,8 +331,25 @@ fn parse_args(
     })
 }
 
+/// Loads the certificate files once, so a file that does not load is a
+/// usage error (exit 2) rather than a failed start.
+fn check_x509(args: &Args) -> Result<(), String> {
+    let Some(x509) = &args.x509 else {
+        return Ok(());
+    };
+    let config = DtlsConfig {
+        x509: Some(x509.clone()),
+        ..DtlsConfig::default()
+    };
+    DtlsServer::new(config, Arc::new(|_: &str| None), [0; 32])
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+    let args = parse_args(std::env::args().skip(1), |k| std::env::var(k).ok())
+        .and_then(|a| check_x509(&a).map(|()| a));
+    let args = match args {
         Ok(a) => a,
         Err(e) => {
             if !e.is_empty() {
@@ -360,6 +446,7 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let security: SharedSecurityStore = Arc::new(std::sync::Mutex::new(security));
     let models = Arc::new(lwm2m_objects::Registry::standard());
     let config = args.server.clone();
     let http = match tokio::net::TcpListener::bind(args.http).await {
@@ -370,11 +457,22 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
     let http_addr = http.local_addr().unwrap_or(args.http);
-    let server = match Server::start(
+    let options = SecurityOptions {
+        store: Some(security.clone()),
+        coaps: args.coaps.map(|addr| {
+            let dtls = DtlsConfig {
+                x509: args.x509.clone(),
+                ..DtlsConfig::default()
+            };
+            (addr, dtls)
+        }),
+    };
+    let server = match Server::start_secured(
         args.coap,
         config.clone(),
         store,
         Box::new((*models).clone()),
+        options,
     )
     .await
     {
@@ -396,7 +494,7 @@ async fn serve(args: Args) -> ExitCode {
         None => None,
     };
     let mut admin_config = AdminConfig::for_server(&config);
-    admin_config = admin_config.with_security(Arc::new(std::sync::Mutex::new(security)));
+    admin_config = admin_config.with_security(security);
     if let Some(b) = &bootstrap {
         admin_config = admin_config.with_bootstrap(b.handle());
     }
@@ -405,8 +503,13 @@ async fn serve(args: Args) -> ExitCode {
     let mut http_task = tokio::spawn(admin::serve(http, router, async {
         let _ = http_stopped.await;
     }));
+    let coaps = server
+        .secure_addr()
+        .map_or("none".to_string(), |a| a.to_string());
     tracing::info!(
         coap = %server.local_addr(),
+        coaps = %coaps,
+        x509 = args.x509.is_some(),
         http = %http_addr,
         store = %store_name,
         "LwM2M server listening"
@@ -559,7 +662,52 @@ mod tests {
         assert_eq!(a.data_dir, PathBuf::from("./lwm2m-data"));
         assert_eq!(a.redis, None);
         assert_eq!(a.bootstrap, Some("0.0.0.0:5783".parse().unwrap()));
+        assert_eq!(a.coaps, Some("0.0.0.0:5684".parse().unwrap()));
+        assert_eq!(a.x509, None);
         assert!(!a.verbose);
+    }
+
+    #[test]
+    fn coaps_and_certificate_flags() {
+        let a = parse(&["--coaps=none"], &[("LWM2M_COAPS", "127.0.0.1:9")]).unwrap();
+        assert_eq!(a.coaps, None);
+        let a = parse(&[], &[("LWM2M_COAPS", "127.0.0.1:9")]).unwrap();
+        assert_eq!(a.coaps, Some("127.0.0.1:9".parse().unwrap()));
+        let err = parse(&["--coaps", "5684"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "--coaps \"5684\" is not an address like 0.0.0.0:5684 (or none)"
+        );
+        let a = parse(
+            &["--dtls-cert", "s.pem", "--dtls-key=s.key"],
+            &[("LWM2M_DTLS_CA", "ca.pem")],
+        )
+        .unwrap();
+        assert_eq!(
+            a.x509,
+            Some(X509Files {
+                certificate: "s.pem".into(),
+                private_key: "s.key".into(),
+                ca: "ca.pem".into(),
+            })
+        );
+        let err = parse(&["--dtls-cert", "s.pem"], &[]).unwrap_err();
+        assert!(err.contains("go together"), "{err}");
+        let err = parse(
+            &[
+                "--coaps=none",
+                "--dtls-cert=a",
+                "--dtls-key=b",
+                "--dtls-ca=c",
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("need the coaps socket"), "{err}");
+        // A file that does not load is refused before the server starts.
+        let err = check_x509(&a).unwrap_err();
+        assert!(err.contains("s.pem"), "{err}");
+        assert!(err.contains("expected a readable PEM file"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,7 @@ use lwm2m_core::model::Version;
 use lwm2m_core::time::Instant;
 use redis::{Commands, Connection, RedisResult, Script};
 
+use crate::registration::RegistrationSecurity;
 use crate::store::{RegistrationStore, StoreError, StoredObservation};
 use crate::Registration;
 
@@ -255,6 +256,9 @@ impl RedisStore {
         if let Some(sms) = &reg.sms {
             fields.push(("sms", sms.as_bytes().to_vec()));
         }
+        if let Some(sec) = &reg.security {
+            fields.push(("security", sec.to_stored().into_bytes()));
+        }
         let mut inv = self.put.key(self.reg_key(&reg.id));
         inv.key(self.ep_key(&reg.endpoint))
             .key(self.set_key())
@@ -374,6 +378,15 @@ fn decode(
         Some(v) => Some(String::from_utf8(v).map_err(|_| corrupt("sms"))?),
         None => None,
     };
+    let security = match h.remove("security") {
+        Some(v) => Some(
+            String::from_utf8(v)
+                .ok()
+                .and_then(|t| RegistrationSecurity::from_stored(&t))
+                .ok_or_else(|| corrupt("security"))?,
+        ),
+        None => None,
+    };
     Ok(Registration {
         id: id.to_string(),
         endpoint,
@@ -386,6 +399,7 @@ fn decode(
         links,
         registered_at,
         last_update,
+        security,
     })
 }
 

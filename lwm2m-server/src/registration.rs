@@ -8,6 +8,8 @@ use lwm2m_core::format::link::RegistrationLinks;
 use lwm2m_core::model::Version;
 use lwm2m_core::time::Instant;
 
+use crate::security::PeerIdentity;
+
 /// Lifetime when a Register carries no `lt` (TS Core Table 6.2.1-1: 86400 s).
 pub const DEFAULT_LIFETIME: u32 = 86_400;
 
@@ -46,6 +48,76 @@ pub struct Registration<P> {
     pub registered_at: Instant,
     /// When the client was last heard from with Register or Update.
     pub last_update: Instant,
+    /// The DTLS identity the client registered with (`None`: plain CoAP).
+    /// Update, De-register and Send must come from the same identity.
+    pub security: Option<RegistrationSecurity>,
+}
+
+/// The DTLS identity a registration is bound to: the part of a
+/// [`PeerIdentity`] later requests are compared on (and that the stores
+/// keep). Never holds key material.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RegistrationSecurity {
+    /// Registered over a PSK handshake with this identity.
+    Psk {
+        /// The PSK identity.
+        identity: String,
+    },
+    /// Registered with a certificate with this subject Common Name.
+    X509 {
+        /// The certificate's Common Name.
+        common_name: String,
+    },
+}
+
+impl RegistrationSecurity {
+    /// The part of `identity` a registration keeps.
+    pub fn of(identity: &PeerIdentity) -> RegistrationSecurity {
+        match identity {
+            PeerIdentity::Psk(id) => RegistrationSecurity::Psk {
+                identity: id.clone(),
+            },
+            PeerIdentity::X509 { common_name, .. } => RegistrationSecurity::X509 {
+                common_name: common_name.clone(),
+            },
+        }
+    }
+
+    /// `"psk"` or `"x509"` (the admin API's `security`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistrationSecurity::Psk { .. } => "psk",
+            RegistrationSecurity::X509 { .. } => "x509",
+        }
+    }
+
+    /// The PSK identity or the certificate's Common Name.
+    pub fn identity(&self) -> &str {
+        match self {
+            RegistrationSecurity::Psk { identity } => identity,
+            RegistrationSecurity::X509 { common_name } => common_name,
+        }
+    }
+
+    /// `kind:identity`, how the stores keep it.
+    pub fn to_stored(&self) -> String {
+        format!("{}:{}", self.kind(), self.identity())
+    }
+
+    /// Reads [`RegistrationSecurity::to_stored`]'s text back; `None` if it
+    /// is not `psk:…` or `x509:…`.
+    pub fn from_stored(text: &str) -> Option<RegistrationSecurity> {
+        match text.split_once(':')? {
+            ("psk", id) => Some(RegistrationSecurity::Psk {
+                identity: id.to_string(),
+            }),
+            ("x509", cn) => Some(RegistrationSecurity::X509 {
+                common_name: cn.to_string(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Why a Register or Update was refused.

@@ -159,6 +159,177 @@ pub trait SecurityStore: Send + fmt::Debug {
     fn remove(&mut self, endpoint: &str) -> Result<Option<SecurityInfo>, SecurityError>;
 }
 
+/// A security store shared by the admin API (which edits it), the DTLS
+/// layer (PSK keys) and the engine's [`SecurityChecker`].
+pub type SharedSecurityStore = std::sync::Arc<std::sync::Mutex<Box<dyn SecurityStore>>>;
+
+/// Who a datagram's sender proved to be in its DTLS handshake. A datagram
+/// that came without DTLS has no identity (`None` where one is expected).
+///
+/// Raw public keys (RFC 7250) are not offered yet: OpenSSL supports them
+/// from 3.2 only (this server builds against 3.0). They will come as a new
+/// variant `Rpk { public_key }` (the DER `SubjectPublicKeyInfo`, compared
+/// with [`Credentials::Rpk`]); the enum is `#[non_exhaustive]` for that.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerIdentity {
+    /// A PSK handshake with this identity (its key was the store's).
+    Psk(String),
+    /// A certificate handshake: the client's certificate, verified against
+    /// the server's trust store.
+    X509 {
+        /// The subject's Common Name (empty if the certificate has none).
+        common_name: String,
+        /// The certificate, DER.
+        der: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerIdentity::Psk(id) => f.debug_tuple("Psk").field(id).finish(),
+            // The certificate's bytes would drown a log line.
+            PeerIdentity::X509 { common_name, der } => f
+                .debug_struct("X509")
+                .field("common_name", common_name)
+                .field("der_len", &der.len())
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerIdentity::Psk(id) => write!(f, "PSK identity {id:?}"),
+            PeerIdentity::X509 { common_name, .. } => {
+                write!(f, "certificate with CN {common_name:?}")
+            }
+        }
+    }
+}
+
+/// Why [`Authorizer::authorize`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationError {
+    /// The sender may not act for this endpoint (answered 4.03 Forbidden).
+    Forbidden(String),
+    /// The credentials could not be looked up (answered 5.03).
+    Unavailable(String),
+}
+
+impl fmt::Display for AuthorizationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthorizationError::Forbidden(m) => write!(f, "forbidden: {m}"),
+            AuthorizationError::Unavailable(m) => {
+                write!(f, "credentials unavailable, retry later: {m}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AuthorizationError {}
+
+/// Decides whether a sender (its DTLS identity, `None` without DTLS) may
+/// register, update, de-register or send for an endpoint name. The engine
+/// asks it on every Registration-interface request and Send; without one
+/// the engine allows every sender (an unsecured server).
+pub trait Authorizer: Send + fmt::Debug {
+    /// `Ok` if `identity` may act as `endpoint`.
+    fn authorize(
+        &self,
+        endpoint: &str,
+        identity: Option<&PeerIdentity>,
+    ) -> Result<(), AuthorizationError>;
+}
+
+/// Leshan's `SecurityChecker` rule over a [`SecurityStore`]:
+/// - the store has no credentials for the endpoint: only a sender without
+///   DTLS is allowed (a DTLS identity must belong to the endpoint it names);
+/// - PSK credentials: the sender's PSK identity must be exactly the stored one;
+/// - X.509: the sender's certificate (already verified against the trust
+///   store by the handshake) must have the endpoint name as Common Name;
+/// - RPK credentials: refused until the DTLS layer supports raw public keys;
+/// - anything else (no DTLS, the other kind of credentials) is refused.
+#[derive(Debug, Clone)]
+pub struct SecurityChecker {
+    store: SharedSecurityStore,
+}
+
+impl SecurityChecker {
+    /// A checker reading `store` at every decision (edits through the admin
+    /// API apply to the next request).
+    pub fn new(store: SharedSecurityStore) -> SecurityChecker {
+        SecurityChecker { store }
+    }
+}
+
+impl Authorizer for SecurityChecker {
+    fn authorize(
+        &self,
+        endpoint: &str,
+        identity: Option<&PeerIdentity>,
+    ) -> Result<(), AuthorizationError> {
+        let stored = self
+            .store
+            .lock()
+            .map_err(|_| AuthorizationError::Unavailable("security store lock poisoned".into()))?
+            .get_by_endpoint(endpoint)
+            .map_err(|e| AuthorizationError::Unavailable(e.to_string()))?;
+        check_credentials(endpoint, identity, stored.as_ref().map(|s| &s.credentials))
+    }
+}
+
+/// The rule of [`SecurityChecker`] for one endpoint's stored credentials.
+pub fn check_credentials(
+    endpoint: &str,
+    identity: Option<&PeerIdentity>,
+    stored: Option<&Credentials>,
+) -> Result<(), AuthorizationError> {
+    let forbid = |m: String| Err(AuthorizationError::Forbidden(m));
+    match (stored, identity) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => forbid(format!(
+            "endpoint {endpoint:?} has no security credentials on this server; \
+             use the unsecured CoAP port or ask for credentials"
+        )),
+        (Some(_), None) => forbid(format!(
+            "endpoint {endpoint:?} has security credentials: connect over DTLS (coaps) with them"
+        )),
+        (Some(Credentials::Psk { identity: want, .. }), Some(PeerIdentity::Psk(got))) => {
+            if want == got {
+                Ok(())
+            } else {
+                forbid(format!(
+                    "PSK identity {got:?} does not belong to endpoint {endpoint:?}"
+                ))
+            }
+        }
+        (Some(Credentials::X509), Some(PeerIdentity::X509 { common_name, .. })) => {
+            if common_name == endpoint {
+                Ok(())
+            } else {
+                forbid(format!(
+                    "certificate Common Name {common_name:?} is not the endpoint name {endpoint:?}"
+                ))
+            }
+        }
+        (Some(Credentials::Rpk { .. }), Some(_)) => forbid(format!(
+            "endpoint {endpoint:?} must use a raw public key, which this server does not support yet"
+        )),
+        (Some(c), Some(_)) => forbid(format!(
+            "endpoint {endpoint:?} must authenticate with {}",
+            match c {
+                Credentials::Psk { .. } => "its PSK",
+                Credentials::X509 => "an X.509 certificate",
+                Credentials::Rpk { .. } => "a raw public key",
+            }
+        )),
+    }
+}
+
 /// Credentials in memory.
 #[derive(Debug, Clone, Default)]
 pub struct MemorySecurityStore {

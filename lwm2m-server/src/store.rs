@@ -21,6 +21,8 @@ use lwm2m_core::model::Version;
 #[cfg(feature = "sqlite")]
 use lwm2m_core::time::Instant;
 
+#[cfg(feature = "sqlite")]
+use crate::registration::RegistrationSecurity;
 use crate::Registration;
 
 /// Why a store operation failed.
@@ -227,7 +229,8 @@ impl SqliteStore {
                 queue_mode INTEGER NOT NULL,
                 links TEXT NOT NULL,
                 registered_at INTEGER NOT NULL,
-                last_update INTEGER NOT NULL
+                last_update INTEGER NOT NULL,
+                security TEXT
             );
             CREATE TABLE IF NOT EXISTS observations (
                 registration_id TEXT NOT NULL,
@@ -239,6 +242,16 @@ impl SqliteStore {
                 PRIMARY KEY (registration_id, token)
             );",
         )?;
+        // Databases written before registrations recorded their DTLS
+        // identity lack the column: their registrations were all plain CoAP.
+        let has_security: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('registrations') WHERE name = 'security'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_security {
+            conn.execute_batch("ALTER TABLE registrations ADD COLUMN security TEXT")?;
+        }
         Ok(SqliteStore { conn })
     }
 
@@ -270,10 +283,11 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
             String,
             i64,
             i64,
+            Option<String>,
         );
         let mut stmt = self.conn.prepare(
             "SELECT id, endpoint, address, lifetime, lwm2m_version, binding, sms, queue_mode,
-                    links, registered_at, last_update FROM registrations",
+                    links, registered_at, last_update, security FROM registrations",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok::<Row, rusqlite::Error>((
@@ -288,12 +302,25 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
                 r.get(8)?,
                 r.get(9)?,
                 r.get(10)?,
+                r.get(11)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, endpoint, address, lifetime, version, binding, sms, queue, links, reg, upd) =
-                row?;
+            let (
+                id,
+                endpoint,
+                address,
+                lifetime,
+                version,
+                binding,
+                sms,
+                queue,
+                links,
+                reg,
+                upd,
+                sec,
+            ) = row?;
             let corrupt = |column| StoreError::Corrupt {
                 id: id.clone(),
                 column,
@@ -307,6 +334,12 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
                 Instant::from_millis(u64::try_from(reg).map_err(|_| corrupt("registered_at"))?);
             let last_update =
                 Instant::from_millis(u64::try_from(upd).map_err(|_| corrupt("last_update"))?);
+            let security = match sec {
+                Some(text) => Some(
+                    RegistrationSecurity::from_stored(&text).ok_or_else(|| corrupt("security"))?,
+                ),
+                None => None,
+            };
             out.push(Registration {
                 id,
                 endpoint,
@@ -319,6 +352,7 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
                 links,
                 registered_at,
                 last_update,
+                security,
             });
         }
         Ok(out)
@@ -331,8 +365,8 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
         let _ = reg.links.encode(&mut links);
         self.conn.execute(
             "INSERT OR REPLACE INTO registrations (id, endpoint, address, lifetime, lwm2m_version,
-                binding, sms, queue_mode, links, registered_at, last_update)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                binding, sms, queue_mode, links, registered_at, last_update, security)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             rusqlite::params![
                 reg.id,
                 reg.endpoint,
@@ -345,6 +379,7 @@ impl RegistrationStore<SocketAddr> for SqliteStore {
                 String::from_utf8_lossy(&links),
                 to_i64(reg.registered_at),
                 to_i64(reg.last_update),
+                reg.security.as_ref().map(RegistrationSecurity::to_stored),
             ],
         )?;
         Ok(())
@@ -448,6 +483,9 @@ mod tests {
             },
             registered_at: Instant::from_millis(1_700_000_000_000),
             last_update: Instant::from_millis(1_700_000_060_000),
+            security: Some(RegistrationSecurity::Psk {
+                identity: format!("id-{id}"),
+            }),
         }
     }
 
@@ -470,6 +508,44 @@ mod tests {
         let mut want = sample("a");
         want.lifetime = 60;
         assert_eq!(loaded, vec![want]);
+    }
+
+    #[test]
+    fn sqlite_adds_the_security_column_to_an_older_database() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE registrations (id TEXT PRIMARY KEY NOT NULL, endpoint TEXT NOT NULL,
+                    address TEXT NOT NULL, lifetime INTEGER NOT NULL, lwm2m_version TEXT NOT NULL,
+                    binding TEXT NOT NULL, sms TEXT, queue_mode INTEGER NOT NULL,
+                    links TEXT NOT NULL, registered_at INTEGER NOT NULL,
+                    last_update INTEGER NOT NULL);
+                 INSERT INTO registrations VALUES
+                    ('old', 'ep-old', '127.0.0.1:1', 60, '1.1', 'U', NULL, 0, '</3/0>', 1, 2);",
+            )
+            .unwrap();
+        }
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].security, None, "old rows were plain CoAP");
+        s.put(&sample("new")).unwrap();
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.iter().filter(|r| r.security.is_some()).count(), 1);
+        s.conn
+            .execute(
+                "UPDATE registrations SET security = 'rpk:x' WHERE id = 'new'",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(
+            s.load(),
+            Err(StoreError::Corrupt {
+                column: "security",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -54,6 +54,7 @@ async fn restored_observation_notifies_and_is_cancelled_through_the_api() {
                 },
                 registered_at: now,
                 last_update: now,
+                security: None,
             })
             .unwrap();
         store

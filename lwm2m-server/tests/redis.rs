@@ -48,6 +48,9 @@ fn sample(id: &str, endpoint: &str) -> Registration<SocketAddr> {
         },
         registered_at: Instant::from_millis(1_700_000_000_000),
         last_update: Instant::from_millis(1_700_000_060_000),
+        security: Some(lwm2m_server::registration::RegistrationSecurity::X509 {
+            common_name: "cn".into(),
+        }),
     }
 }
 

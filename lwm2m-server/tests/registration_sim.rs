@@ -657,6 +657,7 @@ fn restored_registrations_keep_their_ids_and_expire_on_time() {
         links: RegistrationLinks::decode(b"</3/0>").unwrap(),
         registered_at: Instant::ZERO,
         last_update: Instant::from_millis(last_update_s * 1000),
+        security: None,
     };
     let mut store = MemoryStore::new();
     store.put(&stored("aaaa", "early", 0)).unwrap();

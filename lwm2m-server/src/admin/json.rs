@@ -565,6 +565,9 @@ pub fn registration_json(r: &Registration<SocketAddr>, sleeping: bool) -> Json {
         "objectLinks": links,
         "registrationDate": rfc3339(r.registered_at.as_millis()),
         "lastUpdate": rfc3339(r.last_update.as_millis()),
+        // The DTLS identity (PSK identity or certificate CN), never a key.
+        "security": r.security.as_ref().map_or("none", |s| s.kind()),
+        "identity": r.security.as_ref().map(|s| s.identity()),
     })
 }
 

@@ -108,8 +108,7 @@ pub struct AdminConfig {
     pub security: Option<SharedSecurityStore>,
 }
 
-/// A security store shared by the admin API and (later) the DTLS layer.
-pub type SharedSecurityStore = Arc<Mutex<Box<dyn SecurityStore>>>;
+pub use crate::security::SharedSecurityStore;
 
 impl AdminConfig {
     /// Settings matching the server's configuration, 5 s default timeout.

@@ -338,6 +338,8 @@ pub fn openapi() -> Value {
                 "objectLinks": {"type": "array", "items": {"$ref": "#/components/schemas/Link"}},
                 "registrationDate": {"type": "string", "format": "date-time"},
                 "lastUpdate": {"type": "string", "format": "date-time"},
+                "security": {"type": "string", "enum": ["none", "psk", "x509"], "description": "How the client authenticated when it registered (none: plain CoAP)."},
+                "identity": {"type": "string", "nullable": true, "description": "The PSK identity or the certificate's Common Name; never a key."},
             }},
             "ObjectSpec": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "string"},

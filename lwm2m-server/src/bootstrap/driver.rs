@@ -224,7 +224,7 @@ impl Pumped for BootstrapPump {
     fn command(&mut self, now: lwm2m_core::time::Instant, cmd: Command) {
         command(&mut self.engine, now, cmd);
     }
-    async fn flush(&mut self, socket: &UdpSocket) {
+    async fn flush(&mut self, socket: &UdpSocket, _secure: Option<&UdpSocket>) {
         flush(&mut self.engine, socket, &self.events).await;
     }
 }
@@ -238,7 +238,7 @@ async fn run(
 ) {
     let clock = Clock::new();
     let mut p = BootstrapPump { engine, events };
-    pump(&mut p, &socket, &clock, &mut commands, &mut stop).await;
+    pump(&mut p, &socket, None, &clock, &mut commands, &mut stop).await;
     tracing::info!("bootstrap server stopped");
 }
 

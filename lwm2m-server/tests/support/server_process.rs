@@ -18,7 +18,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts the binary with `--coap 127.0.0.1:0 --http 127.0.0.1:0` and then `args`.
+    /// Starts the binary with `--coap 127.0.0.1:0 --http 127.0.0.1:0
+    /// --coaps 127.0.0.1:0` and then `args`.
     pub fn start<I, S>(args: I) -> Running
     where
         I: IntoIterator<Item = S>,
@@ -28,8 +29,13 @@ impl Running {
             // Every process on its own free ports: the defaults (5683, 8080)
             // would clash between servers started by parallel tests.
             .args(["--coap", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--coaps", "127.0.0.1:0"])
             .args(args)
             .env_remove("LWM2M_COAP")
+            .env_remove("LWM2M_COAPS")
+            .env_remove("LWM2M_DTLS_CERT")
+            .env_remove("LWM2M_DTLS_KEY")
+            .env_remove("LWM2M_DTLS_CA")
             .env_remove("LWM2M_HTTP")
             .env_remove("LWM2M_BOOTSTRAP")
             .env_remove("LWM2M_DATA_DIR")
