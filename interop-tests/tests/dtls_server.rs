@@ -315,3 +315,172 @@ fn x509_client_registers_with_a_certificate_whose_cn_is_the_endpoint() {
         "psk"
     );
 }
+
+// --- Our demo client against our server, over DTLS ----------------------
+
+#[path = "../../lwm2m-client/tests/support/pki.rs"]
+mod pki;
+
+/// Starts the demo client registering as `ep` to the server's coaps socket
+/// with the credential flags `creds`.
+fn demo_client(s: &Server, ep: &str, creds: &[String]) -> PeerProcess {
+    let mut cmd = Command::new(cargo_bin("lwm2m-client", "lwm2m-client"));
+    cmd.args(["--endpoint", ep, "--lifetime", "60", "--server"])
+        .arg(format!("coaps://{}", s.addrs.coaps))
+        .args(creds)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    PeerProcess::spawn(cmd, SERVER_LIFETIME).expect("start the demo client")
+}
+
+/// Waits until the API shows `ep` registered; then a Read of the Device
+/// object's manufacturer travels server → client → server through the
+/// session. Returns the registration.
+fn registered_and_readable(s: &Server, c: &PeerProcess, ep: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reg = loop {
+        if let Some(r) = registration(s, ep) {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ep} did not register\nclient:\n{}\nserver:\n{}",
+            c.output(),
+            s.process.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, body) = http(s.addrs.http, "GET", &format!("/api/clients/{ep}/3/0/0"), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("lwm2m-rs"), "{body}");
+    reg
+}
+
+#[test]
+fn our_client_registers_to_our_server_with_a_psk() {
+    let s = psk_server();
+    let c = demo_client(
+        &s,
+        "dtls-ep",
+        &[
+            "--psk-identity".into(),
+            PSK_ID.into(),
+            "--psk-key".into(),
+            hex(PSK_KEY.as_bytes()),
+        ],
+    );
+    let reg = registered_and_readable(&s, &c, "dtls-ep");
+    assert_eq!(reg["security"], "psk");
+    assert_eq!(reg["identity"], PSK_ID);
+}
+
+#[test]
+fn our_client_registers_to_our_server_with_raw_public_keys() {
+    let dir = TempDir::new().unwrap();
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let (server_key, device_key, other_key) = (pki::ec_key(), pki::ec_key(), pki::ec_key());
+    let server_key_file = write(
+        "server-key.pem",
+        &server_key.private_key_to_pem_pkcs8().unwrap(),
+    );
+    let server_public = write(
+        "server-public.pem",
+        &server_key.public_key_to_pem().unwrap(),
+    );
+    let device_key_file = write(
+        "device-key.pem",
+        &device_key.private_key_to_pem_pkcs8().unwrap(),
+    );
+    let s = start_server(&[OsStr::new("--dtls-rpk-key"), server_key_file.as_os_str()]);
+    let device_public = hex(&device_key.public_key_to_der().unwrap());
+    put_credentials(
+        &s,
+        "rpk-ep",
+        &format!(r#"{{"rpk":{{"key":"{device_public}"}}}}"#),
+    );
+    let flags = |server_public: &Path| -> Vec<String> {
+        vec![
+            "--rpk-key".into(),
+            device_key_file.display().to_string(),
+            "--server-public-key".into(),
+            server_public.display().to_string(),
+        ]
+    };
+    let c = demo_client(&s, "rpk-ep", &flags(&server_public));
+    let reg = registered_and_readable(&s, &c, "rpk-ep");
+    assert_eq!(reg["security"], "rpk");
+    assert_eq!(reg["identity"], device_public.as_str());
+
+    // The same device key registering another endpoint name: 4.03.
+    let mut c2 = demo_client(&s, "not-rpk-ep", &flags(&server_public));
+    let refused = c2
+        .wait_for_line(Duration::from_secs(30), |l| {
+            l.contains("registration failed")
+        })
+        .unwrap_or_else(|| panic!("no refusal:\n{}", c2.output()));
+    assert!(refused.contains("4.03"), "{refused}");
+    assert!(registration(&s, "not-rpk-ep").is_none());
+
+    // A client expecting another server key refuses the handshake.
+    let other_public = write("other-public.pem", &other_key.public_key_to_pem().unwrap());
+    let mut c3 = demo_client(&s, "rpk-ep-2", &flags(&other_public));
+    let ended = c3
+        .wait_for_line(Duration::from_secs(40), |l| {
+            l.contains("DTLS session ended")
+        })
+        .unwrap_or_else(|| panic!("no handshake failure:\n{}", c3.output()));
+    assert!(ended.contains("raw public key is not the one"), "{ended}");
+}
+
+#[test]
+fn our_client_registers_to_our_server_with_x509_certificates() {
+    let p = pki::pki();
+    let dir = TempDir::new().unwrap();
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let cert = write("server.pem", &p.cert.to_pem().unwrap());
+    let key = write("server-key.pem", &p.key.private_key_to_pem_pkcs8().unwrap());
+    let ca = write("ca.pem", &p.ca_pem);
+    // The endpoint name is the client certificate's Common Name.
+    let cn = "x509-ep";
+    let device_key = pki::ec_key();
+    let device_cert = pki::certificate(cn, &device_key, Some((&p.ca, &p.ca_key)));
+    let client_cert = write("client.pem", &device_cert.to_pem().unwrap());
+    let client_key = write(
+        "client-key.pem",
+        &device_key.private_key_to_pem_pkcs8().unwrap(),
+    );
+    let s = start_server(&[
+        OsStr::new("--dtls-cert"),
+        cert.as_os_str(),
+        OsStr::new("--dtls-key"),
+        key.as_os_str(),
+        OsStr::new("--dtls-ca"),
+        ca.as_os_str(),
+    ]);
+    put_credentials(&s, cn, r#"{"x509":true}"#);
+    let c = demo_client(
+        &s,
+        cn,
+        &[
+            "--cert".into(),
+            client_cert.display().to_string(),
+            "--key".into(),
+            client_key.display().to_string(),
+            "--server-cert".into(),
+            ca.display().to_string(),
+            "--certificate-usage".into(),
+            "2".into(),
+        ],
+    );
+    let reg = registered_and_readable(&s, &c, cn);
+    assert_eq!(reg["security"], "x509");
+    assert_eq!(reg["identity"], cn);
+}

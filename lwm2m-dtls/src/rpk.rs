@@ -40,6 +40,8 @@ use openssl::x509::X509StoreContextRef;
 
 /// `TLSEXT_cert_type_rpk` (RFC 7250 certificate type 2).
 const CERT_TYPE_RPK: u8 = 2;
+/// `TLSEXT_cert_type_x509` (RFC 7250 certificate type 0).
+const CERT_TYPE_X509: u8 = 0;
 
 // Declarations as in OpenSSL 3.2's <openssl/ssl.h> and <openssl/x509_vfy.h>
 // (SSL_CTX_set1_client_cert_type(3), SSL_get0_peer_rpk(3),
@@ -67,7 +69,20 @@ extern "C" {
 /// a private key ([`SslContextBuilder::set_private_key`]) and no
 /// certificate.
 pub fn offer_only_raw_public_keys(ctx: &mut SslContextBuilder) -> Result<(), ErrorStack> {
-    let types = [CERT_TYPE_RPK];
+    offer_raw_public_keys(ctx, false)
+}
+
+/// Like [`offer_only_raw_public_keys`]; with `x509_too` X.509 certificates
+/// stay possible (preferred, so peers that do not negotiate a certificate
+/// type, the usual X.509 clients, see no change): a server with a
+/// certificate uses this to serve both kinds of clients.
+pub fn offer_raw_public_keys(
+    ctx: &mut SslContextBuilder,
+    x509_too: bool,
+) -> Result<(), ErrorStack> {
+    let both = [CERT_TYPE_X509, CERT_TYPE_RPK];
+    let only = [CERT_TYPE_RPK];
+    let types: &[u8] = if x509_too { &both } else { &only };
     // SAFETY: `ctx.as_ptr()` is a live SSL_CTX owned by `ctx` for the whole
     // call; OpenSSL copies `types` (pointer and length of a live array)
     // ("set1": it keeps its own copy) and keeps no pointer to it.

@@ -143,6 +143,12 @@ pub struct DtlsConfig {
     pub mtu: u32,
     /// Certificate authentication; `None`: PSK only.
     pub x509: Option<X509Files>,
+    /// Raw public key authentication (RFC 7250, feature `rpk`): the
+    /// server's private key (PEM) whose public half it presents; clients
+    /// may then present raw public keys, checked against
+    /// [`Credentials::Rpk`](crate::security::Credentials::Rpk) when they
+    /// register. `None`: no raw public keys.
+    pub rpk_private_key: Option<PathBuf>,
 }
 
 impl Default for DtlsConfig {
@@ -155,6 +161,7 @@ impl Default for DtlsConfig {
             idle_timeout: Duration::from_secs(24 * 3600),
             mtu: 1232,
             x509: None,
+            rpk_private_key: None,
         }
     }
 }
@@ -283,6 +290,67 @@ fn cookie(secret: &[u8], addr: &SocketAddr) -> Result<Vec<u8>, ErrorStack> {
     signer.sign_to_vec()
 }
 
+/// Offers raw public keys with the private key in `path`. With a server
+/// `certificate` (PEM) certificates stay possible for clients that do not
+/// ask for RPK, and the key must be the certificate's.
+#[cfg(feature = "rpk")]
+fn configure_rpk(
+    b: &mut SslContextBuilder,
+    path: &std::path::Path,
+    certificate: Option<&std::path::Path>,
+) -> Result<(), DtlsError> {
+    let file = |reason: String| DtlsError::File {
+        what: "raw public key private key",
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+    let key = PKey::private_key_from_pem(&pem).map_err(|e| file(e.to_string()))?;
+    if let Some(certificate) = certificate {
+        // OpenSSL keeps one key per algorithm, already set from the
+        // certificate's key file; RPK presents that key.
+        let own = std::fs::read(certificate)
+            .ok()
+            .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok())
+            .and_then(|c| c.public_key().ok())
+            .and_then(|k| k.public_key_to_der().ok());
+        if key.public_key_to_der().ok() != own {
+            return Err(file(
+                "with --dtls-cert it must be the certificate's own key (OpenSSL holds one \
+                 key per algorithm)"
+                    .into(),
+            ));
+        }
+    } else {
+        b.set_private_key(&key).map_err(|e| file(e.to_string()))?;
+    }
+    lwm2m_dtls::rpk::offer_raw_public_keys(b, certificate.is_some()).map_err(setup)?;
+    // A raw public key has no issuer to verify: any key is accepted here
+    // and the Authorizer compares it with the endpoint's stored key when
+    // it registers. Certificates are verified as before.
+    b.set_verify_callback(
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        |preverified, store| {
+            preverified || lwm2m_dtls::rpk::store_context_public_key(store).is_some()
+        },
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "rpk"))]
+fn configure_rpk(
+    _b: &mut SslContextBuilder,
+    path: &std::path::Path,
+    _certificate: Option<&std::path::Path>,
+) -> Result<(), DtlsError> {
+    Err(DtlsError::File {
+        what: "raw public key private key",
+        path: path.to_path_buf(),
+        reason: "this build has no raw public keys (they need OpenSSL >= 3.2: feature `rpk`)"
+            .into(),
+    })
+}
+
 /// A datagram whose first record is a ClientHello (handshake, epoch 0).
 fn is_client_hello(bytes: &[u8]) -> bool {
     bytes.first() == Some(&22) && bytes.get(3..5) == Some(&[0, 0][..]) && bytes.get(13) == Some(&1)
@@ -291,6 +359,10 @@ fn is_client_hello(bytes: &[u8]) -> bool {
 /// The identity a finished handshake authenticated.
 fn identity_of(stream: &SslStream<DatagramPipe>) -> Option<PeerIdentity> {
     let ssl = stream.ssl();
+    #[cfg(feature = "rpk")]
+    if let Some(public_key) = lwm2m_dtls::rpk::peer_public_key(ssl) {
+        return Some(PeerIdentity::Rpk { public_key });
+    }
     if let Some(cert) = ssl.peer_certificate() {
         let common_name = cert
             .subject_name()
@@ -376,6 +448,10 @@ impl DtlsServer {
             let names = X509Name::load_client_ca_file(&x.ca).map_err(file("CA", &x.ca))?;
             b.set_client_ca_list(names);
             b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        }
+        if let Some(path) = &config.rpk_private_key {
+            let certificate = config.x509.as_ref().map(|x| x.certificate.as_path());
+            configure_rpk(&mut b, path, certificate)?;
         }
         Ok(DtlsServer {
             config,
@@ -1219,5 +1295,98 @@ mod tests {
         let err = DtlsServer::new(broken, keys(), [0; 32]).unwrap_err();
         assert!(err.to_string().contains("DTLS CA"), "{err}");
         assert!(err.to_string().contains("missing.pem"), "{err}");
+    }
+
+    /// A client presenting `own` as a raw public key and accepting any
+    /// server key (the client side's checks are the client crate's).
+    #[cfg(feature = "rpk")]
+    fn rpk_client(own: &PKey<Private>) -> SslStream<DatagramPipe> {
+        let mut b = client_ctx();
+        b.set_private_key(own).unwrap();
+        lwm2m_dtls::rpk::offer_only_raw_public_keys(&mut b).unwrap();
+        b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+        stream(b)
+    }
+
+    #[cfg(feature = "rpk")]
+    #[test]
+    fn raw_public_key_clients_are_identified_by_their_key_beside_psk_and_x509() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: Vec<u8>| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let server_key = key();
+        let key_file = write("rpk.pem", server_key.private_key_to_pem_pkcs8().unwrap());
+        // RPK alone (no certificate), with PSK beside it.
+        let mut s = server(DtlsConfig {
+            rpk_private_key: Some(key_file.clone()),
+            ..DtlsConfig::default()
+        });
+        let device = key();
+        let mut c = rpk_client(&device);
+        exchange(&mut s, &mut c, peer(1));
+        assert!(c.ssl().is_init_finished());
+        assert_eq!(
+            s.session_identity(&peer(1)),
+            Some(&PeerIdentity::Rpk {
+                public_key: device.public_key_to_der().unwrap()
+            })
+        );
+        // The client saw the server's key.
+        assert_eq!(
+            lwm2m_dtls::rpk::peer_public_key(c.ssl()),
+            Some(server_key.public_key_to_der().unwrap())
+        );
+        let mut p = psk_client("dev-1", b"secret-key-1");
+        exchange(&mut s, &mut p, peer(2));
+        assert!(s.has_session(&peer(2)));
+
+        // With a certificate: RPK uses the certificate's key, X.509 clients
+        // still get the certificate.
+        let ca_key = key();
+        let ca = cert("Test CA", &ca_key, None);
+        let server_cert = cert("server", &server_key, Some((&ca, &ca_key)));
+        let files = X509Files {
+            certificate: write("server.pem", server_cert.to_pem().unwrap()),
+            private_key: key_file.clone(),
+            ca: write("ca.pem", ca.to_pem().unwrap()),
+        };
+        let mut s = server(DtlsConfig {
+            x509: Some(files.clone()),
+            rpk_private_key: Some(key_file),
+            ..DtlsConfig::default()
+        });
+        let mut c = rpk_client(&device);
+        exchange(&mut s, &mut c, peer(3));
+        assert!(matches!(
+            s.session_identity(&peer(3)),
+            Some(PeerIdentity::Rpk { .. })
+        ));
+        let k = key();
+        let mut b = client_ctx();
+        b.set_certificate(&cert("ep-x", &k, Some((&ca, &ca_key))))
+            .unwrap();
+        b.set_private_key(&k).unwrap();
+        let mut x = stream(b);
+        exchange(&mut s, &mut x, peer(4));
+        assert!(matches!(
+            s.session_identity(&peer(4)),
+            Some(PeerIdentity::X509 { common_name, .. }) if common_name == "ep-x"
+        ));
+        // An RPK key other than the certificate's is refused at setup.
+        let other = write("other.pem", key().private_key_to_pem_pkcs8().unwrap());
+        let err = DtlsServer::new(
+            DtlsConfig {
+                x509: Some(files),
+                rpk_private_key: Some(other),
+                ..DtlsConfig::default()
+            },
+            keys(),
+            [0; 32],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("certificate's own key"), "{err}");
     }
 }

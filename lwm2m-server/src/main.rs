@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! lwm2m-server [--coap ADDR] [--coaps ADDR|none] [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
-//!              [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL]
+//!              [--dtls-rpk-key PEM] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL]
 //!              [--max-registrations N] [--max-registrations-per-address N] [...limits]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
@@ -14,8 +14,12 @@
 //! `--dtls-cert`, `--dtls-key`, `--dtls-ca` (env `LWM2M_DTLS_CERT`,
 //! `LWM2M_DTLS_KEY`, `LWM2M_DTLS_CA`): PEM files of the server certificate,
 //! its key and the CA that signs client certificates, all three or none;
-//! without them DTLS is PSK only. Files that do not load are refused at
-//! start (exit 2), as bad flag values are.
+//! without them DTLS is PSK only. `--dtls-rpk-key` (env
+//! `LWM2M_DTLS_RPK_KEY`): the server's private key (PEM) for raw public key
+//! clients (RFC 7250, Security Mode 1; with `--dtls-key` it must be that
+//! same key); their keys are stored as `{"rpk":{"key":..}}` credentials.
+//! Files that do not load are refused at start (exit 2), as bad flag
+//! values are.
 //! `--bootstrap` (env `LWM2M_BOOTSTRAP`, default `0.0.0.0:5783`): UDP address
 //! of the bootstrap server, `none` to run without it. Its configurations live
 //! in `bootstrap.sqlite3` in the data directory (managed with the admin API's
@@ -57,7 +61,7 @@ use lwm2m_server::{
 
 const USAGE: &str =
     "usage: lwm2m-server [--coap ADDR] [--coaps ADDR|none] [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
-                    [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
+                    [--dtls-rpk-key PEM] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
   --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
   --coaps ADDR     UDP address for CoAP over DTLS 1.2, or none (env LWM2M_COAPS, default 0.0.0.0:5684);
                    PSK keys from the credentials store (/api/security/clients)
@@ -65,6 +69,8 @@ const USAGE: &str =
   --dtls-key PEM   its private key (env LWM2M_DTLS_KEY)
   --dtls-ca PEM    CA certificates trusted for client certificates (env LWM2M_DTLS_CA);
                    the three go together; without them DTLS is PSK only
+  --dtls-rpk-key PEM private key presented to raw public key clients (env LWM2M_DTLS_RPK_KEY);
+                   clients' keys from the credentials store (rpk credentials, hex DER)
   --bootstrap ADDR UDP address of the bootstrap server, or none (env LWM2M_BOOTSTRAP,
                    default 0.0.0.0:5783); configurations from DIR/bootstrap.json
   --http ADDR      TCP address of the admin API and web UI (env LWM2M_HTTP, default 0.0.0.0:8080)
@@ -91,6 +97,8 @@ struct Args {
     coaps: Option<SocketAddr>,
     /// Certificate, key and CA for X.509 clients.
     x509: Option<X509Files>,
+    /// The server's private key for raw public key clients.
+    rpk_key: Option<PathBuf>,
     bootstrap: Option<SocketAddr>,
     http: SocketAddr,
     data_dir: PathBuf,
@@ -216,6 +224,7 @@ fn parse_args(
     let mut dtls_cert = env("LWM2M_DTLS_CERT").filter(|v| !v.is_empty());
     let mut dtls_key = env("LWM2M_DTLS_KEY").filter(|v| !v.is_empty());
     let mut dtls_ca = env("LWM2M_DTLS_CA").filter(|v| !v.is_empty());
+    let mut dtls_rpk_key = env("LWM2M_DTLS_RPK_KEY").filter(|v| !v.is_empty());
     let mut http = env("LWM2M_HTTP");
     let mut bootstrap = env("LWM2M_BOOTSTRAP");
     let mut data_dir = env("LWM2M_DATA_DIR");
@@ -241,6 +250,7 @@ fn parse_args(
                     | "--dtls-cert"
                     | "--dtls-key"
                     | "--dtls-ca"
+                    | "--dtls-rpk-key"
                     | "--bootstrap"
                     | "--http"
                     | "--data-dir"
@@ -262,6 +272,7 @@ fn parse_args(
             ("--dtls-cert", _) => &mut dtls_cert,
             ("--dtls-key", _) => &mut dtls_key,
             ("--dtls-ca", _) => &mut dtls_ca,
+            ("--dtls-rpk-key", _) => &mut dtls_rpk_key,
             ("--http", _) => &mut http,
             ("--bootstrap", _) => &mut bootstrap,
             ("--redis", _) => &mut redis,
@@ -307,9 +318,10 @@ fn parse_args(
             )
         }
     };
-    if x509.is_some() && coaps.is_none() {
+    if (x509.is_some() || dtls_rpk_key.is_some()) && coaps.is_none() {
         return Err(
-            "--dtls-cert/--dtls-key/--dtls-ca need the coaps socket (not --coaps none)".into(),
+            "--dtls-cert/--dtls-key/--dtls-ca/--dtls-rpk-key need the coaps socket (not --coaps none)"
+                .into(),
         );
     }
     let mut server = ServerConfig::default();
@@ -322,6 +334,7 @@ fn parse_args(
         coap,
         coaps,
         x509,
+        rpk_key: dtls_rpk_key.map(PathBuf::from),
         bootstrap,
         http,
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
@@ -334,11 +347,12 @@ fn parse_args(
 /// Loads the certificate files once, so a file that does not load is a
 /// usage error (exit 2) rather than a failed start.
 fn check_x509(args: &Args) -> Result<(), String> {
-    let Some(x509) = &args.x509 else {
+    if args.x509.is_none() && args.rpk_key.is_none() {
         return Ok(());
-    };
+    }
     let config = DtlsConfig {
-        x509: Some(x509.clone()),
+        x509: args.x509.clone(),
+        rpk_private_key: args.rpk_key.clone(),
         ..DtlsConfig::default()
     };
     DtlsServer::new(config, Arc::new(|_: &str| None), [0; 32])
@@ -462,6 +476,7 @@ async fn serve(args: Args) -> ExitCode {
         coaps: args.coaps.map(|addr| {
             let dtls = DtlsConfig {
                 x509: args.x509.clone(),
+                rpk_private_key: args.rpk_key.clone(),
                 ..DtlsConfig::default()
             };
             (addr, dtls)
@@ -510,6 +525,7 @@ async fn serve(args: Args) -> ExitCode {
         coap = %server.local_addr(),
         coaps = %coaps,
         x509 = args.x509.is_some(),
+        rpk = args.rpk_key.is_some(),
         http = %http_addr,
         store = %store_name,
         "LwM2M server listening"

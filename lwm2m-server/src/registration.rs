@@ -69,6 +69,12 @@ pub enum RegistrationSecurity {
         /// The certificate's Common Name.
         common_name: String,
     },
+    /// Registered with this raw public key.
+    Rpk {
+        /// The key's DER `SubjectPublicKeyInfo` in lower-case hex, as the
+        /// admin API's `{"rpk":{"key":..}}` takes it.
+        public_key_hex: String,
+    },
 }
 
 impl RegistrationSecurity {
@@ -81,22 +87,28 @@ impl RegistrationSecurity {
             PeerIdentity::X509 { common_name, .. } => RegistrationSecurity::X509 {
                 common_name: common_name.clone(),
             },
+            PeerIdentity::Rpk { public_key } => RegistrationSecurity::Rpk {
+                public_key_hex: public_key.iter().map(|b| format!("{b:02x}")).collect(),
+            },
         }
     }
 
-    /// `"psk"` or `"x509"` (the admin API's `security`).
+    /// `"psk"`, `"x509"` or `"rpk"` (the admin API's `security`).
     pub fn kind(&self) -> &'static str {
         match self {
             RegistrationSecurity::Psk { .. } => "psk",
             RegistrationSecurity::X509 { .. } => "x509",
+            RegistrationSecurity::Rpk { .. } => "rpk",
         }
     }
 
-    /// The PSK identity or the certificate's Common Name.
+    /// The PSK identity, the certificate's Common Name or the raw public
+    /// key (hex).
     pub fn identity(&self) -> &str {
         match self {
             RegistrationSecurity::Psk { identity } => identity,
             RegistrationSecurity::X509 { common_name } => common_name,
+            RegistrationSecurity::Rpk { public_key_hex } => public_key_hex,
         }
     }
 
@@ -106,7 +118,7 @@ impl RegistrationSecurity {
     }
 
     /// Reads [`RegistrationSecurity::to_stored`]'s text back; `None` if it
-    /// is not `psk:…` or `x509:…`.
+    /// is not `psk:…`, `x509:…` or `rpk:…`.
     pub fn from_stored(text: &str) -> Option<RegistrationSecurity> {
         match text.split_once(':')? {
             ("psk", id) => Some(RegistrationSecurity::Psk {
@@ -114,6 +126,9 @@ impl RegistrationSecurity {
             }),
             ("x509", cn) => Some(RegistrationSecurity::X509 {
                 common_name: cn.to_string(),
+            }),
+            ("rpk", key) => Some(RegistrationSecurity::Rpk {
+                public_key_hex: key.to_string(),
             }),
             _ => None,
         }

@@ -166,10 +166,8 @@ pub type SharedSecurityStore = std::sync::Arc<std::sync::Mutex<Box<dyn SecurityS
 /// Who a datagram's sender proved to be in its DTLS handshake. A datagram
 /// that came without DTLS has no identity (`None` where one is expected).
 ///
-/// Raw public keys (RFC 7250) are not offered yet: OpenSSL supports them
-/// from 3.2 only (this server builds against 3.0). They will come as a new
-/// variant `Rpk { public_key }` (the DER `SubjectPublicKeyInfo`, compared
-/// with [`Credentials::Rpk`]); the enum is `#[non_exhaustive]` for that.
+/// Raw public keys (RFC 7250) need OpenSSL 3.2 or newer: the DTLS layer
+/// offers them with the `rpk` feature (default), see `lwm2m-dtls`.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PeerIdentity {
@@ -183,6 +181,13 @@ pub enum PeerIdentity {
         /// The certificate, DER.
         der: Vec<u8>,
     },
+    /// A raw public key handshake (RFC 7250): the key the client proved
+    /// it holds, as a DER `SubjectPublicKeyInfo` (compared with
+    /// [`Credentials::Rpk`]).
+    Rpk {
+        /// The client's public key.
+        public_key: Vec<u8>,
+    },
 }
 
 impl fmt::Debug for PeerIdentity {
@@ -195,6 +200,10 @@ impl fmt::Debug for PeerIdentity {
                 .field("common_name", common_name)
                 .field("der_len", &der.len())
                 .finish(),
+            PeerIdentity::Rpk { public_key } => f
+                .debug_struct("Rpk")
+                .field("public_key_len", &public_key.len())
+                .finish(),
         }
     }
 }
@@ -205,6 +214,9 @@ impl fmt::Display for PeerIdentity {
             PeerIdentity::Psk(id) => write!(f, "PSK identity {id:?}"),
             PeerIdentity::X509 { common_name, .. } => {
                 write!(f, "certificate with CN {common_name:?}")
+            }
+            PeerIdentity::Rpk { public_key } => {
+                write!(f, "raw public key of {} bytes", public_key.len())
             }
         }
     }
@@ -251,7 +263,8 @@ pub trait Authorizer: Send + fmt::Debug {
 /// - PSK credentials: the sender's PSK identity must be exactly the stored one;
 /// - X.509: the sender's certificate (already verified against the trust
 ///   store by the handshake) must have the endpoint name as Common Name;
-/// - RPK credentials: refused until the DTLS layer supports raw public keys;
+/// - RPK credentials: the sender's raw public key must be exactly the
+///   stored one;
 /// - anything else (no DTLS, the other kind of credentials) is refused.
 #[derive(Debug, Clone)]
 pub struct SecurityChecker {
@@ -316,9 +329,18 @@ pub fn check_credentials(
                 ))
             }
         }
-        (Some(Credentials::Rpk { .. }), Some(_)) => forbid(format!(
-            "endpoint {endpoint:?} must use a raw public key, which this server does not support yet"
-        )),
+        (
+            Some(Credentials::Rpk { public_key: want }),
+            Some(PeerIdentity::Rpk { public_key: got }),
+        ) => {
+            if want == got {
+                Ok(())
+            } else {
+                forbid(format!(
+                    "the raw public key presented is not endpoint {endpoint:?}'s"
+                ))
+            }
+        }
         (Some(c), Some(_)) => forbid(format!(
             "endpoint {endpoint:?} must authenticate with {}",
             match c {

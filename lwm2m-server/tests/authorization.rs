@@ -26,6 +26,12 @@ fn psk(id: &str) -> PeerIdentity {
     PeerIdentity::Psk(id.into())
 }
 
+fn rpk(key: &[u8]) -> PeerIdentity {
+    PeerIdentity::Rpk {
+        public_key: key.to_vec(),
+    }
+}
+
 fn x509(cn: &str) -> PeerIdentity {
     PeerIdentity::X509 {
         common_name: cn.into(),
@@ -43,6 +49,14 @@ impl Bench {
             .put(SecurityInfo {
                 endpoint: "cert-ep".into(),
                 credentials: Credentials::X509,
+            })
+            .unwrap();
+        store
+            .put(SecurityInfo {
+                endpoint: "rpk-ep".into(),
+                credentials: Credentials::Rpk {
+                    public_key: vec![0x30, 0x59, 1, 2, 3],
+                },
             })
             .unwrap();
         let store: SharedSecurityStore = Arc::new(Mutex::new(Box::new(store)));
@@ -152,6 +166,31 @@ fn register_needs_exactly_the_stored_credentials() {
     assert!(diagnostic(&r).contains("Common Name"), "{}", diagnostic(&r));
     let r = b.register(Some(&psk("psk-id")), "cert-ep");
     assert_eq!(r.code, Code::FORBIDDEN);
+
+    // RPK endpoint: exactly the stored key; the registration keeps it (hex).
+    let r = b.register(Some(&rpk(&[0x30, 0x59, 1, 2, 4])), "rpk-ep");
+    assert_eq!(r.code, Code::FORBIDDEN);
+    assert!(
+        diagnostic(&r).contains("raw public key"),
+        "{}",
+        diagnostic(&r)
+    );
+    let r = b.register(Some(&psk("psk-id")), "rpk-ep");
+    assert_eq!(r.code, Code::FORBIDDEN);
+    let r = b.register(Some(&rpk(&[0x30, 0x59, 1, 2, 3])), "rpk-ep");
+    assert_eq!(r.code, Code::CREATED, "{}", diagnostic(&r));
+    let sec = b.engine.registration("rpk-ep").unwrap().security.clone();
+    assert_eq!(
+        sec,
+        Some(RegistrationSecurity::Rpk {
+            public_key_hex: "3059010203".into()
+        })
+    );
+    let stored = sec.unwrap().to_stored();
+    assert_eq!(
+        RegistrationSecurity::from_stored(&stored).map(|s| s.to_stored()),
+        Some(stored)
+    );
 
     // No credentials: plain CoAP registers, a DTLS identity does not.
     let r = b.register(None, "open-ep");

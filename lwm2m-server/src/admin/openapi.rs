@@ -338,7 +338,7 @@ pub fn openapi() -> Value {
                 "objectLinks": {"type": "array", "items": {"$ref": "#/components/schemas/Link"}},
                 "registrationDate": {"type": "string", "format": "date-time"},
                 "lastUpdate": {"type": "string", "format": "date-time"},
-                "security": {"type": "string", "enum": ["none", "psk", "x509"], "description": "How the client authenticated when it registered (none: plain CoAP)."},
+                "security": {"type": "string", "enum": ["none", "psk", "x509", "rpk"], "description": "How the client authenticated when it registered (none: plain CoAP)."},
                 "identity": {"type": "string", "nullable": true, "description": "The PSK identity or the certificate's Common Name; never a key."},
             }},
             "ObjectSpec": {"type": "object", "properties": {
