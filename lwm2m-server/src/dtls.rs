@@ -884,15 +884,17 @@ impl DtlsServer {
     }
 }
 
+// The test PKI the client's DTLS and https tests use.
+#[cfg(test)]
+#[path = "../../lwm2m-client/tests/support/pki.rs"]
+mod test_pki;
+
 #[cfg(test)]
 mod tests {
+    use super::test_pki;
     use super::*;
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::ec::{EcGroup, EcKey};
     use openssl::pkey::Private;
     use openssl::ssl::SslRef;
-    use openssl::x509::extension::BasicConstraints;
     use openssl::x509::X509;
 
     const T0: Instant = Instant::from_millis(1_000_000);
@@ -1195,38 +1197,11 @@ mod tests {
     }
 
     fn key() -> PKey<Private> {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+        test_pki::ec_key()
     }
 
     fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>) -> X509 {
-        let mut name = X509Name::builder().unwrap();
-        name.append_entry_by_text("CN", cn).unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        let serial = BigNum::from_u32(u32::from(cn.as_bytes()[0])).unwrap();
-        b.set_serial_number(&serial.to_asn1_integer().unwrap())
-            .unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_pubkey(key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        match issuer {
-            Some((ca, ca_key)) => {
-                b.set_issuer_name(ca.subject_name()).unwrap();
-                b.sign(ca_key, MessageDigest::sha256()).unwrap();
-            }
-            None => {
-                b.set_issuer_name(&name).unwrap();
-                b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-                    .unwrap();
-                b.sign(key, MessageDigest::sha256()).unwrap();
-            }
-        }
-        b.build()
+        test_pki::certificate(cn, key, issuer)
     }
 
     #[test]
