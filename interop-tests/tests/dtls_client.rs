@@ -339,3 +339,103 @@ fn raw_public_keys_a_server_key_other_than_the_given_one_is_refused() {
         c.output()
     );
 }
+
+// --- Firmware pull over coaps:// ------------------------------------------
+
+fn libcoap_tool(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env)
+        .map(PathBuf::from)
+        .or_else(|| find_in_path(&[name]))
+        .unwrap_or_else(|| {
+            panic!("{name} not found (set {env} or run ./scripts/install-test-deps)")
+        })
+}
+
+/// The demo client registers to our server over plain CoAP and has a
+/// second, `coaps://` account at libcoap's `coap-server-openssl` (PSK):
+/// a Package URI on that host and port is downloaded block by block over
+/// DTLS with that account's credentials, and the image is the package.
+#[test]
+fn firmware_is_pulled_over_coaps_with_the_matching_accounts_psk() {
+    use interop_tests::demo::{admin_http, spawn_demo_server};
+
+    let dir = TempDir::new().unwrap();
+    // 5000 bytes: five Block2 blocks of 1024.
+    let package: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 255) as u8).collect();
+    let package_file = dir.path().join("fw.bin");
+    std::fs::write(&package_file, &package).unwrap();
+
+    let (fw_server, fw_addr) = start_libcoap(
+        &libcoap_tool("COAP_SERVER_OPENSSL", "coap-server-openssl"),
+        &["-k".into(), PSK.into(), "-d".into(), "4".into()],
+    );
+    // Put the package on it (a dynamic resource), over the same DTLS.
+    let mut put = Command::new(libcoap_tool("COAP_CLIENT_OPENSSL", "coap-client-openssl"));
+    put.args([
+        "-u", "uploader", "-k", PSK, "-m", "put", "-b", "1024", "-B", "10", "-f",
+    ])
+    .arg(&package_file)
+    .arg(format!("coaps://{fw_addr}/fw"));
+    let mut put = PeerProcess::spawn(put, LIFE).expect("start coap-client-openssl");
+    assert!(
+        put.wait_timeout(Duration::from_secs(30))
+            .is_some_and(|s| s.success()),
+        "upload failed:\n{}\nserver:\n{}",
+        put.output(),
+        fw_server.output()
+    );
+
+    let (mut server, addrs) = spawn_demo_server(
+        &cargo_bin("lwm2m-server", "lwm2m-server"),
+        dir.path().join("server-data"),
+        LIFE,
+    );
+    let state = dir.path().join("fw-state");
+    let mut cmd = Command::new(cargo_bin("lwm2m-client", "lwm2m-client"));
+    cmd.args(["--endpoint", "fw-coaps", "--lifetime", "60"])
+        .arg("--server")
+        .arg(format!("coap://{}", addrs.coap))
+        .arg("--server")
+        .arg(format!("coaps://{fw_addr}"))
+        .args([
+            "--psk-identity",
+            "fw-coaps",
+            "--psk-key",
+            &hex(PSK.as_bytes()),
+        ])
+        .arg("--firmware-state")
+        .arg(&state)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let client = PeerProcess::spawn(cmd, LIFE).expect("start the demo client");
+    interop_tests::demo::wait_registered(&mut server, &client, "fw-coaps");
+
+    let uri = format!("coaps://{fw_addr}/fw");
+    let (status, body) = admin_http(
+        addrs.http,
+        "PUT",
+        "/api/clients/fw-coaps/5/0/1",
+        &format!(r#"{{"id":1,"kind":"singleResource","value":"{uri}"}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, body) = admin_http(addrs.http, "GET", "/api/clients/fw-coaps/5/0/3", "");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        // State 2: Downloaded.
+        if value["content"]["value"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not downloaded: {body}\nclient:\n{}",
+            client.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, result) = admin_http(addrs.http, "GET", "/api/clients/fw-coaps/5/0/5", "");
+    assert!(result.contains(r#""value":0"#), "Update Result: {result}");
+    let mut image = state.into_os_string();
+    image.push(".image");
+    assert_eq!(std::fs::read(&image).unwrap(), package);
+}

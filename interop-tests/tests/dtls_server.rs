@@ -9,13 +9,11 @@
 //! `openssl` command-line tool. Both come from `./scripts/install-test-deps`.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use interop_tests::demo::{spawn_demo_server_with, DemoServerAddrs};
+use interop_tests::demo::{admin_http as http, spawn_demo_server_with, DemoServerAddrs};
 use interop_tests::{cargo_bin, find_in_path, PeerProcess, TempDir, INSTALL_HINT};
 
 /// Bound on the server process's life.
@@ -58,31 +56,6 @@ fn start_server(extra: &[&OsStr]) -> Server {
         addrs,
         _data: data,
     }
-}
-
-/// A bare HTTP/1.1 request to the admin API: (status, body).
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {out:?}"));
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1629,6 +1629,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                 let peer = self.resolver.as_ref().and_then(|res| res(&r.uri));
                 let sent = match peer {
                     None => Err(ObjectRequestError::Unresolvable),
+                    // A coaps:// request goes only where a Security instance
+                    // gives DTLS credentials (never in clear).
+                    Some(peer)
+                        if crate::security::is_coaps(&r.uri)
+                            && !self.peer_security(&peer).is_some_and(|p| p.is_dtls()) =>
+                    {
+                        Err(ObjectRequestError::NoCredentials)
+                    }
                     Some(peer) => self
                         .ep
                         .send_request(now, peer.clone(), r.request)

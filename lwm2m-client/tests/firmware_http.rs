@@ -14,6 +14,8 @@ use std::time::Duration as StdDuration;
 use lwm2m_client::http_fetch::{Fetcher, HttpConfig};
 use lwm2m_client::objects::{DownloadHost, Firmware, FirmwareHandle, ResumePolicy, UpdateOutcome};
 use lwm2m_client::Object;
+use lwm2m_core::coap::option::number;
+use lwm2m_core::coap::BlockValue;
 use lwm2m_core::model::{ResourceValue, Value};
 use lwm2m_core::time::{Duration, Instant};
 use lwm2m_objects::firmware::{
@@ -655,7 +657,7 @@ async fn a_download_cut_by_a_reboot_resumes_from_the_saved_state() {
 }
 
 #[tokio::test]
-async fn coaps_and_coap_over_tcp_give_result_9_even_when_listed() {
+async fn coap_over_tcp_gives_result_9_even_when_listed_and_coaps_is_fetched_like_coap() {
     let config = FirmwareConfig {
         protocols: Protocol::ALL.to_vec(),
         ..FirmwareConfig::default()
@@ -665,7 +667,6 @@ async fn coaps_and_coap_over_tcp_give_result_9_even_when_listed() {
     });
     let handle = fw.handle();
     for uri in [
-        "coaps://127.0.0.1/fw.bin",
         "coap+tcp://127.0.0.1/fw.bin",
         "coaps+tcp://127.0.0.1/fw.bin",
     ] {
@@ -678,6 +679,19 @@ async fn coaps_and_coap_over_tcp_give_result_9_even_when_listed() {
         assert_eq!(handle.poll_download(), None, "nothing for the host: {uri}");
         write_uri(&mut fw, "");
     }
+    // coaps: a Block2 GET for the engine (which sends it over DTLS), not a
+    // download for the host.
+    write_uri(&mut fw, "coaps://127.0.0.1:5684/fw/image.bin");
+    assert_eq!(handle.with(|f| f.state()), State::Downloading);
+    assert_eq!(handle.poll_download(), None);
+    let r = fw.poll_request().expect("a block request");
+    assert_eq!(r.uri, "coaps://127.0.0.1:5684/fw/image.bin");
+    let path: Vec<&[u8]> = r.request.options.get_all(number::URI_PATH).collect();
+    assert_eq!(path, [&b"fw"[..], &b"image.bin"[..]]);
+    assert_eq!(
+        r.request.options.uint(number::BLOCK2),
+        Some(BlockValue::new(0, false, 1024).unwrap().encode())
+    );
 }
 
 /// An LwM2M server on `socket`: answers Register, observes /5/0/3, writes

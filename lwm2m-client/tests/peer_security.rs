@@ -96,3 +96,79 @@ fn an_unreachable_peer_fails_its_register_at_once() {
     // The other server is not affected.
     assert_eq!(c.server_state(2), Some(RegistrationState::Registering));
 }
+
+/// A firmware pull over coaps:// goes to the peer only when a Security
+/// instance gives DTLS credentials there (the driver then carries it over
+/// DTLS); elsewhere nothing is sent in clear and Update Result is 9.
+#[test]
+fn a_coaps_package_uri_is_fetched_only_where_a_security_instance_has_credentials() {
+    use lwm2m_client::objects::{Firmware, UpdateOutcome};
+    use lwm2m_core::model::{ResourceValue, Value};
+    use lwm2m_objects::firmware::{FirmwareConfig, Protocol, State, UpdateResult, VecStorage};
+
+    for (uri, peer, expect_sent) in [
+        // On the PSK server's host and port: its credentials are used.
+        ("coaps://1:5684/fw.bin", 1, true),
+        // On the NoSec server's host: no credentials for coaps there.
+        ("coaps://2/fw.bin", 2, false),
+        // A host no Security instance knows.
+        ("coaps://42/fw.bin", 42, false),
+    ] {
+        // Server 1 registers only after an hour: no Register holds its
+        // peer (one request in flight per peer), the block GET goes at once.
+        let mut security = Security::empty();
+        security.insert(
+            0,
+            SecurityInstance::server("coaps://1:5684", 1).with_psk(b"dev", b"key"),
+        );
+        security.insert(1, SecurityInstance::server("coap://2", 2));
+        let mut servers = Server::empty();
+        servers.insert(
+            0,
+            ServerConfig {
+                initial_registration_delay: Some(3600),
+                ..ServerConfig::new(300)
+            },
+        );
+        servers.insert(
+            1,
+            ServerConfig {
+                short_server_id: 2,
+                initial_registration_delay: Some(3600),
+                ..ServerConfig::new(300)
+            },
+        );
+        let mut c = client(security, servers);
+        let config = FirmwareConfig {
+            protocols: vec![Protocol::Coap, Protocol::Coaps],
+            ..FirmwareConfig::default()
+        };
+        let fw = Firmware::with_config(config, VecStorage::new(4096), |_: &mut VecStorage| {
+            UpdateOutcome::Succeeded
+        });
+        let handle = fw.handle();
+        c.add_object(Box::new(fw));
+        c.start(Instant::ZERO);
+        while c.poll_transmit().is_some() {}
+        c.object_mut(5)
+            .unwrap()
+            .write(0, 1, ResourceValue::Single(Value::String(uri.into())))
+            .unwrap();
+        c.handle_timeout(Instant::from_millis(10));
+        let mut sent_to_peer = false;
+        while let Some(t) = c.poll_transmit() {
+            sent_to_peer |= t.peer == peer;
+        }
+        assert_eq!(sent_to_peer, expect_sent, "{uri}");
+        let (state, result) = handle.with(|f| (f.state(), f.result()));
+        if expect_sent {
+            assert_eq!(state, State::Downloading, "{uri}");
+        } else {
+            assert_eq!(
+                (state, result),
+                (State::Idle, UpdateResult::UnsupportedProtocol),
+                "{uri}"
+            );
+        }
+    }
+}

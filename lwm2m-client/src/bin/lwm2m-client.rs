@@ -495,8 +495,13 @@ async fn run(args: Args) -> Result<(), String> {
         .ok()
         .and_then(|d| i64::try_from(d.as_secs()).ok())
         .unwrap_or(0);
+    let mut protocols = vec![Protocol::Coap, Protocol::Http, Protocol::Https];
+    // The driver carries coaps:// block requests over DTLS.
+    if cfg!(feature = "dtls") {
+        protocols.push(Protocol::Coaps);
+    }
     let firmware_config = FirmwareConfig {
-        protocols: vec![Protocol::Coap, Protocol::Http, Protocol::Https],
+        protocols,
         // The engine's clock starts about now: Last State Change Time is
         // then a Unix time, comparable across restarts (--firmware-state).
         unix_time_at_zero: unix_now,

@@ -17,9 +17,15 @@
 //!   integrator's host: it takes [`DownloadCommand`]s from
 //!   [`FirmwareHandle::poll_download`] and feeds the bytes back with
 //!   [`FirmwareHandle::download_data`] and friends. The object stays sans-IO.
-//!   Schemes outside Protocol Support get Result 9, and so do `coaps`,
-//!   `coap+tcp` and `coaps+tcp` even when listed: DTLS and CoAP over TCP
-//!   are a later issue.
+//!   Schemes outside Protocol Support get Result 9, and so do `coap+tcp`
+//!   and `coaps+tcp` even when listed: CoAP over TCP is a later issue.
+//! * Pull over CoAPS: a `coaps://` Package URI is fetched like `coap://`,
+//!   block by block; the driver carries the requests over DTLS with the
+//!   credentials of the Security instance whose URI resolves to the same
+//!   peer (the LwM2M server's own account when the package lives on its
+//!   host and port, as Anjay does). Without such an instance the engine
+//!   does not send in clear: Result 9. A failed handshake fails the
+//!   attempt at once (a lost connection: retried, then Result 4).
 //! * Resume ([`ResumePolicy`]): a download that loses its connection is
 //!   started again from the bytes already stored (the host gets
 //!   `resume_from`, HTTP uses `Range`), up to `attempts` times in a row
@@ -193,19 +199,16 @@ impl<S: FirmwareStorage> Inner<S> {
         self.high_water = self.high_water.max(resume_from);
         self.retry_at = None;
         let protocol = check_uri(&uri).ok();
-        if matches!(
-            protocol,
-            Some(Protocol::Coaps | Protocol::CoapTcp | Protocol::CoapTls)
-        ) {
-            // DTLS and CoAP over TCP/TLS are not there yet (a later issue),
-            // even if the configuration lists them.
+        if matches!(protocol, Some(Protocol::CoapTcp | Protocol::CoapTls)) {
+            // CoAP over TCP/TLS is not there yet (a later issue), even if
+            // the configuration lists it.
             let now = self.now;
             let _ = self
                 .fw
                 .download_failed(DownloadError::UnsupportedProtocol, now);
             return;
         }
-        if protocol != Some(Protocol::Coap) {
+        if !matches!(protocol, Some(Protocol::Coap | Protocol::Coaps)) {
             self.download = Some(tag);
             self.host.push_back(DownloadCommand::Start(DownloadJob {
                 id: tag,
@@ -269,6 +272,10 @@ impl<S: FirmwareStorage> Inner<S> {
             Ok(r) => r,
             Err(ObjectRequestError::Unresolvable) => {
                 return self.attempt_failed(DownloadError::InvalidUri, false, now);
+            }
+            // No credentials for that coaps:// host: retrying cannot help.
+            Err(ObjectRequestError::NoCredentials) => {
+                return self.attempt_failed(DownloadError::UnsupportedProtocol, false, now);
             }
             Err(_) => return self.attempt_failed(DownloadError::ConnectionLost, true, now),
         };
@@ -575,9 +582,11 @@ impl<S: FirmwareStorage + 'static> Firmware<S> {
     }
 
     /// Like [`Firmware::new`] with the state machine's configuration given.
-    /// The protocols of `config.protocols` other than CoAP are downloaded by
-    /// the host ([`FirmwareHandle::poll_download`]): list `Http` and `Https`
-    /// only when a fetcher runs (the tokio driver's, feature `http`).
+    /// The protocols of `config.protocols` other than CoAP and CoAPS are
+    /// downloaded by the host ([`FirmwareHandle::poll_download`]): list
+    /// `Http` and `Https` only when a fetcher runs (the tokio driver's,
+    /// feature `http`), and `Coaps` only when the driver speaks DTLS (the
+    /// tokio driver with feature `dtls`).
     pub fn with_config(
         config: FirmwareConfig,
         storage: S,
@@ -724,10 +733,13 @@ impl<S: FirmwareStorage + 'static> Firmware<S> {
 /// A GET for a `coap://` URI: Uri-Path and Uri-Query from its path and
 /// query (percent-encodings left as they are). `None` if it is not one.
 fn coap_get(uri: &str) -> Option<Request> {
-    let scheme_len = "coap://".len();
-    if !uri.get(..scheme_len)?.eq_ignore_ascii_case("coap://") {
+    let scheme_len = if uri.get(..7)?.eq_ignore_ascii_case("coap://") {
+        7
+    } else if uri.get(..8)?.eq_ignore_ascii_case("coaps://") {
+        8
+    } else {
         return None;
-    }
+    };
     let rest = uri.get(scheme_len..)?;
     let rest = rest.split('#').next().unwrap_or_default();
     let path_start = rest.find(['/', '?']).unwrap_or(rest.len());
