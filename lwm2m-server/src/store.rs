@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(loaded.iter().filter(|r| r.security.is_some()).count(), 1);
         s.conn
             .execute(
-                "UPDATE registrations SET security = 'rpk:x' WHERE id = 'new'",
+                "UPDATE registrations SET security = 'token:x' WHERE id = 'new'",
                 [],
             )
             .unwrap();
