@@ -232,6 +232,12 @@ impl DtlsSession {
             .map_err(setup)?;
         // The MTU is ours (set below); the BIO knows none.
         ctx.set_options(SslOptions::NO_QUERY_MTU);
+        // LwM2M mandates the AES-128-CCM-8 suites, which OpenSSL 3.4 and
+        // later file under security level 0 (64-bit tags): the level is
+        // lowered for the cipher choice (the lists here hold no weak suite),
+        // and certificate chains keep level 1's key-size checks.
+        ctx.set_security_level(0);
+        ctx.verify_param_mut().set_auth_level(1);
         let pin_mismatch = Arc::new(AtomicBool::new(false));
         match params {
             SecurityParams::NoSec => {
@@ -721,8 +727,13 @@ mod tests {
     }
 
     fn psk_server(key: &'static [u8]) -> Server {
+        psk_server_with(key, "PSK")
+    }
+
+    fn psk_server_with(key: &'static [u8], ciphers: &str) -> Server {
         let mut b = ctx_builder();
-        b.set_cipher_list("PSK").unwrap();
+        b.set_cipher_list(ciphers).unwrap();
+        b.set_security_level(0);
         b.set_psk_server_callback(move |_ssl, identity, out| {
             if identity != Some(&b"device-1"[..]) {
                 return Ok(0); // unknown identity: unknown_psk_identity alert
@@ -820,6 +831,18 @@ mod tests {
         assert_eq!(c.state(), DtlsState::Closed);
         assert!(c.poll_transmit().is_some(), "close_notify");
         assert_eq!(c.send(b"x"), Err(DtlsError::Closed));
+    }
+
+    #[test]
+    fn a_server_with_only_the_mandatory_ccm_8_suite_is_reached() {
+        // As a tinydtls server: TLS_PSK_WITH_AES_128_CCM_8 alone.
+        let mut c = start(&psk(b"device-1", b"secret-key-0123"));
+        let mut s = psk_server_with(b"secret-key-0123", "PSK-AES128-CCM8");
+        exchange(&mut c, &mut s);
+        assert_eq!(
+            s.stream.ssl().current_cipher().map(|c| c.name()),
+            Some("PSK-AES128-CCM8")
+        );
     }
 
     #[test]

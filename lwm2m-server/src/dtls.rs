@@ -393,6 +393,12 @@ impl DtlsServer {
             SslOptions::COOKIE_EXCHANGE | SslOptions::NO_QUERY_MTU | SslOptions::NO_RENEGOTIATION,
         );
         b.set_cipher_list(CIPHERS).map_err(setup)?;
+        // LwM2M mandates the AES-128-CCM-8 suites, which OpenSSL 3.4 and
+        // later file under security level 0 (64-bit tags): the level is
+        // lowered for the cipher choice (CIPHERS holds no weak suite), and
+        // client certificate chains keep level 1's key-size checks.
+        b.set_security_level(0);
+        b.verify_param_mut().set_auth_level(1);
         b.set_psk_server_callback(move |_ssl, identity, key_out| {
             let identity = identity
                 .and_then(|i| std::str::from_utf8(i).ok())

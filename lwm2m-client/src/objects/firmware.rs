@@ -898,7 +898,9 @@ mod tests {
         assert_eq!(options(&r, number::URI_QUERY), [&b"v=2"[..], &b"x"[..]]);
         let r = coap_get("COAP://host").unwrap();
         assert!(options(&r, number::URI_PATH).is_empty());
-        assert!(coap_get("coaps://host/fw").is_none());
+        let r = coap_get("coaps://host:5684/fw").unwrap();
+        assert_eq!(options(&r, number::URI_PATH), [&b"fw"[..]]);
+        assert!(coap_get("coap+tcp://host/fw").is_none());
         assert!(coap_get("http://host/fw").is_none());
         assert!(coap_get("coa").is_none());
     }
