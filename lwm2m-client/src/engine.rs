@@ -1633,7 +1633,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     // gives DTLS credentials (never in clear).
                     Some(peer)
                         if crate::security::is_coaps(&r.uri)
-                            && !self.peer_security(&peer).is_some_and(|p| p.is_dtls()) =>
+                            && !self.peer_security(&peer).is_some_and(|p| p.is_secure()) =>
                     {
                         Err(ObjectRequestError::NoCredentials)
                     }

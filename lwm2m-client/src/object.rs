@@ -68,9 +68,9 @@ pub struct ObjectRequest {
 pub enum ObjectRequestError {
     /// The resolver could not map the URI to a peer (or none is set).
     Unresolvable,
-    /// A `coaps://` URI whose host and port no Security instance with DTLS
-    /// credentials (mode 0, 1 or 2 and a `coaps://` URI) resolves to: the
-    /// client has nothing to authenticate with there.
+    /// A `coaps://` URI whose host and port no `coaps://` Security instance
+    /// resolves to: the client has no credentials to authenticate with
+    /// there (and never sends such a request in clear).
     NoCredentials,
     /// The CoAP layer refused to send it (queue full, body too large).
     Refused,

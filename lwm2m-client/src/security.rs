@@ -155,17 +155,6 @@ pub struct SecurityResources<'a> {
 }
 
 impl SecurityParams {
-    /// Whether these parameters set up a DTLS session (PSK, RPK or
-    /// certificates), rather than plain CoAP or nothing usable.
-    pub fn is_dtls(&self) -> bool {
-        matches!(
-            self,
-            SecurityParams::Psk { .. }
-                | SecurityParams::RawPublicKey { .. }
-                | SecurityParams::Certificate { .. }
-        )
-    }
-
     /// The parameters of one Security instance (see the
     /// [module documentation](self) for the mapping).
     pub fn from_resources(r: SecurityResources<'_>) -> SecurityParams {
