@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::PeerProcess;
+use crate::{cargo_bin, find_in_path, PeerProcess, TempDir, INSTALL_HINT};
 
 /// Bound of each wait on a demo binary's log (starting, registering).
 pub const STEP: Duration = Duration::from_secs(10);
@@ -80,6 +80,8 @@ pub fn spawn_demo_server_with(
         "127.0.0.1:0",
         "--bootstrap",
         "none",
+        "--bootstrap-coaps",
+        "127.0.0.1:0",
         "--data-dir",
     ])
     .arg(data)
@@ -91,6 +93,7 @@ pub fn spawn_demo_server_with(
     .env_remove("LWM2M_DTLS_CA")
     .env_remove("LWM2M_HTTP")
     .env_remove("LWM2M_BOOTSTRAP")
+    .env_remove("LWM2M_BOOTSTRAP_COAPS")
     .env_remove("LWM2M_REDIS")
     .env_remove("LWM2M_DATA_DIR")
     .env("NO_COLOR", "1");
@@ -155,4 +158,95 @@ pub fn admin_http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
+}
+
+/// The registration of `endpoint` as the admin API at `http` shows it
+/// (`GET /api/clients/{endpoint}`), if it is registered.
+pub fn registration(http: SocketAddr, endpoint: &str) -> Option<serde_json::Value> {
+    let (status, body) = admin_http(http, "GET", &format!("/api/clients/{endpoint}"), "");
+    (status == 200).then(|| serde_json::from_str(&body).unwrap())
+}
+
+/// `GET path` on the admin API at `http` as JSON (panics unless 200).
+pub fn json_of(http: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = admin_http(http, "GET", path, "");
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The value of the single resource `path` ("3/0/3") of `ep`, read through
+/// the admin API at `http` (panics unless the Read succeeded).
+pub fn read_value(http: SocketAddr, ep: &str, path: &str) -> serde_json::Value {
+    let r = json_of(http, &format!("/api/clients/{ep}/{path}"));
+    assert_eq!(r["success"], true, "{r}");
+    r["content"]["value"].clone()
+}
+
+/// libcoap's DTLS command-line client: `$COAP_CLIENT_OPENSSL`, else
+/// `coap-client-openssl` from `PATH` (Debian package libcoap3-bin).
+pub fn coap_client_openssl() -> PathBuf {
+    if let Some(p) = std::env::var_os("COAP_CLIENT_OPENSSL") {
+        return PathBuf::from(p);
+    }
+    find_in_path(&["coap-client-openssl"]).unwrap_or_else(|| {
+        panic!(
+            "coap-client-openssl not found in PATH: {INSTALL_HINT} (Debian package libcoap3-bin)"
+        )
+    })
+}
+
+/// Lower-case hex, as the admin API takes keys.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The demo server binary running with its own data directory (removed
+/// when this is dropped, after the process is reaped).
+pub struct ServerRun {
+    /// The process.
+    pub process: PeerProcess,
+    /// Where it listens.
+    pub addrs: DemoServerAddrs,
+    _data: TempDir,
+}
+
+impl ServerRun {
+    /// Builds and starts the server binary as [`spawn_demo_server_with`]
+    /// does, with `extra` flags, for at most `life`.
+    pub fn start(extra: &[&std::ffi::OsStr], life: Duration) -> ServerRun {
+        let data = TempDir::new().unwrap();
+        let bin = cargo_bin("lwm2m-server", "lwm2m-server");
+        // Built before the server's lifetime starts running: under load the
+        // demo client's first build can outlast it.
+        cargo_bin("lwm2m-client", "lwm2m-client");
+        let (process, addrs) = spawn_demo_server_with(&bin, data.path().to_path_buf(), life, extra);
+        ServerRun {
+            process,
+            addrs,
+            _data: data,
+        }
+    }
+}
+
+/// Waits until the API shows `ep` registered; then a Read of the Device
+/// object's manufacturer travels server → client → server through the
+/// session. Returns the registration.
+pub fn registered_and_readable(s: &ServerRun, c: &PeerProcess, ep: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reg = loop {
+        if let Some(r) = registration(s.addrs.http, ep) {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ep} did not register\nclient:\n{}\nserver:\n{}",
+            c.output(),
+            s.process.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, body) = admin_http(s.addrs.http, "GET", &format!("/api/clients/{ep}/3/0/0"), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("lwm2m-rs"), "{body}");
+    reg
 }

@@ -52,6 +52,9 @@ fn start_rd(args: &[String]) -> (PeerProcess, SocketAddr) {
 /// Starts the libcoap server `program` on 127.0.0.1 with `args`; returns
 /// it and its DTLS address once it answers a CoAP ping on the plain port.
 fn start_libcoap(program: &Path, args: &[String]) -> (PeerProcess, SocketAddr) {
+    // The demo client is built before the peer's lifetime starts running:
+    // under load its first build can outlast the peer.
+    cargo_bin("lwm2m-client", "lwm2m-client");
     let name = program.display();
     let mut last = String::new();
     for _ in 0..5 {
@@ -359,6 +362,10 @@ fn libcoap_tool(env: &str, name: &str) -> PathBuf {
 fn firmware_is_pulled_over_coaps_with_the_matching_accounts_psk() {
     use interop_tests::demo::{admin_http, spawn_demo_server};
 
+    // Built (or found) before any peer starts: under load a build can take
+    // longer than a peer's lifetime.
+    let server_bin = cargo_bin("lwm2m-server", "lwm2m-server");
+    let client_bin = cargo_bin("lwm2m-client", "lwm2m-client");
     let dir = TempDir::new().unwrap();
     // 5000 bytes: five Block2 blocks of 1024.
     let package: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 255) as u8).collect();
@@ -385,13 +392,9 @@ fn firmware_is_pulled_over_coaps_with_the_matching_accounts_psk() {
         fw_server.output()
     );
 
-    let (mut server, addrs) = spawn_demo_server(
-        &cargo_bin("lwm2m-server", "lwm2m-server"),
-        dir.path().join("server-data"),
-        LIFE,
-    );
+    let (mut server, addrs) = spawn_demo_server(&server_bin, dir.path().join("server-data"), LIFE);
     let state = dir.path().join("fw-state");
-    let mut cmd = Command::new(cargo_bin("lwm2m-client", "lwm2m-client"));
+    let mut cmd = Command::new(&client_bin);
     cmd.args(["--endpoint", "fw-coaps", "--lifetime", "60"])
         .arg("--server")
         .arg(format!("coap://{}", addrs.coap))

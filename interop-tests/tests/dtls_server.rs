@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use interop_tests::demo::{admin_http as http, spawn_demo_server_with, DemoServerAddrs};
+use interop_tests::demo::{
+    admin_http as http, coap_client_openssl, hex, registered_and_readable, ServerRun,
+};
 use interop_tests::{cargo_bin, find_in_path, PeerProcess, TempDir, INSTALL_HINT};
 
 /// Bound on the server process's life.
@@ -24,42 +26,15 @@ const CLIENT_LIFETIME: Duration = Duration::from_secs(30);
 const PSK_ID: &str = "dtls-id";
 const PSK_KEY: &str = "secret-key-1";
 
-fn coap_client_openssl() -> PathBuf {
-    if let Some(p) = std::env::var_os("COAP_CLIENT_OPENSSL") {
-        return PathBuf::from(p);
-    }
-    find_in_path(&["coap-client-openssl"]).unwrap_or_else(|| {
-        panic!(
-            "coap-client-openssl not found in PATH: {INSTALL_HINT} (Debian package libcoap3-bin)"
-        )
-    })
-}
-
 fn openssl_cli() -> PathBuf {
     find_in_path(&["openssl"])
         .unwrap_or_else(|| panic!("openssl (the command-line tool) not found: {INSTALL_HINT}"))
 }
 
-struct Server {
-    process: PeerProcess,
-    addrs: DemoServerAddrs,
-    _data: TempDir,
-}
+type Server = ServerRun;
 
 fn start_server(extra: &[&OsStr]) -> Server {
-    let data = TempDir::new().unwrap();
-    let bin = cargo_bin("lwm2m-server", "lwm2m-server");
-    let (process, addrs) =
-        spawn_demo_server_with(&bin, data.path().to_path_buf(), SERVER_LIFETIME, extra);
-    Server {
-        process,
-        addrs,
-        _data: data,
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ServerRun::start(extra, SERVER_LIFETIME)
 }
 
 fn put_credentials(s: &Server, endpoint: &str, json: &str) {
@@ -73,8 +48,7 @@ fn put_credentials(s: &Server, endpoint: &str, json: &str) {
 }
 
 fn registration(s: &Server, endpoint: &str) -> Option<serde_json::Value> {
-    let (status, body) = http(s.addrs.http, "GET", &format!("/api/clients/{endpoint}"), "");
-    (status == 200).then(|| serde_json::from_str(&body).unwrap())
+    interop_tests::demo::registration(s.addrs.http, endpoint)
 }
 
 /// Runs coap-client-openssl with `args` (a Register POST to `uri`) and
@@ -306,29 +280,6 @@ fn demo_client(s: &Server, ep: &str, creds: &[String]) -> PeerProcess {
     PeerProcess::spawn(cmd, SERVER_LIFETIME).expect("start the demo client")
 }
 
-/// Waits until the API shows `ep` registered; then a Read of the Device
-/// object's manufacturer travels server → client → server through the
-/// session. Returns the registration.
-fn registered_and_readable(s: &Server, c: &PeerProcess, ep: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let reg = loop {
-        if let Some(r) = registration(s, ep) {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{ep} did not register\nclient:\n{}\nserver:\n{}",
-            c.output(),
-            s.process.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (status, body) = http(s.addrs.http, "GET", &format!("/api/clients/{ep}/3/0/0"), "");
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("lwm2m-rs"), "{body}");
-    reg
-}
-
 #[test]
 fn our_client_registers_to_our_server_with_a_psk() {
     let s = psk_server();
@@ -350,26 +301,9 @@ fn our_client_registers_to_our_server_with_a_psk() {
 #[test]
 fn our_client_registers_to_our_server_with_raw_public_keys() {
     let dir = TempDir::new().unwrap();
-    let write = |name: &str, bytes: &[u8]| -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    };
-    let (server_key, device_key, other_key) = (pki::ec_key(), pki::ec_key(), pki::ec_key());
-    let server_key_file = write(
-        "server-key.pem",
-        &server_key.private_key_to_pem_pkcs8().unwrap(),
-    );
-    let server_public = write(
-        "server-public.pem",
-        &server_key.public_key_to_pem().unwrap(),
-    );
-    let device_key_file = write(
-        "device-key.pem",
-        &device_key.private_key_to_pem_pkcs8().unwrap(),
-    );
-    let s = start_server(&[OsStr::new("--dtls-rpk-key"), server_key_file.as_os_str()]);
-    let device_public = hex(&device_key.public_key_to_der().unwrap());
+    let f = pki::write_rpk_files(dir.path());
+    let s = start_server(&[OsStr::new("--dtls-rpk-key"), f.server_key_file.as_os_str()]);
+    let device_public = hex(&f.device_key.public_key_to_der().unwrap());
     put_credentials(
         &s,
         "rpk-ep",
@@ -378,18 +312,18 @@ fn our_client_registers_to_our_server_with_raw_public_keys() {
     let flags = |server_public: &Path| -> Vec<String> {
         vec![
             "--rpk-key".into(),
-            device_key_file.display().to_string(),
+            f.device_key_file.display().to_string(),
             "--server-public-key".into(),
             server_public.display().to_string(),
         ]
     };
-    let c = demo_client(&s, "rpk-ep", &flags(&server_public));
+    let c = demo_client(&s, "rpk-ep", &flags(&f.server_public));
     let reg = registered_and_readable(&s, &c, "rpk-ep");
     assert_eq!(reg["security"], "rpk");
     assert_eq!(reg["identity"], device_public.as_str());
 
     // The same device key registering another endpoint name: 4.03.
-    let mut c2 = demo_client(&s, "not-rpk-ep", &flags(&server_public));
+    let mut c2 = demo_client(&s, "not-rpk-ep", &flags(&f.server_public));
     let refused = c2
         .wait_for_line(Duration::from_secs(30), |l| {
             l.contains("registration failed")
@@ -399,7 +333,8 @@ fn our_client_registers_to_our_server_with_raw_public_keys() {
     assert!(registration(&s, "not-rpk-ep").is_none());
 
     // A client expecting another server key refuses the handshake.
-    let other_public = write("other-public.pem", &other_key.public_key_to_pem().unwrap());
+    let other_public = dir.path().join("other-public.pem");
+    std::fs::write(&other_public, pki::ec_key().public_key_to_pem().unwrap()).unwrap();
     let mut c3 = demo_client(&s, "rpk-ep-2", &flags(&other_public));
     let ended = c3
         .wait_for_line(Duration::from_secs(40), |l| {
@@ -411,44 +346,22 @@ fn our_client_registers_to_our_server_with_raw_public_keys() {
 
 #[test]
 fn our_client_registers_to_our_server_with_x509_certificates() {
-    let p = pki::pki();
     let dir = TempDir::new().unwrap();
-    let write = |name: &str, bytes: &[u8]| -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    };
-    let cert = write("server.pem", &p.cert.to_pem().unwrap());
-    let key = write("server-key.pem", &p.key.private_key_to_pem_pkcs8().unwrap());
-    let ca = write("ca.pem", &p.ca_pem);
     // The endpoint name is the client certificate's Common Name.
     let cn = "x509-ep";
-    let device_key = pki::ec_key();
-    let device_cert = pki::certificate(cn, &device_key, Some((&p.ca, &p.ca_key)));
-    let client_cert = write("client.pem", &device_cert.to_pem().unwrap());
-    let client_key = write(
-        "client-key.pem",
-        &device_key.private_key_to_pem_pkcs8().unwrap(),
-    );
-    let s = start_server(&[
-        OsStr::new("--dtls-cert"),
-        cert.as_os_str(),
-        OsStr::new("--dtls-key"),
-        key.as_os_str(),
-        OsStr::new("--dtls-ca"),
-        ca.as_os_str(),
-    ]);
+    let f = pki::write_x509_files(dir.path(), cn);
+    let s = start_server(&f.server_flags());
     put_credentials(&s, cn, r#"{"x509":true}"#);
     let c = demo_client(
         &s,
         cn,
         &[
             "--cert".into(),
-            client_cert.display().to_string(),
+            f.client_cert.display().to_string(),
             "--key".into(),
-            client_key.display().to_string(),
+            f.client_key.display().to_string(),
             "--server-cert".into(),
-            ca.display().to_string(),
+            f.ca.display().to_string(),
             "--certificate-usage".into(),
             "2".into(),
         ],

@@ -16,6 +16,9 @@
 //!   the driver per peer. `no_std`.
 //! * `dtls` (feature `dtls`): a sans-IO DTLS 1.2 client session (OpenSSL)
 //!   for `coaps://` servers, used by the tokio driver.
+//! * [`fleet`]: many simulated devices in one compact sans-IO state
+//!   machine, for server load tests; with feature `fleet`, its in-process
+//!   (server engine, virtual network) and UDP drivers.
 //! * `http_fetch` (feature `http`): firmware downloads over `http://` and
 //!   `https://` (OpenSSL) for the tokio driver.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -26,6 +29,7 @@ extern crate alloc;
 #[cfg(feature = "dtls")]
 pub mod dtls;
 pub mod engine;
+pub mod fleet;
 #[cfg(feature = "http")]
 pub mod http_fetch;
 pub mod object;

@@ -304,6 +304,85 @@ fn nstart_one_queues_requests_per_peer() {
 }
 
 #[test]
+fn peer_gone_fails_every_request_to_the_peer_and_ends_its_observations() {
+    let (mut net, c, s) = pair(41, LinkConfig::default(), Handling::Observe);
+    let other = net.add(App::new(
+        41 ^ 3,
+        EndpointConfig::default(),
+        Handling::Answer(echo_path),
+    ));
+    let observe = send(
+        &mut net,
+        c,
+        s,
+        Request::new(Code::GET)
+            .with_path("/3/0/9")
+            .with_uint_option(number::OBSERVE, 0),
+    );
+    net.run_until(secs(5), |n| n.node(c).done(observe));
+    assert!(net.node(c).response_for(observe).is_some());
+    let obs = net.node(s).observations[0];
+    // NSTART 1: the first goes out (not yet polled), the two others queue.
+    let ids: Vec<RequestId> = (0..3)
+        .map(|i| {
+            send(
+                &mut net,
+                c,
+                s,
+                Request::new(Code::GET).with_path(&format!("/{i}")),
+            )
+        })
+        .collect();
+    let elsewhere = send(&mut net, c, other, Request::new(Code::GET).with_path("/o"));
+
+    let now = net.now();
+    net.node_mut(c).ep.peer_gone(now, &s);
+    net.node_mut(c).drain();
+    net.node_mut(s).ep.peer_gone(now, &c);
+    net.node_mut(s).drain();
+    for id in ids.iter().chain([&observe]) {
+        assert_eq!(
+            net.node(c).failure_for(*id),
+            Some(RequestError::Disconnected),
+            "{id:?}"
+        );
+    }
+    assert!(net.node(s).events.contains(&Event::ObservationCancelled {
+        id: obs,
+        reason: CancelReason::Disconnected
+    }));
+    assert_eq!(net.node(s).ep.observation_count(), 0);
+    assert!(!net
+        .node_mut(s)
+        .ep
+        .notify(now, obs, Response::new(Code::CONTENT), true));
+
+    net.enable_trace();
+    net.run_until(now + Duration::from_secs(300), |_| false);
+    // Nothing more went between the two (no queued request started, no
+    // retransmission), each failure came once, the other peer was served.
+    assert!(
+        net.trace().iter().all(|t| t.from != s && t.to != s),
+        "{:?}",
+        net.trace()
+    );
+    let failures = net
+        .node(c)
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::RequestFailed { .. }))
+        .count();
+    assert_eq!(failures, 4);
+    assert_eq!(net.node(c).response_for(elsewhere).unwrap().payload, b"/o");
+    // The peer can be talked to again (a new connection from the same address).
+    let again = send(&mut net, c, s, Request::new(Code::GET).with_path("/3/0/0"));
+    net.run_until(net.now() + Duration::from_secs(5), |n| {
+        n.node(c).done(again)
+    });
+    assert!(net.node(c).response_for(again).is_some());
+}
+
+#[test]
 fn queue_per_peer_is_bounded() {
     let config = EndpointConfig {
         max_queued_per_peer: 2,
@@ -1213,4 +1292,71 @@ fn restored_observation_gets_notifications_and_cancels() {
         reason: CancelReason::Deregistered
     }));
     assert_eq!(net.node(s).ep.observation_count(), 0);
+}
+
+/// One request from `client` to `server` and back, without a network:
+/// the server's events before it answers, and the client's events after.
+fn exchange(
+    client: &mut Endpoint<&'static str, SplitMix64>,
+    server: &mut Endpoint<&'static str, SplitMix64>,
+    request: Request,
+    answer: impl Fn(&Request) -> Response,
+) -> (Request, Event<&'static str>) {
+    let now = Instant::ZERO;
+    client.send_request(now, "server", request).unwrap();
+    let t = client.poll_transmit().unwrap();
+    server.handle_datagram(now, "client", &t.bytes);
+    let Some(Event::Request { id, request, .. }) = server.poll_event() else {
+        panic!("the server application got no request");
+    };
+    assert!(server.respond(now, id, answer(&request)));
+    let t = server.poll_transmit().unwrap();
+    client.handle_datagram(now, "server", &t.bytes);
+    (request, client.poll_event().unwrap())
+}
+
+#[test]
+fn block2_served_by_the_application_for_its_paths() {
+    let config = EndpointConfig::default();
+    let mut client = Endpoint::new(config.clone(), SplitMix64::new(1));
+    let mut server = Endpoint::new(config, SplitMix64::new(2));
+    server.serve_block2_in_application(b"fw");
+    // Block 5 of 64 bytes, asked first: the application sees the Block2
+    // option and its own one-block answer goes out as it is.
+    let ask = BlockValue::new(5, false, 64).unwrap();
+    let req = Request::new(Code::GET)
+        .with_path("/fw/abc")
+        .with_single_block2(ask);
+    let (seen, ev) = exchange(&mut client, &mut server, req, |r| {
+        let b = BlockValue::decode(r.options.uint(number::BLOCK2).unwrap()).unwrap();
+        let mut resp = Response::new(Code::CONTENT).with_payload(42, vec![b.num as u8; 64]);
+        resp.options.set_uint(
+            number::BLOCK2,
+            BlockValue::new(b.num, true, 64).unwrap().encode(),
+        );
+        resp
+    });
+    assert_eq!(seen.options.uint(number::BLOCK2), Some(ask.encode()));
+    let Event::Response { response, .. } = ev else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(response.payload, vec![5u8; 64]);
+    let b = BlockValue::decode(response.options.uint(number::BLOCK2).unwrap()).unwrap();
+    assert_eq!((b.num, b.more, b.size()), (5, true, 64));
+
+    // Another path keeps the endpoint's own block-wise handling: block 5
+    // of a body it does not hold is 4.08, without the application.
+    let req = Request::new(Code::GET)
+        .with_path("/other")
+        .with_single_block2(ask);
+    client.send_request(Instant::ZERO, "server", req).unwrap();
+    let t = client.poll_transmit().unwrap();
+    server.handle_datagram(Instant::ZERO, "client", &t.bytes);
+    assert!(server.poll_event().is_none());
+    let t = server.poll_transmit().unwrap();
+    client.handle_datagram(Instant::ZERO, "server", &t.bytes);
+    let Some(Event::Response { response, .. }) = client.poll_event() else {
+        panic!("no answer");
+    };
+    assert_eq!(response.code, Code::REQUEST_ENTITY_INCOMPLETE);
 }

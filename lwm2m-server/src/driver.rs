@@ -29,6 +29,12 @@
 //! the session there; closing that needs the engine to say whose
 //! registration each outgoing request is for.
 //!
+//! CoAP over TCP and over TLS ([`crate::coap_tcp`], [`SecurityOptions::coaps_tcp`]):
+//! their connections feed the same engine, a TLS connection's datagrams with
+//! the identity its handshake authenticated; the same rule keeps a secured
+//! registration's requests off connections of another identity or in clear
+//! (they fail at once there, as to a closed connection).
+//!
 //! Storage calls (SQLite) run inline on the driver task: each is one short
 //! write in WAL mode. A server with very high registration rates would move
 //! them to a blocking thread; this slice keeps the engine's write-through
@@ -47,14 +53,17 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::coap_tcp::{self, StreamInput, TcpFront, TcpOptions, Transport};
+#[cfg(feature = "tls")]
+use crate::coap_tls::{TlsAcceptor, TlsOptions};
 #[cfg(feature = "dtls")]
-use crate::dtls::{psk_from_store, DtlsConfig, DtlsError, DtlsServer};
+use crate::dtls::{psk_from_store, DtlsConfig, DtlsError, DtlsServer, PskLookup};
 use crate::engine::{
     DmError, DmRequestId, DmResponse, Engine, ServerConfig, ServerEvent, WriteMode,
 };
-#[cfg(feature = "dtls")]
+use crate::firmware::SharedFirmwareStore;
 use crate::registration::RegistrationSecurity;
-use crate::security::{SecurityChecker, SharedSecurityStore};
+use crate::security::{PeerIdentity, SecurityChecker, SharedSecurityStore};
 use crate::store::RegistrationStore;
 use crate::{Registration, StoreError};
 
@@ -79,9 +88,21 @@ pub enum StartError {
     Store(StoreError),
     /// Binding the coaps (DTLS) socket failed.
     BindSecure(io::Error),
+    /// The CoAP-over-TCP listener could not be bound.
+    BindTcp(io::Error),
+    /// The CoAP-over-TLS listener could not be bound.
+    #[cfg(feature = "tls")]
+    BindTls(io::Error),
+    /// The CoAP-over-TLS layer could not be set up (certificate files,
+    /// OpenSSL).
+    #[cfg(feature = "tls")]
+    Tls(DtlsError),
     /// The DTLS layer could not be set up (certificate files, OpenSSL).
     #[cfg(feature = "dtls")]
     Dtls(DtlsError),
+    /// The bootstrap configurations could not be read to index their
+    /// credentials.
+    BootstrapStore(crate::bootstrap::ConfigError),
 }
 
 /// The security settings of [`Server::start_secured`].
@@ -96,6 +117,11 @@ pub struct SecurityOptions {
     /// identity is known).
     #[cfg(feature = "dtls")]
     pub coaps: Option<(SocketAddr, DtlsConfig)>,
+    /// The CoAP-over-TLS listener (RFC 8323 `coaps+tcp`, feature `tls`);
+    /// `None`: none. Its PSK keys come from `store` too, and its
+    /// connections are authorized as DTLS sessions are.
+    #[cfg(feature = "tls")]
+    pub coaps_tcp: Option<TlsOptions>,
 }
 
 impl std::fmt::Display for StartError {
@@ -104,8 +130,14 @@ impl std::fmt::Display for StartError {
             StartError::Bind(e) => write!(f, "cannot bind the CoAP socket: {e}"),
             StartError::Store(e) => write!(f, "cannot load registrations: {e}"),
             StartError::BindSecure(e) => write!(f, "cannot bind the coaps (DTLS) socket: {e}"),
+            StartError::BindTcp(e) => write!(f, "cannot bind the CoAP-over-TCP listener: {e}"),
+            #[cfg(feature = "tls")]
+            StartError::BindTls(e) => write!(f, "cannot bind the CoAP-over-TLS listener: {e}"),
+            #[cfg(feature = "tls")]
+            StartError::Tls(e) => write!(f, "CoAP over TLS: {e}"),
             #[cfg(feature = "dtls")]
             StartError::Dtls(e) => write!(f, "{e}"),
+            StartError::BootstrapStore(e) => write!(f, "{e}"),
         }
     }
 }
@@ -151,6 +183,10 @@ enum Command {
     Observations {
         reply: oneshot::Sender<Vec<(DmRequestId, String, Path)>>,
     },
+    SetFirmware {
+        store: Option<SharedFirmwareStore>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] stops the
@@ -169,6 +205,8 @@ pub struct ServerHandle {
     events: broadcast::Sender<ServerEvent<SocketAddr>>,
     local_addr: SocketAddr,
     secure_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Command {
@@ -203,6 +241,19 @@ impl Server {
         models: Box<dyn ModelLookup + Send>,
         security: SecurityOptions,
     ) -> Result<Server, StartError> {
+        Self::start_with_tcp(addr, config, store, models, security, None).await
+    }
+
+    /// [`Server::start_secured`] with, given `tcp`, a CoAP-over-TCP
+    /// listener (RFC 8323, LwM2M binding `T`) feeding the same engine.
+    pub async fn start_with_tcp(
+        addr: SocketAddr,
+        config: ServerConfig,
+        store: Box<dyn RegistrationStore<SocketAddr>>,
+        models: Box<dyn ModelLookup + Send>,
+        security: SecurityOptions,
+        tcp: Option<TcpOptions>,
+    ) -> Result<Server, StartError> {
         let socket = UdpSocket::bind(addr).await.map_err(StartError::Bind)?;
         let local_addr = socket.local_addr().map_err(StartError::Bind)?;
         let mut engine =
@@ -211,28 +262,47 @@ impl Server {
             engine.set_authorizer(Some(Box::new(SecurityChecker::new(store.clone()))));
         }
         #[cfg(feature = "dtls")]
-        let (secure, dtls) = match security.coaps {
-            Some((addr, dtls_config)) => {
-                let mut secret = [0u8; 32];
-                OsRandom.fill_bytes(&mut secret);
-                let keys = match &security.store {
-                    Some(store) => psk_from_store(store.clone()),
-                    None => std::sync::Arc::new(|_: &str| None),
-                };
-                let dtls = DtlsServer::new(dtls_config, keys, secret).map_err(StartError::Dtls)?;
-                let sock = UdpSocket::bind(addr)
-                    .await
-                    .map_err(StartError::BindSecure)?;
-                (Some(sock), Some(dtls))
-            }
-            None => (None, None),
+        let keys: PskLookup = match &security.store {
+            Some(store) => psk_from_store(store.clone()),
+            None => std::sync::Arc::new(|_: &str| None),
         };
+        #[cfg(feature = "dtls")]
+        let (coaps, secure) = Coaps::bind(security.coaps, keys.clone()).await?;
         #[cfg(not(feature = "dtls"))]
-        let secure: Option<UdpSocket> = None;
+        let (coaps, secure) = (Coaps::default(), None::<UdpSocket>);
         let secure_addr = match &secure {
             Some(s) => Some(s.local_addr().map_err(StartError::BindSecure)?),
             None => None,
         };
+        let (stream_tx, stream_rx) = coap_tcp::channel();
+        let tcp_addr = match &tcp {
+            Some(options) => Some(
+                coap_tcp::listen(options, Transport::Plain, stream_tx.clone())
+                    .await
+                    .map_err(StartError::BindTcp)?,
+            ),
+            None => None,
+        };
+        #[cfg(feature = "tls")]
+        let tls_addr = match &security.coaps_tcp {
+            Some(options) => {
+                let acceptor = TlsAcceptor::new(options, keys).map_err(StartError::Tls)?;
+                let transport = Transport::Tls(std::sync::Arc::new(acceptor));
+                Some(
+                    coap_tcp::listen(&options.tcp, transport, stream_tx)
+                        .await
+                        .map_err(StartError::BindTls)?,
+                )
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls_addr = {
+            drop(stream_tx);
+            None
+        };
+        let streams = (tcp_addr.is_some() || tls_addr.is_some()).then_some(stream_rx);
+        let tcp = streams.as_ref().map(|_| TcpFront::new());
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ev_tx, _) = broadcast::channel(EVENT_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -241,12 +311,16 @@ impl Server {
             tracing::info!(endpoint = %reg.endpoint, id = %reg.id, address = %reg.address, "restored registration");
         }
         let p = ServerPump {
-            engine,
+            io: Secured {
+                engine,
+                coaps,
+                now: clock.now(),
+            },
             events: ev_tx.clone(),
             waiting: HashMap::new(),
-            #[cfg(feature = "dtls")]
-            dtls,
-            now: clock.now(),
+            last_sweep: clock.now(),
+            tcp,
+            streams,
         };
         let task = tokio::spawn(run(p, socket, secure, clock, cmd_rx, stop_rx));
         Ok(Server {
@@ -255,6 +329,8 @@ impl Server {
                 events: ev_tx,
                 local_addr,
                 secure_addr,
+                tcp_addr,
+                tls_addr,
             },
             shutdown: Some(stop_tx),
             task,
@@ -293,6 +369,17 @@ impl ServerHandle {
     /// The address the coaps (DTLS) socket is bound to, if there is one.
     pub fn secure_addr(&self) -> Option<SocketAddr> {
         self.secure_addr
+    }
+
+    /// The address the CoAP-over-TCP listener is bound to, if there is one.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The address the CoAP-over-TLS (`coaps+tcp`) listener is bound to, if
+    /// there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Registration and device-management events from now on.
@@ -353,6 +440,20 @@ impl ServerHandle {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Serves the packages of `store` to devices on `GET /fw/{id}` over
+    /// CoAP and CoAPS ([`Engine::set_firmware`]); `None` stops.
+    pub async fn set_firmware_store(&self, store: Option<SharedFirmwareStore>) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::SetFirmware { store, reply })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
     }
 
     async fn dm(&self, endpoint: &str, op: Op) -> Result<(DmRequestId, DmResponse), DmError> {
@@ -547,18 +648,28 @@ type Eng = Engine<SocketAddr, OsRandom>;
 pub(crate) trait Pumped {
     /// A command from the async API.
     type Command;
+    /// The sans-IO engine.
+    type Engine: SecuredInput;
     /// Put before "recv error" in the log ("" or "bootstrap ").
     const LOG_PREFIX: &'static str;
-    /// When [`Pumped::handle_timeout`] should next be called.
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// A datagram arrived from `peer`.
-    fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]);
-    /// A datagram arrived from `peer` on the secure (coaps) socket.
-    fn handle_secure_datagram(&mut self, _now: Instant, _peer: SocketAddr, _bytes: &[u8]) {}
-    /// Time passed.
-    fn handle_timeout(&mut self, now: Instant);
+    /// The engine with its coaps side, which datagrams and time go to.
+    fn secured(&mut self) -> &mut Secured<Self::Engine>;
     /// A command from the async API arrived.
     fn command(&mut self, now: Instant, cmd: Self::Command);
+    /// The input channel of CoAP-over-TCP connections, taken once when the
+    /// pump starts (`None`: no TCP listener).
+    fn take_streams(&mut self) -> Option<mpsc::Receiver<StreamInput>> {
+        None
+    }
+    /// Input from a CoAP-over-TCP connection arrived.
+    fn stream_input(&mut self, now: Instant, input: StreamInput) {
+        let _ = (now, input);
+    }
+    /// A datagram or stream input is about to reach the engine (which may
+    /// wake a sleeping client and send what is held for it).
+    fn before_input(&mut self, now: Instant) {
+        let _ = now;
+    }
     /// Sends the datagrams due (plain ones on `socket`, DTLS ones on
     /// `secure`) and hands out the events.
     fn flush(
@@ -582,14 +693,17 @@ pub(crate) async fn pump<P: Pumped>(
     // Largest UDP payload: a datagram is never truncated.
     let mut buf = vec![0u8; 65_535];
     let mut secure_buf = vec![0u8; if secure.is_some() { 65_535 } else { 0 }];
+    let mut streams = engine.take_streams();
     loop {
         engine.flush(socket, secure).await;
-        let deadline = engine.poll_timeout().map(|t| clock.to_tokio(t));
+        let deadline = engine.secured().poll_timeout().map(|t| clock.to_tokio(t));
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, peer)) => {
                     let bytes = buf.get(..n).unwrap_or_default();
-                    engine.handle_datagram(clock.now(), peer, bytes);
+                    let now = clock.now();
+                    engine.before_input(now);
+                    engine.secured().handle_datagram(now, peer, bytes);
                 }
                 // ICMP port unreachable and the like surface here on some
                 // systems; they concern one peer, never the server.
@@ -598,15 +712,27 @@ pub(crate) async fn pump<P: Pumped>(
             r = recv_opt(secure, &mut secure_buf) => match r {
                 Ok((n, peer)) => {
                     let bytes = secure_buf.get(..n).unwrap_or_default();
-                    engine.handle_secure_datagram(clock.now(), peer, bytes);
+                    let now = clock.now();
+                    engine.before_input(now);
+                    engine.secured().handle_secure_datagram(now, peer, bytes);
                 }
                 Err(e) => tracing::debug!("{}coaps recv error: {e}", P::LOG_PREFIX),
             },
             cmd = commands.recv() => match cmd {
-                Some(cmd) => engine.command(clock.now(), cmd),
+                Some(cmd) => {
+                    let now = clock.now();
+                    engine.secured().now = now;
+                    engine.command(now, cmd);
+                }
                 None => break,
             },
-            () = sleep_until(deadline) => engine.handle_timeout(clock.now()),
+            input = recv_stream(streams.as_mut()) => {
+                let now = clock.now();
+                engine.secured().now = now;
+                engine.before_input(now);
+                engine.stream_input(now, input);
+            }
+            () = sleep_until(deadline) => engine.secured().handle_timeout(clock.now()),
             _ = &mut *stop => break,
         }
     }
@@ -615,11 +741,22 @@ pub(crate) async fn pump<P: Pumped>(
 
 /// Whether a CoAP datagram is a request (code class 0, not Empty): the
 /// server's own, as opposed to its answers to the peer.
-#[cfg(feature = "dtls")]
-fn is_request(datagram: &[u8]) -> bool {
+pub(crate) fn is_request(datagram: &[u8]) -> bool {
     datagram
         .get(1)
         .is_some_and(|code| *code != 0 && code >> 5 == 0)
+}
+
+/// The next input of the CoAP-over-TCP connections, or waits forever
+/// without a listener (or once its tasks are gone).
+async fn recv_stream(streams: Option<&mut mpsc::Receiver<StreamInput>>) -> StreamInput {
+    match streams {
+        Some(rx) => match rx.recv().await {
+            Some(input) => input,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// Receives from `socket`, or waits forever without one.
@@ -630,61 +767,150 @@ async fn recv_opt(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usi
     }
 }
 
-/// The registration server's engine with the replies it still owes.
-struct ServerPump {
-    engine: Eng,
-    events: broadcast::Sender<ServerEvent<SocketAddr>>,
-    waiting: HashMap<DmRequestId, DmReply>,
+/// The coaps side of a driver task, shared by the registration server's
+/// and the bootstrap server's: the [`DtlsServer`] (none without a coaps
+/// socket or without the `dtls` feature) and the routing rules of the
+/// module doc that do not depend on the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Coaps {
     #[cfg(feature = "dtls")]
     dtls: Option<DtlsServer>,
-    /// The time of the latest input (for the DTLS layer's bookkeeping
-    /// when flushing).
-    now: Instant,
 }
 
-impl Pumped for ServerPump {
-    type Command = Command;
-    const LOG_PREFIX: &'static str = "";
-    fn poll_timeout(&self) -> Option<Instant> {
-        let engine = self.engine.poll_timeout();
+/// Where [`Coaps::route`] says a datagram of the engine goes.
+pub(crate) enum Route {
+    /// Encrypted to the peer's DTLS session (already queued).
+    #[cfg_attr(not(feature = "dtls"), allow(dead_code))]
+    Sent,
+    /// In clear on the plain socket.
+    Plain,
+    /// Nowhere.
+    Dropped,
+}
+
+impl Coaps {
+    /// The DTLS layer for `coaps` (address and settings; `None`: no coaps
+    /// socket) with PSK keys from `keys`, and its bound socket.
+    #[cfg(feature = "dtls")]
+    pub(crate) async fn bind(
+        coaps: Option<(SocketAddr, DtlsConfig)>,
+        keys: PskLookup,
+    ) -> Result<(Coaps, Option<UdpSocket>), StartError> {
+        let Some((addr, config)) = coaps else {
+            return Ok((Coaps::default(), None));
+        };
+        let mut secret = [0u8; 32];
+        OsRandom.fill_bytes(&mut secret);
+        let dtls = DtlsServer::new(config, keys, secret).map_err(StartError::Dtls)?;
+        let socket = UdpSocket::bind(addr)
+            .await
+            .map_err(StartError::BindSecure)?;
+        Ok((Coaps { dtls: Some(dtls) }, Some(socket)))
+    }
+
+    /// The earlier of `engine`'s timeout and the DTLS layer's.
+    pub(crate) fn poll_timeout(&self, engine: Option<Instant>) -> Option<Instant> {
         #[cfg(feature = "dtls")]
         if let Some(dtls) = self.dtls.as_ref().and_then(DtlsServer::poll_timeout) {
             return Some(engine.map_or(dtls, |e| e.min(dtls)));
         }
         engine
     }
-    fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
-        self.now = now;
-        #[cfg(feature = "dtls")]
-        if self.dtls.as_ref().is_some_and(|d| d.has_session(&peer)) {
+
+    /// Whether a plain datagram from `peer` must be dropped: the peer has
+    /// a DTLS session (one address never mixes both transports).
+    pub(crate) fn drops_plain(&self, peer: &SocketAddr) -> bool {
+        let drop = self.session_identity(peer).is_some();
+        if drop {
             tracing::debug!(%peer, "plain CoAP from a peer with a DTLS session dropped");
-            return;
         }
-        self.engine.handle_datagram(now, peer, bytes);
+        drop
     }
-    #[cfg(feature = "dtls")]
-    fn handle_secure_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
-        self.now = now;
+
+    /// The identity of `peer`'s established DTLS session.
+    pub(crate) fn session_identity(&self, peer: &SocketAddr) -> Option<&PeerIdentity> {
+        #[cfg(feature = "dtls")]
+        if let Some(dtls) = &self.dtls {
+            return dtls.session_identity(peer);
+        }
+        let _ = peer;
+        None
+    }
+
+    /// A datagram of the coaps socket; what it decrypts to goes to
+    /// `deliver` (peer, identity, plaintext).
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        bytes: &[u8],
+        deliver: impl FnMut(SocketAddr, &PeerIdentity, &[u8]),
+    ) {
+        #[cfg(feature = "dtls")]
         if let Some(dtls) = &mut self.dtls {
             dtls.handle_datagram(now, peer, bytes);
-            self.deliver(now);
+            Self::deliver(dtls, deliver);
         }
+        #[cfg(not(feature = "dtls"))]
+        let _ = (now, peer, bytes, deliver);
     }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        self.engine.handle_timeout(now);
+
+    /// Time passed for the DTLS layer (see [`Coaps::handle_datagram`]).
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        deliver: impl FnMut(SocketAddr, &PeerIdentity, &[u8]),
+    ) {
         #[cfg(feature = "dtls")]
         if let Some(dtls) = &mut self.dtls {
             dtls.handle_timeout(now);
-            self.deliver(now);
+            Self::deliver(dtls, deliver);
+        }
+        #[cfg(not(feature = "dtls"))]
+        let _ = (now, deliver);
+    }
+
+    #[cfg(feature = "dtls")]
+    fn deliver(dtls: &mut DtlsServer, mut deliver: impl FnMut(SocketAddr, &PeerIdentity, &[u8])) {
+        while let Some(r) = dtls.poll_received() {
+            deliver(r.peer, &r.identity, &r.data);
         }
     }
-    fn command(&mut self, now: Instant, cmd: Command) {
-        self.now = now;
-        command(&mut self.engine, now, cmd, &mut self.waiting);
+
+    /// Routes one datagram of the engine to `peer`: through its DTLS
+    /// session if it has one (unless `refuse_session` says the session's
+    /// identity may not have it), else in clear unless `secured` (the
+    /// engine expects DTLS with that peer).
+    pub(crate) fn route(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        bytes: &[u8],
+        secured: impl FnOnce() -> bool,
+        refuse_session: impl FnOnce(&PeerIdentity) -> bool,
+    ) -> Route {
+        #[cfg(feature = "dtls")]
+        if let Some(dtls) = self.dtls.as_mut().filter(|d| d.has_session(&peer)) {
+            if dtls.session_identity(&peer).is_some_and(refuse_session) {
+                tracing::debug!(%peer, "DTLS session is not the identity the request is for; dropped");
+                return Route::Dropped;
+            }
+            if let Err(e) = dtls.send(now, peer, bytes) {
+                tracing::debug!(%peer, "{e}");
+            }
+            return Route::Sent;
+        }
+        #[cfg(not(feature = "dtls"))]
+        let _ = (now, bytes, refuse_session);
+        if secured() {
+            tracing::debug!(%peer, "no DTLS session with a secured client; datagram dropped");
+            return Route::Dropped;
+        }
+        Route::Plain
     }
-    async fn flush(&mut self, socket: &UdpSocket, secure: Option<&UdpSocket>) {
-        self.route_transmits(socket).await;
+
+    /// Sends what the DTLS layer has to send on `secure`.
+    pub(crate) async fn flush(&mut self, secure: Option<&UdpSocket>) {
         #[cfg(feature = "dtls")]
         if let (Some(dtls), Some(secure)) = (&mut self.dtls, secure) {
             while let Some((peer, bytes)) = dtls.poll_transmit() {
@@ -695,53 +921,207 @@ impl Pumped for ServerPump {
         }
         #[cfg(not(feature = "dtls"))]
         let _ = secure;
-        flush_events(&mut self.engine, &self.events, &mut self.waiting);
+    }
+}
+
+/// What [`Secured`] needs of a sans-IO engine.
+pub(crate) trait SecuredInput {
+    /// When the engine's timers next fire.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// A datagram from `peer`, which authenticated as `identity` (`None`:
+    /// plain CoAP).
+    fn handle_datagram_secured(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        identity: Option<&PeerIdentity>,
+        bytes: &[u8],
+    );
+    /// Time passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The connection to `peer` closed: its requests fail now.
+    fn peer_gone(&mut self, now: Instant, peer: SocketAddr);
+}
+
+/// An engine with its coaps side: where both drivers' datagrams and time
+/// go (plain ones dropped from peers with a DTLS session, decrypted ones
+/// with their identity).
+#[derive(Debug)]
+pub(crate) struct Secured<E> {
+    pub(crate) engine: E,
+    pub(crate) coaps: Coaps,
+    /// The time of the latest input (for the DTLS layer's bookkeeping
+    /// when flushing).
+    pub(crate) now: Instant,
+}
+
+impl<E: SecuredInput> Secured<E> {
+    /// When [`Secured::handle_timeout`] should next be called.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.coaps.poll_timeout(self.engine.poll_timeout())
+    }
+
+    /// A datagram of the plain socket.
+    pub(crate) fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.now = now;
+        if !self.coaps.drops_plain(&peer) {
+            self.engine.handle_datagram_secured(now, peer, None, bytes);
+        }
+    }
+
+    /// A datagram of the coaps socket.
+    pub(crate) fn handle_secure_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.now = now;
+        let engine = &mut self.engine;
+        self.coaps.handle_datagram(now, peer, bytes, |p, id, data| {
+            engine.handle_datagram_secured(now, p, Some(id), data);
+        });
+    }
+
+    /// Time passed, for the engine and the DTLS layer.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.engine.handle_timeout(now);
+        let engine = &mut self.engine;
+        self.coaps.handle_timeout(now, |p, id, data| {
+            engine.handle_datagram_secured(now, p, Some(id), data);
+        });
+    }
+}
+
+impl SecuredInput for Eng {
+    fn poll_timeout(&self) -> Option<Instant> {
+        Engine::poll_timeout(self)
+    }
+    fn handle_datagram_secured(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        identity: Option<&PeerIdentity>,
+        bytes: &[u8],
+    ) {
+        Engine::handle_datagram_secured(self, now, peer, identity, bytes);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Engine::handle_timeout(self, now);
+    }
+    fn peer_gone(&mut self, now: Instant, peer: SocketAddr) {
+        Engine::peer_gone(self, now, &peer);
+    }
+}
+
+/// Sends `bytes` to `peer` on the plain socket (`what`: log prefix).
+pub(crate) async fn send_plain(socket: &UdpSocket, peer: SocketAddr, bytes: &[u8], what: &str) {
+    if let Err(e) = socket.send_to(bytes, peer).await {
+        tracing::debug!(%peer, "{what}send error: {e}");
+    }
+}
+
+/// The registration server's engine with the replies it still owes.
+struct ServerPump {
+    io: Secured<Eng>,
+    events: broadcast::Sender<ServerEvent<SocketAddr>>,
+    waiting: HashMap<DmRequestId, DmReply>,
+    /// When requests whose callers gave up were last looked for.
+    last_sweep: Instant,
+    /// The CoAP-over-TCP connections, with a TCP listener.
+    tcp: Option<TcpFront>,
+    streams: Option<mpsc::Receiver<StreamInput>>,
+}
+
+/// How often [`ServerPump::abandon_given_up`] runs at most: a request given
+/// up less than this before its sleeping client wakes may still go out.
+const SWEEP_INTERVAL: lwm2m_core::time::Duration = lwm2m_core::time::Duration::from_secs(1);
+
+impl Pumped for ServerPump {
+    type Command = Command;
+    type Engine = Eng;
+    const LOG_PREFIX: &'static str = "";
+    fn secured(&mut self) -> &mut Secured<Eng> {
+        &mut self.io
+    }
+    fn command(&mut self, now: Instant, cmd: Command) {
+        command(&mut self.io.engine, now, cmd, &mut self.waiting);
+    }
+    fn take_streams(&mut self) -> Option<mpsc::Receiver<StreamInput>> {
+        self.streams.take()
+    }
+    fn stream_input(&mut self, now: Instant, input: StreamInput) {
+        if let Some(tcp) = &mut self.tcp {
+            tcp.input(now, input, &mut self.io.engine);
+        }
+    }
+    fn before_input(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_sweep) >= SWEEP_INTERVAL {
+            self.last_sweep = now;
+            self.abandon_given_up(now);
+        }
+    }
+    async fn flush(&mut self, socket: &UdpSocket, secure: Option<&UdpSocket>) {
+        self.route_transmits(socket).await;
+        self.io.coaps.flush(secure).await;
+        flush_events(&mut self.io.engine, &self.events, &mut self.waiting);
     }
 }
 
 impl ServerPump {
-    /// Hands what the DTLS layer decrypted to the engine.
-    #[cfg(feature = "dtls")]
-    fn deliver(&mut self, now: Instant) {
-        let Some(dtls) = &mut self.dtls else {
-            return;
-        };
-        while let Some(r) = dtls.poll_received() {
-            self.engine
-                .handle_datagram_secured(now, r.peer, Some(&r.identity), &r.data);
-        }
+    /// Abandons the requests whose callers dropped their answer's receiver
+    /// (a timeout around a request of the async API): held for a sleeping
+    /// client they would otherwise go out at its wake-up ([`Engine::abandon`]).
+    fn abandon_given_up(&mut self, now: Instant) {
+        let engine = &mut self.io.engine;
+        self.waiting.retain(|id, reply| {
+            if reply.is_closed() {
+                engine.abandon(now, *id);
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Sends the engine's datagrams: through the peer's DTLS session if it
-    /// has one, else in clear unless the peer registered over DTLS.
+    /// has one (the server's own requests only if the session's identity
+    /// is one a registration at that address was made with), else in
+    /// clear unless the peer registered over DTLS.
     async fn route_transmits(&mut self, socket: &UdpSocket) {
-        while let Some(t) = self.engine.poll_transmit() {
-            #[cfg(feature = "dtls")]
-            if let Some(dtls) = self.dtls.as_mut().filter(|d| d.has_session(&t.peer)) {
-                let session = dtls.session_identity(&t.peer).map(RegistrationSecurity::of);
-                let ours = || {
-                    self.engine
-                        .identities_at(&t.peer)
-                        .any(|s| Some(s) == session.as_ref())
-                };
-                if is_request(&t.bytes) && self.engine.expects_security(&t.peer) && !ours() {
-                    tracing::debug!(peer = %t.peer, "DTLS session is not the registration's identity; request dropped");
+        let io = &mut self.io;
+        while let Some(t) = io.engine.poll_transmit() {
+            if let Some(tcp) = &mut self.tcp {
+                let refused = tcp
+                    .identity(&t.peer)
+                    .is_some_and(|session| refuses(&io.engine, &t.peer, &t.bytes, session));
+                if tcp.route(io.now, t.peer, &t.bytes, refused, &mut io.engine) {
                     continue;
                 }
-                if let Err(e) = dtls.send(self.now, t.peer, &t.bytes) {
-                    tracing::debug!(peer = %t.peer, "{e}");
-                }
-                continue;
             }
-            if self.engine.expects_security(&t.peer) {
-                tracing::debug!(peer = %t.peer, "no DTLS session with a secured client; datagram dropped");
-                continue;
-            }
-            if let Err(e) = socket.send_to(&t.bytes, t.peer).await {
-                tracing::debug!(peer = %t.peer, "send error: {e}");
+            let engine = &io.engine;
+            let refuse = |session: &PeerIdentity| refuses(engine, &t.peer, &t.bytes, Some(session));
+            let route = io.coaps.route(
+                io.now,
+                t.peer,
+                &t.bytes,
+                || engine.expects_security(&t.peer),
+                refuse,
+            );
+            if let Route::Plain = route {
+                send_plain(socket, t.peer, &t.bytes, "").await;
             }
         }
     }
+}
+
+/// Whether `bytes` to `peer` may not go through a secured connection of
+/// `session` (`None`: a plain one): it is one of the server's own requests
+/// and a registration at that address was made with security, but not
+/// with that identity.
+fn refuses(engine: &Eng, peer: &SocketAddr, bytes: &[u8], session: Option<&PeerIdentity>) -> bool {
+    is_request(bytes)
+        && engine.expects_security(peer)
+        && !session.is_some_and(|session| {
+            let session = RegistrationSecurity::of(session);
+            engine.identities_at(peer).any(|s| *s == session)
+        })
 }
 
 async fn run(
@@ -796,6 +1176,10 @@ fn command(
                 .map(|(id, ep, path)| (id, ep.to_string(), *path))
                 .collect();
             let _ = reply.send(list);
+        }
+        Command::SetFirmware { store, reply } => {
+            engine.set_firmware(store);
+            let _ = reply.send(());
         }
         Command::CancelObserve { id, reply } => match engine.cancel_observe(now, id) {
             Ok(Some(cancel)) => {

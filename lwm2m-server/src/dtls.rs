@@ -68,16 +68,15 @@ use lwm2m_core::time::{Duration, Instant};
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
 use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslStream,
-    SslVerifyMode, SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVersion,
 };
-use openssl::x509::X509Name;
 
-use crate::security::{Credentials, PeerIdentity, SharedSecurityStore};
+use crate::peer_auth::{configure_authentication, identity_of};
+pub use crate::peer_auth::{psk_from_store, PskLookup, X509Files};
+use crate::security::PeerIdentity;
 
 /// How often handshakes in progress are driven (for OpenSSL's
 /// retransmission timer, see the module doc).
@@ -91,40 +90,6 @@ const PIPE_DEPTH: usize = 16;
 
 /// Largest plaintext of one DTLS record.
 const MAX_PLAINTEXT: usize = 16_384;
-
-/// Cipher suites offered: the LwM2M mandatory ones first
-/// (TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_CBC_SHA256,
-/// TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8), then common AEAD suites.
-const CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256:\
-PSK-AES256-GCM-SHA384:ECDHE-PSK-AES128-CBC-SHA256:ECDHE-ECDSA-AES128-CCM8:\
-ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
-ECDHE-RSA-AES256-GCM-SHA384";
-
-/// Finds the PSK key of an identity (`None`: unknown identity).
-pub type PskLookup = Arc<dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync>;
-
-/// PSK keys from the server's security store.
-pub fn psk_from_store(store: SharedSecurityStore) -> PskLookup {
-    Arc::new(move |identity| {
-        let info = store.lock().ok()?.get_by_psk_identity(identity).ok()??;
-        match info.credentials {
-            Credentials::Psk { key, .. } => Some(key),
-            _ => None,
-        }
-    })
-}
-
-/// The server certificate, its key and the CA that signs client certificates
-/// (PEM files).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct X509Files {
-    /// The server's certificate chain (leaf first).
-    pub certificate: PathBuf,
-    /// The server certificate's private key.
-    pub private_key: PathBuf,
-    /// Trusted CA certificates for client certificates.
-    pub ca: PathBuf,
-}
 
 /// Limits and settings of a [`DtlsServer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +243,7 @@ impl fmt::Debug for DtlsServer {
     }
 }
 
-fn setup(e: ErrorStack) -> DtlsError {
+pub(crate) fn setup(e: ErrorStack) -> DtlsError {
     DtlsError::Setup(e.to_string())
 }
 
@@ -290,91 +255,9 @@ fn cookie(secret: &[u8], addr: &SocketAddr) -> Result<Vec<u8>, ErrorStack> {
     signer.sign_to_vec()
 }
 
-/// Offers raw public keys with the private key in `path`. With a server
-/// `certificate` (PEM) certificates stay possible for clients that do not
-/// ask for RPK, and the key must be the certificate's.
-#[cfg(feature = "rpk")]
-fn configure_rpk(
-    b: &mut SslContextBuilder,
-    path: &std::path::Path,
-    certificate: Option<&std::path::Path>,
-) -> Result<(), DtlsError> {
-    let file = |reason: String| DtlsError::File {
-        what: "raw public key private key",
-        path: path.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-    let key = PKey::private_key_from_pem(&pem).map_err(|e| file(e.to_string()))?;
-    if let Some(certificate) = certificate {
-        // OpenSSL keeps one key per algorithm, already set from the
-        // certificate's key file; RPK presents that key.
-        let own = std::fs::read(certificate)
-            .ok()
-            .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok())
-            .and_then(|c| c.public_key().ok())
-            .and_then(|k| k.public_key_to_der().ok());
-        if key.public_key_to_der().ok() != own {
-            return Err(file(
-                "with --dtls-cert it must be the certificate's own key (OpenSSL holds one \
-                 key per algorithm)"
-                    .into(),
-            ));
-        }
-    } else {
-        b.set_private_key(&key).map_err(|e| file(e.to_string()))?;
-    }
-    lwm2m_dtls::rpk::offer_raw_public_keys(b, certificate.is_some()).map_err(setup)?;
-    // A raw public key has no issuer to verify: any key is accepted here
-    // and the Authorizer compares it with the endpoint's stored key when
-    // it registers. Certificates are verified as before.
-    b.set_verify_callback(
-        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-        |preverified, store| {
-            preverified || lwm2m_dtls::rpk::store_context_public_key(store).is_some()
-        },
-    );
-    Ok(())
-}
-
-#[cfg(not(feature = "rpk"))]
-fn configure_rpk(
-    _b: &mut SslContextBuilder,
-    path: &std::path::Path,
-    _certificate: Option<&std::path::Path>,
-) -> Result<(), DtlsError> {
-    Err(DtlsError::File {
-        what: "raw public key private key",
-        path: path.to_path_buf(),
-        reason: "this build has no raw public keys (they need OpenSSL >= 3.2: feature `rpk`)"
-            .into(),
-    })
-}
-
 /// A datagram whose first record is a ClientHello (handshake, epoch 0).
 fn is_client_hello(bytes: &[u8]) -> bool {
     bytes.first() == Some(&22) && bytes.get(3..5) == Some(&[0, 0][..]) && bytes.get(13) == Some(&1)
-}
-
-/// The identity a finished handshake authenticated.
-fn identity_of(stream: &SslStream<DatagramPipe>) -> Option<PeerIdentity> {
-    let ssl = stream.ssl();
-    #[cfg(feature = "rpk")]
-    if let Some(public_key) = lwm2m_dtls::rpk::peer_public_key(ssl) {
-        return Some(PeerIdentity::Rpk { public_key });
-    }
-    if let Some(cert) = ssl.peer_certificate() {
-        let common_name = cert
-            .subject_name()
-            .entries_by_nid(Nid::COMMONNAME)
-            .next()
-            .and_then(|e| e.data().to_string().ok())
-            .unwrap_or_default();
-        let der = cert.to_der().ok()?;
-        return Some(PeerIdentity::X509 { common_name, der });
-    }
-    let psk = ssl.psk_identity()?;
-    Some(PeerIdentity::Psk(String::from_utf8(psk.to_vec()).ok()?))
 }
 
 impl DtlsServer {
@@ -392,22 +275,12 @@ impl DtlsServer {
         b.set_options(
             SslOptions::COOKIE_EXCHANGE | SslOptions::NO_QUERY_MTU | SslOptions::NO_RENEGOTIATION,
         );
-        b.set_cipher_list(CIPHERS).map_err(setup)?;
-        // LwM2M mandates the AES-128-CCM-8 suites, which OpenSSL 3.4 and
-        // later file under security level 0 (64-bit tags): the level is
-        // lowered for the cipher choice (CIPHERS holds no weak suite), and
-        // client certificate chains keep level 1's key-size checks.
-        b.set_security_level(0);
-        b.verify_param_mut().set_auth_level(1);
-        b.set_psk_server_callback(move |_ssl, identity, key_out| {
-            let identity = identity
-                .and_then(|i| std::str::from_utf8(i).ok())
-                .ok_or_else(ErrorStack::get)?;
-            let key = psk(identity).ok_or_else(ErrorStack::get)?;
-            let out = key_out.get_mut(..key.len()).ok_or_else(ErrorStack::get)?;
-            out.copy_from_slice(&key);
-            Ok(key.len())
-        });
+        configure_authentication(
+            &mut b,
+            psk,
+            config.x509.as_ref(),
+            config.rpk_private_key.as_deref(),
+        )?;
         b.set_cookie_generate_cb(move |ssl, out| {
             let addr = ssl.ex_data(peer_index).map(|d| d.addr);
             let addr = addr.ok_or_else(ErrorStack::get)?;
@@ -431,34 +304,6 @@ impl DtlsServer {
             }
             ok
         });
-        if let Some(x) = &config.x509 {
-            fn file<'a>(
-                what: &'static str,
-                path: &'a std::path::Path,
-            ) -> impl Fn(ErrorStack) -> DtlsError + 'a {
-                move |e: ErrorStack| DtlsError::File {
-                    what,
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                }
-            }
-            b.set_certificate_chain_file(&x.certificate)
-                .map_err(file("certificate", &x.certificate))?;
-            b.set_private_key_file(&x.private_key, SslFiletype::PEM)
-                .map_err(file("private key", &x.private_key))?;
-            b.check_private_key().map_err(file(
-                "private key (does not match the certificate)",
-                &x.private_key,
-            ))?;
-            b.set_ca_file(&x.ca).map_err(file("CA", &x.ca))?;
-            let names = X509Name::load_client_ca_file(&x.ca).map_err(file("CA", &x.ca))?;
-            b.set_client_ca_list(names);
-            b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-        }
-        if let Some(path) = &config.rpk_private_key {
-            let certificate = config.x509.as_ref().map(|x| x.certificate.as_path());
-            configure_rpk(&mut b, path, certificate)?;
-        }
         Ok(DtlsServer {
             config,
             ctx: b.build(),
@@ -764,7 +609,7 @@ impl DtlsServer {
 
     fn drive_handshake(s: &mut Session) -> Outcome {
         match s.stream.do_handshake() {
-            Ok(()) => match identity_of(&s.stream) {
+            Ok(()) => match identity_of(s.stream.ssl()) {
                 Some(id) => {
                     s.identity = Some(Arc::new(id));
                     Outcome::Continue
@@ -893,14 +738,14 @@ impl DtlsServer {
 // The test PKI the client's DTLS and https tests use.
 #[cfg(test)]
 #[path = "../../lwm2m-client/tests/support/pki.rs"]
-mod test_pki;
+pub(crate) mod test_pki;
 
 #[cfg(test)]
 mod tests {
     use super::test_pki;
     use super::*;
     use openssl::pkey::Private;
-    use openssl::ssl::SslRef;
+    use openssl::ssl::{SslRef, SslVerifyMode};
     use openssl::x509::X509;
 
     const T0: Instant = Instant::from_millis(1_000_000);

@@ -67,17 +67,27 @@
 //!   but a registration made over DTLS still only accepts that identity.
 //!   [`Engine::expects_security`] tells a driver not to send a secured
 //!   client's requests in clear when its DTLS session is gone.
+//! - **Firmware packages** ([`Engine::set_firmware`]): `GET /fw/{id}`
+//!   serves a package of the [`crate::firmware::FirmwareStore`] block by
+//!   block (Block2, RFC 7959), each block read from the store when it is
+//!   asked for, at any block number (a device resuming a download asks for
+//!   block N first), in blocks of at most [`EndpointConfig::block_size`].
+//!   Anyone who can reach the server may download a package whose id they
+//!   know (as with an HTTP download URL); an unknown id is 4.04, a block
+//!   past the end 4.00, a store failure 5.00.
 //! - **Composite operations** (TS Core 1.1 §6.3.8, §6.3.9, §6.4.3) target
 //!   `/` (or the client's alternate path); their answers decode to
 //!   [`Content::Values`] when they come in SenML JSON/CBOR or LwM2M CBOR.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 use lwm2m_core::coap::endpoint::{IncomingId, RequestError, SendError};
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{
-    Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Token, Transmit,
+    BlockValue, Code, Endpoint, EndpointConfig, Event, Request, RequestId, Response, Token,
+    Transmit,
 };
 use lwm2m_core::format::link::{decode_discover, DiscoverEntry};
 use lwm2m_core::format::{self, ContentFormat, FormatError};
@@ -87,6 +97,7 @@ use lwm2m_core::model::{
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
 
+use crate::firmware::SharedFirmwareStore;
 use crate::registration::{
     parse_links, RegistrationError, RegistrationParams, RegistrationSecurity, DEFAULT_LIFETIME,
 };
@@ -328,8 +339,129 @@ struct Pending {
 #[derive(Debug)]
 struct Client<P> {
     reg: Registration<P>,
-    expires: Instant,
-    queue: VecDeque<Held>,
+    queue: HeldQueue,
+}
+
+/// Requests held for a sleeping queue-mode client. Most clients never have
+/// one, so the queue is a pointer that stays null until the first request
+/// (8 bytes in every registration instead of a `VecDeque`'s 32).
+// The box is the point (one pointer inline rather than the deque's four
+// words), which is what clippy's box_collection warns about.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+struct HeldQueue(Option<Box<VecDeque<Held>>>);
+
+impl HeldQueue {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Held> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
+    fn push_back(&mut self, held: Held) {
+        self.0.get_or_insert_with(Default::default).push_back(held);
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&Held) -> bool) {
+        if let Some(q) = &mut self.0 {
+            q.retain(keep);
+            if q.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn extend(&mut self, other: HeldQueue) {
+        for h in other {
+            self.push_back(h);
+        }
+    }
+
+    /// Empties the queue, returning what it held in order.
+    fn take(&mut self) -> VecDeque<Held> {
+        self.0.take().map(|q| *q).unwrap_or_default()
+    }
+}
+
+impl IntoIterator for HeldQueue {
+    type Item = Held;
+    type IntoIter = std::collections::vec_deque::IntoIter<Held>;
+    fn into_iter(mut self) -> Self::IntoIter {
+        self.take().into_iter()
+    }
+}
+
+/// Live registrations by id.
+type Clients<P> = BTreeMap<Arc<str>, Box<Client<P>>>;
+
+/// Registration ids by endpoint name, keyed by a hash of the name so the
+/// index holds no copy of it (a million names would be a million
+/// allocations): a hit is confirmed against the registration's own name,
+/// and a name whose hash another name already holds goes to `collisions`,
+/// keyed by the name itself. The hash is keyed per engine (`RandomState`),
+/// so a peer cannot aim names at one slot.
+#[derive(Debug, Default)]
+struct EndpointIndex {
+    hasher: std::collections::hash_map::RandomState,
+    by_hash: BTreeMap<u64, Arc<str>>,
+    collisions: BTreeMap<Box<str>, Arc<str>>,
+    /// Tests: every name hashes alike, so the collision path is taken.
+    #[cfg(test)]
+    collide_all: bool,
+}
+
+impl EndpointIndex {
+    fn hash(&self, endpoint: &str) -> u64 {
+        use std::hash::BuildHasher;
+        #[cfg(test)]
+        if self.collide_all {
+            return 0;
+        }
+        self.hasher.hash_one(endpoint)
+    }
+
+    /// The id registered under `endpoint`.
+    fn get<P>(&self, clients: &Clients<P>, endpoint: &str) -> Option<Arc<str>> {
+        let confirmed = self.by_hash.get(&self.hash(endpoint)).filter(|id| {
+            clients
+                .get(&***id)
+                .is_some_and(|c| c.reg.endpoint == endpoint)
+        });
+        confirmed.or_else(|| self.collisions.get(endpoint)).cloned()
+    }
+
+    /// Files `id` under `endpoint`, replacing what was filed there.
+    fn insert<P>(&mut self, clients: &Clients<P>, endpoint: &str, id: Arc<str>) {
+        let h = self.hash(endpoint);
+        let taken_by_other = self.by_hash.get(&h).is_some_and(|held| {
+            clients
+                .get(&**held)
+                .is_some_and(|c| c.reg.endpoint != endpoint)
+        });
+        if taken_by_other {
+            self.collisions.insert(endpoint.into(), id);
+        } else {
+            self.collisions.remove(endpoint);
+            self.by_hash.insert(h, id);
+        }
+    }
+
+    /// Removes `endpoint` if it is filed under `id` (works after the
+    /// registration left `clients`).
+    fn remove(&mut self, endpoint: &str, id: &str) {
+        let h = self.hash(endpoint);
+        if self.by_hash.get(&h).is_some_and(|held| &**held == id) {
+            self.by_hash.remove(&h);
+        } else if self
+            .collisions
+            .get(endpoint)
+            .is_some_and(|held| &**held == id)
+        {
+            self.collisions.remove(endpoint);
+        }
+    }
 }
 
 /// The LwM2M server engine. `P` is the peer address type (`SocketAddr` for
@@ -340,10 +472,16 @@ pub struct Engine<P, R> {
     rng: R,
     store: Box<dyn RegistrationStore<P>>,
     models: Box<dyn ModelLookup + Send>,
-    clients: BTreeMap<String, Client<P>>,
-    by_endpoint: BTreeMap<String, String>,
-    per_address: BTreeMap<P, usize>,
-    expiries: BTreeSet<(Instant, String)>,
+    /// Live registrations by id. The id is allocated once per
+    /// registration and shared by the three indexes (a million
+    /// registrations make every byte per entry count: see BENCHMARKS.md),
+    /// and clients are boxed so that the map's nodes, which are at best
+    /// half to three-quarters full, hold pointers rather than
+    /// registrations.
+    clients: Clients<P>,
+    by_endpoint: EndpointIndex,
+    per_address: BTreeMap<P, u32>,
+    expiries: BTreeSet<(Instant, Arc<str>)>,
     pending: BTreeMap<DmRequestId, Pending>,
     by_coap: BTreeMap<RequestId, DmRequestId>,
     queue_deadlines: BTreeSet<(Instant, DmRequestId)>,
@@ -358,6 +496,8 @@ pub struct Engine<P, R> {
     identity: Option<PeerIdentity>,
     /// Registrations made over DTLS per address, by identity.
     secured_per_address: BTreeMap<P, BTreeMap<RegistrationSecurity, usize>>,
+    /// The packages `GET /fw/{id}` serves; `None`: 4.04.
+    firmware: Option<SharedFirmwareStore>,
 }
 
 impl<P, R> fmt::Debug for Engine<P, R> {
@@ -368,6 +508,11 @@ impl<P, R> fmt::Debug for Engine<P, R> {
             .finish_non_exhaustive()
     }
 }
+
+/// The first Uri-Path segment of firmware downloads (`/fw/{id}`).
+const FIRMWARE_SEGMENT: &[u8] = b"fw";
+/// Content-Format application/octet-stream.
+const OCTET_STREAM: u16 = 42;
 
 fn error_response(code: Code, message: &str) -> Response {
     // Diagnostic payload: no Content-Format (RFC 7252 §5.5.2).
@@ -396,7 +541,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             store,
             models,
             clients: BTreeMap::new(),
-            by_endpoint: BTreeMap::new(),
+            by_endpoint: EndpointIndex::default(),
             per_address: BTreeMap::new(),
             expiries: BTreeSet::new(),
             pending: BTreeMap::new(),
@@ -408,14 +553,15 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             authorizer: None,
             identity: None,
             secured_per_address: BTreeMap::new(),
+            firmware: None,
         };
         for reg in stored {
             // Two stored registrations with one endpoint name cannot come from
             // this engine; if a store has them, the most recent one wins.
-            if let Some(old) = engine.by_endpoint.get(&reg.endpoint) {
+            if let Some(old) = engine.by_endpoint.get(&engine.clients, &reg.endpoint) {
                 let newer = engine
                     .clients
-                    .get(old)
+                    .get(&old)
                     .is_some_and(|c| c.reg.last_update >= reg.last_update);
                 if newer {
                     continue;
@@ -423,7 +569,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                 let old = old.clone();
                 engine.unlink(&old);
             }
-            engine.link(reg, VecDeque::new());
+            engine.link(reg, HeldQueue::default());
         }
         let observations = engine.store.load_observations()?;
         for obs in observations {
@@ -439,7 +585,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     fn restore_observation(&mut self, obs: StoredObservation) {
         let client = self
             .clients
-            .get(&obs.registration_id)
+            .get(obs.registration_id.as_str())
             .filter(|c| c.reg.endpoint == obs.endpoint);
         let path = obs.path.parse::<Path>().ok();
         let token = Token::new(&obs.token).filter(|t| !t.as_bytes().is_empty());
@@ -502,7 +648,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         let Some(coap) = p.coap else {
             return;
         };
-        let Some(reg_id) = self.by_endpoint.get(&p.endpoint).cloned() else {
+        let Some(reg_id) = self.by_endpoint.get(&self.clients, &p.endpoint) else {
             return;
         };
         let Some(token) = self.endpoint.request_token(coap) else {
@@ -515,7 +661,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             .and_then(|cf| u16::try_from(cf).ok());
         let obs = StoredObservation {
             id: id.0,
-            registration_id: reg_id.clone(),
+            registration_id: reg_id.to_string(),
             endpoint: p.endpoint.clone(),
             path: p.path.to_path_string(),
             token: token.as_bytes().to_vec(),
@@ -526,7 +672,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                 error: e.to_string(),
             });
         }
-        self.persisted.insert(id, (reg_id, obs.token));
+        self.persisted.insert(id, (reg_id.to_string(), obs.token));
     }
 
     /// Removes the observation `id` from the store if it was written there.
@@ -556,8 +702,8 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
 
     /// The registration of `endpoint`, if registered.
     pub fn registration(&self, endpoint: &str) -> Option<&Registration<P>> {
-        let id = self.by_endpoint.get(endpoint)?;
-        self.clients.get(id).map(|c| &c.reg)
+        let id = self.by_endpoint.get(&self.clients, endpoint)?;
+        self.clients.get(&id).map(|c| &c.reg)
     }
 
     /// Every live registration, by id.
@@ -596,6 +742,14 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         .min()
     }
 
+    /// The transport to `peer` is gone (its CoAP-over-TCP connection
+    /// closed): requests to it fail now instead of at their response
+    /// timeout ([`Endpoint::peer_gone`]).
+    pub fn peer_gone(&mut self, now: Instant, peer: &P) {
+        self.endpoint.peer_gone(now, peer);
+        self.process(now);
+    }
+
     /// A datagram arrived from `peer` over plain CoAP (no identity).
     pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
         self.handle_datagram_secured(now, peer, None, bytes);
@@ -615,6 +769,75 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         self.endpoint.handle_datagram(now, peer, bytes);
         self.process(now);
         self.identity = None;
+    }
+
+    /// Serves the packages of `store` on `GET /fw/{id}` (see the module
+    /// doc); `None` stops serving them.
+    pub fn set_firmware(&mut self, store: Option<SharedFirmwareStore>) {
+        if store.is_some() {
+            self.endpoint.serve_block2_in_application(FIRMWARE_SEGMENT);
+        }
+        self.firmware = store;
+    }
+
+    /// One block of a firmware package: the answer to `GET /fw/{id}`.
+    fn firmware_block(&self, req: &Request, id: &[u8]) -> Response {
+        if req.code != Code::GET {
+            return error_response(Code::METHOD_NOT_ALLOWED, "/fw/{id} accepts GET only");
+        }
+        let Some(store) = &self.firmware else {
+            return error_response(Code::NOT_FOUND, "this server serves no firmware packages");
+        };
+        let Ok(id) = std::str::from_utf8(id) else {
+            return error_response(Code::NOT_FOUND, "no such firmware package");
+        };
+        let ours = self.config.coap.block_size;
+        let asked = match req.options.uint(number::BLOCK2) {
+            // The endpoint refuses malformed Block2 options before this.
+            Some(v) => BlockValue::decode(v).unwrap_or(BlockValue {
+                num: 0,
+                more: false,
+                szx: 6,
+            }),
+            None => BlockValue::new(0, false, ours).expect("validated block size"),
+        };
+        // A smaller block size than asked keeps the client's offset (RFC
+        // 7959 §2.4: the block number is scaled to the size chosen).
+        let size = asked.size().min(ours);
+        let offset = asked.offset() as u64;
+        let package = match store.get(id) {
+            Ok(Some(p)) => p,
+            Ok(None) => return error_response(Code::NOT_FOUND, "no such firmware package"),
+            Err(e) => return error_response(Code::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        if offset >= package.size && offset > 0 {
+            return error_response(
+                Code::BAD_REQUEST,
+                &format!(
+                    "block {} of {} bytes starts past the package's {} bytes",
+                    asked.num,
+                    asked.size(),
+                    package.size
+                ),
+            );
+        }
+        let bytes = match store.read_range(id, offset, size) {
+            Ok(Some(b)) => b,
+            Ok(None) => return error_response(Code::NOT_FOUND, "no such firmware package"),
+            Err(e) => return error_response(Code::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        let more = offset + (bytes.len() as u64) < package.size;
+        let num = u32::try_from(offset / size as u64).unwrap_or(u32::MAX);
+        let Some(block) = BlockValue::new(num, more, size) else {
+            return error_response(Code::BAD_REQUEST, "block number out of range");
+        };
+        let mut resp = Response::new(Code::CONTENT).with_payload(OCTET_STREAM, bytes);
+        resp.options.set_uint(number::BLOCK2, block.encode());
+        resp.options.set_uint(
+            number::SIZE2,
+            u32::try_from(package.size).unwrap_or(u32::MAX),
+        );
+        resp
     }
 
     /// Sets who decides whether a sender may act as an endpoint (see the
@@ -713,8 +936,8 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             if let Some(p) = self.pending.remove(&id) {
                 if let Some(c) = self
                     .by_endpoint
-                    .get(&p.endpoint)
-                    .and_then(|rid| self.clients.get_mut(rid))
+                    .get(&self.clients, &p.endpoint)
+                    .and_then(|rid| self.clients.get_mut(&rid))
                 {
                     c.queue.retain(|h| h.id != id);
                 }
@@ -737,11 +960,12 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     }
 
     /// Adds a registration to the indexes (not the store).
-    fn link(&mut self, reg: Registration<P>, queue: VecDeque<Held>) {
+    fn link(&mut self, reg: Registration<P>, queue: HeldQueue) {
         let expires = self.expiry_of(&reg);
-        self.expiries.insert((expires, reg.id.clone()));
+        let key: Arc<str> = Arc::from(reg.id.as_str());
+        self.expiries.insert((expires, key.clone()));
         self.by_endpoint
-            .insert(reg.endpoint.clone(), reg.id.clone());
+            .insert(&self.clients, &reg.endpoint, key.clone());
         *self.per_address.entry(reg.address.clone()).or_insert(0) += 1;
         if let Some(sec) = &reg.security {
             *self
@@ -751,24 +975,18 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                 .entry(sec.clone())
                 .or_insert(0) += 1;
         }
-        self.clients.insert(
-            reg.id.clone(),
-            Client {
-                reg,
-                expires,
-                queue,
-            },
-        );
+        self.clients.insert(key, Box::new(Client { reg, queue }));
     }
 
     /// Removes a registration from the indexes (not the store); returns it
     /// with its held requests.
     fn unlink(&mut self, id: &str) -> Option<Client<P>> {
-        let c = self.clients.remove(id)?;
-        self.expiries.remove(&(c.expires, c.reg.id.clone()));
-        if self.by_endpoint.get(&c.reg.endpoint).map(String::as_str) == Some(id) {
-            self.by_endpoint.remove(&c.reg.endpoint);
-        }
+        let (key, c) = self.clients.remove_entry(id)?;
+        let c = *c;
+        // The registration is not changed while linked, so its expiry is
+        // the one `link` filed it under.
+        self.expiries.remove(&(self.expiry_of(&c.reg), key));
+        self.by_endpoint.remove(&c.reg.endpoint, id);
         self.dec_address(&c.reg.address);
         if let Some(sec) = &c.reg.security {
             if let Some(at) = self.secured_per_address.get_mut(&c.reg.address) {
@@ -883,7 +1101,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                 let mut queue = self.unlink(id).map(|c| c.queue).unwrap_or_default();
                 // This node may still hold the endpoint under an older id
                 // that a Register on another node replaced.
-                if let Some(older) = self.by_endpoint.get(&reg.endpoint).cloned() {
+                if let Some(older) = self.by_endpoint.get(&self.clients, &reg.endpoint) {
                     if let Some(c) = self.unlink(&older) {
                         self.end_observations(now, &c.reg.endpoint);
                         queue.extend(c.queue);
@@ -912,7 +1130,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             let mut b = [0u8; 10];
             self.rng.fill_bytes(&mut b);
             let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            if !self.clients.contains_key(&id) {
+            if !self.clients.contains_key(id.as_str()) {
                 return id;
             }
         }
@@ -982,6 +1200,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                     ),
                 }
             }
+            [fw, package] if *fw == FIRMWARE_SEGMENT => self.firmware_block(&req, package),
             _ => error_response(Code::NOT_FOUND, "no such resource on this LwM2M server"),
         };
         self.endpoint.respond(now, id, response);
@@ -1074,7 +1293,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         }
         let links = parse_links(&req.payload).map_err(refuse)?;
 
-        let existing = self.by_endpoint.get(&endpoint).cloned();
+        let existing = self.by_endpoint.get(&self.clients, &endpoint);
         let same_address = existing
             .as_ref()
             .and_then(|id| self.clients.get(id))
@@ -1086,7 +1305,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             ));
         }
         let from_address = self.per_address.get(&peer).copied().unwrap_or(0);
-        if !same_address && from_address >= self.config.max_registrations_per_address {
+        if !same_address && from_address as usize >= self.config.max_registrations_per_address {
             return Err(error_response(
                 Code::SERVICE_UNAVAILABLE,
                 "too many registrations from this address; retry later",
@@ -1102,9 +1321,9 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
                     self.end_observations(now, &c.reg.endpoint);
                     (Some(c.reg), c.queue)
                 }
-                None => (None, VecDeque::new()),
+                None => (None, HeldQueue::default()),
             },
-            None => (None, VecDeque::new()),
+            None => (None, HeldQueue::default()),
         };
         let binding = params.binding.clone().unwrap_or_else(|| "U".into());
         let id = self.new_registration_id();
@@ -1408,16 +1627,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         }
         let Some(coap) = p.coap else {
             let p = self.pending.remove(&id).ok_or(DmError::UnknownRequest)?;
-            if let Some(c) = self
-                .by_endpoint
-                .get(&p.endpoint)
-                .and_then(|rid| self.clients.get_mut(rid))
-            {
-                if let Some(h) = c.queue.iter().find(|h| h.id == id) {
-                    self.queue_deadlines.remove(&(h.deadline, id));
-                }
-                c.queue.retain(|h| h.id != id);
-            }
+            self.drop_held(&p.endpoint, id);
             return Ok(None);
         };
         let p = self.pending.remove(&id).ok_or(DmError::UnknownRequest)?;
@@ -1446,6 +1656,51 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         Ok(Some(new_id))
     }
 
+    /// The caller of `id` no longer waits for its answer (it gave up): a
+    /// request still held for a sleeping queue-mode client is dropped, so
+    /// it never reaches the device; one already sent is forgotten by the
+    /// CoAP layer (a late answer is refused with RST). No event comes for
+    /// it. An observation already established is left alone (cancel it
+    /// with [`Engine::cancel_observe`]). Returns whether `id` was such a
+    /// request.
+    ///
+    /// Without this, a caller that polls a sleeping device with short
+    /// timeouts (as firmware updates do) would leave every given-up read
+    /// queued for the device's wake-up, filling its queue
+    /// ([`ServerConfig::max_queued_requests`]) with answers nobody wants.
+    pub fn abandon(&mut self, now: Instant, id: DmRequestId) -> bool {
+        if self.pending.get(&id).is_none_or(|p| p.established) {
+            return false;
+        }
+        let Some(p) = self.pending.remove(&id) else {
+            return false;
+        };
+        match p.coap {
+            None => self.drop_held(&p.endpoint, id),
+            Some(coap) => {
+                self.by_coap.remove(&coap);
+                self.endpoint.cancel_request(now, coap);
+                self.unpersist_observation(id);
+            }
+        }
+        true
+    }
+
+    /// Removes request `id` from the queue held for `endpoint`.
+    fn drop_held(&mut self, endpoint: &str, id: DmRequestId) {
+        let Some(c) = self
+            .by_endpoint
+            .get(&self.clients, endpoint)
+            .and_then(|rid| self.clients.get_mut(&rid))
+        else {
+            return;
+        };
+        if let Some(h) = c.queue.iter().find(|h| h.id == id) {
+            self.queue_deadlines.remove(&(h.deadline, id));
+        }
+        c.queue.retain(|h| h.id != id);
+    }
+
     fn next_dm_id(&mut self) -> DmRequestId {
         let id = DmRequestId(self.next_dm);
         self.next_dm += 1;
@@ -1462,8 +1717,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
     ) -> Result<DmRequestId, DmError> {
         let reg_id = self
             .by_endpoint
-            .get(endpoint)
-            .cloned()
+            .get(&self.clients, endpoint)
             .ok_or(DmError::UnknownEndpoint)?;
         let c = self.clients.get(&reg_id).ok_or(DmError::UnknownEndpoint)?;
         // Targets live under the client's alternate path if it announced one.
@@ -1516,7 +1770,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
             return;
         };
         let address = c.reg.address.clone();
-        let held: Vec<Held> = c.queue.drain(..).collect();
+        let held = c.queue.take();
         for h in held {
             self.queue_deadlines.remove(&(h.deadline, h.id));
             match self.endpoint.send_request(now, address.clone(), h.request) {
@@ -1557,8 +1811,8 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> Engine<P, R> {
         p.established = keep;
         let root = self
             .by_endpoint
-            .get(&p.endpoint)
-            .and_then(|rid| self.clients.get(rid))
+            .get(&self.clients, &p.endpoint)
+            .and_then(|rid| self.clients.get(&rid))
             .and_then(|c| c.reg.links.root.clone());
         let result = decode_response(p.kind, &p.path, root.as_deref(), &*self.models, response);
         let endpoint = p.endpoint.clone();
@@ -1688,4 +1942,70 @@ fn decode_response(
         },
     };
     Ok(DmResponse { code, content })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lwm2m_core::format::link::RegistrationLinks;
+
+    fn client(id: &str, endpoint: &str) -> Box<Client<u32>> {
+        Box::new(Client {
+            reg: Registration {
+                id: id.into(),
+                endpoint: endpoint.into(),
+                address: 1,
+                lifetime: 60,
+                lwm2m_version: Version::new(1, 1),
+                binding: "U".into(),
+                sms: None,
+                queue_mode: false,
+                links: RegistrationLinks::default(),
+                registered_at: Instant::ZERO,
+                last_update: Instant::ZERO,
+                security: None,
+            },
+            queue: HeldQueue::default(),
+        })
+    }
+
+    #[test]
+    fn endpoint_index_keeps_colliding_names_apart() {
+        let mut index = EndpointIndex {
+            collide_all: true,
+            ..EndpointIndex::default()
+        };
+        let mut clients: Clients<u32> = BTreeMap::new();
+        for (id, ep) in [("id-a", "ep-a"), ("id-b", "ep-b"), ("id-c", "ep-c")] {
+            let key: Arc<str> = Arc::from(id);
+            index.insert(&clients, ep, key.clone());
+            clients.insert(key, client(id, ep));
+        }
+        assert_eq!(index.by_hash.len(), 1);
+        assert_eq!(index.collisions.len(), 2);
+        for (id, ep) in [("id-a", "ep-a"), ("id-b", "ep-b"), ("id-c", "ep-c")] {
+            assert_eq!(index.get(&clients, ep).as_deref(), Some(id));
+        }
+        assert_eq!(index.get(&clients, "ep-d"), None);
+
+        // The holder of the hash leaves: the others are still found.
+        clients.remove("id-a");
+        index.remove("ep-a", "id-a");
+        assert_eq!(index.get(&clients, "ep-a"), None);
+        assert_eq!(index.get(&clients, "ep-b").as_deref(), Some("id-b"));
+
+        // ep-b registers again under a new id: filed once, found under it.
+        clients.remove("id-b");
+        index.remove("ep-b", "id-b");
+        let key: Arc<str> = Arc::from("id-b2");
+        index.insert(&clients, "ep-b", key.clone());
+        clients.insert(key, client("id-b2", "ep-b"));
+        assert_eq!(index.get(&clients, "ep-b").as_deref(), Some("id-b2"));
+        assert_eq!(index.get(&clients, "ep-c").as_deref(), Some("id-c"));
+        assert_eq!(index.by_hash.len() + index.collisions.len(), 2);
+
+        // Removing under a stale id changes nothing.
+        index.remove("ep-c", "id-old");
+        assert_eq!(index.get(&clients, "ep-c").as_deref(), Some("id-c"));
+    }
 }

@@ -12,7 +12,7 @@
 //! [`bootstrap::RedisConfigStore`]: registrations, observations, security
 //! credentials and bootstrap configurations shared by several server nodes),
 //! `tokio` ([`driver`]), `dtls` ([`dtls`]: DTLS 1.2 with PSK and X.509, the
-//! driver's coaps socket) and `admin` ([`admin`], implies `tokio`). Without them the crate is the engine and the in-memory
+//! driver's coaps socket), `tls` ([`coap_tls`]: CoAP over TLS, `coaps+tcp`) and `admin` ([`admin`], implies `tokio`). Without them the crate is the engine and the in-memory
 //! store only, for other drivers and for fuzzing.
 #![forbid(unsafe_code)]
 
@@ -20,16 +20,31 @@
 pub mod admin;
 pub mod bootstrap;
 #[cfg(feature = "tokio")]
+pub mod campaign;
+#[cfg(feature = "tokio")]
+pub mod coap_tcp;
+#[cfg(feature = "tls")]
+pub mod coap_tls;
+#[cfg(feature = "tokio")]
 pub mod driver;
 #[cfg(feature = "dtls")]
 pub mod dtls;
 pub mod engine;
+pub mod firmware;
+#[cfg(feature = "tokio")]
+pub mod fota;
+#[cfg(feature = "dtls")]
+mod peer_auth;
 #[cfg(feature = "redis")]
 pub mod redis_store;
 pub mod registration;
 pub mod security;
 pub mod store;
 
+#[cfg(feature = "tokio")]
+pub use coap_tcp::TcpOptions;
+#[cfg(feature = "tls")]
+pub use coap_tls::TlsOptions;
 #[cfg(feature = "tokio")]
 pub use driver::{SecurityOptions, Server, ServerHandle, StartError};
 pub use engine::{
@@ -49,4 +64,4 @@ pub use security::{
 };
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{MemoryStore, RegistrationStore, StoreError, StoredObservation};
+pub use store::{MemoryStore, NullStore, RegistrationStore, StoreError, StoredObservation};

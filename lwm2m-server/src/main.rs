@@ -1,11 +1,15 @@
 //! The LwM2M server binary.
 //!
 //! ```text
-//! lwm2m-server [--coap ADDR] [--coaps ADDR|none] [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
-//!              [--dtls-rpk-key PEM] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL]
+//! lwm2m-server [--coap ADDR] [--coap-tcp ADDR|none] [--coaps ADDR|none] [--coaps-tcp ADDR|none]
+//!              [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
+//!              [--dtls-rpk-key PEM] [--bootstrap ADDR|none] [--bootstrap-coaps ADDR|none]
+//!              [--http ADDR] [--data-dir DIR] [--redis URL]
 //!              [--max-registrations N] [--max-registrations-per-address N] [...limits]
 //! ```
 //! `--coap` (env `LWM2M_COAP`, default `0.0.0.0:5683`): UDP address for CoAP.
+//! `--coap-tcp` (env `LWM2M_COAP_TCP`, default `none`): TCP address for
+//! CoAP over TCP (RFC 8323, LwM2M binding `T`), e.g. `0.0.0.0:5683`.
 //! `--coaps` (env `LWM2M_COAPS`, default `0.0.0.0:5684`, the IANA coaps
 //! port): UDP address for CoAP over DTLS 1.2, `none` to run without it. PSK
 //! keys come from the credentials store (`/api/security/clients`), which
@@ -14,7 +18,12 @@
 //! `--dtls-cert`, `--dtls-key`, `--dtls-ca` (env `LWM2M_DTLS_CERT`,
 //! `LWM2M_DTLS_KEY`, `LWM2M_DTLS_CA`): PEM files of the server certificate,
 //! its key and the CA that signs client certificates, all three or none;
-//! without them DTLS is PSK only. `--dtls-rpk-key` (env
+//! without them DTLS is PSK only.
+//! `--coaps-tcp` (env `LWM2M_COAPS_TCP`, default `none`): TCP address for
+//! CoAP over TLS 1.2/1.3 (RFC 8323 `coaps+tcp`, conventionally port 5684),
+//! authenticating and authorizing devices exactly as the coaps socket does
+//! (PSK from the credentials store, the `--dtls-*` certificate and raw
+//! public key files). `--dtls-rpk-key` (env
 //! `LWM2M_DTLS_RPK_KEY`): the server's private key (PEM) for raw public key
 //! clients (RFC 7250, Security Mode 1; with `--dtls-key` it must be that
 //! same key); their keys are stored as `{"rpk":{"key":..}}` credentials.
@@ -26,18 +35,41 @@
 //! `/api/bootstrap`); `bootstrap.json` there, if present, seeds the endpoints
 //! the database does not have yet: the database wins, so changes made through
 //! the API survive a restart (README).
+//! `--bootstrap-coaps` (env `LWM2M_BOOTSTRAP_COAPS`, default `0.0.0.0:5784`,
+//! Leshan's bootstrap coaps port): UDP address of the bootstrap server's
+//! CoAP over DTLS 1.2 socket, `none` without it. PSK identities and keys
+//! come from the bootstrap-server account of each endpoint's bootstrap
+//! configuration, which also decides who may bootstrap it (README); the
+//! `--dtls-*` certificate and raw public key flags apply to this socket too.
 //! `--http` (env `LWM2M_HTTP`, default `0.0.0.0:8080`): TCP address of the
 //! admin API, events, metrics and web UI ([`lwm2m_server::admin`]).
 //! `--data-dir` (env `LWM2M_DATA_DIR`, default `./lwm2m-data`): where the
 //! registration database lives, and `security.sqlite3`: the clients' security
 //! credentials (managed with `/api/security/clients`; it holds PSK keys, keep
 //! the directory private). `--redis` (env `LWM2M_REDIS`): keep
-//! registrations, observations, security credentials and bootstrap
-//! configurations in that Redis instead (`redis://host[:port][/db]`), shared
-//! with every server node given the same URL; the data directory is then
-//! only read for `bootstrap.json` (which seeds Redis as it seeds SQLite).
+//! registrations, observations, security credentials, bootstrap
+//! configurations, firmware packages and campaigns in that Redis instead
+//! (`redis://host[:port][/db]`), shared with every server node given the
+//! same URL; the data directory is then only read for `bootstrap.json`
+//! (which seeds Redis as it seeds SQLite).
 //! The registration limits of [`ServerConfig`] each have a flag and an
 //! environment variable (`--help`, the `LIMITS` table).
+//! Firmware packages (`/api/firmware`) live in `firmware.sqlite3` and
+//! `firmware/<id>` files in the data directory (in Redis with `--redis`).
+//! Devices pull them from `GET /fw/{id}` on the CoAP and CoAPS sockets
+//! (block-wise) and the HTTP server (`Range`); `--firmware-coap-uri`,
+//! `--firmware-coaps-uri`, `--firmware-http-uri` (env
+//! `LWM2M_FIRMWARE_COAP_URI` ...) set the `scheme://HOST:PORT` written into
+//! Package URI (default: the bound address; for 0.0.0.0 the local address
+//! routed towards each device). `--max-firmware-size` (env
+//! `LWM2M_MAX_FIRMWARE_SIZE`, default 16777216): largest upload, bytes.
+//! Packages being pulled are cached in memory (64 MiB, in 64 KiB segments;
+//! metadata asked of the store again every 5 s, so with `--redis` a package
+//! deleted through another node stays downloadable here for up to 5 s).
+//! Campaigns (`/api/campaigns`) live in `campaigns.sqlite3` there (in
+//! Redis with `--redis`); a restart resumes those that were running or
+//! paused. With `--redis` each campaign runs on one node at a time, the
+//! one holding its lease (see [`lwm2m_server::campaign`]).
 //! Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
 //! `info` (`--verbose` for `debug`).
@@ -54,30 +86,48 @@ use lwm2m_server::bootstrap::{
     BootstrapConfigStore, BootstrapFile, BootstrapServerConfig, SqliteConfigStore,
 };
 use lwm2m_server::dtls::{DtlsConfig, DtlsServer, X509Files};
+use lwm2m_server::firmware::SqliteFirmwareStore;
 use lwm2m_server::{
     RegistrationStore, SecurityOptions, SecurityStore, Server, ServerConfig, SharedSecurityStore,
-    SqliteSecurityStore, SqliteStore,
+    SqliteSecurityStore, SqliteStore, TcpOptions, TlsOptions,
 };
 
 const USAGE: &str =
-    "usage: lwm2m-server [--coap ADDR] [--coaps ADDR|none] [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
-                    [--dtls-rpk-key PEM] [--bootstrap ADDR|none] [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
+    "usage: lwm2m-server [--coap ADDR] [--coap-tcp ADDR|none] [--coaps ADDR|none] [--coaps-tcp ADDR|none]
+                    [--dtls-cert PEM --dtls-key PEM --dtls-ca PEM]
+                    [--dtls-rpk-key PEM] [--bootstrap ADDR|none] [--bootstrap-coaps ADDR|none]
+                    [--http ADDR] [--data-dir DIR] [--redis URL] [--verbose]
   --coap ADDR      UDP address for CoAP (env LWM2M_COAP, default 0.0.0.0:5683)
+  --coap-tcp ADDR  TCP address for CoAP over TCP (RFC 8323, binding T), or none
+                   (env LWM2M_COAP_TCP, default none)
   --coaps ADDR     UDP address for CoAP over DTLS 1.2, or none (env LWM2M_COAPS, default 0.0.0.0:5684);
                    PSK keys from the credentials store (/api/security/clients)
+  --coaps-tcp ADDR TCP address for CoAP over TLS 1.2/1.3 (RFC 8323 coaps+tcp), or none
+                   (env LWM2M_COAPS_TCP, default none; conventional port 5684); credentials
+                   as for --coaps, the --dtls-* files serve it too
   --dtls-cert PEM  server certificate (chain) for X.509 clients (env LWM2M_DTLS_CERT)
   --dtls-key PEM   its private key (env LWM2M_DTLS_KEY)
   --dtls-ca PEM    CA certificates trusted for client certificates (env LWM2M_DTLS_CA);
-                   the three go together; without them DTLS is PSK only
+                   the three go together; without them DTLS and TLS are PSK only
   --dtls-rpk-key PEM private key presented to raw public key clients (env LWM2M_DTLS_RPK_KEY);
                    clients' keys from the credentials store (rpk credentials, hex DER)
   --bootstrap ADDR UDP address of the bootstrap server, or none (env LWM2M_BOOTSTRAP,
                    default 0.0.0.0:5783); configurations from DIR/bootstrap.json
+  --bootstrap-coaps ADDR  the bootstrap server's CoAP over DTLS 1.2 address, or none
+                   (env LWM2M_BOOTSTRAP_COAPS, default 0.0.0.0:5784); PSK identity and key
+                   from the bootstrap-server account of each endpoint's configuration;
+                   --dtls-cert/--dtls-key/--dtls-ca/--dtls-rpk-key serve it too
   --http ADDR      TCP address of the admin API and web UI (env LWM2M_HTTP, default 0.0.0.0:8080)
-  --data-dir DIR   registration database directory (env LWM2M_DATA_DIR, default ./lwm2m-data)
-  --redis URL      keep registrations, credentials and bootstrap configurations in Redis
-                   instead, shared by the server nodes given the same URL
+  --data-dir DIR   where registrations, credentials, bootstrap configurations, firmware packages
+                   and campaigns are kept (env LWM2M_DATA_DIR, default ./lwm2m-data)
+  --redis URL      keep registrations, credentials, bootstrap configurations, firmware packages
+                   and campaigns in Redis instead, shared by the server nodes given the same URL
                    (env LWM2M_REDIS, e.g. redis://127.0.0.1:6379/0)
+  --firmware-coap-uri URI   coap://HOST:PORT devices pull packages from (env LWM2M_FIRMWARE_COAP_URI,
+                            default the --coap address; for 0.0.0.0 the local address towards the device)
+  --firmware-coaps-uri URI  coaps://HOST:PORT for devices registered over DTLS (env LWM2M_FIRMWARE_COAPS_URI)
+  --firmware-http-uri URI   http://HOST:PORT for http pulls (env LWM2M_FIRMWARE_HTTP_URI, default --http)
+  --max-firmware-size BYTES largest firmware upload (env LWM2M_MAX_FIRMWARE_SIZE, default 16777216)
   --verbose        debug logging
 registration limits (each also from its env variable, e.g. LWM2M_MAX_REGISTRATIONS):
   --max-registrations N             registrations at once (default 1000000)
@@ -93,18 +143,29 @@ registration limits (each also from its env variable, e.g. LWM2M_MAX_REGISTRATIO
 #[derive(Debug, PartialEq)]
 struct Args {
     coap: SocketAddr,
+    /// The CoAP-over-TCP listener, `None` with `--coap-tcp none` (the default).
+    coap_tcp: Option<SocketAddr>,
     /// The coaps socket, `None` with `--coaps none`.
     coaps: Option<SocketAddr>,
+    /// The CoAP-over-TLS listener, `None` with `--coaps-tcp none` (the default).
+    coaps_tcp: Option<SocketAddr>,
     /// Certificate, key and CA for X.509 clients.
     x509: Option<X509Files>,
     /// The server's private key for raw public key clients.
     rpk_key: Option<PathBuf>,
     bootstrap: Option<SocketAddr>,
+    /// The bootstrap server's coaps socket, `None` with `--bootstrap-coaps none`.
+    bootstrap_coaps: Option<SocketAddr>,
     http: SocketAddr,
     data_dir: PathBuf,
     /// Redis URL: selects RedisStore over SqliteStore.
     redis: Option<String>,
     verbose: bool,
+    /// Package URI bases (`--firmware-*-uri`; the bound addresses are
+    /// filled in once bound).
+    firmware_uris: lwm2m_server::fota::FirmwareUris,
+    /// Largest firmware upload, bytes.
+    max_firmware_size: usize,
     /// The engine's configuration, with the limits the flags set.
     server: ServerConfig,
 }
@@ -220,15 +281,22 @@ fn parse_args(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Args, String> {
     let mut coap = env("LWM2M_COAP");
+    let mut coap_tcp = env("LWM2M_COAP_TCP").filter(|v| !v.is_empty());
     let mut coaps = env("LWM2M_COAPS").filter(|v| !v.is_empty());
+    let mut coaps_tcp = env("LWM2M_COAPS_TCP").filter(|v| !v.is_empty());
     let mut dtls_cert = env("LWM2M_DTLS_CERT").filter(|v| !v.is_empty());
     let mut dtls_key = env("LWM2M_DTLS_KEY").filter(|v| !v.is_empty());
     let mut dtls_ca = env("LWM2M_DTLS_CA").filter(|v| !v.is_empty());
     let mut dtls_rpk_key = env("LWM2M_DTLS_RPK_KEY").filter(|v| !v.is_empty());
     let mut http = env("LWM2M_HTTP");
     let mut bootstrap = env("LWM2M_BOOTSTRAP");
+    let mut bootstrap_coaps = env("LWM2M_BOOTSTRAP_COAPS").filter(|v| !v.is_empty());
     let mut data_dir = env("LWM2M_DATA_DIR");
     let mut redis = env("LWM2M_REDIS").filter(|v| !v.is_empty());
+    let mut fw_coap = env("LWM2M_FIRMWARE_COAP_URI").filter(|v| !v.is_empty());
+    let mut fw_coaps = env("LWM2M_FIRMWARE_COAPS_URI").filter(|v| !v.is_empty());
+    let mut fw_http = env("LWM2M_FIRMWARE_HTTP_URI").filter(|v| !v.is_empty());
+    let mut fw_max = env("LWM2M_MAX_FIRMWARE_SIZE").filter(|v| !v.is_empty());
     let mut verbose = false;
     // Environment first, flags over it; checked once both are known.
     let mut limits: Vec<Option<String>> = LIMITS
@@ -246,15 +314,22 @@ fn parse_args(
             || matches!(
                 flag.as_str(),
                 "--coap"
+                    | "--coap-tcp"
                     | "--coaps"
+                    | "--coaps-tcp"
                     | "--dtls-cert"
                     | "--dtls-key"
                     | "--dtls-ca"
                     | "--dtls-rpk-key"
                     | "--bootstrap"
+                    | "--bootstrap-coaps"
                     | "--http"
                     | "--data-dir"
                     | "--redis"
+                    | "--firmware-coap-uri"
+                    | "--firmware-coaps-uri"
+                    | "--firmware-http-uri"
+                    | "--max-firmware-size"
             );
         let value = match (takes_value, inline) {
             (false, _) => None,
@@ -268,15 +343,22 @@ fn parse_args(
             }
             ("--help" | "-h", _) => return Err(String::new()),
             ("--coap", _) => &mut coap,
+            ("--coap-tcp", _) => &mut coap_tcp,
             ("--coaps", _) => &mut coaps,
+            ("--coaps-tcp", _) => &mut coaps_tcp,
             ("--dtls-cert", _) => &mut dtls_cert,
             ("--dtls-key", _) => &mut dtls_key,
             ("--dtls-ca", _) => &mut dtls_ca,
             ("--dtls-rpk-key", _) => &mut dtls_rpk_key,
             ("--http", _) => &mut http,
             ("--bootstrap", _) => &mut bootstrap,
+            ("--bootstrap-coaps", _) => &mut bootstrap_coaps,
             ("--redis", _) => &mut redis,
             ("--data-dir", _) => &mut data_dir,
+            ("--firmware-coap-uri", _) => &mut fw_coap,
+            ("--firmware-coaps-uri", _) => &mut fw_coaps,
+            ("--firmware-http-uri", _) => &mut fw_http,
+            ("--max-firmware-size", _) => &mut fw_max,
             (_, Some(i)) => &mut limits[i],
             _ => return Err(format!("unknown argument {arg:?}")),
         };
@@ -303,6 +385,16 @@ fn parse_args(
                 format!("--coaps {c:?} is not an address like 0.0.0.0:5684 (or none)")
             })?),
         };
+    let coap_tcp = address_or_none("--coap-tcp", coap_tcp, "0.0.0.0:5683")?;
+    let coaps_tcp = address_or_none("--coaps-tcp", coaps_tcp, "0.0.0.0:5684")?;
+    // Without a bootstrap server there is no bootstrap coaps socket either.
+    let bootstrap_coaps = match bootstrap_coaps.as_deref().unwrap_or("0.0.0.0:5784") {
+        "none" => None,
+        c => Some(c.parse().map_err(|_| {
+            format!("--bootstrap-coaps {c:?} is not an address like 0.0.0.0:5784 (or none)")
+        })?),
+    }
+    .filter(|_| bootstrap.is_some());
     let x509 = match (dtls_cert, dtls_key, dtls_ca) {
         (None, None, None) => None,
         (Some(cert), Some(key), Some(ca)) => Some(X509Files {
@@ -318,12 +410,37 @@ fn parse_args(
             )
         }
     };
-    if (x509.is_some() || dtls_rpk_key.is_some()) && coaps.is_none() {
+    if (x509.is_some() || dtls_rpk_key.is_some())
+        && coaps.is_none()
+        && bootstrap_coaps.is_none()
+        && coaps_tcp.is_none()
+    {
         return Err(
-            "--dtls-cert/--dtls-key/--dtls-ca/--dtls-rpk-key need the coaps socket (not --coaps none)"
+            "--dtls-cert/--dtls-key/--dtls-ca/--dtls-rpk-key need a coaps socket \
+             (not --coaps none, or a bootstrap server with --bootstrap-coaps, or --coaps-tcp)"
                 .into(),
         );
     }
+    for (flag, uri, scheme) in [
+        ("--firmware-coap-uri", &fw_coap, "coap://"),
+        ("--firmware-coaps-uri", &fw_coaps, "coaps://"),
+        ("--firmware-http-uri", &fw_http, "http://"),
+    ] {
+        if let Some(u) = uri {
+            let host = u.strip_prefix(scheme).unwrap_or("");
+            if host.is_empty() || host.contains('?') || host.contains('#') {
+                return Err(format!(
+                    "{flag} {u:?} is not a base URI like {scheme}HOST:PORT"
+                ));
+            }
+        }
+    }
+    let max_firmware_size = match fw_max {
+        None => lwm2m_server::admin::DEFAULT_MAX_FIRMWARE_SIZE,
+        Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or(format!(
+            "--max-firmware-size {v:?} is not a positive number of bytes"
+        ))?,
+    };
     let mut server = ServerConfig::default();
     for (l, value) in LIMITS.iter().zip(&limits) {
         if let Some(v) = value {
@@ -332,16 +449,60 @@ fn parse_args(
     }
     Ok(Args {
         coap,
+        coap_tcp,
         coaps,
+        coaps_tcp,
         x509,
         rpk_key: dtls_rpk_key.map(PathBuf::from),
         bootstrap,
+        bootstrap_coaps,
         http,
         data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "./lwm2m-data".into())),
         redis,
         verbose,
+        firmware_uris: lwm2m_server::fota::FirmwareUris {
+            coap: fw_coap,
+            coaps: fw_coaps,
+            http: fw_http,
+            ..Default::default()
+        },
+        max_firmware_size,
         server,
     })
+}
+
+/// The address of an `ADDR|none` flag (`none` when not given): `Err` says
+/// which flag was not an address like `example`.
+fn address_or_none(
+    flag: &str,
+    value: Option<String>,
+    example: &str,
+) -> Result<Option<SocketAddr>, String> {
+    match value.as_deref().unwrap_or("none") {
+        "none" => Ok(None),
+        v => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{flag} {v:?} is not an address like {example} (or none)")),
+    }
+}
+
+/// The CoAP-over-TLS listener's settings: the `--dtls-*` files.
+fn tls_options(args: &Args, addr: SocketAddr) -> TlsOptions {
+    TlsOptions {
+        x509: args.x509.clone(),
+        rpk_private_key: args.rpk_key.clone(),
+        ..TlsOptions::new(addr)
+    }
+}
+
+/// The DTLS settings of both coaps sockets (registration and bootstrap).
+fn dtls_config(args: &Args) -> DtlsConfig {
+    DtlsConfig {
+        x509: args.x509.clone(),
+        rpk_private_key: args.rpk_key.clone(),
+        ..DtlsConfig::default()
+    }
 }
 
 /// Loads the certificate files once, so a file that does not load is a
@@ -473,21 +634,16 @@ async fn serve(args: Args) -> ExitCode {
     let http_addr = http.local_addr().unwrap_or(args.http);
     let options = SecurityOptions {
         store: Some(security.clone()),
-        coaps: args.coaps.map(|addr| {
-            let dtls = DtlsConfig {
-                x509: args.x509.clone(),
-                rpk_private_key: args.rpk_key.clone(),
-                ..DtlsConfig::default()
-            };
-            (addr, dtls)
-        }),
+        coaps: args.coaps.map(|addr| (addr, dtls_config(&args))),
+        coaps_tcp: args.coaps_tcp.map(|addr| tls_options(&args, addr)),
     };
-    let server = match Server::start_secured(
+    let server = match Server::start_with_tcp(
         args.coap,
         config.clone(),
         store,
         Box::new((*models).clone()),
         options,
+        args.coap_tcp.map(TcpOptions::new),
     )
     .await
     {
@@ -508,8 +664,42 @@ async fn serve(args: Args) -> ExitCode {
         },
         None => None,
     };
+    let firmware = match open_firmware(&args) {
+        // Devices pulling block by block read from memory (one store read
+        // per 64 KiB segment per node; see CachedFirmwareStore).
+        Ok(s) => Arc::new(lwm2m_server::firmware::CachedFirmwareStore::new(
+            s,
+            FIRMWARE_CACHE_BYTES,
+            std::time::Duration::from_secs(5),
+        )) as lwm2m_server::firmware::SharedFirmwareStore,
+        Err(e) => {
+            tracing::error!("{e}");
+            server.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    server
+        .handle()
+        .set_firmware_store(Some(firmware.clone()))
+        .await;
     let mut admin_config = AdminConfig::for_server(&config);
-    admin_config = admin_config.with_security(security);
+    admin_config = admin_config.with_security(security).with_firmware(firmware);
+    admin_config.max_firmware_size = args.max_firmware_size;
+    let campaigns = match open_campaigns(&args) {
+        Ok(s) => admin::CampaignStoreSlot::new(s),
+        Err(e) => {
+            tracing::error!("{e}");
+            server.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    admin_config.campaign_store = campaigns.clone();
+    admin_config.firmware_uris = lwm2m_server::fota::FirmwareUris {
+        coap_addr: Some(server.local_addr()),
+        coaps_addr: server.secure_addr(),
+        http_addr: Some(http_addr),
+        ..args.firmware_uris.clone()
+    };
     if let Some(b) = &bootstrap {
         admin_config = admin_config.with_bootstrap(b.handle());
     }
@@ -521,9 +711,17 @@ async fn serve(args: Args) -> ExitCode {
     let coaps = server
         .secure_addr()
         .map_or("none".to_string(), |a| a.to_string());
+    let coap_tcp = server
+        .tcp_addr()
+        .map_or("none".to_string(), |a| a.to_string());
+    let coaps_tcp = server
+        .tls_addr()
+        .map_or("none".to_string(), |a| a.to_string());
     tracing::info!(
         coap = %server.local_addr(),
+        coap_tcp = %coap_tcp,
         coaps = %coaps,
+        coaps_tcp = %coaps_tcp,
         x509 = args.x509.is_some(),
         rpk = args.rpk_key.is_some(),
         http = %http_addr,
@@ -535,6 +733,9 @@ async fn serve(args: Args) -> ExitCode {
         r = &mut http_task => tracing::error!("HTTP server ended: {r:?}"),
     }
     tracing::info!("shutting down");
+    // Campaign leases go now (another node sharing Redis takes the
+    // campaigns over at once, not when the leases expire).
+    campaigns.stop();
     let _ = stop_http.send(());
     // Event streams (SSE) never end by themselves: give requests in flight
     // a moment, then close what is left.
@@ -549,6 +750,48 @@ async fn serve(args: Args) -> ExitCode {
     }
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Memory for the firmware packages devices are pulling (all nodes' blocks
+/// of a campaign's package fit many times over).
+const FIRMWARE_CACHE_BYTES: usize = 64 << 20;
+
+/// The firmware package store: Redis with `--redis`, else
+/// `firmware.sqlite3` and `firmware/` in the data directory.
+fn open_firmware(args: &Args) -> Result<lwm2m_server::firmware::SharedFirmwareStore, String> {
+    if let Some(url) = &args.redis {
+        #[cfg(feature = "redis")]
+        return match lwm2m_server::firmware::RedisFirmwareStore::open(url) {
+            // An upload of --max-firmware-size bytes must fit in the
+            // timeout (a block read is small).
+            Ok(s) => Ok(Arc::new(s.with_timeout(std::time::Duration::from_secs(30)))),
+            Err(e) => Err(format!("{e} ({})", redacted(url))),
+        };
+        #[cfg(not(feature = "redis"))]
+        return Err(no_redis(url));
+    }
+    match SqliteFirmwareStore::open(&args.data_dir) {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => Err(format!("{e} ({})", args.data_dir.display())),
+    }
+}
+
+/// The campaign store: Redis with `--redis` (campaigns then run under
+/// leases, one node each), else `campaigns.sqlite3` in the data directory.
+fn open_campaigns(args: &Args) -> Result<Box<dyn lwm2m_server::campaign::CampaignStore>, String> {
+    if let Some(url) = &args.redis {
+        #[cfg(feature = "redis")]
+        return match lwm2m_server::campaign::RedisCampaignStore::open(url) {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => Err(format!("{e} ({})", redacted(url))),
+        };
+        #[cfg(not(feature = "redis"))]
+        return Err(no_redis(url));
+    }
+    match lwm2m_server::campaign::SqliteCampaignStore::open(&args.data_dir) {
+        Ok(s) => Ok(Box::new(s)),
+        Err(e) => Err(format!("{e} ({})", args.data_dir.display())),
+    }
 }
 
 /// The security credentials store: Redis with `--redis`, else
@@ -601,23 +844,32 @@ async fn start_bootstrap(addr: SocketAddr, args: &Args) -> Result<BootstrapServe
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BootstrapFile::default(),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let mut store = open_bootstrap_store(args)?;
-    let known = store.endpoints().map_err(|e| e.to_string())?;
+    let store = open_bootstrap_store(args)?;
+    let coaps = args.bootstrap_coaps.map(|a| (a, dtls_config(args)));
+    let bs = BootstrapServer::start_secured(addr, BootstrapServerConfig::default(), store, coaps)
+        .await
+        .map_err(|e| format!("bootstrap server: {e}"))?;
+    // Seeded through the server, so a file's configurations pass the same
+    // checks (unique PSK identities) as the admin API's.
+    let known = bs.endpoints().await.map_err(|e| e.to_string())?;
     let mut seeded = 0;
     for (ep, c) in file.endpoints {
         if !known.contains(&ep) {
-            store
-                .put(&ep, c)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Err(e) = bs.put_config(&ep, c).await {
+                let e = format!("{}: endpoint {ep:?}: {e}", path.display());
+                bs.shutdown().await;
+                return Err(e);
+            }
             seeded += 1;
         }
     }
     let count = known.len() + seeded;
-    let bs = BootstrapServer::start(addr, BootstrapServerConfig::default(), store)
-        .await
-        .map_err(|e| format!("bootstrap server: {e}"))?;
+    let coaps = bs
+        .secure_addr()
+        .map_or("none".to_string(), |a| a.to_string());
     tracing::info!(
         bootstrap = %bs.local_addr(),
+        bootstrap_coaps = %coaps,
         configurations = count,
         seeded_from_file = seeded,
         "LwM2M bootstrap server listening"
@@ -679,8 +931,86 @@ mod tests {
         assert_eq!(a.redis, None);
         assert_eq!(a.bootstrap, Some("0.0.0.0:5783".parse().unwrap()));
         assert_eq!(a.coaps, Some("0.0.0.0:5684".parse().unwrap()));
+        assert_eq!(a.coap_tcp, None);
+        assert_eq!(a.coaps_tcp, None);
         assert_eq!(a.x509, None);
         assert!(!a.verbose);
+        assert_eq!(a.firmware_uris, Default::default());
+        assert_eq!(a.max_firmware_size, 16 << 20);
+    }
+
+    #[test]
+    fn coap_tcp_flag() {
+        let a = parse(&["--coap-tcp", "127.0.0.1:5683"], &[]).unwrap();
+        assert_eq!(a.coap_tcp, Some("127.0.0.1:5683".parse().unwrap()));
+        let a = parse(&["--coap-tcp=none"], &[("LWM2M_COAP_TCP", "0.0.0.0:5683")]).unwrap();
+        assert_eq!(a.coap_tcp, None);
+        let a = parse(&[], &[("LWM2M_COAP_TCP", "0.0.0.0:5685")]).unwrap();
+        assert_eq!(a.coap_tcp, Some("0.0.0.0:5685".parse().unwrap()));
+        let err = parse(&["--coap-tcp", "tcp"], &[]).unwrap_err();
+        assert!(
+            err.contains("--coap-tcp \"tcp\" is not an address"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn coaps_tcp_flag() {
+        let a = parse(&["--coaps-tcp", "127.0.0.1:5684"], &[]).unwrap();
+        assert_eq!(a.coaps_tcp, Some("127.0.0.1:5684".parse().unwrap()));
+        let a = parse(
+            &["--coaps-tcp=none"],
+            &[("LWM2M_COAPS_TCP", "0.0.0.0:5684")],
+        )
+        .unwrap();
+        assert_eq!(a.coaps_tcp, None);
+        let a = parse(&[], &[("LWM2M_COAPS_TCP", "0.0.0.0:5686")]).unwrap();
+        assert_eq!(a.coaps_tcp, Some("0.0.0.0:5686".parse().unwrap()));
+        let err = parse(&["--coaps-tcp", "tls"], &[]).unwrap_err();
+        assert!(
+            err.contains("--coaps-tcp \"tls\" is not an address like 0.0.0.0:5684"),
+            "{err}"
+        );
+        // The certificate files serve a coaps+tcp listener alone too.
+        let files = [
+            "--coaps=none",
+            "--bootstrap=none",
+            "--dtls-cert=c.pem",
+            "--dtls-key=k.pem",
+            "--dtls-ca=ca.pem",
+        ];
+        assert!(parse(&files, &[]).is_err(), "no socket for the files");
+        let mut with_tls = files.to_vec();
+        with_tls.push("--coaps-tcp=127.0.0.1:5684");
+        let a = parse(&with_tls, &[]).unwrap();
+        let tls = tls_options(&a, a.coaps_tcp.unwrap());
+        assert_eq!(tls.x509, a.x509);
+        assert_eq!(tls.tcp.addr, "127.0.0.1:5684".parse().unwrap());
+    }
+
+    #[test]
+    fn firmware_flags() {
+        let a = parse(
+            &[
+                "--firmware-coap-uri",
+                "coap://fw.example:5683",
+                "--max-firmware-size=1000",
+            ],
+            &[("LWM2M_FIRMWARE_HTTP_URI", "http://fw.example:80")],
+        )
+        .unwrap();
+        assert_eq!(
+            a.firmware_uris.coap.as_deref(),
+            Some("coap://fw.example:5683")
+        );
+        assert_eq!(
+            a.firmware_uris.http.as_deref(),
+            Some("http://fw.example:80")
+        );
+        assert_eq!(a.max_firmware_size, 1000);
+        let err = parse(&["--firmware-http-uri", "coap://x"], &[]).unwrap_err();
+        assert!(err.contains("like http://HOST:PORT"), "{err}");
+        assert!(parse(&["--max-firmware-size", "0"], &[]).is_err());
     }
 
     #[test]
@@ -712,6 +1042,7 @@ mod tests {
         let err = parse(
             &[
                 "--coaps=none",
+                "--bootstrap=none",
                 "--dtls-cert=a",
                 "--dtls-key=b",
                 "--dtls-ca=c",
@@ -719,7 +1050,7 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(err.contains("need the coaps socket"), "{err}");
+        assert!(err.contains("need a coaps socket"), "{err}");
         // A file that does not load is refused before the server starts.
         let err = check_x509(&a).unwrap_err();
         assert!(err.contains("s.pem"), "{err}");
@@ -743,6 +1074,50 @@ mod tests {
         assert_eq!(a.coap, "[::1]:5684".parse().unwrap());
         assert_eq!(a.data_dir, PathBuf::from("/f"));
         assert!(a.verbose);
+    }
+
+    #[test]
+    fn bootstrap_coaps_address_env_or_none() {
+        let a = parse(&[], &[]).unwrap();
+        assert_eq!(a.bootstrap_coaps, Some("0.0.0.0:5784".parse().unwrap()));
+        let env = [("LWM2M_BOOTSTRAP_COAPS", "127.0.0.1:7")];
+        let a = parse(&[], &env).unwrap();
+        assert_eq!(a.bootstrap_coaps, Some("127.0.0.1:7".parse().unwrap()));
+        let a = parse(&["--bootstrap-coaps", "127.0.0.1:8"], &env).unwrap();
+        assert_eq!(a.bootstrap_coaps, Some("127.0.0.1:8".parse().unwrap()));
+        assert_eq!(
+            parse(&["--bootstrap-coaps=none"], &env)
+                .unwrap()
+                .bootstrap_coaps,
+            None
+        );
+        // No bootstrap server, no bootstrap coaps socket.
+        assert_eq!(
+            parse(&["--bootstrap", "none"], &env)
+                .unwrap()
+                .bootstrap_coaps,
+            None
+        );
+        assert!(parse(&["--bootstrap-coaps", "x"], &[])
+            .unwrap_err()
+            .contains("not an address like 0.0.0.0:5784"));
+        // Certificates may serve the bootstrap socket alone.
+        let certs = [
+            "--coaps",
+            "none",
+            "--dtls-cert",
+            "c",
+            "--dtls-key",
+            "k",
+            "--dtls-ca",
+            "a",
+        ];
+        assert!(parse(&certs, &[]).is_ok());
+        let mut no_socket = certs.to_vec();
+        no_socket.extend(["--bootstrap-coaps", "none"]);
+        assert!(parse(&no_socket, &[])
+            .unwrap_err()
+            .contains("need a coaps socket"));
     }
 
     #[test]

@@ -194,6 +194,24 @@ impl<P: Clone + Send> RegistrationStore<P> for MemoryStore<P> {
     }
 }
 
+/// A store that keeps nothing at all: for measuring the engine's own
+/// memory and speed (benchmarks, the fleet simulator), where even a
+/// [`MemoryStore`]'s copies would count.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullStore;
+
+impl<P> RegistrationStore<P> for NullStore {
+    fn load(&mut self) -> Result<Vec<Registration<P>>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn put(&mut self, _: &Registration<P>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn remove(&mut self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 #[cfg(feature = "sqlite")]
 /// Registrations in a SQLite database `registrations.sqlite3` inside a data
 /// directory, in WAL mode (readers do not block the writer, and each commit

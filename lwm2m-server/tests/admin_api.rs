@@ -16,12 +16,16 @@ use lwm2m_core::coap::{Code, Request, Response};
 use lwm2m_core::format::{self, ContentFormat};
 use lwm2m_core::model::{Node, Path};
 use lwm2m_server::admin::{self, AdminConfig};
-use lwm2m_server::{MemoryStore, Server, ServerConfig};
+use lwm2m_server::{Server, ServerConfig};
 use serde_json::{json, Value as Json};
 use tower::ServiceExt;
 
 mod udp_device;
 use udp_device::{Cmd, Device, WAIT};
+
+#[path = "support/loopback.rs"]
+mod loopback;
+use loopback::{call, loopback_server};
 
 // ---------------------------------------------------------------------------
 // The fixture: server + router (+ device)
@@ -33,14 +37,7 @@ struct Fixture {
 
 async fn fixture(config: ServerConfig) -> Fixture {
     let models = Arc::new(lwm2m_objects::Registry::standard());
-    let server = Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        config.clone(),
-        Box::new(MemoryStore::new()),
-        Box::new((*models).clone()),
-    )
-    .await
-    .unwrap();
+    let server = loopback_server(config.clone()).await;
     let app = admin::router(server.handle(), models, AdminConfig::for_server(&config));
     Fixture { server, app }
 }
@@ -51,23 +48,6 @@ async fn registered(ep: &str) -> (Fixture, Device) {
     d.register(f.server.local_addr(), &format!("ep={ep}&lt=300&lwm2m=1.1"))
         .await;
     (f, d)
-}
-
-async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Json) {
-    let req = HttpRequest::builder()
-        .method(method)
-        .uri(uri)
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, app.clone().oneshot(req))
-        .await
-        .expect("HTTP answer in time")
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, json)
 }
 
 async fn text(app: &Router, uri: &str) -> String {

@@ -5,12 +5,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request as HttpRequest, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
-use http_body_util::BodyExt;
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Request};
 use lwm2m_core::format::{self, ContentFormat};
@@ -18,42 +15,16 @@ use lwm2m_core::model::{Node, Path, ResourceValue, Value};
 use lwm2m_server::admin::{self, AdminConfig};
 use lwm2m_server::bootstrap::driver::BootstrapServer;
 use lwm2m_server::bootstrap::{BootstrapConfigStore, BootstrapServerConfig, SqliteConfigStore};
-use lwm2m_server::{MemoryStore, Server, ServerConfig};
-use serde_json::{json, Value as Json};
-use tower::ServiceExt;
+use lwm2m_server::{Server, ServerConfig};
+use serde_json::json;
 
 #[path = "support/udp_client.rs"]
 mod udp_client;
 use udp_client::UdpClient;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Json) {
-    let req = HttpRequest::builder()
-        .method(method)
-        .uri(uri)
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, app.clone().oneshot(req))
-        .await
-        .expect("HTTP answer in time")
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
-    (status, json)
-}
-
-async fn lwm2m_server() -> Server {
-    Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-        Box::new(MemoryStore::new()),
-        Box::new(lwm2m_objects::Registry::standard()),
-    )
-    .await
-    .unwrap()
-}
+#[path = "support/loopback.rs"]
+mod loopback;
+use loopback::{call, loopback_server};
 
 async fn bootstrap_server(dir: &std::path::Path) -> BootstrapServer {
     BootstrapServer::start(
@@ -88,7 +59,7 @@ fn config_json(server: SocketAddr, lifetime: u32) -> String {
 #[tokio::test]
 async fn bootstrap_configurations_crud_persisted_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let server = lwm2m_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let bs = bootstrap_server(dir.path()).await;
     let app = app(&server, Some(&bs));
 
@@ -155,7 +126,7 @@ async fn bootstrap_configurations_crud_persisted_in_sqlite() {
 
 #[tokio::test]
 async fn without_a_bootstrap_server_the_routes_answer_503() {
-    let server = lwm2m_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let app = app(&server, None);
     for (method, uri) in [
         ("GET", "/api/bootstrap"),
@@ -183,7 +154,7 @@ fn resource(node: &Node, id: u16) -> Value {
 #[tokio::test]
 async fn a_configuration_put_through_the_api_is_what_a_client_bootstraps_with() {
     let dir = tempfile::tempdir().unwrap();
-    let server = lwm2m_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let bs = bootstrap_server(dir.path()).await;
     let app = app(&server, Some(&bs));
     let body = config_json(server.local_addr(), 77);
@@ -238,6 +209,82 @@ async fn a_configuration_put_through_the_api_is_what_a_client_bootstraps_with() 
         )
         .await;
     assert!(!r.code.is_success(), "{:?}", r.code);
+    bs.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A bootstrap configuration whose bootstrap-server account uses the PSK
+/// `identity`.
+fn psk_bootstrap_json(identity: &str) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    json!({
+        "security": [{
+            "id": 0, "uri": "coaps://bs.example:5784", "bootstrap_server": true,
+            "security_mode": "psk", "public_key_or_identity": hex(identity.as_bytes()),
+            "secret_key": hex(b"key"),
+        }],
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_bootstrap_psk_identity_of_another_endpoint_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = loopback_server(ServerConfig::default()).await;
+    let bs = bootstrap_server(dir.path()).await;
+    let app = app(&server, Some(&bs));
+    let put = |ep: &'static str, body: String| {
+        let app = app.clone();
+        async move { call(&app, "PUT", &format!("/api/bootstrap/{ep}"), Some(&body)).await }
+    };
+    assert_eq!(
+        put("dev-a", psk_bootstrap_json("id-a")).await.0,
+        StatusCode::OK
+    );
+    let (s, e) = put("dev-b", psk_bootstrap_json("id-a")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"id-a\" is already used by endpoint \"dev-a\""),
+        "{e}"
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/bootstrap/dev-b", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // dev-a may keep (re-put) its own identity; once it gives it up, dev-b
+    // may take it.
+    assert_eq!(
+        put("dev-a", psk_bootstrap_json("id-a")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put("dev-a", psk_bootstrap_json("id-a2")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put("dev-b", psk_bootstrap_json("id-a")).await.0,
+        StatusCode::OK
+    );
+    // A PSK bootstrap account without a key is refused as invalid.
+    let no_key = json!({"security": [{"id": 0, "uri": "coaps://bs", "bootstrap_server": true,
+        "security_mode": "psk", "public_key_or_identity": "6964"}]})
+    .to_string();
+    let (s, e) = put("dev-c", no_key).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("needs a PSK key"),
+        "{e}"
+    );
+    bs.shutdown().await;
+    // After a restart the index is rebuilt from the database.
+    let bs = bootstrap_server(dir.path()).await;
+    let app = self::app(&server, Some(&bs));
+    let body = psk_bootstrap_json("id-a2");
+    let (s, e) = call(&app, "PUT", "/api/bootstrap/dev-x", Some(&body)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
     bs.shutdown().await;
     server.shutdown().await;
 }

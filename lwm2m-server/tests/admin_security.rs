@@ -3,47 +3,16 @@
 #![cfg(all(feature = "admin", feature = "sqlite"))]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request as HttpRequest, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
-use http_body_util::BodyExt;
 use lwm2m_server::admin::{self, AdminConfig, SharedSecurityStore};
-use lwm2m_server::{
-    MemoryStore, SecurityInfo, SecurityStore, Server, ServerConfig, SqliteSecurityStore,
-};
-use serde_json::{json, Value as Json};
-use tower::ServiceExt;
+use lwm2m_server::{SecurityInfo, SecurityStore, Server, ServerConfig, SqliteSecurityStore};
+use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Json) {
-    let req = HttpRequest::builder()
-        .method(method)
-        .uri(uri)
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, app.clone().oneshot(req))
-        .await
-        .expect("HTTP answer in time")
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
-    (status, json)
-}
-
-async fn lwm2m_server() -> Server {
-    Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-        Box::new(MemoryStore::new()),
-        Box::new(lwm2m_objects::Registry::standard()),
-    )
-    .await
-    .unwrap()
-}
+#[path = "support/loopback.rs"]
+mod loopback;
+use loopback::{call, loopback_server};
 
 fn app(server: &Server, store: Option<SharedSecurityStore>) -> Router {
     let mut config = AdminConfig::for_server(&ServerConfig::default());
@@ -60,7 +29,7 @@ fn app(server: &Server, store: Option<SharedSecurityStore>) -> Router {
 #[tokio::test]
 async fn security_credentials_crud_persisted_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let server = lwm2m_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let store: SharedSecurityStore = Arc::new(Mutex::new(Box::new(
         SqliteSecurityStore::open(dir.path()).unwrap(),
     )));
@@ -167,7 +136,7 @@ async fn security_credentials_crud_persisted_in_sqlite() {
 
 #[tokio::test]
 async fn bad_security_bodies_are_400() {
-    let server = lwm2m_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let store: SharedSecurityStore = Arc::new(Mutex::new(Box::new(
         lwm2m_server::MemorySecurityStore::new(),
     )));
@@ -198,7 +167,7 @@ async fn bad_security_bodies_are_400() {
 
 #[tokio::test]
 async fn without_a_security_store_the_routes_answer_503() {
-    let server = lwm2m_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let app = app(&server, None);
     let (st, _) = call(&app, "GET", "/api/security/clients", None).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);

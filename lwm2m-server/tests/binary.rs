@@ -56,6 +56,107 @@ fn binary_registers_logs_stops_and_restores() {
     server.stop();
 }
 
+/// The value of `key=` in the server's "listening" log line.
+fn listening_field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{key}= in {line}"))
+        .to_string()
+}
+
+/// The admin HTTP port in the server's "listening" log line.
+fn http_port(line: &str) -> u16 {
+    let http = listening_field(line, "http");
+    http.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap()
+}
+
+/// The server with `flag 127.0.0.1:0` (a TCP listener) and no bootstrap
+/// server: the address that listener got (the `key=` of the "listening"
+/// line) and the admin HTTP port.
+fn start_with_listener(flag: &str, key: &str, dir: &std::path::Path) -> (Running, String, u16) {
+    let mut server = Running::start([
+        OsStr::new(flag),
+        OsStr::new("127.0.0.1:0"),
+        OsStr::new("--data-dir"),
+        dir.as_os_str(),
+        OsStr::new("--bootstrap"),
+        OsStr::new("none"),
+    ]);
+    let line = server.expect_line("LwM2M server listening");
+    let addr = listening_field(&line, key);
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    (server, addr, http_port(&line))
+}
+
+#[test]
+fn binary_serves_coap_over_tls_with_coaps_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, tls, http) = start_with_listener("--coaps-tcp", "coaps_tcp", dir.path());
+    // PSK "bin-key" (hex) for identity bin-id.
+    let put = http_send(
+        http,
+        "PUT",
+        "/api/security/clients/bin-tls",
+        r#"{"psk":{"identity":"bin-id","key":"62696e2d6b6579"}}"#,
+    );
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    let tool = std::env::var("COAP_CLIENT_OPENSSL").unwrap_or("coap-client-openssl".into());
+    let out = Command::new(&tool)
+        .args(["-B", "10", "-u", "bin-id", "-k", "bin-key"])
+        .args(["-m", "post", "-t", "40", "-e", "</3/0>"])
+        .arg(format!("coaps+tcp://{tls}/rd?ep=bin-tls&b=T&lt=60"))
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool} (libcoap3-bin; ./scripts/install-test-deps): {e}"));
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let line = server.expect_line("registered");
+    assert!(line.contains("endpoint=bin-tls"), "{line}");
+    let client = http_get(http, "/api/clients/bin-tls");
+    assert!(client.starts_with("HTTP/1.1 200"), "{client}");
+    assert!(client.contains(r#""bindingMode":"T""#), "{client}");
+    assert!(client.contains(r#""identity":"bin-id""#), "{client}");
+    server.stop();
+}
+
+#[test]
+fn binary_serves_coap_over_tcp_with_coap_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, tcp, http) = start_with_listener("--coap-tcp", "coap_tcp", dir.path());
+    // -v 7 logs the response PDU with its Location-Path; -B bounds the run.
+    let out = Command::new(coap_client())
+        .args([
+            "-B", "10", "-v", "7", "-m", "post", "-t", "40", "-e", "</3/0>",
+        ])
+        .arg(format!("coap+tcp://{tcp}/rd?ep=bin-tcp&b=T&lt=60"))
+        .output()
+        .expect(
+            "run libcoap's coap-client-notls (set COAP_CLIENT or run ./scripts/install-test-deps)",
+        );
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("2.01"), "{log}");
+    let line = server.expect_line("registered");
+    assert!(line.contains("endpoint=bin-tcp"), "{line}");
+    let client = http_get(http, "/api/clients/bin-tcp");
+    assert!(client.starts_with("HTTP/1.1 200"), "{client}");
+    assert!(client.contains(r#""bindingMode":"T""#), "{client}");
+    let id = client
+        .split(r#""registrationId":""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("registrationId in {client}"));
+    assert!(
+        log.contains(id),
+        "Location with {id} not in the coap-client log:\n{log}"
+    );
+    server.stop();
+}
+
 #[test]
 fn binary_loads_bootstrap_json_and_serves_the_bootstrap_pack() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,6 +196,30 @@ fn binary_refuses_a_broken_bootstrap_json() {
     let mut server = start(&data);
     let line = server.expect_line("bootstrap.json");
     assert!(line.contains("unknown field"), "{line}");
+    let exit = server.wait();
+    assert!(!exit.success());
+}
+
+/// Two endpoints of bootstrap.json with one bootstrap PSK identity: the
+/// file is refused at start as the admin API would refuse the second.
+#[test]
+fn binary_refuses_a_bootstrap_json_sharing_a_bootstrap_psk_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let account = r#"{"security": [{"id": 0, "uri": "coaps://bs", "bootstrap_server": true,
+        "security_mode": "psk", "public_key_or_identity": "6964", "secret_key": "6b"}]}"#;
+    std::fs::write(
+        data.join("bootstrap.json"),
+        format!(r#"{{"endpoints": {{"a": {account}, "b": {account}}}}}"#),
+    )
+    .unwrap();
+    let mut server = start(&data);
+    let line = server.expect_line("bootstrap.json");
+    assert!(
+        line.contains(r#"endpoint "b""#) && line.contains("already used by endpoint \"a\""),
+        "{line}"
+    );
     let exit = server.wait();
     assert!(!exit.success());
 }

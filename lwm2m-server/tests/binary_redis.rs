@@ -1,8 +1,11 @@
 //! The `lwm2m-server` binary with `--redis`: two server processes on one
 //! redis-server (started by the test); a registration made on the first
 //! with libcoap's coap-client is restored by the second, and the data
-//! directory stays unused; bootstrap configurations and security
-//! credentials put through one node's admin API are served by the other.
+//! directory stays unused; bootstrap configurations, security credentials
+//! and firmware packages put through one node's admin API are served by the
+//! other (packages over HTTP with `Range` and over CoAP block by block, with
+//! libcoap's coap-client), and a campaign created on one is stored in Redis
+//! under that node's lease and listed by a restarted node.
 #![cfg(all(unix, feature = "redis", feature = "sqlite", feature = "tokio"))]
 
 use std::process::Command;
@@ -13,7 +16,7 @@ use redis_server::RedisServer;
 
 #[path = "support/server_process.rs"]
 mod server_process;
-use server_process::{bootstrap_pack, coap_client, http_get, http_send, Running};
+use server_process::{bootstrap_pack, coap_client, http_get, http_request, http_send, Running};
 
 /// A server node on `url` without a bootstrap server (two nodes would
 /// otherwise both want 5783).
@@ -113,16 +116,16 @@ fn two_server_processes_share_bootstrap_configurations_and_credentials() {
             data.to_str().unwrap(),
         ]);
         let (bs, line) = n.bootstrap_port();
-        let (_, http) = n.ports();
-        (n, bs, http, line)
+        let (coap, http) = n.ports();
+        (n, bs, (coap, http), line)
     };
 
     // The first node seeds Redis from its bootstrap.json.
-    let (first, bs1, http1, line) = node(&data);
+    let (first, bs1, (_, http1), line) = node(&data);
     assert!(line.contains("configurations=1"), "{line}");
     assert!(line.contains("seeded_from_file=1"), "{line}");
     // The second (no bootstrap.json) finds the seeded configuration.
-    let (second, bs2, http2, line) = node(&dir.path().join("data2"));
+    let (second, bs2, (coap2, http2), line) = node(&dir.path().join("data2"));
     assert!(line.contains("configurations=1"), "{line}");
     assert!(line.contains("seeded_from_file=0"), "{line}");
     assert_eq!(
@@ -174,14 +177,79 @@ fn two_server_processes_share_bootstrap_configurations_and_credentials() {
     let r = http_send(http2, "PUT", "/api/security/clients/dev-2", psk);
     assert!(r.starts_with("HTTP/1.1 409"), "{r}");
     assert!(r.contains("dev-1"), "{r}");
+
+    // A package uploaded through the first is listed and served by the
+    // second: over HTTP, with a Range, and over CoAP in 64-byte blocks.
+    let image: String = (0..3000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let r = http_send(http1, "POST", "/api/firmware?name=demo&version=2.0", &image);
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    let package: serde_json::Value =
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let id = package["id"].as_str().unwrap().to_string();
+    let r = http_get(http2, "/api/firmware");
+    assert!(r.contains(&id) && r.contains(r#""size":3000"#), "{r}");
+    let r = http_get(http2, &format!("/fw/{id}"));
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with(&image), "{r}");
+    let r = http_request(
+        http2,
+        "GET",
+        &format!("/fw/{id}"),
+        &[("Range", "bytes=2990-")],
+        "",
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 206") && r.ends_with(&image[2990..]),
+        "{r}"
+    );
+    let download = dir.path().join("download.bin");
+    let out = Command::new(coap_client())
+        .args(["-m", "get", "-b", "64", "-o"])
+        .arg(&download)
+        .arg(format!("coap://127.0.0.1:{coap2}/fw/{id}"))
+        .output()
+        .expect("run libcoap's coap-client-notls");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(&download).unwrap(), image.as_bytes());
+
+    // A campaign created on the first runs there, under its lease in Redis.
+    let r = http_send(
+        http1,
+        "POST",
+        "/api/campaigns",
+        &format!(
+            r#"{{"name":"c","package":"{id}","delivery":"coap","targets":["nobody"],"paused":true}}"#
+        ),
+    );
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    let campaign: serde_json::Value =
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let campaign = campaign["id"].as_str().unwrap().to_string();
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(format!("lwm2m:campaign:{campaign}:lease"))
+        .query(&mut redis.raw())
+        .unwrap();
+    assert!(holder.is_some(), "the creating node holds the lease");
     second.stop();
     first.stop();
+    // A node shutting down releases its leases (without waiting for
+    // their 30 s expiry, another node takes the campaign over at once).
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(format!("lwm2m:campaign:{campaign}:lease"))
+        .query(&mut redis.raw())
+        .unwrap();
+    assert_eq!(holder, None, "the lease was released at shutdown");
 
-    // A restarted node still has both.
-    let (again, _, http, line) = node(&dir.path().join("data3"));
+    // A restarted node still has them all.
+    let (again, _, (_, http), line) = node(&dir.path().join("data3"));
     assert!(line.contains("configurations=2"), "{line}");
     let r = http_get(http, "/api/security/clients");
     assert!(r.contains(r#""dev-1""#) && !r.contains(r#""dev-2""#), "{r}");
+    let r = http_get(http, "/api/firmware");
+    assert!(r.contains(&id), "{r}");
+    let r = http_get(http, "/api/campaigns");
+    assert!(r.contains(&campaign) && r.contains(r#""paused""#), "{r}");
     again.stop();
     assert_eq!(
         std::fs::read_dir(&data).unwrap().count(),

@@ -4,7 +4,6 @@
 #![cfg(all(feature = "sqlite", feature = "tokio"))]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Request};
@@ -14,13 +13,15 @@ use lwm2m_server::bootstrap::driver::BootstrapServer;
 use lwm2m_server::bootstrap::{
     BootstrapConfig, BootstrapEvent, BootstrapFile, BootstrapServerConfig, MemoryConfigStore,
 };
-use lwm2m_server::{MemoryStore, Server, ServerConfig, ServerEvent};
+use lwm2m_server::{ServerConfig, ServerEvent};
 
 #[path = "support/udp_client.rs"]
 mod udp_client;
 use udp_client::UdpClient;
 
-const WAIT: Duration = Duration::from_secs(20);
+#[path = "support/loopback.rs"]
+mod loopback;
+use loopback::{loopback_server, WAIT};
 
 fn resource(node: &Node, id: u16) -> Value {
     let Node::Instance(i) = node else {
@@ -52,14 +53,7 @@ fn bootstrap_json(server: SocketAddr) -> String {
 
 #[tokio::test]
 async fn client_bootstraps_then_registers_with_what_it_was_given() {
-    let server = Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-        Box::new(MemoryStore::new()),
-        Box::new(lwm2m_objects::Registry::standard()),
-    )
-    .await
-    .unwrap();
+    let server = loopback_server(ServerConfig::default()).await;
     let file = BootstrapFile::from_json(&bootstrap_json(server.local_addr())).unwrap();
     let bs = BootstrapServer::start(
         "127.0.0.1:0".parse().unwrap(),

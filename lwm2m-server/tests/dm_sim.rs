@@ -439,6 +439,83 @@ fn queue_mode_bounds_and_times_out_held_requests() {
 }
 
 #[test]
+fn abandoned_requests_never_reach_the_device_and_free_the_queue() {
+    let config = ServerConfig {
+        max_queued_requests: 2,
+        ..ServerConfig::default()
+    };
+    let mut net = network(37, LinkConfig::default(), config, 1, None);
+    register(&mut net, 1, "ep=sleepy&b=UQ");
+    let loc = format!(
+        "/rd/{}",
+        server(&mut net).engine.registration("sleepy").unwrap().id
+    );
+    run_for(&mut net, Duration::from_secs(100));
+    let now = net.now();
+    let s = &mut server(&mut net).engine;
+    let given_up = s
+        .read(now, "sleepy", Path::Resource(5, 0, 3), None)
+        .unwrap();
+    let wanted = s
+        .read(now, "sleepy", Path::Resource(5, 0, 5), None)
+        .unwrap();
+    assert_eq!(
+        s.read(now, "sleepy", Path::Object(3), None),
+        Err(DmError::QueueFull)
+    );
+    assert!(s.abandon(now, given_up));
+    assert!(!s.abandon(now, given_up), "abandoned once");
+    // Its place in the queue is free again.
+    let third = s
+        .read(now, "sleepy", Path::Resource(3, 0, 9), None)
+        .unwrap();
+
+    // The client wakes: the wanted request reaches it (NSTART 1: the next
+    // one waits for its answer), the abandoned one never does.
+    let requests_before = client(&mut net, 1).requests.len();
+    let resp = exchange(
+        &mut net,
+        1,
+        common::request(Code::POST, &loc, "", None, b""),
+    );
+    assert_eq!(resp.unwrap().code, Code::CHANGED);
+    run_for(&mut net, Duration::from_secs(1));
+    let paths = |net: &mut Network<SimPeer>| -> Vec<String> {
+        client(net, 1).requests[requests_before..]
+            .iter()
+            .map(|r| r.path())
+            .collect()
+    };
+    assert_eq!(paths(&mut net), ["/5/0/5"]);
+
+    // Abandoned once sent: the CoAP layer forgets it, so the next request
+    // goes out, and the late answer makes no event.
+    let (incoming, _) = client(&mut net, 1).held.remove(0);
+    let now = net.now();
+    assert!(server(&mut net).engine.abandon(now, wanted));
+    run_for(&mut net, Duration::from_secs(1));
+    assert_eq!(paths(&mut net), ["/5/0/5", "/3/0/9"]);
+    let now = net.now();
+    client(&mut net, 1).ep.respond(
+        now,
+        incoming,
+        Response::new(Code::CONTENT).with_payload(0, b"1".to_vec()),
+    );
+    let (incoming, _) = client(&mut net, 1).held.remove(0);
+    client(&mut net, 1).ep.respond(
+        now,
+        incoming,
+        Response::new(Code::CONTENT).with_payload(0, b"80".to_vec()),
+    );
+    assert_eq!(response_of(&mut net, third).unwrap().code, Code::CONTENT);
+    run_for(&mut net, Duration::from_secs(5));
+    assert!(!server(&mut net).events.iter().any(|e| matches!(
+        e,
+        ServerEvent::Response { id, .. } if *id == wanted || *id == given_up
+    )));
+}
+
+#[test]
 fn deregistration_fails_held_requests() {
     let mut net = registered_net(36, "ep=gone&Q");
     let loc = format!(

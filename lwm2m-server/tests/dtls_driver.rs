@@ -3,6 +3,7 @@
 //! own requests (a Read) reach it encrypted through its session, its
 //! answer comes back. Plain CoAP from the session's address is ignored,
 //! and nothing goes to a secured client in clear once its session is gone.
+//! Firmware packages are served over coaps block by block.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -156,6 +157,7 @@ async fn start(config: ServerConfig) -> Server {
     let options = SecurityOptions {
         store: Some(security()),
         coaps: Some(("127.0.0.1:0".parse().unwrap(), DtlsConfig::default())),
+        ..SecurityOptions::default()
     };
     Server::start_secured(
         "127.0.0.1:0".parse().unwrap(),
@@ -326,5 +328,40 @@ async fn requests_for_a_registration_never_reach_another_identity_at_its_address
     .await
     .unwrap();
     drop(other);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_packages_are_served_block_by_block_over_coaps() {
+    use lwm2m_core::coap::BlockValue;
+    use lwm2m_server::firmware::{FirmwarePackage, FirmwareStore, MemoryFirmwareStore};
+    let server = start(ServerConfig::default()).await;
+    let bytes: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let store = Arc::new(MemoryFirmwareStore::new());
+    let package = FirmwarePackage::describe("pkg", "demo", "1", &bytes, 0);
+    store.put(&package, &bytes).unwrap();
+    server.handle().set_firmware_store(Some(store)).await;
+    let mut c = Client::connect(server.secure_addr().unwrap(), "dtls-id", b"0123456789");
+    let mut get = |block: Option<BlockValue>| {
+        let mut r = Request::new(Code::GET).with_path("/fw/pkg");
+        if let Some(b) = block {
+            r = r.with_single_block2(b);
+        }
+        c.coap.send_request(Client::now(), 0, r).unwrap();
+        c.flush_coap();
+        match c.event() {
+            Event::Response { response, .. } => response,
+            other => panic!("{other:?}"),
+        }
+    };
+    // A block from the middle first, as a resumed download asks.
+    let r = get(Some(BlockValue::new(2, false, 512).unwrap()));
+    assert_eq!(r.code, Code::CONTENT);
+    assert_eq!(r.payload, bytes[1024..1536]);
+    let b = BlockValue::decode(r.options.uint(number::BLOCK2).unwrap()).unwrap();
+    assert_eq!((b.num, b.more), (2, true));
+    // The whole package, block after block.
+    let r = get(None);
+    assert_eq!(r.payload, bytes);
     server.shutdown().await;
 }

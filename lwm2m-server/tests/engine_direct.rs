@@ -5,22 +5,7 @@ use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Message, MessageType, MessageWriter};
 use lwm2m_core::rng::{RandomSource, SplitMix64};
 use lwm2m_core::time::{Duration, Instant};
-use lwm2m_server::{Engine, Registration, RegistrationStore, ServerConfig, StoreError};
-
-/// Keeps nothing: measures the engine's own memory.
-struct NullStore;
-
-impl<P> RegistrationStore<P> for NullStore {
-    fn load(&mut self) -> Result<Vec<Registration<P>>, StoreError> {
-        Ok(Vec::new())
-    }
-    fn put(&mut self, _: &Registration<P>) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn remove(&mut self, _: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
+use lwm2m_server::{Engine, NullStore, ServerConfig};
 
 fn engine(config: ServerConfig) -> Engine<u32, SplitMix64> {
     Engine::new(

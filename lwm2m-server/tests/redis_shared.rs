@@ -1,7 +1,11 @@
-//! RedisSecurityStore and RedisConfigStore against a real redis-server that
-//! each test starts on a free port: CRUD, PSK identity uniqueness across two
-//! store instances (two server nodes), data kept across a reopen, the key
-//! layout, and keys kept out of Debug and error messages.
+//! RedisSecurityStore, RedisConfigStore, RedisFirmwareStore and
+//! RedisCampaignStore against a real redis-server that each test starts on
+//! a free port: CRUD, PSK identity uniqueness across two store instances
+//! (two server nodes), data kept across a reopen, the key layout, keys kept
+//! out of Debug and error messages, firmware ranges and concurrent uploads,
+//! and campaign leases: exclusive, expiring, and two campaign managers of
+//! which exactly one runs a campaign while the other takes over after the
+//! first stops or dies.
 #![cfg(all(feature = "redis", feature = "tokio"))]
 
 use lwm2m_server::bootstrap::{
@@ -278,4 +282,315 @@ fn bootstrap_configurations_crud_shared_and_reopened() {
         .unwrap()
         .with_prefix("other:");
     assert_eq!(other.endpoints().unwrap(), Vec::<String>::new());
+}
+
+// --- firmware packages ---------------------------------------------------
+
+use lwm2m_server::firmware::{self, FirmwarePackage, FirmwareStore, RedisFirmwareStore};
+
+fn redis_keys(redis: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut redis.raw()).unwrap();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn firmware_store_crud_ranges_and_reopen() {
+    let redis = RedisServer::start();
+    let s = RedisFirmwareStore::open(&redis.url()).unwrap();
+    firmware::check_store(&s);
+    assert!(redis_keys(&redis).is_empty(), "{:?}", redis_keys(&redis));
+
+    let p = FirmwarePackage::describe("keep", "demo", "3", b"abcdef", 1);
+    s.put(&p, b"abcdef").unwrap();
+    drop(s);
+    // Another store (a restarted node, or another one) reads the same.
+    let s = RedisFirmwareStore::open(&redis.url()).unwrap();
+    assert_eq!(s.list().unwrap(), vec![p.clone()]);
+    assert_eq!(s.get("keep").unwrap(), Some(p));
+    assert_eq!(s.read_range("keep", 2, 3).unwrap().unwrap(), b"cde");
+    assert_eq!(s.read_range("keep", 4, 100).unwrap().unwrap(), b"ef");
+    assert_eq!(
+        redis_keys(&redis),
+        ["lwm2m:firmware", "lwm2m:firmware:keep"]
+    );
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg("lwm2m:firmware:keep")
+        .query(&mut redis.raw())
+        .unwrap();
+    assert_eq!(bytes, b"abcdef");
+    let other = RedisFirmwareStore::open(&redis.url())
+        .unwrap()
+        .with_prefix("other:");
+    assert_eq!(other.list().unwrap(), vec![]);
+    assert_eq!(other.read_range("keep", 0, 1).unwrap(), None);
+
+    redis::cmd("HSET")
+        .arg("lwm2m:firmware")
+        .arg("keep")
+        .arg("{")
+        .query::<()>(&mut redis.raw())
+        .unwrap();
+    let err = s.get("keep").unwrap_err().to_string();
+    assert!(err.contains("corrupt") && err.contains("keep"), "{err}");
+    assert!(s.delete("keep").unwrap());
+    assert!(redis_keys(&redis).is_empty(), "{:?}", redis_keys(&redis));
+}
+
+#[test]
+fn two_nodes_uploading_one_id_store_exactly_one_complete_package() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let uploads: Vec<_> = (0..4u8)
+        .map(|n| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let s = RedisFirmwareStore::open(&url).unwrap();
+                let bytes = vec![n; 100_000];
+                let p = FirmwarePackage::describe("same", "demo", &n.to_string(), &bytes, 1);
+                s.put(&p, &bytes).map(|()| n)
+            })
+        })
+        .collect();
+    let results: Vec<_> = uploads.into_iter().map(|t| t.join().unwrap()).collect();
+    let won: Vec<u8> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, firmware::FirmwareStoreError::Exists(_))));
+    let s = RedisFirmwareStore::open(&url).unwrap();
+    let p = s.get("same").unwrap().unwrap();
+    assert_eq!(p.version, won[0].to_string());
+    let bytes = s.read_range("same", 0, 200_000).unwrap().unwrap();
+    assert_eq!(
+        firmware::sha256_hex(&bytes),
+        p.sha256,
+        "bytes of the listed package"
+    );
+}
+
+// --- campaigns -------------------------------------------------------------
+
+use std::time::Duration;
+
+use lwm2m_server::campaign::{
+    self, CampaignError, CampaignInfo, CampaignManager, CampaignStatus, CampaignStore,
+    DeviceStatus, LeaseSettings, RedisCampaignStore,
+};
+
+fn campaigns(redis: &RedisServer) -> RedisCampaignStore {
+    RedisCampaignStore::open(&redis.url()).unwrap()
+}
+
+/// Polls `done` every 20 ms for at most 20 s.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn campaign_store_round_trip_and_key_layout() {
+    let redis = RedisServer::start();
+    campaign::check_store_round_trip(&mut || Box::new(campaigns(&redis)));
+    assert_eq!(
+        redis_keys(&redis),
+        ["lwm2m:campaign:c1:devices", "lwm2m:campaigns"]
+    );
+    assert!(campaigns(&redis)
+        .with_prefix("other:")
+        .load()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn campaign_leases_are_exclusive_renewed_by_their_holder_and_expire() {
+    let redis = RedisServer::start();
+    let ttl = Duration::from_millis(300);
+    let (mut a, mut b) = (campaigns(&redis), campaigns(&redis));
+    assert!(a.is_shared());
+    assert!(a.acquire_lease("c1", "node-a", ttl).unwrap());
+    assert!(!b.acquire_lease("c1", "node-b", ttl).unwrap());
+    assert!(a.acquire_lease("c1", "node-a", ttl).unwrap(), "renewal");
+    // Only the holder releases it.
+    b.release_lease("c1", "node-b").unwrap();
+    assert_eq!(b.lease_holder("c1").unwrap().as_deref(), Some("node-a"));
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("lwm2m:campaign:c1:lease")
+        .query(&mut redis.raw())
+        .unwrap();
+    assert!((1..=300).contains(&pttl), "the lease has a TTL: {pttl}");
+    // node-a stops renewing: node-b gets it once it expires.
+    wait_for("node-b takes the expired lease", || {
+        b.acquire_lease("c1", "node-b", ttl).unwrap()
+    });
+    assert!(!a.acquire_lease("c1", "node-a", ttl).unwrap());
+    b.release_lease("c1", "node-b").unwrap();
+    assert_eq!(a.lease_holder("c1").unwrap(), None);
+    assert!(a.acquire_lease("c1", "node-a", ttl).unwrap());
+
+    // Many nodes racing for a free lease: exactly one gets it.
+    let url = redis.url();
+    let racers: Vec<_> = (0..6)
+        .map(|n| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut s = RedisCampaignStore::open(&url).unwrap();
+                s.acquire_lease("c2", &format!("node-{n}"), Duration::from_secs(60))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let won = racers
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|&w| w)
+        .count();
+    assert_eq!(won, 1);
+}
+
+/// A paused campaign `c1` of one device, stored as a node would have.
+fn stored_paused_campaign(store: &mut dyn CampaignStore) {
+    store
+        .put_info(&CampaignInfo {
+            id: "c1".into(),
+            name: "shared".into(),
+            package: "pkg".into(),
+            delivery: lwm2m_server::fota::Delivery::Coap,
+            waves: vec![1],
+            max_concurrent: 1,
+            failure_threshold: 0,
+            timeout: 5,
+            status: CampaignStatus::Paused,
+            reason: None,
+            created: 1,
+            updated: 1,
+        })
+        .unwrap();
+    store
+        .put_device(
+            "c1",
+            0,
+            &DeviceStatus {
+                endpoint: "not-registered".into(),
+                wave: 0,
+                status: lwm2m_server::fota::Phase::Pending,
+                reason: None,
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn one_of_two_campaign_managers_runs_a_campaign_and_another_takes_over() {
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(lwm2m_server::Server::start(
+            "127.0.0.1:0".parse().unwrap(),
+            lwm2m_server::ServerConfig::default(),
+            Box::new(lwm2m_server::MemoryStore::new()),
+            Box::new(lwm2m_objects::Registry::standard()),
+        ))
+        .unwrap();
+    let fw: firmware::SharedFirmwareStore =
+        std::sync::Arc::new(RedisFirmwareStore::open(&redis.url()).unwrap());
+    fw.put(
+        &FirmwarePackage::describe("pkg", "demo", "2", b"image", 1),
+        b"image",
+    )
+    .unwrap();
+    stored_paused_campaign(&mut campaigns(&redis));
+    // Short leases: renewed every 333 ms, taken over 1 s after the last.
+    let manager = |node: &str| {
+        CampaignManager::start_with_lease(
+            server.handle(),
+            fw.clone(),
+            Default::default(),
+            Box::new(campaigns(&redis)),
+            Box::new(|_, _| {}),
+            LeaseSettings {
+                node: node.into(),
+                duration: Duration::from_secs(1),
+            },
+        )
+        .unwrap()
+    };
+
+    // Node a starts first on a runtime of its own, which is dropped below
+    // as a crashed process would vanish: nothing released.
+    let rt_a = tokio::runtime::Runtime::new().unwrap();
+    let a = {
+        let _in = rt_a.enter();
+        manager("node-a")
+    };
+    let b = {
+        let _in = rt.enter();
+        manager("node-b")
+    };
+    assert!(a.runs("c1"));
+    assert!(!b.runs("c1"));
+    assert_eq!(
+        campaigns(&redis).lease_holder("c1").unwrap().as_deref(),
+        Some("node-a")
+    );
+    // b shows it but leaves it to a.
+    assert_eq!(b.get("c1").unwrap().info.status, CampaignStatus::Paused);
+    assert!(
+        matches!(b.resume("c1"), Err(CampaignError::Conflict(ref m)) if m.contains("another server node")),
+        "{:?}",
+        b.resume("c1")
+    );
+    // Several lease durations later a still holds it: it renews.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(a.runs("c1") && !b.runs("c1"));
+
+    // a dies: b takes over once the lease expires.
+    drop(a);
+    rt_a.shutdown_background();
+    wait_for("b takes over c1", || b.runs("c1"));
+    assert_eq!(
+        campaigns(&redis).lease_holder("c1").unwrap().as_deref(),
+        Some("node-b")
+    );
+
+    // b is taken out of service: c runs it, without waiting for an expiry
+    // (b released the lease).
+    let c = {
+        let _in = rt.enter();
+        manager("node-c")
+    };
+    assert!(!c.runs("c1"));
+    b.stop();
+    assert!(!b.runs("c1"));
+    wait_for("c takes over c1", || c.runs("c1"));
+    assert!(matches!(b.resume("c1"), Err(CampaignError::Conflict(_))));
+
+    // c runs it to its end (the device is not registered: a failure
+    // beyond the threshold halts it) and lets the lease go.
+    assert_eq!(c.resume("c1").unwrap().info.status, CampaignStatus::Running);
+    wait_for("c1 halts", || {
+        c.get("c1").unwrap().info.status == CampaignStatus::Halted
+    });
+    wait_for("the lease is released", || {
+        campaigns(&redis).lease_holder("c1").unwrap().is_none()
+    });
+    let stored = campaigns(&redis).load().unwrap();
+    assert_eq!(stored[0].info.status, CampaignStatus::Halted);
+    assert_eq!(
+        stored[0].devices[0].status,
+        lwm2m_server::fota::Phase::Failed
+    );
+    drop((b, c));
+    rt.block_on(server.shutdown());
 }

@@ -4,14 +4,13 @@
 #![cfg(all(feature = "sqlite", feature = "tokio"))]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use lwm2m_core::coap::option::number;
 use lwm2m_core::coap::{Code, Request, Response};
 use lwm2m_core::format::{self, ContentFormat};
 use lwm2m_core::model::{Instance, Node, Path, Resource, Value};
 use lwm2m_server::{
-    Content, MemoryStore, Registration, Server, ServerConfig, ServerEvent, SqliteStore, WriteMode,
+    Content, Registration, Server, ServerConfig, ServerEvent, SqliteStore, WriteMode,
 };
 use tokio::sync::broadcast;
 
@@ -19,7 +18,9 @@ use tokio::sync::broadcast;
 mod udp_client;
 use udp_client::UdpClient;
 
-const WAIT: Duration = Duration::from_secs(20);
+#[path = "support/loopback.rs"]
+mod loopback;
+use loopback::{loopback_server, WAIT};
 
 fn device() -> Instance {
     Instance::new(
@@ -88,20 +89,9 @@ fn models() -> Box<lwm2m_objects::Registry> {
     Box::new(lwm2m_objects::Registry::standard())
 }
 
-async fn memory_server() -> Server {
-    Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-        Box::new(MemoryStore::new()),
-        models(),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn register_read_write_execute_deregister_over_udp() {
-    let server = memory_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let mut events = server.events();
     let addr = server.local_addr();
     let client = UdpClient::spawn(1, handler).await;
@@ -235,10 +225,50 @@ fn coap_client() -> std::path::PathBuf {
     );
 }
 
+/// A caller that gives up on a request held for a sleeping queue-mode
+/// client (a timeout around it, as firmware updates poll) must not have it
+/// sent at the client's wake-up: it would fill the client's queue with
+/// answers nobody waits for.
+#[tokio::test]
+async fn a_request_given_up_for_a_sleeping_client_is_not_sent_when_it_wakes() {
+    let config = ServerConfig {
+        awake_time: lwm2m_core::time::Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let server = loopback_server(config).await;
+    let addr = server.local_addr();
+    let mut client = UdpClient::recording(5).await;
+    let resp = client
+        .send(addr, register_request("ep=sleepy&lt=300&lwm2m=1.1&b=UQ"))
+        .await;
+    assert_eq!(resp.code, Code::CREATED);
+    let loc = location(&resp);
+    // Asleep: the read is held, and its caller gives up.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let given_up = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        server.read("sleepy", Path::Resource(3, 0, 9)),
+    )
+    .await;
+    assert!(given_up.is_err(), "held, not answered: {given_up:?}");
+    // Past the driver's sweep interval (1 s), the client wakes with an Update.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let resp = client
+        .send(addr, Request::new(Code::POST).with_path(&loc))
+        .await;
+    assert_eq!(resp.code, Code::CHANGED);
+    // Awake: a request now goes out at once; it is the only one the client saw.
+    let awake = tokio::time::timeout(WAIT, server.read("sleepy", Path::Resource(3, 0, 0))).await;
+    assert!(awake.is_ok(), "the awake client is reached");
+    let paths: Vec<String> = client.received().iter().map(|r| r.path()).collect();
+    assert_eq!(paths, ["/3/0/0"]);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn libcoap_client_registers_by_hand() {
     let bin = coap_client();
-    let server = memory_server().await;
+    let server = loopback_server(ServerConfig::default()).await;
     let mut events = server.events();
     let uri = format!(
         "coap://127.0.0.1:{}/rd?ep=x&lt=60",

@@ -44,7 +44,16 @@
 //! system trust store for `https://` firmware downloads. `--firmware-state`
 //! keeps the Firmware Update state in FILE and the image in FILE.image, so
 //! that a restart resumes a download or keeps a downloaded package (without
-//! it both are in memory).
+//! it both are in memory). An installed image becomes the Device's
+//! Firmware Version (/3/0/3): the first 16 hex digits of its SHA-256 (in
+//! memory only: a restart reports the demo's own version again).
+//! `--firmware-update-fails` makes every update fail (Update Result 8, the
+//! image discarded), to try a server's failure handling. With
+//! `--firmware-state FILE` the version is kept in FILE.version, and
+//! `--firmware-reboot` makes an update "reboot" the device: the process
+//! exits (without De-register) right after answering Execute Update, still
+//! Updating; started again with the same FILE it finishes the update
+//! (Update Result 1) and registers anew.
 //!
 //! Simulated parts: a firmware update (push, or pull from a `coap://`,
 //! `http://` or `https://` URI) is kept in memory or in a file and
@@ -52,8 +61,10 @@
 //! few waypoints; the statistics count the host's network interfaces (`/proc/net/dev`) where there is one.
 //! Log level from `RUST_LOG` (default `info`).
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use lwm2m_client::http_fetch::{Fetcher, HttpConfig};
 use lwm2m_client::objects::{
@@ -68,7 +79,10 @@ use lwm2m_core::format::ContentFormat;
 use lwm2m_core::model::{ResourceValue, Value, Version};
 use lwm2m_core::rng::SplitMix64;
 use lwm2m_core::time::Duration;
-use lwm2m_objects::firmware::{FileStateStore, FileStorage, FirmwareConfig, Protocol, VecStorage};
+use lwm2m_objects::firmware::{
+    FileStateStore, FileStorage, FirmwareConfig, Protocol, UpdateFailure, VecStorage,
+};
+use sha2::Digest;
 use tokio::net::UdpSocket;
 use tracing::{error, info, warn};
 
@@ -76,7 +90,7 @@ const USAGE: &str =
     "usage: lwm2m-client --endpoint NAME (--server coap://HOST:PORT [--server ...] \
 | --bootstrap coap://HOST:PORT) \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
-[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE] \
+[--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE [--firmware-reboot]] [--firmware-update-fails] \
 [--psk-identity ID --psk-key HEX | --cert FILE --key FILE --server-cert FILE [--certificate-usage 2|3] \
 | --rpk-key FILE --server-public-key FILE]";
 
@@ -92,6 +106,8 @@ struct Args {
     bind: Option<SocketAddr>,
     https_ca: Option<std::path::PathBuf>,
     firmware_state: Option<std::path::PathBuf>,
+    firmware_update_fails: bool,
+    firmware_reboot: bool,
     psk_identity: Option<String>,
     psk_key: Option<Vec<u8>>,
     cert: Option<std::path::PathBuf>,
@@ -114,6 +130,8 @@ fn parse_args() -> Result<Args, String> {
         bind: None,
         https_ca: None,
         firmware_state: None,
+        firmware_update_fails: false,
+        firmware_reboot: false,
         psk_identity: None,
         psk_key: None,
         cert: None,
@@ -130,6 +148,14 @@ fn parse_args() -> Result<Args, String> {
         }
         if flag == "--queue" {
             args.queue = true;
+            continue;
+        }
+        if flag == "--firmware-update-fails" {
+            args.firmware_update_fails = true;
+            continue;
+        }
+        if flag == "--firmware-reboot" {
+            args.firmware_reboot = true;
             continue;
         }
         let value = it
@@ -483,8 +509,29 @@ async fn run(args: Args) -> Result<(), String> {
         firmware_version: env!("CARGO_PKG_VERSION").into(),
         supported_binding: "U".into(),
     };
+    if args.firmware_reboot && args.firmware_state.is_none() {
+        return Err(
+            "--firmware-reboot needs --firmware-state FILE (the update finishes after the restart)"
+                .into(),
+        );
+    }
+    // What the installed image says it is (see `install`), kept beside
+    // the firmware state if there is one.
+    let version_file = args.firmware_state.as_ref().map(|state| {
+        let mut f = state.clone().into_os_string();
+        f.push(".version");
+        std::path::PathBuf::from(f)
+    });
+    let stored_version = version_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok());
+    let installed_version = Rc::new(RefCell::new(
+        stored_version.unwrap_or_else(|| info.firmware_version.clone()),
+    ));
+    let version = installed_version.clone();
     let device = Device::new(info)
         .with_host_sources()
+        .with_firmware_version(move || version.borrow().clone())
         .on_reboot(|| info!("Reboot executed (the demo only logs it)"))
         .on_factory_reset(|| info!("Factory Reset executed (the demo only logs it)"));
     client.add_object(Box::new(device));
@@ -507,13 +554,16 @@ async fn run(args: Args) -> Result<(), String> {
         unix_time_at_zero: unix_now,
         ..FirmwareConfig::default()
     };
+    let fails = args.firmware_update_fails;
     let firmware_handle: Box<dyn DownloadHost> = match &args.firmware_state {
         None => {
-            let firmware = Firmware::with_config(
-                firmware_config,
-                VecStorage::new(FIRMWARE_CAPACITY),
-                |storage: &mut VecStorage| install(storage.image().map_or(0, <[u8]>::len) as u64),
-            );
+            let firmware =
+                Firmware::with_config(firmware_config, VecStorage::new(FIRMWARE_CAPACITY), {
+                    let version = installed_version.clone();
+                    move |storage: &mut VecStorage| {
+                        install(storage.image().unwrap_or_default(), fails, &version)
+                    }
+                });
             let handle = firmware.handle();
             client.add_object(Box::new(firmware));
             Box::new(handle)
@@ -525,8 +575,27 @@ async fn run(args: Args) -> Result<(), String> {
                 firmware_config,
                 FileStorage::new(image, FIRMWARE_CAPACITY as u64),
                 FileStateStore::new(state),
-                |storage: &mut FileStorage| {
-                    install(std::fs::metadata(storage.path()).map_or(0, |m| m.len()))
+                {
+                    let version = installed_version.clone();
+                    let version_file = version_file.clone();
+                    let reboot = args.firmware_reboot;
+                    move |storage: &mut FileStorage| {
+                        let image = std::fs::read(storage.path()).unwrap_or_default();
+                        let outcome = install(&image, fails, &version);
+                        if outcome != UpdateOutcome::Succeeded {
+                            return outcome;
+                        }
+                        if let Some(f) = &version_file {
+                            if let Err(e) = std::fs::write(f, version.borrow().as_bytes()) {
+                                warn!("cannot keep the firmware version in {}: {e}", f.display());
+                            }
+                        }
+                        if reboot {
+                            reboot_soon();
+                            return UpdateOutcome::Pending;
+                        }
+                        outcome
+                    }
                 },
                 // Still Updating at start: the simulated install was cut
                 // short; the demo's image always "runs".
@@ -611,14 +680,39 @@ where
     acl
 }
 
-/// The demo's "installation" of a firmware image of `len` bytes.
-fn install(len: u64) -> UpdateOutcome {
+/// The demo's "installation" of a firmware `image`: the Firmware Version
+/// becomes the first 16 hex digits of its SHA-256 (or the update fails,
+/// with `--firmware-update-fails`).
+fn install(image: &[u8], fails: bool, version: &RefCell<String>) -> UpdateOutcome {
+    if fails {
+        warn!(
+            bytes = image.len(),
+            "firmware update: failing as --firmware-update-fails asks"
+        );
+        return UpdateOutcome::Failed(UpdateFailure::DiscardImage);
+    }
+    let digest: String = sha2::Sha256::digest(image)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     info!(
-        bytes = len,
+        bytes = image.len(),
         "firmware update: installing the image and rebooting (simulated)"
     );
-    info!("firmware update: running the new image (simulated reboot done)");
+    *version.borrow_mut() = digest.clone();
+    info!(version = %digest, "firmware update: running the new image (simulated reboot done)");
     UpdateOutcome::Succeeded
+}
+
+/// The simulated reboot of `--firmware-reboot`: the process exits (no
+/// De-register) once the answer to Execute Update has gone out.
+fn reboot_soon() {
+    info!("firmware update: rebooting into the new image (the process exits)");
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::process::exit(0);
+    });
 }
 
 /// Largest firmware image the demo keeps (in memory, or in the image file).

@@ -61,6 +61,8 @@ pub struct Device {
     /// Seconds added to the clock after a write of Current Time.
     clock_offset: i64,
     memory_free: Option<Source>,
+    /// Firmware Version (3) from here instead of [`DeviceInfo`].
+    firmware_version: Option<Box<dyn Fn() -> String>>,
 }
 
 impl fmt::Debug for Device {
@@ -89,7 +91,16 @@ impl Device {
             clock: None,
             clock_offset: 0,
             memory_free: None,
+            firmware_version: None,
         }
+    }
+
+    /// Firmware Version (3) from `source` (a device whose firmware a
+    /// Firmware Update replaces reports the new version) instead of
+    /// [`DeviceInfo::firmware_version`].
+    pub fn with_firmware_version(mut self, source: impl Fn() -> String + 'static) -> Device {
+        self.firmware_version = Some(Box::new(source));
+        self
     }
 
     /// Calls `hook` when the server executes Reboot.
@@ -196,7 +207,10 @@ impl Object for Device {
             dev::MANUFACTURER => string(&i.manufacturer),
             dev::MODEL_NUMBER => string(&i.model_number),
             dev::SERIAL_NUMBER => string(&i.serial_number),
-            dev::FIRMWARE_VERSION => string(&i.firmware_version),
+            dev::FIRMWARE_VERSION => match &self.firmware_version {
+                Some(source) => string(&source()),
+                None => string(&i.firmware_version),
+            },
             dev::MEMORY_FREE => {
                 let source = self.memory_free.as_ref().ok_or(DmError::NotFound)?;
                 int(source().ok_or(DmError::Internal)?)

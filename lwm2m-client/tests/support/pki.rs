@@ -92,3 +92,111 @@ pub fn pki() -> Pki {
         client_key,
     }
 }
+
+/// PEM files for a DTLS server with X.509 credentials and a device whose
+/// certificate (Common Name `device_cn`) the same CA signed, written into
+/// a directory: the server's `--dtls-cert/--dtls-key/--dtls-ca` and the
+/// device's `--cert/--key`.
+pub struct X509Files {
+    /// The CA and the server's certificate and key.
+    pub pki: Pki,
+    /// The device's certificate.
+    pub device_cert: X509,
+    /// The device's key.
+    pub device_key: PKey<Private>,
+    /// The server certificate, PEM.
+    pub server_cert: std::path::PathBuf,
+    /// The server's key, PEM (PKCS#8).
+    pub server_key: std::path::PathBuf,
+    /// The CA certificate, PEM.
+    pub ca: std::path::PathBuf,
+    /// The device certificate, PEM.
+    pub client_cert: std::path::PathBuf,
+    /// The device's key, PEM (PKCS#8).
+    pub client_key: std::path::PathBuf,
+}
+
+/// Makes a fresh [`Pki`] and a device certificate for `device_cn`, and
+/// writes their [`X509Files`] into `dir`.
+pub fn write_x509_files(dir: &std::path::Path, device_cn: &str) -> X509Files {
+    let pki = pki();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let device_key = ec_key();
+    let device_cert = certificate(device_cn, &device_key, Some((&pki.ca, &pki.ca_key)));
+    X509Files {
+        server_cert: write("server.pem", &pki.cert.to_pem().unwrap()),
+        server_key: write(
+            "server-key.pem",
+            &pki.key.private_key_to_pem_pkcs8().unwrap(),
+        ),
+        ca: write("ca.pem", &pki.ca_pem),
+        client_cert: write("client.pem", &device_cert.to_pem().unwrap()),
+        client_key: write(
+            "client-key.pem",
+            &device_key.private_key_to_pem_pkcs8().unwrap(),
+        ),
+        pki,
+        device_cert,
+        device_key,
+    }
+}
+
+impl X509Files {
+    /// The server's `--dtls-cert FILE --dtls-key FILE --dtls-ca FILE`.
+    pub fn server_flags(&self) -> [&std::ffi::OsStr; 6] {
+        [
+            "--dtls-cert".as_ref(),
+            self.server_cert.as_os_str(),
+            "--dtls-key".as_ref(),
+            self.server_key.as_os_str(),
+            "--dtls-ca".as_ref(),
+            self.ca.as_os_str(),
+        ]
+    }
+}
+
+/// PEM files for raw public keys (RFC 7250) on both sides, written into a
+/// directory: the server's `--dtls-rpk-key` and the device's `--rpk-key`
+/// and `--server-public-key`.
+pub struct RpkFiles {
+    /// The server's key pair.
+    pub server_key: PKey<Private>,
+    /// The device's key pair.
+    pub device_key: PKey<Private>,
+    /// The server's private key, PEM (PKCS#8).
+    pub server_key_file: std::path::PathBuf,
+    /// The server's public key, PEM.
+    pub server_public: std::path::PathBuf,
+    /// The device's private key, PEM (PKCS#8).
+    pub device_key_file: std::path::PathBuf,
+}
+
+/// Fresh server and device keys and their [`RpkFiles`] in `dir`.
+pub fn write_rpk_files(dir: &std::path::Path) -> RpkFiles {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let (server_key, device_key) = (ec_key(), ec_key());
+    RpkFiles {
+        server_key_file: write(
+            "server-key.pem",
+            &server_key.private_key_to_pem_pkcs8().unwrap(),
+        ),
+        server_public: write(
+            "server-public.pem",
+            &server_key.public_key_to_pem().unwrap(),
+        ),
+        device_key_file: write(
+            "device-key.pem",
+            &device_key.private_key_to_pem_pkcs8().unwrap(),
+        ),
+        server_key,
+        device_key,
+    }
+}

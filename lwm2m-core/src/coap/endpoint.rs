@@ -279,6 +279,9 @@ pub enum RequestError {
     BlockwiseProtocol,
     /// The request was cancelled by the application.
     Cancelled,
+    /// The transport to the peer is gone (its TCP connection closed):
+    /// [`Endpoint::peer_gone`].
+    Disconnected,
 }
 
 /// Why `send_request` refused a request.
@@ -311,6 +314,8 @@ pub enum CancelReason {
     Timeout,
     /// The observer registered again with the same token.
     Replaced,
+    /// The transport to the observer is gone: [`Endpoint::peer_gone`].
+    Disconnected,
 }
 
 /// What happened, for the application.
@@ -524,6 +529,9 @@ pub struct Endpoint<P, R> {
     next_id: u64,
     transmits: VecDeque<Transmit<P>>,
     events: VecDeque<Event<P>>,
+    /// First Uri-Path segments whose GET requests the application answers
+    /// block by block itself ([`Endpoint::serve_block2_in_application`]).
+    app_block2: Vec<Vec<u8>>,
 }
 
 impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
@@ -560,6 +568,21 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             next_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            app_block2: Vec::new(),
+        }
+    }
+
+    /// GET requests whose first Uri-Path segment is `first_segment` are
+    /// handed to the application with their Block2 option (block 0 too,
+    /// and none at all for a request without one), never answered from the
+    /// block-wise cache: the application answers each block with a
+    /// response that carries its own Block2 option, which is sent as is.
+    /// For large bodies served from storage (firmware packages), so that
+    /// no transfer holds a copy of the body and any block can be asked
+    /// for first (a resumed download).
+    pub fn serve_block2_in_application(&mut self, first_segment: &[u8]) {
+        if !self.app_block2.iter().any(|s| s == first_segment) {
+            self.app_block2.push(first_segment.to_vec());
         }
     }
 
@@ -814,6 +837,60 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
                 self.release_outstanding(now, &r.peer);
             }
         }
+    }
+
+    /// The transport to `peer` is gone (a driver carrying this endpoint over
+    /// connections saw the peer's close): each request to it fails now with
+    /// [`RequestError::Disconnected`] (queued ones, ones awaiting an ACK or a
+    /// response, observe requests holding an observation), each observation
+    /// it held of ours ends with [`CancelReason::Disconnected`], and what the
+    /// endpoint kept for it (message ids, pending confirmables, datagrams not
+    /// yet polled, block-wise state) is forgotten. Without this, a request already handed to the
+    /// closed connection would fail only at its response timeout.
+    ///
+    /// ```
+    /// use lwm2m_core::coap::endpoint::RequestError;
+    /// use lwm2m_core::coap::{Code, Endpoint, EndpointConfig, Event, Request};
+    /// use lwm2m_core::rng::SplitMix64;
+    /// use lwm2m_core::time::Instant;
+    ///
+    /// let mut ep = Endpoint::new(EndpointConfig::default(), SplitMix64::new(7));
+    /// let now = Instant::from_millis(0);
+    /// let id = ep.send_request(now, 1u8, Request::new(Code::GET)).unwrap();
+    /// ep.peer_gone(now, &1);
+    /// assert_eq!(
+    ///     ep.poll_event(),
+    ///     Some(Event::RequestFailed { id, error: RequestError::Disconnected })
+    /// );
+    /// ```
+    pub fn peer_gone(&mut self, now: Instant, peer: &P) {
+        // Queued requests must not start when the outstanding ones fail.
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.queue.clear();
+        }
+        let requests: Vec<RequestId> = self
+            .out
+            .iter()
+            .filter(|(_, r)| r.peer == *peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in requests {
+            self.fail_request(now, id, RequestError::Disconnected);
+        }
+        let observations: Vec<ObservationId> = self
+            .observations
+            .iter()
+            .filter(|(_, o)| o.peer == *peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in observations {
+            self.end_observation(id, CancelReason::Disconnected);
+        }
+        self.pending.retain(|(p, _), _| p != peer);
+        self.transmits.retain(|t| t.peer != *peer);
+        self.block1_recv.retain(|(p, _), _| p != peer);
+        self.block2_cache.retain(|(p, _), _| p != peer);
+        self.peers.remove(peer);
     }
 
     /// Actively cancels an observation (RFC 7641 §3.6): sends a GET with
@@ -1318,6 +1395,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         if state.dedup.len() >= per_peer {
             state.dedup.pop_front();
         }
+        if state.dedup.capacity() == 0 {
+            // Most peers (a fleet of devices each sending one Update) have
+            // one remembered id at a time: room for one, not the four a
+            // first push would reserve.
+            state.dedup.reserve_exact(1);
+        }
         state.dedup.push_back(Dedup { mid, reply });
         self.dedup_order
             .push_back((now + lifetime, peer.clone(), mid));
@@ -1424,9 +1507,14 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
             return;
         }
         let key = request_key(msg);
+        let app_block2 = msg.code == Code::GET
+            && msg
+                .uri_path()
+                .next()
+                .is_some_and(|first| self.app_block2.iter().any(|s| s == first));
 
         // A request for a later block of a response we hold (RFC 7959 §2.4).
-        if let Some(b2) = msg.block2() {
+        if let Some(b2) = msg.block2().filter(|_| !app_block2) {
             if b2.num > 0 {
                 self.serve_block2(now, &peer, msg, &key, b2);
                 return;
@@ -1466,8 +1554,10 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         let mut options = OptionList::from_message(msg);
         options.remove(number::BLOCK1);
         options.remove(number::SIZE1);
-        let block2_szx = msg.block2().map(|b| b.szx);
-        options.remove(number::BLOCK2);
+        let block2_szx = msg.block2().map(|b| b.szx).filter(|_| !app_block2);
+        if !app_block2 {
+            options.remove(number::BLOCK2);
+        }
         let id = IncomingId(self.next_handle());
         self.incoming.insert(
             id,
@@ -1884,7 +1974,12 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Endpoint<P, R> {
         let block_size = req.block2_szx.map_or(self.config.block_size, |szx| {
             (1usize << (szx + 4)).min(self.config.block_size)
         });
-        let payload: &[u8] = if response.payload.len() > block_size {
+        // A response that carries its own Block2 option is one block the
+        // application cut (see `serve_block2_in_application`).
+        let own_block = response.options.uint(number::BLOCK2).is_some();
+        let payload: &[u8] = if own_block {
+            &response.payload
+        } else if response.payload.len() > block_size {
             self.cache_block2(now, &req.peer, req.key.clone(), &response);
             options.set_uint(
                 number::BLOCK2,

@@ -12,6 +12,8 @@ mod message;
 pub mod observe;
 pub mod option;
 pub mod tcp;
+pub mod tcp_bridge;
+pub mod tcp_endpoint;
 
 pub use block::BlockValue;
 pub use code::{Code, MessageType};

@@ -113,13 +113,19 @@ pub(crate) fn fill_length(buf: &mut Vec<u8>, start: usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::coap::message::MessageWriter;
     use crate::coap::option::number;
     use alloc::vec;
 
-    fn frame(code: Code, token: &[u8], options: &[(u16, &[u8])], payload: &[u8]) -> Vec<u8> {
+    /// A frame written by [`MessageWriter::tcp`] (options in order).
+    pub(crate) fn frame(
+        code: Code,
+        token: &[u8],
+        options: &[(u16, &[u8])],
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut buf = Vec::new();
         let mut w = MessageWriter::tcp(&mut buf, code, token).unwrap();
         for (n, v) in options {

@@ -867,10 +867,16 @@ impl RegistrationLinks {
         }
         content_formats.sort_unstable();
         content_formats.dedup();
+        // A server keeps these for every registration: no spare capacity
+        // (the collect may reuse the wider tuples' buffer).
+        content_formats.shrink_to_fit();
+        let mut objects: Vec<(Path, Option<Version>)> =
+            objects.into_iter().map(|(p, v, _)| (p, v)).collect();
+        objects.shrink_to_fit();
         Ok(RegistrationLinks {
             root,
             content_formats,
-            objects: objects.into_iter().map(|(p, v, _)| (p, v)).collect(),
+            objects,
         })
     }
 

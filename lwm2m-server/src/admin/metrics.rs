@@ -35,6 +35,10 @@ struct Inner {
     /// (operation, outcome) → count.
     requests: BTreeMap<(&'static str, String), u64>,
     latency: BTreeMap<&'static str, Histogram>,
+    /// (delivery, outcome) → finished firmware updates.
+    firmware_updates: BTreeMap<(&'static str, &'static str), u64>,
+    /// outcome → finished campaigns.
+    campaigns: BTreeMap<&'static str, u64>,
 }
 
 /// The admin server's counters.
@@ -88,6 +92,16 @@ impl Metrics {
     /// Counts a Send (values a client reported unasked).
     pub fn send(&self) {
         self.with(|m| m.sends += 1);
+    }
+
+    /// A firmware update of one device finished (`outcome`: succeeded or failed).
+    pub fn firmware_update(&self, delivery: &'static str, outcome: &'static str) {
+        self.with(|m| *m.firmware_updates.entry((delivery, outcome)).or_insert(0) += 1);
+    }
+
+    /// A campaign ended (`outcome`: completed, halted or cancelled).
+    pub fn campaign_finished(&self, outcome: &'static str) {
+        self.with(|m| *m.campaigns.entry(outcome).or_insert(0) += 1);
     }
 
     /// Counts a finished device-management request: `outcome` is `success`,
@@ -209,6 +223,25 @@ fn write_all(o: &mut String, m: &Inner, registered: usize) -> std::fmt::Result {
             "lwm2m_dm_request_duration_seconds_count{{operation=\"{op}\"}} {}",
             h.count
         )?;
+    }
+    writeln!(
+        o,
+        "# HELP lwm2m_firmware_updates_total Firmware updates of one device finished, by delivery (push, coap, http) and outcome (succeeded, failed), of jobs and campaigns."
+    )?;
+    writeln!(o, "# TYPE lwm2m_firmware_updates_total counter")?;
+    for ((delivery, outcome), v) in &m.firmware_updates {
+        writeln!(
+            o,
+            "lwm2m_firmware_updates_total{{delivery=\"{delivery}\",outcome=\"{outcome}\"}} {v}"
+        )?;
+    }
+    writeln!(
+        o,
+        "# HELP lwm2m_campaigns_total Firmware update campaigns ended, by outcome (completed, halted, cancelled)."
+    )?;
+    writeln!(o, "# TYPE lwm2m_campaigns_total counter")?;
+    for (outcome, v) in &m.campaigns {
+        writeln!(o, "lwm2m_campaigns_total{{outcome=\"{outcome}\"}} {v}")?;
     }
     Ok(())
 }

@@ -21,7 +21,14 @@
 //! | `GET`/`PUT`/`DELETE /api/bootstrap/{ep}` | one bootstrap configuration (a `bootstrap.json` entry) |
 //! | `GET /api/security/clients` | every client's security credentials (PSK keys never shown) |
 //! | `GET`/`PUT`/`DELETE /api/security/clients/{ep}` | one client's credentials: `{"psk":{"identity":..,"key":"hex"}}`, `{"rpk":{"key":"hex"}}` or `{"x509":true}` |
-//! | `GET /api/events[?ep=]` | SSE: `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
+//! | `GET`/`POST /api/firmware?name=&version=` | firmware packages: list, upload (raw body, 413 beyond the size limit) |
+//! | `GET`/`DELETE /api/firmware/{id}` | one firmware package |
+//! | `GET /fw/{id}` | a package's bytes over HTTP for devices pulling `http://` (`Range`: 206/416) |
+//! | `POST /api/clients/{ep}/firmware` | firmware update job `{"package":ID,"delivery":"push"\|"coap"\|"http"}` (202) |
+//! | `GET /api/jobs`, `GET /api/jobs/{id}` | firmware update jobs and their status |
+//! | `GET`/`POST /api/campaigns`, `GET /api/campaigns/{id}` | firmware update campaigns in waves, per-device status |
+//! | `POST /api/campaigns/{id}/pause\|resume\|cancel` | control a campaign |
+//! | `GET /api/events[?ep=]` | SSE: `FIRMWARE` (job status), `CAMPAIGN`, `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
 //! | `GET /metrics` | Prometheus text format |
@@ -56,6 +63,8 @@
 //! the new instance. An observation is cancelled by path: the admin API keeps
 //! the newest observation per (endpoint, path).
 
+mod campaigns;
+mod firmware;
 mod json;
 mod metrics;
 mod openapi;
@@ -69,6 +78,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, RawQuery, State};
+use axum::handler::Handler;
 use axum::http::{header, Method, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -106,9 +116,25 @@ pub struct AdminConfig {
     /// The credentials store `/api/security/clients` manages; `None`: those
     /// routes answer 503.
     pub security: Option<SharedSecurityStore>,
+    /// The firmware packages `/api/firmware` manages and `/fw/{id}`
+    /// serves; `None`: those routes answer 503.
+    pub firmware: Option<SharedFirmwareStore>,
+    /// Largest firmware package upload, bytes (413 beyond).
+    pub max_firmware_size: usize,
+    /// Where devices pull packages from (Package URI bases).
+    pub firmware_uris: FirmwareUris,
+    /// Where `/api/campaigns` keeps campaigns (empty: in memory).
+    pub campaign_store: CampaignStoreSlot,
 }
 
+pub use crate::firmware::SharedFirmwareStore;
+pub use crate::fota::FirmwareUris;
 pub use crate::security::SharedSecurityStore;
+pub use campaigns::CampaignStoreSlot;
+
+/// Default [`AdminConfig::max_firmware_size`]: 16 MiB, what the demo
+/// client keeps and the CoAP endpoint's default `max_body_size`.
+pub const DEFAULT_MAX_FIRMWARE_SIZE: usize = 16 << 20;
 
 impl AdminConfig {
     /// Settings matching the server's configuration, 5 s default timeout.
@@ -118,7 +144,17 @@ impl AdminConfig {
             default_timeout: Duration::from_secs(5),
             bootstrap: None,
             security: None,
+            firmware: None,
+            max_firmware_size: DEFAULT_MAX_FIRMWARE_SIZE,
+            firmware_uris: FirmwareUris::default(),
+            campaign_store: CampaignStoreSlot::default(),
         }
+    }
+
+    /// These settings with `/api/firmware` managing `store`.
+    pub fn with_firmware(mut self, store: SharedFirmwareStore) -> AdminConfig {
+        self.firmware = Some(store);
+        self
     }
 
     /// These settings with `/api/bootstrap` managing `bootstrap`'s configurations.
@@ -165,6 +201,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/security/clients/{endpoint}"),
     ("put", "/api/security/clients/{endpoint}"),
     ("delete", "/api/security/clients/{endpoint}"),
+    ("get", "/api/firmware"),
+    ("post", "/api/firmware"),
+    ("get", "/api/firmware/{id}"),
+    ("delete", "/api/firmware/{id}"),
+    ("get", "/fw/{id}"),
+    ("post", "/api/clients/{endpoint}/firmware"),
+    ("get", "/api/jobs"),
+    ("get", "/api/jobs/{id}"),
+    ("get", "/api/campaigns"),
+    ("post", "/api/campaigns"),
+    ("get", "/api/campaigns/{id}"),
+    ("post", "/api/campaigns/{id}/pause"),
+    ("post", "/api/campaigns/{id}/resume"),
+    ("post", "/api/campaigns/{id}/cancel"),
 ];
 
 #[derive(Clone, Debug)]
@@ -185,6 +235,11 @@ struct Shared {
     /// Live Observe-Composite observations: id → (endpoint, sorted paths).
     composite_observations: Mutex<HashMap<DmRequestId, (String, Vec<Path>)>>,
     next_request: AtomicU64,
+    /// Firmware update jobs.
+    jobs: Mutex<firmware::Jobs>,
+    /// Firmware update campaigns (set once the router is made; unset
+    /// without a firmware store).
+    campaigns: std::sync::OnceLock<crate::campaign::CampaignManager>,
 }
 
 type AppState = Arc<Shared>;
@@ -238,6 +293,7 @@ fn now_ms() -> u64 {
 pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) -> Router {
     let (sse, _) = broadcast::channel(1024);
     let events = server.events();
+    let upload_limit = axum::extract::DefaultBodyLimit::max(config.max_firmware_size);
     let shared = Arc::new(Shared {
         server,
         models,
@@ -247,7 +303,10 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
         observations: Mutex::new(HashMap::new()),
         composite_observations: Mutex::new(HashMap::new()),
         next_request: AtomicU64::new(1),
+        jobs: Mutex::new(firmware::Jobs::default()),
+        campaigns: std::sync::OnceLock::new(),
     });
+    campaigns::start(&shared);
     tokio::spawn(forward_events(events, Arc::downgrade(&shared)));
     Router::new()
         .route("/", get(ui_index))
@@ -270,6 +329,30 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
             "/api/security/clients/{ep}",
             get(get_security).put(put_security).delete(delete_security),
         )
+        .route(
+            "/api/firmware",
+            get(firmware::list).post(firmware::upload.layer(upload_limit)),
+        )
+        .route(
+            "/api/firmware/{id}",
+            get(firmware::get_one).delete(firmware::delete_one),
+        )
+        .route("/fw/{id}", get(firmware::download))
+        .route(
+            "/api/clients/{ep}/firmware",
+            axum::routing::post(firmware::start_job),
+        )
+        .route(
+            "/api/campaigns",
+            get(campaigns::list).post(campaigns::create),
+        )
+        .route("/api/campaigns/{id}", get(campaigns::get_one))
+        .route(
+            "/api/campaigns/{id}/{action}",
+            axum::routing::post(campaigns::control),
+        )
+        .route("/api/jobs", get(firmware::list_jobs))
+        .route("/api/jobs/{id}", get(firmware::get_job))
         .route(
             "/api/clients/{ep}/{*rest}",
             get(dm).put(dm).post(dm).delete(dm),
@@ -619,6 +702,7 @@ fn config_error(e: ConfigError) -> ApiError {
         ConfigError::Stopped | ConfigError::Store(_) => {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
+        ConfigError::PskIdentityInUse { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
         _ => bad_request(e.to_string()),
     }
 }

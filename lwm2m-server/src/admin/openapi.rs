@@ -104,6 +104,220 @@ fn node_body() -> Value {
 
 /// The document.
 pub fn openapi() -> Value {
+    let mut doc = base_document();
+    let (paths, schemas) = firmware_document();
+    for (target, extra) in [
+        ("paths", paths),
+        ("components", json!({"schemas": schemas})),
+    ] {
+        merge(&mut doc[target], extra);
+    }
+    doc
+}
+
+/// Adds the members of `extra` to `into`, recursively for objects.
+fn merge(into: &mut Value, extra: Value) {
+    match (into, extra) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn package_id() -> Value {
+    param("id", "path", true, "Firmware package id.")
+}
+
+fn campaign_control(summary: &str) -> Value {
+    json!({"post": {
+        "summary": summary,
+        "parameters": [param("id", "path", true, "Campaign id.")],
+        "responses": {
+            "200": json_response("The campaign after the change.", "Campaign"),
+            "404": json_response("No such campaign.", "Error"),
+            "409": json_response("Its status does not allow it (e.g. resume of a halted campaign).", "Error"),
+            "503": json_response("No firmware store is configured.", "Error"),
+        },
+    }})
+}
+
+/// The firmware routes: packages, downloads, jobs, campaigns (paths, schemas).
+fn firmware_document() -> (Value, Value) {
+    let no_store = json_response("No firmware store is configured.", "Error");
+    let paths = json!({
+        "/api/firmware": {
+            "get": {
+                "summary": "Every firmware package, oldest first.",
+                "responses": {
+                    "200": {"description": "The packages.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/FirmwarePackage"}}}}},
+                    "503": no_store,
+                },
+            },
+            "post": {
+                "summary": "Upload a firmware package: the raw image as body.",
+                "parameters": [
+                    param("name", "query", true, "Package name."),
+                    param("version", "query", true, "Package version."),
+                ],
+                "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {
+                    "201": json_response("Stored; its id, size and SHA-256.", "FirmwarePackage"),
+                    "400": json_response("No name or version, or an empty body.", "Error"),
+                    "413": {"description": "The body is larger than the server's firmware size limit."},
+                    "503": no_store,
+                },
+            },
+        },
+        "/api/firmware/{id}": {
+            "get": {
+                "summary": "One firmware package's metadata.",
+                "parameters": [package_id()],
+                "responses": {
+                    "200": json_response("The package.", "FirmwarePackage"),
+                    "404": json_response("No such package.", "Error"),
+                    "503": no_store,
+                },
+            },
+            "delete": {
+                "summary": "Remove a firmware package.",
+                "parameters": [package_id()],
+                "responses": {
+                    "204": {"description": "Removed."},
+                    "404": json_response("No such package.", "Error"),
+                    "503": no_store,
+                },
+            },
+        },
+        "/fw/{id}": {
+            "get": {
+                "summary": "Download a firmware package over HTTP (devices pulling an http:// Package URI); one Range: bytes= range is honoured.",
+                "parameters": [package_id(), {"name": "Range", "in": "header", "required": false, "schema": {"type": "string", "example": "bytes=1024-"}}],
+                "responses": {
+                    "200": {"description": "The whole package.", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "206": {"description": "The range asked for, with Content-Range."},
+                    "404": json_response("No such package.", "Error"),
+                    "416": {"description": "The range starts past the end (Content-Range: bytes */SIZE)."},
+                },
+            },
+        },
+        "/api/clients/{endpoint}/firmware": {
+            "post": {
+                "summary": "Start a firmware update of one device: push (write Package), coap or http (write Package URI, the device pulls /fw/{id}); then Execute Update and wait for Update Result 1. Its status changes come as FIRMWARE events.",
+                "parameters": [ep()],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FirmwareUpdateRequest"}}}},
+                "responses": {
+                    "202": json_response("Started.", "FirmwareJob"),
+                    "400": json_response("The body did not parse or names an unknown delivery.", "Error"),
+                    "404": json_response("No such client or package.", "Error"),
+                    "409": json_response("An update of this device is already running.", "Error"),
+                    "503": no_store,
+                },
+            },
+        },
+        "/api/campaigns": {
+            "get": {
+                "summary": "Every firmware update campaign (without device lists), oldest first.",
+                "responses": {
+                    "200": {"description": "The campaigns.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Campaign"}}}}},
+                    "503": no_store,
+                },
+            },
+            "post": {
+                "summary": "Start a campaign: the targets in waves (a wave starts when the previous one finished), at most max_concurrent devices at once; halted when failures exceed failure_threshold.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CampaignRequest"}}}},
+                "responses": {
+                    "201": json_response("Created (running, or paused if asked).", "Campaign"),
+                    "400": json_response("The body did not parse, an unknown package, no or duplicate targets, a bad wave.", "Error"),
+                    "503": no_store,
+                },
+            },
+        },
+        "/api/campaigns/{id}": {
+            "get": {
+                "summary": "One campaign with the status of each device.",
+                "parameters": [param("id", "path", true, "Campaign id.")],
+                "responses": {
+                    "200": json_response("The campaign.", "Campaign"),
+                    "404": json_response("No such campaign.", "Error"),
+                    "503": no_store,
+                },
+            },
+        },
+        "/api/campaigns/{id}/pause": campaign_control("Pause a running campaign: no device starts until resumed (those in flight finish)."),
+        "/api/campaigns/{id}/resume": campaign_control("Resume a paused campaign."),
+        "/api/campaigns/{id}/cancel": campaign_control("Cancel a running or paused campaign (devices in flight finish, the others stay pending)."),
+        "/api/jobs": {
+            "get": {
+                "summary": "Firmware update jobs, oldest first (the last 1000 finished ones and every running one).",
+                "responses": {"200": {"description": "The jobs.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/FirmwareJob"}}}}}},
+            },
+        },
+        "/api/jobs/{id}": {
+            "get": {
+                "summary": "One firmware update job.",
+                "parameters": [param("id", "path", true, "Job id (j1, j2, ...).")],
+                "responses": {
+                    "200": json_response("The job.", "FirmwareJob"),
+                    "404": json_response("No such job.", "Error"),
+                },
+            },
+        },
+    });
+    let schemas = json!({
+        "CampaignRequest": {"type": "object", "properties": {
+            "name": {"type": "string"},
+            "package": {"type": "string"},
+            "delivery": {"type": "string", "enum": ["push", "coap", "http"]},
+            "targets": {"type": "array", "items": {"type": "string"}, "description": "Endpoint names, distinct."},
+            "waves": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string", "example": "25%"}]}, "description": "Wave sizes in order; targets left over form a last wave. Default: one wave."},
+            "max_concurrent": {"type": "integer", "description": "Default 10."},
+            "failure_threshold": {"type": "integer", "description": "Failures allowed; one more halts the campaign. Default 0."},
+            "timeout": {"type": "integer", "description": "Seconds per step of one device (default 600)."},
+            "paused": {"type": "boolean", "description": "Create it paused."},
+        }, "required": ["name", "package", "delivery", "targets"]},
+        "Campaign": {"type": "object", "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "package": {"type": "string"},
+            "delivery": {"type": "string", "enum": ["push", "coap", "http"]},
+            "waves": {"type": "array", "items": {"type": "integer"}},
+            "max_concurrent": {"type": "integer"}, "failure_threshold": {"type": "integer"}, "timeout": {"type": "integer"},
+            "status": {"type": "string", "enum": ["running", "paused", "halted", "cancelled", "completed"]},
+            "reason": {"type": "string", "description": "Why it halted."},
+            "counts": {"type": "object", "description": "Devices per status."},
+            "in_flight": {"type": "integer"},
+            "created": {"type": "integer"}, "updated": {"type": "integer"},
+            "devices": {"type": "array", "items": {"type": "object", "properties": {
+                "endpoint": {"type": "string"}, "wave": {"type": "integer"},
+                "status": {"type": "string", "enum": ["pending", "delivering", "downloaded", "updating", "succeeded", "failed"]},
+                "reason": {"type": "string"},
+            }}},
+        }},
+        "FirmwareUpdateRequest": {"type": "object", "properties": {
+            "package": {"type": "string", "description": "Firmware package id."},
+            "delivery": {"type": "string", "enum": ["push", "coap", "http"]},
+            "timeout": {"type": "integer", "description": "Seconds allowed for the download and again for the update (default 600)."},
+        }, "required": ["package", "delivery"]},
+        "FirmwareJob": {"type": "object", "properties": {
+            "id": {"type": "string"}, "endpoint": {"type": "string"}, "package": {"type": "string"},
+            "delivery": {"type": "string", "enum": ["push", "coap", "http"]},
+            "status": {"type": "string", "enum": ["pending", "delivering", "downloaded", "updating", "succeeded", "failed"]},
+            "reason": {"type": "string", "description": "Why it failed (an Update Result and its meaning, a refused request, a timeout)."},
+            "created": {"type": "integer"}, "updated": {"type": "integer"},
+        }, "required": ["id", "endpoint", "package", "delivery", "status"]},
+        "FirmwarePackage": {"type": "object", "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"},
+            "size": {"type": "integer"},
+            "sha256": {"type": "string", "description": "64 lowercase hex digits."},
+            "created": {"type": "integer", "description": "Milliseconds since the Unix epoch."},
+        }, "required": ["id", "name", "version", "size", "sha256", "created"]},
+    });
+    (paths, schemas)
+}
+
+/// The device-management, bootstrap and security part of the document.
+fn base_document() -> Value {
     let attrs_params = vec![
         param(
             "pmin",
@@ -212,6 +426,7 @@ pub fn openapi() -> Value {
                     "responses": {
                         "200": json_response("The stored configuration.", "BootstrapConfig"),
                         "400": json_response("The JSON did not parse or the configuration is invalid.", "Error"),
+                        "409": json_response("The bootstrap-server account's PSK identity is used by another endpoint.", "Error"),
                         "503": json_response("No bootstrap server runs, or its store failed.", "Error"),
                     },
                 },

@@ -55,7 +55,10 @@ pub struct SecurityInstance {
     #[serde(default = "no_sec")]
     pub security_mode: SecurityMode,
     /// Resource 3, public key or identity (PSK identity, RPK, certificate),
-    /// hex in JSON. Stored and written as given; DTLS is not wired in yet.
+    /// hex in JSON. Written as given; for the bootstrap-server account it
+    /// is also what the bootstrap server's DTLS socket expects of the
+    /// client (PSK identity, RPK public key: see
+    /// [`super::credentials`]).
     #[serde(default, with = "hex_bytes", skip_serializing_if = "Vec::is_empty")]
     pub public_key_or_identity: Vec<u8>,
     /// Resource 4, server public key or certificate, hex in JSON.
@@ -287,6 +290,18 @@ pub enum ConfigError {
     Stopped,
     /// The configuration store failed (database error, corrupt row).
     Store(String),
+    /// The bootstrap-server account's credentials could never authenticate
+    /// a client (see [`super::credentials::bootstrap_credentials`]).
+    BootstrapCredentials(String),
+    /// The bootstrap-server account's PSK identity is another endpoint's
+    /// (the DTLS handshake finds the key by identity, so identities are
+    /// unique across configurations).
+    PskIdentityInUse {
+        /// The identity.
+        identity: String,
+        /// The endpoint whose configuration has it.
+        endpoint: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -301,6 +316,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Json(m) => write!(f, "bootstrap configuration JSON: {m}"),
             ConfigError::Stopped => f.write_str("bootstrap server stopped"),
             ConfigError::Store(m) => write!(f, "bootstrap configuration store: {m}"),
+            ConfigError::BootstrapCredentials(m) => f.write_str(m),
+            ConfigError::PskIdentityInUse { identity, endpoint } => write!(
+                f,
+                "bootstrap PSK identity {identity:?} is already used by endpoint {endpoint:?} \
+                 (identities select the key in the DTLS handshake: give each endpoint its own)"
+            ),
         }
     }
 }
@@ -310,8 +331,10 @@ impl std::error::Error for ConfigError {}
 impl BootstrapConfig {
     /// Checks what a client would reject or what could never work: duplicate
     /// instance ids, a server account without a Short Server ID, a Server
-    /// instance with no Security instance of the same Short Server ID.
+    /// instance with no Security instance of the same Short Server ID,
+    /// bootstrap-server credentials that could never authenticate.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        super::credentials::bootstrap_credentials(self)?;
         let mut seen = std::collections::BTreeSet::new();
         for (path, _) in self.writes() {
             if !seen.insert(path) {

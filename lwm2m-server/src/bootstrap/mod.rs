@@ -34,11 +34,30 @@
 //!   [`BootstrapEvent::Failed`] naming the step.
 //! - **A new Bootstrap-Request during a session** replaces it (the client
 //!   restarted): the old one fails with [`BootstrapFailure::Replaced`].
+//! - **Security** ([`credentials`], Leshan's `BootstrapSecurityChecker`):
+//!   a datagram comes with the DTLS identity its sender authenticated as
+//!   ([`BootstrapEngine::handle_datagram_secured`]) or none (plain CoAP).
+//!   A Bootstrap-Request or Bootstrap-Pack-Request for NAME is answered
+//!   4.03 Forbidden, and no session starts, unless that identity is what
+//!   the bootstrap-server account of NAME's configuration asks
+//!   ([`credentials::authorize_bootstrap`]): its PSK identity, its raw
+//!   public key, or a certificate with NAME as Common Name; a
+//!   configuration without a secured bootstrap account is for plain CoAP
+//!   only. (Leshan answers 4.00 "Unauthorized"; 4.03 says the request was
+//!   understood and refused, is what this server's Register answers for
+//!   the same refusal, and keeps it apart from an unknown endpoint's
+//!   4.00.) A session started with an identity is secured:
+//!   [`BootstrapEngine::expects_security`] tells the driver never to send
+//!   its requests (which carry the DM server's keys) in clear, and
+//!   [`BootstrapEngine::identities_at`] to send them only through a DTLS
+//!   session of the identity the session was authorized for (not to
+//!   another client that took the address over with its own handshake).
 //! - **Bounds**: at most [`BootstrapServerConfig::max_sessions`] at once
 //!   (beyond: 5.03, temporary) and each session ends after
 //!   [`BootstrapServerConfig::session_timeout`].
 
 pub mod config;
+pub mod credentials;
 #[cfg(feature = "tokio")]
 pub mod driver;
 
@@ -54,6 +73,8 @@ use lwm2m_core::format::{self, ContentFormat, FormatError};
 use lwm2m_core::model::{Instance, Node, Path, ResourceValue, Value, Version};
 use lwm2m_core::rng::RandomSource;
 use lwm2m_core::time::{Duration, Instant};
+
+use crate::security::{AuthorizationError, PeerIdentity};
 
 #[cfg(feature = "redis")]
 pub use config::RedisConfigStore;
@@ -161,6 +182,9 @@ pub enum StartSessionError {
     Stopped,
     /// The configuration store failed.
     Store(String),
+    /// The client's DTLS identity (or its lack of one) may not bootstrap
+    /// this endpoint (the reason says what the configuration asks).
+    Forbidden(String),
 }
 
 impl fmt::Display for StartSessionError {
@@ -171,6 +195,7 @@ impl fmt::Display for StartSessionError {
             StartSessionError::TooManySessions => "too many bootstrap sessions at once",
             StartSessionError::Stopped => "bootstrap server stopped",
             StartSessionError::Store(m) => return write!(f, "bootstrap configuration store: {m}"),
+            StartSessionError::Forbidden(m) => return write!(f, "not allowed to bootstrap: {m}"),
         })
     }
 }
@@ -225,6 +250,9 @@ struct Session<P> {
     steps: VecDeque<BootstrapStep>,
     current: Option<(BootstrapStep, RequestId)>,
     deadline: Instant,
+    /// The DTLS identity it was authorized for: its requests go over a
+    /// session of that identity only.
+    identity: Option<PeerIdentity>,
     pct: Option<ContentFormat>,
     discovered: Option<BootstrapDiscover>,
     read: Vec<(Path, Node)>,
@@ -334,6 +362,11 @@ pub struct BootstrapEngine<P, R> {
     events: VecDeque<BootstrapEvent<P>>,
     /// Object models for decoding Bootstrap-Read answers (objects 1 and 2).
     models: lwm2m_objects::Registry,
+    /// The DTLS identity of the datagram being handled (`None`: plain CoAP).
+    identity: Option<PeerIdentity>,
+    /// Peers with secured sessions, with each session's identity (one
+    /// lookup per transmit).
+    secured_peers: BTreeMap<P, Vec<PeerIdentity>>,
 }
 
 impl<P, R> fmt::Debug for BootstrapEngine<P, R> {
@@ -388,6 +421,8 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
             deadlines: BTreeSet::new(),
             events: VecDeque::new(),
             models: lwm2m_objects::Registry::standard(),
+            identity: None,
+            secured_peers: BTreeMap::new(),
         }
     }
 
@@ -427,10 +462,61 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         .min()
     }
 
-    /// A datagram arrived from `peer`.
+    /// The transport to `peer` is gone: requests to it fail now instead of
+    /// at their response timeout ([`Endpoint::peer_gone`]).
+    pub fn peer_gone(&mut self, now: Instant, peer: &P) {
+        self.endpoint.peer_gone(now, peer);
+        self.process(now);
+    }
+
+    /// A plain CoAP datagram arrived from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: P, bytes: &[u8]) {
+        self.handle_datagram_secured(now, peer, None, bytes);
+    }
+
+    /// A datagram arrived from `peer`, which authenticated as `identity`
+    /// in its DTLS handshake (`None`: plain CoAP); the identity decides
+    /// which endpoints it may bootstrap (module doc, **Security**).
+    pub fn handle_datagram_secured(
+        &mut self,
+        now: Instant,
+        peer: P,
+        identity: Option<&PeerIdentity>,
+        bytes: &[u8],
+    ) {
+        self.identity = identity.cloned();
         self.endpoint.handle_datagram(now, peer, bytes);
         self.process(now);
+        self.identity = None;
+    }
+
+    /// Whether a running session with `peer` was started over DTLS: its
+    /// datagrams must not be sent in clear (the driver drops them when the
+    /// DTLS session is gone).
+    pub fn expects_security(&self, peer: &P) -> bool {
+        self.secured_peers.contains_key(peer)
+    }
+
+    /// The DTLS identities the secured sessions with `peer` were
+    /// authorized for: the driver sends this engine's requests to `peer`
+    /// only through a DTLS session of one of them.
+    pub fn identities_at(&self, peer: &P) -> impl Iterator<Item = &PeerIdentity> {
+        self.secured_peers.get(peer).into_iter().flatten()
+    }
+
+    /// Ends the bookkeeping of `ep`'s session.
+    fn remove_session(&mut self, ep: &str) -> Option<Session<P>> {
+        let s = self.sessions.remove(ep)?;
+        self.deadlines.remove(&(s.deadline, ep.to_string()));
+        if let (Some(identity), Some(ids)) = (&s.identity, self.secured_peers.get_mut(&s.peer)) {
+            if let Some(i) = ids.iter().position(|x| x == identity) {
+                ids.swap_remove(i);
+            }
+            if ids.is_empty() {
+                self.secured_peers.remove(&s.peer);
+            }
+        }
+        Some(s)
     }
 
     /// Time passed: retransmissions and session timeouts.
@@ -459,6 +545,21 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         endpoint: &str,
         peer: P,
     ) -> Result<(), StartSessionError> {
+        self.start_session_secured(now, endpoint, peer, None)
+    }
+
+    /// [`BootstrapEngine::start_session`] for a client that has a DTLS
+    /// session with this server as `identity` (`None`: plain CoAP): refused
+    /// with [`StartSessionError::Forbidden`] if the endpoint's
+    /// configuration asks for other credentials, as a Bootstrap-Request
+    /// would be.
+    pub fn start_session_secured(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        peer: P,
+        identity: Option<&PeerIdentity>,
+    ) -> Result<(), StartSessionError> {
         if self.sessions.contains_key(endpoint) {
             return Err(StartSessionError::AlreadyRunning);
         }
@@ -470,7 +571,11 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
             .get(endpoint)
             .map_err(|e| StartSessionError::Store(e.to_string()))?
             .ok_or(StartSessionError::UnknownEndpoint)?;
+        credentials::authorize_bootstrap(endpoint, identity, &config)
+            .map_err(|e| StartSessionError::Forbidden(e.to_string()))?;
+        self.identity = identity.cloned();
         self.begin(now, endpoint, peer, config, None, false);
+        self.identity = None;
         Ok(())
     }
 
@@ -549,7 +654,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         req: &Request,
     ) -> Result<(String, Option<ContentFormat>, BootstrapConfig), Response> {
         let (ep, pct) = query_params(req).map_err(|m| error_response(Code::BAD_REQUEST, m))?;
-        let config = self.lookup(&ep)?;
+        let config = self.authorized(&ep)?;
         if !self.sessions.contains_key(&ep) && self.sessions.len() >= self.config.max_sessions {
             return Err(error_response(
                 Code::SERVICE_UNAVAILABLE,
@@ -577,6 +682,20 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         }
     }
 
+    /// The configuration of `ep` if the sender of the datagram being
+    /// handled may bootstrap it, or the error response (4.03 if not, see
+    /// the module doc).
+    fn authorized(&self, ep: &str) -> Result<BootstrapConfig, Response> {
+        let config = self.lookup(ep)?;
+        match credentials::authorize_bootstrap(ep, self.identity.as_ref(), &config) {
+            Ok(()) => Ok(config),
+            Err(AuthorizationError::Forbidden(m)) => Err(error_response(Code::FORBIDDEN, &m)),
+            Err(AuthorizationError::Unavailable(m)) => {
+                Err(error_response(Code::SERVICE_UNAVAILABLE, &m))
+            }
+        }
+    }
+
     fn bootstrap_pack(&mut self, peer: P, req: &Request) -> Response {
         let (ep, _) = match query_params(req) {
             Ok(x) => x,
@@ -594,7 +713,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
                 )
             }
         };
-        let config = match self.lookup(&ep) {
+        let config = match self.authorized(&ep) {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -630,6 +749,12 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
         steps.push_back(BootstrapStep::Finish);
         let deadline = now + self.config.session_timeout;
         self.deadlines.insert((deadline, ep.to_string()));
+        if let Some(identity) = &self.identity {
+            self.secured_peers
+                .entry(peer.clone())
+                .or_default()
+                .push(identity.clone());
+        }
         self.sessions.insert(
             ep.to_string(),
             Session {
@@ -639,6 +764,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
                 steps,
                 current: None,
                 deadline,
+                identity: self.identity.clone(),
                 pct,
                 discovered: None,
                 read: Vec::new(),
@@ -718,8 +844,7 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
                 self.next_step(now, &ep);
             }
             BootstrapStep::Finish if code.is_success() => {
-                if let Some(s) = self.sessions.remove(&ep) {
-                    self.deadlines.remove(&(s.deadline, ep.clone()));
+                if let Some(s) = self.remove_session(&ep) {
                     self.events.push_back(BootstrapEvent::Finished {
                         endpoint: ep,
                         format: s.format(),
@@ -758,10 +883,9 @@ impl<P: Clone + Ord + fmt::Debug, R: RandomSource> BootstrapEngine<P, R> {
 
     /// Ends a session with a Failed event, cancelling its outstanding request.
     fn fail(&mut self, now: Instant, ep: &str, step: BootstrapStep, reason: BootstrapFailure) {
-        let Some(s) = self.sessions.remove(ep) else {
+        let Some(s) = self.remove_session(ep) else {
             return;
         };
-        self.deadlines.remove(&(s.deadline, ep.to_string()));
         if let Some((_, coap)) = s.current {
             self.by_coap.remove(&coap);
             self.endpoint.cancel_request(now, coap);

@@ -19,7 +19,7 @@ pub struct Running {
 
 impl Running {
     /// Starts the binary with `--coap 127.0.0.1:0 --http 127.0.0.1:0
-    /// --coaps 127.0.0.1:0` and then `args`.
+    /// --coaps 127.0.0.1:0 --bootstrap-coaps 127.0.0.1:0` and then `args`.
     pub fn start<I, S>(args: I) -> Running
     where
         I: IntoIterator<Item = S>,
@@ -29,15 +29,17 @@ impl Running {
             // Every process on its own free ports: the defaults (5683, 8080)
             // would clash between servers started by parallel tests.
             .args(["--coap", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .args(["--coaps", "127.0.0.1:0"])
+            .args(["--coaps", "127.0.0.1:0", "--bootstrap-coaps", "127.0.0.1:0"])
             .args(args)
             .env_remove("LWM2M_COAP")
             .env_remove("LWM2M_COAPS")
+            .env_remove("LWM2M_COAP_TCP")
             .env_remove("LWM2M_DTLS_CERT")
             .env_remove("LWM2M_DTLS_KEY")
             .env_remove("LWM2M_DTLS_CA")
             .env_remove("LWM2M_HTTP")
             .env_remove("LWM2M_BOOTSTRAP")
+            .env_remove("LWM2M_BOOTSTRAP_COAPS")
             .env_remove("LWM2M_DATA_DIR")
             .env_remove("LWM2M_REDIS")
             .stderr(Stdio::piped())
@@ -137,12 +139,27 @@ pub fn http_get(port: u16, path: &str) -> String {
 /// A bare HTTP/1.1 request with a JSON body (the tests need no HTTP client
 /// crate for a few requests).
 pub fn http_send(port: u16, method: &str, path: &str, body: &str) -> String {
+    http_request(port, method, path, &[], body)
+}
+
+/// [`http_send`] with these extra header lines (`("Range", "bytes=0-9")`).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

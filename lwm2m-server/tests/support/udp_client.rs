@@ -132,6 +132,16 @@ impl UdpClient {
             .expect("exchange completed")
     }
 
+    /// The requests a [`UdpClient::recording`] client got from servers
+    /// so far and not taken yet.
+    pub fn received(&mut self) -> Vec<Request> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.incoming.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+
     /// Requests the server sent until (and including) Bootstrap-Finish.
     pub async fn until_finish(&mut self) -> Vec<Request> {
         let mut out = Vec::new();

@@ -253,6 +253,7 @@ function pickBox(ep, path, def) {
 // --- rendering --------------------------------------------------------------
 
 function renderClients() {
+  renderTargets();
   const ul = $("#clients");
   ul.replaceChildren();
   if (state.clients.size === 0) ul.append(el("li", { class: "empty" }, "No client registered."));
@@ -335,7 +336,9 @@ function renderDetail() {
     tree.append(box);
   }
   const panel = el("section", { id: "composite" });
-  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, c.endpoint), info, panel, tree);
+  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, c.endpoint), info,
+    el("section", { class: "box", id: "fw-update" }), panel, tree);
+  renderFirmwarePanel(c.endpoint);
   renderCompositePanel(c.endpoint);
   // Values read before a re-render (e.g. an Update) stay visible.
   for (const [p, v] of state.values) show(p, v);
@@ -405,13 +408,14 @@ function listen() {
     if (!state.pending.delete(r.requestId)) return; // answered directly already
     if (r.ep === state.selected) report(`${r.operation} (${r.requestId}, later)`, r.path, { http: 200, body: r.result });
   });
+  listenFirmware(es);
 }
 
 (async function main() {
   const specs = await api("GET", "/api/objectspecs");
   for (const s of specs.body) state.specs.set(s.id, s);
   listen();
-  await loadClients();
+  await Promise.all([loadClients(), loadPackages(), loadJobs()]);
   // AWAKE/SLEEPING events cover clients registered while the server ran;
   // an occasional refresh covers the rest (e.g. restored registrations).
   setInterval(loadClients, 60000);
@@ -477,4 +481,387 @@ async function bootstrapEditor(selectEp) {
 $("#bootstrap-link").addEventListener("click", (e) => {
   e.preventDefault();
   bootstrapEditor();
+});
+
+// --- firmware: packages, one-device updates, campaigns ------------------------
+// Packages (/api/firmware: upload as a raw body, list, delete), a client's
+// update (POST /api/clients/{ep}/firmware, its job's phases live from
+// FIRMWARE events) and campaigns (/api/campaigns, per-device status live from
+// CAMPAIGN events). `jobs`: job id -> the job as last seen; `reached`: job id
+// -> its last phase before it failed; `campaigns`: id -> summary; `shown`: the
+// campaign whose detail is open (with its devices); `loading`: the campaign
+// whose detail is being fetched, `stale`: an event for it came meanwhile;
+// `choice`: the package and delivery last picked, kept across re-renders of
+// a client's page.
+
+const fw = {
+  packages: [], jobs: new Map(), reached: new Map(), campaigns: new Map(), shown: null, loading: null, stale: false,
+  choice: { package: "", delivery: "coap" },
+};
+const PHASES = ["pending", "delivering", "downloaded", "updating", "succeeded"];
+const DELIVERIES = ["push", "coap", "http"];
+
+const shortSha = (sha) => sha.slice(0, 12) + "…";
+const when = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 19) + "Z";
+const sizeOf = (n) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
+const phaseRank = (p) => (p === "failed" ? PHASES.length : PHASES.indexOf(p));
+const packageLabel = (id) => {
+  const p = fw.packages.find((x) => x.id === id);
+  return p ? `${p.name} ${p.version}` : id;
+};
+
+async function loadPackages() {
+  const res = await api("GET", "/api/firmware");
+  fw.packages = res.http === 200 ? res.body : [];
+  return res;
+}
+
+function choose(id, options, selected, onchange) {
+  const s = el("select", { id, onchange: () => onchange && onchange(s.value) });
+  for (const [value, label] of options) {
+    const o = el("option", { value }, label);
+    if (value === selected) o.selected = true;
+    s.append(o);
+  }
+  return s;
+}
+
+function packageChoice(id, selected, onchange) {
+  const options = fw.packages.map((p) => [p.id, `${p.name} ${p.version} (${shortSha(p.sha256)})`]);
+  if (options.length === 0) options.push(["", "no package uploaded"]);
+  return choose(id, options, selected, onchange);
+}
+
+function deliveryChoice(id, selected, onchange) {
+  return choose(id, DELIVERIES.map((d) => [d, d === "push" ? "push (Write /5/0/0)" : `${d} pull (/5/0/1)`]), selected, onchange);
+}
+
+// A job as published: phases only move forward, so an older copy (the POST
+// answer arriving after the first events) never replaces a newer one.
+function upsertJob(job) {
+  const old = fw.jobs.get(job.id);
+  if (old && phaseRank(old.status) > phaseRank(job.status)) return false;
+  if (job.status === "failed" && old && old.status !== "failed") fw.reached.set(job.id, old.status);
+  fw.jobs.set(job.id, job);
+  return true;
+}
+
+function latestJob(ep) {
+  let last = null;
+  for (const j of fw.jobs.values()) {
+    if (j.endpoint === ep && (!last || Number(j.id.slice(1)) > Number(last.id.slice(1)))) last = j;
+  }
+  return last;
+}
+
+function renderJob(ep) {
+  const box = $("#fw-job");
+  if (!box) return;
+  const job = latestJob(ep);
+  if (!job) {
+    box.removeAttribute("data-status");
+    return box.replaceChildren(el("p", { class: "meta" }, "No update started since the server started."));
+  }
+  box.dataset.job = job.id;
+  box.dataset.status = job.status;
+  const failed = job.status === "failed";
+  const at = phaseRank(failed ? fw.reached.get(job.id) || "pending" : job.status);
+  const steps = el("ol", { class: "phases" });
+  PHASES.forEach((p, i) => {
+    const cls = i < at || (i === at && p === "succeeded") ? "done" : i === at ? (failed ? "fail" : "now") : "";
+    steps.append(el("li", { class: cls, "data-phase": p }, p));
+  });
+  const outcome = failed ? `failed: ${job.reason || "no reason given"}`
+    : job.status === "succeeded" ? "succeeded" : `${job.status}…`;
+  box.replaceChildren(
+    el("p", { class: "meta" }, `Job ${job.id}: ${packageLabel(job.package)} by ${job.delivery}, started ${when(job.created)}`),
+    steps,
+    el("p", { id: "fw-outcome", class: failed ? "bad" : job.status === "succeeded" ? "good" : "" }, outcome));
+}
+
+function renderFirmwarePanel(ep) {
+  const panel = $("#fw-update");
+  if (!panel) return;
+  if (!fw.packages.some((p) => p.id === fw.choice.package)) fw.choice.package = fw.packages.length ? fw.packages[0].id : "";
+  const pkg = packageChoice("fw-package", fw.choice.package, (v) => { fw.choice.package = v; });
+  const delivery = deliveryChoice("fw-delivery", fw.choice.delivery, (v) => { fw.choice.delivery = v; });
+  const go = el("button", { id: "fw-start", onclick: () => startUpdate(ep) }, "Update firmware");
+  if (!fw.choice.package) go.disabled = true;
+  panel.replaceChildren(el("h3", {}, "Firmware"), el("p", {}, pkg, " ", delivery, " ", go), el("div", { id: "fw-job" }));
+  renderJob(ep);
+}
+
+async function startUpdate(ep) {
+  const { package: id, delivery } = fw.choice;
+  if (!id) return status("firmware: upload a package first (firmware page)", true);
+  status(`firmware ${ep}: starting ${packageLabel(id)} by ${delivery}…`);
+  const res = await api("POST", url(ep, "/firmware"), { package: id, delivery });
+  if (res.http !== 202) return status(`firmware ${ep}: ${res.body.error || res.http}`, true);
+  upsertJob(res.body);
+  status(`firmware ${ep}: job ${res.body.id} started`);
+  renderJob(ep);
+}
+
+async function loadJobs() {
+  const res = await api("GET", "/api/jobs");
+  if (res.http === 200) for (const j of res.body) upsertJob(j);
+}
+
+// --- the firmware page: packages and campaigns --------------------------------
+
+async function firmwarePage() {
+  state.selected = null;
+  renderClients();
+  fw.shown = null;
+  const d = $("#detail");
+  const file = el("input", { id: "fw-file", type: "file" });
+  const name = el("input", { id: "fw-name", placeholder: "name" });
+  const version = el("input", { id: "fw-version", placeholder: "version" });
+  file.addEventListener("change", () => {
+    if (!name.value && file.files[0]) name.value = file.files[0].name.replace(/\.[^.]*$/, "");
+  });
+  const upload = el("button", { id: "fw-upload", onclick: () => uploadPackage(file, name, version) }, "Upload");
+  d.replaceChildren(el("div", { id: "status" }), el("h2", {}, "Firmware"),
+    el("section", { class: "box", id: "fw-packages" }, el("h3", {}, "Packages"),
+      el("p", {}, file, " ", name, " ", version, " ", upload), el("table", { id: "fw-package-list" })),
+    el("section", { class: "box", id: "fw-campaign-new" }),
+    el("section", { class: "box", id: "fw-campaigns" }, el("h3", {}, "Campaigns"), el("table", { id: "fw-campaign-list" })),
+    el("section", { class: "box", id: "fw-campaign" }));
+  const res = await loadPackages();
+  if (res.http !== 200) status(`firmware: ${res.body.error || res.http}`, true);
+  renderPackages();
+  renderNewCampaign();
+  const list = await api("GET", "/api/campaigns");
+  if (list.http !== 200) return status(`campaigns: ${list.body.error || list.http}`, true);
+  fw.campaigns = new Map(list.body.map((c) => [c.id, c]));
+  renderCampaigns();
+}
+
+async function uploadPackage(file, name, version) {
+  const f = file.files[0];
+  if (!f || !name.value.trim() || !version.value.trim()) return status("upload: choose a file and give its name and version", true);
+  status(`upload ${f.name}…`);
+  const r = await fetch(`/api/firmware?name=${enc(name.value.trim())}&version=${enc(version.value.trim())}`,
+    { method: "POST", body: f, headers: { "Content-Type": "application/octet-stream" } });
+  const body = await r.json().catch(() => ({}));
+  if (r.status !== 201) return status(`upload ${f.name}: ${body.error || r.status}`, true);
+  await loadPackages();
+  renderPackages();
+  refreshCampaignPackages();
+  file.value = "";
+  name.value = "";
+  version.value = "";
+  status(`upload ${f.name}: stored as ${body.id} (${sizeOf(body.size)}, SHA-256 ${shortSha(body.sha256)})`);
+}
+
+async function deletePackage(p) {
+  if (!confirm(`Delete package ${p.name} ${p.version}?`)) return;
+  const res = await api("DELETE", `/api/firmware/${enc(p.id)}`);
+  if (res.http !== 204) return status(`delete ${p.id}: ${res.body.error || res.http}`, true);
+  await loadPackages();
+  renderPackages();
+  refreshCampaignPackages();
+  status(`package ${p.name} ${p.version} deleted`);
+}
+
+function renderPackages() {
+  const t = $("#fw-package-list");
+  if (!t) return;
+  t.replaceChildren(el("tr", {}, ...["Name", "Version", "Size", "SHA-256", "Created", ""].map((h) => el("th", {}, h))));
+  if (fw.packages.length === 0) t.append(el("tr", {}, el("td", { colspan: 6, class: "empty" }, "No package uploaded.")));
+  for (const p of fw.packages) {
+    t.append(el("tr", { "data-package": p.id },
+      el("td", {}, p.name), el("td", {}, p.version), el("td", { class: "size" }, sizeOf(p.size)),
+      el("td", { class: "sha", title: p.sha256 }, shortSha(p.sha256)), el("td", {}, when(p.created)),
+      el("td", { class: "ops" }, el("button", { "data-op": "delete-package", onclick: () => deletePackage(p) }, "Delete"))));
+  }
+}
+
+// "2, 50%" -> [2, "50%"]; null (and a message) when a part is neither.
+function parseWaves(text) {
+  const waves = [];
+  for (const part of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+    if (/^\d+$/.test(part)) waves.push(Number(part));
+    else if (/^\d+(\.\d+)?%$/.test(part)) waves.push(part);
+    else return null;
+  }
+  return waves;
+}
+
+function renderNewCampaign() {
+  const box = $("#fw-campaign-new");
+  if (!box) return;
+  const name = el("input", { id: "fw-c-name", placeholder: "campaign name" });
+  const pkg = packageChoice("fw-c-package", fw.packages.length ? fw.packages[0].id : "");
+  const delivery = deliveryChoice("fw-c-delivery", "coap");
+  const waves = el("input", { id: "fw-c-waves", placeholder: "e.g. 1, 50% (rest: last wave)" });
+  const max = el("input", { id: "fw-c-max", type: "number", min: "1", value: "10" });
+  const threshold = el("input", { id: "fw-c-threshold", type: "number", min: "0", value: "0" });
+  const paused = el("input", { id: "fw-c-paused", type: "checkbox" });
+  const all = el("input", { id: "fw-c-all", type: "checkbox" });
+  const targets = el("ul", { id: "fw-c-targets" });
+  all.addEventListener("change", () => {
+    for (const b of targets.querySelectorAll("input.target")) b.checked = all.checked;
+  });
+  const create = el("button", { id: "fw-c-create", onclick: async () => {
+    const picked = [...targets.querySelectorAll("input.target:checked")].map((b) => b.value);
+    const w = parseWaves(waves.value);
+    if (!name.value.trim()) return status("campaign: give it a name", true);
+    if (!pkg.value) return status("campaign: upload a package first", true);
+    if (picked.length === 0) return status("campaign: pick at least one target", true);
+    if (w === null) return status(`campaign: waves ${JSON.stringify(waves.value)}: expected counts or percentages separated by commas, e.g. 1, 50%`, true);
+    const res = await api("POST", "/api/campaigns", {
+      name: name.value.trim(), package: pkg.value, delivery: delivery.value, targets: picked, waves: w,
+      max_concurrent: Number(max.value), failure_threshold: Number(threshold.value), paused: paused.checked,
+    });
+    if (res.http !== 201) return status(`campaign: ${res.body.error || res.http}`, true);
+    status(`campaign ${res.body.name}: created as ${res.body.id} over ${picked.length} device(s)`);
+    name.value = "";
+    showCampaign(res.body);
+  } }, "Create campaign");
+  const row = (label, ...input) => el("tr", {}, el("td", { class: "name" }, label), el("td", {}, ...input));
+  box.replaceChildren(el("h3", {}, "New campaign"), el("table", {},
+    row("Name", name), row("Package", pkg), row("Delivery", delivery),
+    row("Targets", el("label", {}, all, " select all"), targets),
+    row("Waves", waves), row("Max concurrent", max), row("Failure threshold", threshold),
+    row("Start paused", paused)), el("p", {}, create));
+  renderTargets();
+}
+
+// The campaign form's targets: the registered clients, ticks kept as
+// clients come and go.
+function renderTargets() {
+  const ul = $("#fw-c-targets");
+  if (!ul) return;
+  const ticked = new Set([...ul.querySelectorAll("input.target:checked")].map((b) => b.value));
+  const endpoints = [...state.clients.keys()].sort();
+  ul.replaceChildren();
+  if (endpoints.length === 0) ul.append(el("li", { class: "empty" }, "No client registered."));
+  for (const ep of endpoints) {
+    const box = el("input", { type: "checkbox", class: "target", value: ep });
+    box.checked = ticked.has(ep);
+    ul.append(el("li", {}, el("label", {}, box, " ", ep)));
+  }
+}
+
+// The campaign form's package choice after an upload or a delete; the rest
+// of the form keeps what the operator filled in.
+function refreshCampaignPackages() {
+  const old = $("#fw-c-package");
+  if (old) old.replaceWith(packageChoice("fw-c-package", old.value || (fw.packages[0] || {}).id));
+}
+
+function countsText(counts) {
+  return [...PHASES, "failed"].filter((p) => counts[p]).map((p) => `${counts[p]} ${p}`).join(" · ") || "no device";
+}
+
+function summaryOf(c) {
+  const { change, device, devices, ...summary } = c;
+  return summary;
+}
+
+function renderCampaigns() {
+  const t = $("#fw-campaign-list");
+  if (!t) return;
+  t.replaceChildren(el("tr", {}, ...["Name", "Status", "Package", "Delivery", "Devices", "Created"].map((h) => el("th", {}, h))));
+  const all = [...fw.campaigns.values()].sort((a, b) => b.created - a.created);
+  if (all.length === 0) t.append(el("tr", {}, el("td", { colspan: 6, class: "empty" }, "No campaign.")));
+  for (const c of all) {
+    t.append(el("tr", { "data-campaign": c.id, class: "pickable" + (fw.shown && fw.shown.id === c.id ? " sel" : ""), onclick: () => showCampaign(c) },
+      el("td", {}, c.name), el("td", { class: "cstatus", "data-status": c.status }, c.status),
+      el("td", {}, packageLabel(c.package)), el("td", {}, c.delivery),
+      el("td", { class: "counts" }, countsText(c.counts)), el("td", {}, when(c.created))));
+  }
+}
+
+// Opens campaign `c`'s detail from a fresh GET. Events for it that arrive
+// while the GET is answered may be newer than the answer: then it asks again
+// (a few times at most; later events apply to the detail directly).
+async function showCampaign(c) {
+  let res;
+  fw.loading = c.id;
+  for (let tries = 0; tries < 5; tries++) {
+    fw.stale = false;
+    res = await api("GET", `/api/campaigns/${enc(c.id)}`);
+    if (res.http !== 200 || !fw.stale) break;
+  }
+  fw.loading = null;
+  if (res.http !== 200) return status(`campaign ${c.id}: ${res.body.error || res.http}`, true);
+  fw.shown = res.body;
+  fw.campaigns.set(c.id, summaryOf(res.body));
+  renderCampaigns();
+  renderCampaign();
+}
+
+async function controlCampaign(action) {
+  const c = fw.shown;
+  if (!c) return;
+  if (action === "cancel" && !confirm(`Cancel campaign ${c.name}?`)) return;
+  const res = await api("POST", `/api/campaigns/${enc(c.id)}/${action}`);
+  if (res.http !== 200) return status(`${action} ${c.name}: ${res.body.error || res.http}`, true);
+  status(`${action} ${c.name}: ${res.body.status}`);
+  // The answer may be older than events already shown: read it afresh.
+  await showCampaign(c);
+}
+
+function renderCampaign() {
+  const box = $("#fw-campaign");
+  const c = fw.shown;
+  if (!box || !c) return;
+  const info = el("dl");
+  for (const [k, v] of [["Id", c.id], ["Status", c.status + (c.reason ? `: ${c.reason}` : "")], ["Package", packageLabel(c.package)],
+    ["Delivery", c.delivery], ["Waves", c.waves.join(", ")], ["Max concurrent", c.max_concurrent],
+    ["Failure threshold", c.failure_threshold], ["In flight", c.in_flight], ["Devices", countsText(c.counts)]]) {
+    info.append(el("dt", {}, k), el("dd", {}, String(v)));
+  }
+  const button = (action, label, enabled) => {
+    const b = el("button", { "data-op": action, onclick: () => controlCampaign(action) }, label);
+    b.disabled = !enabled;
+    return b;
+  };
+  const live = c.status === "running" || c.status === "paused";
+  const devices = el("table", { id: "fw-campaign-devices" },
+    el("tr", {}, ...["Device", "Wave", "Status", "Reason"].map((h) => el("th", {}, h))));
+  for (const dv of c.devices) {
+    devices.append(el("tr", { "data-ep": dv.endpoint },
+      el("td", {}, dv.endpoint), el("td", {}, String(dv.wave + 1)),
+      el("td", { class: "dstatus", "data-status": dv.status }, dv.status), el("td", {}, dv.reason || "")));
+  }
+  box.dataset.campaign = c.id;
+  box.dataset.status = c.status;
+  box.replaceChildren(el("h3", {}, `Campaign ${c.name}`), info,
+    el("p", {}, button("pause", "Pause", c.status === "running"), button("resume", "Resume", c.status === "paused"),
+      button("cancel", "Cancel", live)),
+    devices);
+}
+
+// A campaign's summary (an event or an answer, maybe with one device or
+// all of them) into the list and, when it is the one open, its detail.
+function applyCampaign(data) {
+  if (fw.loading === data.id) fw.stale = true;
+  fw.campaigns.set(data.id, summaryOf(data));
+  const c = fw.shown;
+  if (c && c.id === data.id) {
+    Object.assign(c, summaryOf(data));
+    if (data.devices) c.devices = data.devices;
+    if (data.device) c.devices = c.devices.map((d) => (d.endpoint === data.device.endpoint ? data.device : d));
+    renderCampaign();
+  }
+  renderCampaigns();
+}
+
+function listenFirmware(es) {
+  es.addEventListener("FIRMWARE", (e) => {
+    const job = JSON.parse(e.data);
+    if (!upsertJob(job) || job.endpoint !== state.selected) return;
+    renderJob(job.endpoint);
+    // The device reports its new firmware version in /3/0/3.
+    if (job.status === "succeeded") read(job.endpoint, "/3/0/3");
+  });
+  es.addEventListener("CAMPAIGN", (e) => applyCampaign(JSON.parse(e.data)));
+}
+
+$("#firmware-link").addEventListener("click", (e) => {
+  e.preventDefault();
+  firmwarePage();
 });
