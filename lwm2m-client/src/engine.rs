@@ -1453,8 +1453,25 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
     /// `None` when no Security instance belongs to `peer` (plain CoAP).
     /// See [`crate::security`] for how the resources map to parameters.
     pub fn peer_security(&self, peer: &P) -> Option<SecurityParams> {
-        let instance = self
-            .slots
+        let instance = self.peer_security_instance(peer)?;
+        Some(self.security_params(instance))
+    }
+
+    /// Whether the Security instance of `peer` (found as for
+    /// [`Client::peer_security`]) has a `coap+tcp://` URI: the driver then
+    /// carries the traffic with `peer` over a TCP connection.
+    pub fn peer_is_tcp(&self, peer: &P) -> bool {
+        self.peer_security_instance(peer)
+            .and_then(|i| match self.value(SECURITY, i, 0) {
+                Some(Value::String(uri)) => Some(crate::security::is_coap_tcp(&uri)),
+                _ => None,
+            })
+            .unwrap_or(false)
+    }
+
+    /// The Security instance `peer` belongs to (see [`Client::peer_security`]).
+    fn peer_security_instance(&self, peer: &P) -> Option<u16> {
+        self.slots
             .iter()
             .find(|s| s.peer == *peer)
             .and_then(|s| {
@@ -1472,8 +1489,7 @@ impl<P: Clone + Ord + Debug, R: RandomSource> Client<P, R> {
                     Some(Value::String(uri)) => resolver(&uri).as_ref() == Some(peer),
                     _ => false,
                 })
-            })?;
-        Some(self.security_params(instance))
+            })
     }
 
     /// The Security instance (not a Bootstrap-Server account) of `ssid`.

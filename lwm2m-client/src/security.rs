@@ -222,6 +222,13 @@ pub fn is_coaps(uri: &str) -> bool {
         .is_some_and(|s| s.eq_ignore_ascii_case("coaps://"))
 }
 
+/// Whether `uri` has the `coap+tcp` scheme (CoAP over TCP, RFC 8323;
+/// binding `T`), case-insensitive.
+pub fn is_coap_tcp(uri: &str) -> bool {
+    uri.get(..11)
+        .is_some_and(|s| s.eq_ignore_ascii_case("coap+tcp://"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,14 +23,36 @@
 //! is dropped too: the server may have lost it, and the next request
 //! starts afresh. Plain peers are unchanged. At exit established
 //! sessions are closed (close_notify).
+//!
+//! # CoAP over TCP
+//!
+//! Traffic with a peer whose Security instance has a `coap+tcp://` URI
+//! ([`Client::peer_is_tcp`]) goes over a TCP connection (RFC 8323) of its
+//! own, opened when the engine first sends to that peer (the datagrams
+//! wait for the connection) and carried by the core's
+//! [`DatagramBridge`]: the engine's CON requests are acknowledged by the
+//! bridge at once (nothing is retransmitted over a reliable stream),
+//! requests and Observe notifications go as frames. A failed connect, a
+//! connection the server closed (or released) and a failed write are
+//! logged and reported with [`Client::peer_unreachable`]: requests in
+//! flight fail, and the registration retry schedule connects again and
+//! registers anew. At exit, after the De-register, every connection gets
+//! 7.04 Release and is closed.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use lwm2m_core::rng::RandomSource;
+use lwm2m_core::coap::tcp_bridge::DatagramBridge;
+use lwm2m_core::coap::tcp_endpoint::TcpConfig;
+use lwm2m_core::coap::Message;
+use lwm2m_core::rng::{RandomSource, SplitMix64};
 use lwm2m_core::time::Instant;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 #[cfg(feature = "dtls")]
@@ -42,14 +64,16 @@ use crate::security::SecurityParams;
 /// How long shutdown waits for the De-register answer before giving up.
 pub const DEREGISTER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `coap://host[:port]` (port 5683 by default) or `coaps://host[:port]`
-/// (5684) to a socket address, the first the resolver gives; for
+/// `coap://host[:port]` (port 5683 by default), `coap+tcp://host[:port]`
+/// (5683) or `coaps://host[:port]` (5684) to a socket address, the first the resolver gives; for
 /// [`Client::set_resolver`]. Anything after the authority (a path) is
 /// ignored. Blocking DNS: it runs once per bootstrap (and per
 /// [`Client::peer_security`] lookup of a peer that is no server's).
 pub fn resolve_coap_uri(uri: &str) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     let (rest, default_port) = if let Some(rest) = strip_scheme(uri, "coap://") {
+        (rest, 5683)
+    } else if let Some(rest) = strip_scheme(uri, "coap+tcp://") {
         (rest, 5683)
     } else {
         (strip_scheme(uri, "coaps://")?, 5684)
@@ -141,6 +165,7 @@ async fn run_loop<R: RandomSource>(
     let start = tokio::time::Instant::now();
     let mut buf = vec![0u8; 65_535];
     let mut sessions = Sessions::default();
+    let mut links = TcpLinks::default();
     let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     client.start(engine_now(start));
     tokio::pin!(shutdown);
@@ -165,6 +190,7 @@ async fn run_loop<R: RandomSource>(
                 if shutting_down.is_some() && event == ClientEvent::Deregistered {
                     sessions.close_all(&mut out);
                     send_all(socket, &mut out).await;
+                    links.close_all().await;
                     return Ok(());
                 }
                 if matches!(
@@ -180,9 +206,15 @@ async fn run_loop<R: RandomSource>(
             }
             let now = engine_now(start);
             while let Some(t) = client.poll_transmit() {
-                sessions.outgoing(client, now, t.peer, &t.bytes, &mut out);
+                if client.peer_is_tcp(&t.peer) {
+                    links.outgoing(client, now, t.peer, &t.bytes);
+                } else {
+                    sessions.outgoing(client, now, t.peer, &t.bytes, &mut out);
+                }
             }
-            let failed = sessions.reap(client, now, &mut out);
+            send_all(socket, &mut out).await;
+            links.flush().await;
+            let failed = sessions.reap(client, now, &mut out) | links.reap(client, now);
             send_all(socket, &mut out).await;
             if !failed {
                 break;
@@ -192,6 +224,7 @@ async fn run_loop<R: RandomSource>(
             warn!("no answer to De-register, exiting anyway");
             sessions.close_all(&mut out);
             send_all(socket, &mut out).await;
+            links.close_all().await;
             return Ok(());
         }
         let wake = [client.poll_timeout(), sessions.poll_timeout()]
@@ -223,6 +256,9 @@ async fn run_loop<R: RandomSource>(
                 }
                 // Lets the engine notify what the download changed.
                 client.handle_timeout(now);
+            },
+            Some(event) = links.next_event() => {
+                links.handle_event(client, engine_now(start), event);
             },
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
@@ -271,6 +307,257 @@ struct Sessions {
     /// Peers whose session could not even be created, to report.
     #[cfg(feature = "dtls")]
     refused: Vec<SocketAddr>,
+}
+
+/// The CoAP-over-TCP connections (RFC 8323) of the peers whose Security
+/// instance has a `coap+tcp://` URI ([`Client::peer_is_tcp`]); see the
+/// [module documentation](self#coap-over-tcp). Each goes through a
+/// [`DatagramBridge`], so the engine keeps speaking datagrams.
+struct TcpLinks {
+    links: HashMap<SocketAddr, Link>,
+    events_tx: mpsc::UnboundedSender<(SocketAddr, u64, LinkEvent)>,
+    events_rx: mpsc::UnboundedReceiver<(SocketAddr, u64, LinkEvent)>,
+    /// Tells a link's events from those of the one it replaced.
+    next_gen: u64,
+    /// Peers whose connect failed, to report to the engine.
+    dead: Vec<SocketAddr>,
+    /// Peers whose open connection ended, to report to the engine.
+    lost: Vec<SocketAddr>,
+}
+
+enum Link {
+    /// Connecting; the engine's datagrams wait (one per message id: the
+    /// endpoint's retransmissions are not queued twice).
+    Connecting { gen: u64, queued: Vec<Vec<u8>> },
+    Open {
+        gen: u64,
+        // Boxed: a bridge is much larger than a queue.
+        bridge: Box<DatagramBridge<SplitMix64>>,
+        write: OwnedWriteHalf,
+    },
+}
+
+impl Link {
+    fn gen(&self) -> u64 {
+        match self {
+            Link::Connecting { gen, .. } | Link::Open { gen, .. } => *gen,
+        }
+    }
+}
+
+/// What a link's connect or reader task saw.
+enum LinkEvent {
+    Connected(TcpStream),
+    ConnectFailed(io::Error),
+    Bytes(Vec<u8>),
+    /// The peer closed the stream, or reading failed (the text says why).
+    Eof(Option<io::Error>),
+}
+
+impl Default for TcpLinks {
+    fn default() -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        TcpLinks {
+            links: HashMap::new(),
+            events_tx,
+            events_rx,
+            next_gen: 0,
+            dead: Vec::new(),
+            lost: Vec::new(),
+        }
+    }
+}
+
+impl TcpLinks {
+    /// A datagram from the engine to TCP peer `peer`: through its
+    /// connection, opened on the first one.
+    fn outgoing<R: RandomSource>(
+        &mut self,
+        client: &mut Client<SocketAddr, R>,
+        now: Instant,
+        peer: SocketAddr,
+        bytes: &[u8],
+    ) {
+        match self.links.get_mut(&peer) {
+            Some(Link::Connecting { queued, .. }) => {
+                let mid = |d: &[u8]| Message::parse(d).ok().map(|m| m.message_id);
+                let this = mid(bytes);
+                if this.is_none() || !queued.iter().any(|q| mid(q) == this) {
+                    queued.push(bytes.to_vec());
+                }
+            }
+            Some(Link::Open { bridge, .. }) => {
+                bridge.handle_transmit(bytes);
+                Self::to_engine(client, now, peer, bridge);
+            }
+            None => {
+                self.next_gen += 1;
+                let gen = self.next_gen;
+                info!(%peer, "connecting over TCP");
+                self.links.insert(
+                    peer,
+                    Link::Connecting {
+                        gen,
+                        queued: vec![bytes.to_vec()],
+                    },
+                );
+                let tx = self.events_tx.clone();
+                tokio::spawn(async move {
+                    let event = match TcpStream::connect(peer).await {
+                        Ok(stream) => LinkEvent::Connected(stream),
+                        Err(e) => LinkEvent::ConnectFailed(e),
+                    };
+                    let _ = tx.send((peer, gen, event));
+                });
+            }
+        }
+    }
+
+    /// Passes the bridge's datagrams to the engine (and its answers back).
+    fn to_engine<R: RandomSource>(
+        client: &mut Client<SocketAddr, R>,
+        now: Instant,
+        peer: SocketAddr,
+        bridge: &mut DatagramBridge<SplitMix64>,
+    ) {
+        while let Some(d) = bridge.poll_datagram() {
+            client.handle_datagram(now, peer, &d);
+        }
+    }
+
+    /// The next event of a connect or reader task.
+    async fn next_event(&mut self) -> Option<(SocketAddr, u64, LinkEvent)> {
+        self.events_rx.recv().await
+    }
+
+    /// Handles a task's event (stale ones, of a replaced link, are dropped).
+    fn handle_event<R: RandomSource>(
+        &mut self,
+        client: &mut Client<SocketAddr, R>,
+        now: Instant,
+        (peer, gen, event): (SocketAddr, u64, LinkEvent),
+    ) {
+        if self.links.get(&peer).map(Link::gen) != Some(gen) {
+            return;
+        }
+        match event {
+            LinkEvent::Connected(stream) => {
+                let Some(Link::Connecting { queued, .. }) = self.links.remove(&peer) else {
+                    return;
+                };
+                info!(%peer, "TCP connection open");
+                let _ = stream.set_nodelay(true);
+                let (mut read, write) = stream.into_split();
+                let seed = gen ^ u64::from(peer.port()).rotate_left(48);
+                let mut bridge = Box::new(DatagramBridge::new(
+                    TcpConfig::default(),
+                    SplitMix64::new(seed),
+                ));
+                for d in &queued {
+                    bridge.handle_transmit(d);
+                }
+                Self::to_engine(client, now, peer, &mut bridge);
+                self.links.insert(peer, Link::Open { gen, bridge, write });
+                let tx = self.events_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let event = match read.read(&mut buf).await {
+                            Ok(0) => LinkEvent::Eof(None),
+                            Ok(n) => LinkEvent::Bytes(buf.get(..n).unwrap_or_default().to_vec()),
+                            Err(e) => LinkEvent::Eof(Some(e)),
+                        };
+                        let last = matches!(event, LinkEvent::Eof(_));
+                        if tx.send((peer, gen, event)).is_err() || last {
+                            return;
+                        }
+                    }
+                });
+            }
+            LinkEvent::ConnectFailed(e) => {
+                warn!(%peer, error = %e, "TCP connect failed");
+                self.links.remove(&peer);
+                self.dead.push(peer);
+            }
+            LinkEvent::Bytes(bytes) => {
+                if let Some(Link::Open { bridge, .. }) = self.links.get_mut(&peer) {
+                    bridge.handle_bytes(&bytes);
+                    Self::to_engine(client, now, peer, bridge);
+                }
+            }
+            LinkEvent::Eof(error) => {
+                if let Some(Link::Open { bridge, .. }) = self.links.get_mut(&peer) {
+                    match error {
+                        Some(e) => warn!(%peer, error = %e, "TCP read failed"),
+                        None => info!(%peer, "TCP connection closed by the server"),
+                    }
+                    bridge.handle_eof();
+                    Self::to_engine(client, now, peer, bridge);
+                }
+            }
+        }
+    }
+
+    /// Writes what the bridges have to send; drops closed connections
+    /// (their last bytes written) and those whose write failed.
+    async fn flush(&mut self) {
+        let mut closed = Vec::new();
+        for (peer, link) in &mut self.links {
+            let Link::Open { bridge, write, .. } = link else {
+                continue;
+            };
+            let bytes = bridge.take_outgoing();
+            if !bytes.is_empty() {
+                if let Err(e) = write.write_all(&bytes).await {
+                    warn!(%peer, error = %e, "TCP write failed");
+                    closed.push(*peer);
+                    continue;
+                }
+            }
+            if bridge.is_closed() {
+                if let Some(reason) = bridge.close_reason() {
+                    info!(%peer, ?reason, "TCP connection ended");
+                }
+                let _ = write.shutdown().await;
+                closed.push(*peer);
+            }
+        }
+        for peer in closed {
+            self.links.remove(&peer);
+            self.lost.push(peer);
+        }
+    }
+
+    /// Reports failed and ended connections: the engine's requests to the
+    /// peer fail at once. After a connection ended the engine updates its
+    /// registrations at once, over a new connection: the server cannot
+    /// reach the client otherwise. A failed connect fails the Update or
+    /// Register that needed it, and the registration retry schedule (its
+    /// backoff) decides when to connect again. True if there was one.
+    fn reap<R: RandomSource>(&mut self, client: &mut Client<SocketAddr, R>, now: Instant) -> bool {
+        let dead = core::mem::take(&mut self.dead);
+        let lost = core::mem::take(&mut self.lost);
+        for peer in dead.iter().chain(&lost) {
+            client.peer_unreachable(now, peer);
+        }
+        if !lost.is_empty() {
+            client.trigger_update(now);
+        }
+        !dead.is_empty() || !lost.is_empty()
+    }
+
+    /// Sends 7.04 Release on every connection and closes them (shutdown).
+    async fn close_all(&mut self) {
+        for link in self.links.values_mut() {
+            if let Link::Open { bridge, .. } = link {
+                bridge.release();
+            }
+        }
+        self.flush().await;
+        self.links.clear();
+        self.dead.clear();
+        self.lost.clear();
+    }
 }
 
 #[cfg(feature = "dtls")]
@@ -517,7 +804,8 @@ mod tests {
         assert_eq!(r("coaps://127.0.0.1").as_deref(), Some("127.0.0.1:5684"));
         assert_eq!(r("COAPS://127.0.0.1:9/fw").as_deref(), Some("127.0.0.1:9"));
         assert_eq!(r("coaps://"), None);
-        assert_eq!(r("coap+tcp://127.0.0.1"), None);
+        assert_eq!(r("coap+tcp://127.0.0.1").as_deref(), Some("127.0.0.1:5683"));
+        assert_eq!(r("coap+tcp://"), None);
         assert_eq!(r("coap://"), None);
     }
 }

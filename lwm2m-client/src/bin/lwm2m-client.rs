@@ -8,6 +8,7 @@
 //!     [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
 //!     [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] \
 //!     [--https-ca PEM-FILE] [--firmware-state FILE]
+//! cargo run -p lwm2m-client -- --endpoint NAME --server coap+tcp://127.0.0.1:5683
 //! cargo run -p lwm2m-client -- --endpoint NAME --bootstrap coap://127.0.0.1:5783
 //! cargo run -p lwm2m-client -- --endpoint NAME --server coaps://127.0.0.1:5684 \
 //!     --psk-identity NAME --psk-key 000102030405060708090a0b0c0d0e0f
@@ -72,7 +73,7 @@ use lwm2m_client::objects::{
     DeviceInfo, DownloadHost, Firmware, Location, Security, SecurityInstance, Server, ServerConfig,
     TrafficCounters, UpdateOutcome,
 };
-use lwm2m_client::security::is_coaps;
+use lwm2m_client::security::{is_coap_tcp, is_coaps};
 use lwm2m_client::tokio_driver::resolve_coap_uri;
 use lwm2m_client::{Client, ClientConfig};
 use lwm2m_core::format::ContentFormat;
@@ -432,12 +433,12 @@ async fn run(args: Args) -> Result<(), String> {
     for uri in &args.servers {
         if resolve_coap_uri(uri).is_none() {
             return Err(format!(
-                "cannot resolve {uri:?}: expected coap://HOST[:PORT] or coaps://HOST[:PORT]"
+                "cannot resolve {uri:?}: expected coap://HOST[:PORT], coap+tcp://HOST[:PORT] or coaps://HOST[:PORT]"
             ));
         }
     }
     let server: SocketAddr = resolve_coap_uri(uri).ok_or_else(|| {
-        format!("cannot resolve {uri:?}: expected coap://HOST[:PORT] or coaps://HOST[:PORT]")
+        format!("cannot resolve {uri:?}: expected coap://HOST[:PORT], coap+tcp://HOST[:PORT] or coaps://HOST[:PORT]")
     })?;
     let credentials = Credentials::from_args(&args)?;
     let bind: SocketAddr = match args.bind {
@@ -494,6 +495,8 @@ async fn run(args: Args) -> Result<(), String> {
                     ServerConfig {
                         short_server_id: ssid,
                         registration_priority: Some(u32::from(id)),
+                        // The driver carries coap+tcp:// over TCP.
+                        binding: if is_coap_tcp(uri) { "T" } else { "U" }.into(),
                         ..ServerConfig::new(args.lifetime)
                     },
                 );
@@ -507,7 +510,8 @@ async fn run(args: Args) -> Result<(), String> {
         model_number: "demo".into(),
         serial_number: args.endpoint.clone(),
         firmware_version: env!("CARGO_PKG_VERSION").into(),
-        supported_binding: "U".into(),
+        // UDP, and TCP for coap+tcp:// servers.
+        supported_binding: "UT".into(),
     };
     if args.firmware_reboot && args.firmware_state.is_none() {
         return Err(

@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use super::code::{Code, MessageType};
 use super::endpoint::{IncomingId, Request, Response};
 use super::message::{Message, MessageWriter, OptionList, Token};
-use super::tcp_endpoint::{CloseReason, TcpConfig, TcpConnection, TcpEvent};
+use super::tcp_endpoint::{CloseReason, TcpConfig, TcpConnection, TcpEvent, TcpObservationId};
 use crate::rng::RandomSource;
 
 /// One TCP connection seen by a UDP endpoint as a datagram peer (see the [module docs](self)).
@@ -41,6 +41,10 @@ pub struct DatagramBridge<R> {
     to_endpoint: VecDeque<Vec<u8>>,
     /// Requests from the peer the endpoint has not answered, by token.
     incoming: BTreeMap<Token, IncomingId>,
+    /// Observations the endpoint serves to the peer (it is a client's
+    /// endpoint), by token: its later notifications go out with
+    /// [`TcpConnection::notify`].
+    observing: BTreeMap<Token, TcpObservationId>,
     closed: Option<CloseReason>,
 }
 
@@ -64,12 +68,17 @@ pub fn undeliverable(datagram: &[u8]) -> Option<Vec<u8>> {
 
 impl<R: RandomSource> DatagramBridge<R> {
     /// A bridge over a new connection (whose CSM waits in the outgoing buffer).
-    pub fn new(config: TcpConfig, rng: R) -> Self {
+    pub fn new(config: TcpConfig, mut rng: R) -> Self {
+        // A random first message id: a new connection from the same
+        // address (a client reconnecting to its server) must not repeat
+        // the ids the endpoint still deduplicates from the last one.
+        let next_mid = (rng.next_u64() & 0xFFFF) as u16;
         DatagramBridge {
             conn: TcpConnection::new(config, rng),
-            next_mid: 0,
+            next_mid,
             to_endpoint: VecDeque::new(),
             incoming: BTreeMap::new(),
+            observing: BTreeMap::new(),
             closed: None,
         }
     }
@@ -142,13 +151,29 @@ impl<R: RandomSource> DatagramBridge<R> {
                 self.to_endpoint.push_back(empty(answer, m.message_id));
             }
         } else if m.code.is_response() {
+            let mut response = Response::new(m.code);
+            response.options = OptionList::from_message(&m);
+            response.payload = m.payload.to_vec();
+            // A success with Observe starts (or continues) an observation;
+            // anything else ends it (RFC 7641 §4.2).
+            let observe = m.code.is_success() && m.observe().is_some();
+            // Sends are refused only when the connection closed or the
+            // peer's limit is too small: the peer then gets no answer, as
+            // on a lost link.
             if let Some(id) = self.incoming.remove(&token) {
-                let mut response = Response::new(m.code);
-                response.options = OptionList::from_message(&m);
-                response.payload = m.payload.to_vec();
-                // Refused only when the connection closed or the peer's
-                // limit is too small: the peer then gets no answer, as on a lost link.
-                let _ = self.conn.respond(id, response);
+                if observe {
+                    if let Ok(obs) = self.conn.respond_observe(id, response) {
+                        self.observing.insert(token, obs);
+                    }
+                } else {
+                    let _ = self.conn.respond(id, response);
+                }
+            } else if let Some(&obs) = self.observing.get(&token) {
+                let _ = self.conn.notify(obs, response);
+                if !observe {
+                    self.conn.end_observation(obs);
+                    self.observing.remove(&token);
+                }
             }
             if confirmable {
                 self.to_endpoint
@@ -169,6 +194,11 @@ impl<R: RandomSource> DatagramBridge<R> {
             let (code, token, options, payload) = match event {
                 TcpEvent::Request { id, request } => {
                     let token = self.conn.incoming_token(id).unwrap_or_default();
+                    // A new request with an observation's token (its
+                    // deregistration, RFC 7641 §3.6) replaces it.
+                    if let Some(obs) = self.observing.remove(&token) {
+                        self.conn.end_observation(obs);
+                    }
                     self.incoming.insert(token, id);
                     (request.code, token, request.options, request.payload)
                 }
@@ -180,6 +210,7 @@ impl<R: RandomSource> DatagramBridge<R> {
                 } => (response.code, token, response.options, response.payload),
                 TcpEvent::Closed(reason) => {
                     self.incoming.clear();
+                    self.observing.clear();
                     self.closed = Some(reason);
                     continue;
                 }
