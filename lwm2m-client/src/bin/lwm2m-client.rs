@@ -88,7 +88,7 @@ use tokio::net::UdpSocket;
 use tracing::{error, info, warn};
 
 const USAGE: &str =
-    "usage: lwm2m-client --endpoint NAME (--server coap://HOST:PORT [--server ...] \
+    "usage: lwm2m-client --endpoint NAME (--server coap[+tcp]://HOST:PORT [--server ...] \
 | --bootstrap coap://HOST:PORT) \
 [--lifetime SECONDS] [--lwm2m-version 1.0|1.1|1.2] [--queue] \
 [--format tlv|senml-json|senml-cbor|lwm2m-cbor] [--bind ADDR] [--https-ca PEM-FILE] [--firmware-state FILE [--firmware-reboot]] [--firmware-update-fails] \

@@ -308,6 +308,78 @@ mod tests {
         }
     }
 
+    /// A NON response datagram from the endpoint, as a client's endpoint
+    /// notifies: `code`, `token`, an Observe value if any, `payload`.
+    fn response_datagram(
+        code: Code,
+        token: &[u8],
+        observe: Option<u32>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut w = MessageWriter::udp(&mut buf, MessageType::Non, code, 77, token).unwrap();
+        if let Some(seq) = observe {
+            w.uint_option(number::OBSERVE, seq).unwrap();
+        }
+        w.finish(payload);
+        buf
+    }
+
+    #[test]
+    fn the_endpoints_notifications_go_out_as_frames_of_the_observation() {
+        let mut rig = Rig::new();
+        let sent = rig
+            .client
+            .send_request(
+                Request::new(Code::GET)
+                    .with_path("/3/0/0")
+                    .with_uint_option(number::OBSERVE, 0),
+            )
+            .unwrap();
+        rig.run();
+        // The endpoint got the request; its answers are written by hand.
+        assert!(matches!(
+            rig.server.poll_event(),
+            Some(Event::Request { .. })
+        ));
+        let token = rig.client.request_token(sent).unwrap().as_bytes().to_vec();
+        // The first answer, two notifications, then a final error one.
+        for (code, observe, body) in [
+            (Code::CONTENT, Some(3), b"a".as_slice()),
+            (Code::CONTENT, Some(4), b"b"),
+            (Code::CONTENT, Some(9), b"c"),
+            (Code::NOT_FOUND, None, b""),
+            (Code::CONTENT, Some(10), b"after the end"),
+        ] {
+            rig.bridge
+                .handle_transmit(&response_datagram(code, &token, observe, body));
+        }
+        rig.client.handle_bytes(&rig.bridge.take_outgoing());
+        let mut seen = Vec::new();
+        while let Some(e) = rig.client.poll_event() {
+            match e {
+                TcpEvent::Response { id, response, .. } => {
+                    assert_eq!(id, sent);
+                    seen.push((false, response.code, response.payload));
+                }
+                TcpEvent::Notification { id, response, .. } => {
+                    assert_eq!(id, sent);
+                    seen.push((true, response.code, response.payload));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                (false, Code::CONTENT, b"a".to_vec()),
+                (true, Code::CONTENT, b"b".to_vec()),
+                (true, Code::CONTENT, b"c".to_vec()),
+                (true, Code::NOT_FOUND, Vec::new()),
+            ]
+        );
+    }
+
     #[test]
     fn a_request_from_the_tcp_peer_is_served_by_the_udp_endpoint() {
         let mut rig = Rig::new();
