@@ -28,7 +28,9 @@
 //! | `GET /api/jobs`, `GET /api/jobs/{id}` | firmware update jobs and their status |
 //! | `GET`/`POST /api/campaigns`, `GET /api/campaigns/{id}` | firmware update campaigns in waves, per-device status |
 //! | `POST /api/campaigns/{id}/pause\|resume\|cancel` | control a campaign |
-//! | `GET /api/events[?ep=]` | SSE: `FIRMWARE` (job status), `CAMPAIGN`, `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
+//! | `GET`/`POST /api/alerts/rules`, `GET`/`DELETE /api/alerts/rules/{id}` | alert rules (`threshold`, `offline`) |
+//! | `GET /api/alerts[?all=true]`, `POST /api/alerts/{id}/ack` | active (and cleared) alerts, acknowledge |
+//! | `GET /api/events[?ep=]` | SSE: `ALERT`, `FIRMWARE` (job status), `CAMPAIGN`, `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
 //! | `GET /metrics` | Prometheus text format |
@@ -63,6 +65,7 @@
 //! the new instance. An observation is cancelled by path: the admin API keeps
 //! the newest observation per (endpoint, path).
 
+mod alerts;
 mod campaigns;
 mod firmware;
 mod json;
@@ -215,6 +218,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/campaigns/{id}/pause"),
     ("post", "/api/campaigns/{id}/resume"),
     ("post", "/api/campaigns/{id}/cancel"),
+    ("get", "/api/alerts/rules"),
+    ("post", "/api/alerts/rules"),
+    ("get", "/api/alerts/rules/{id}"),
+    ("delete", "/api/alerts/rules/{id}"),
+    ("get", "/api/alerts"),
+    ("post", "/api/alerts/{id}/ack"),
 ];
 
 #[derive(Clone, Debug)]
@@ -240,6 +249,8 @@ struct Shared {
     /// Firmware update campaigns (set once the router is made; unset
     /// without a firmware store).
     campaigns: std::sync::OnceLock<crate::campaign::CampaignManager>,
+    /// Alert rules and alerts.
+    alerts: Mutex<alerts::Alerts>,
 }
 
 type AppState = Arc<Shared>;
@@ -305,6 +316,7 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
         next_request: AtomicU64::new(1),
         jobs: Mutex::new(firmware::Jobs::default()),
         campaigns: std::sync::OnceLock::new(),
+        alerts: Mutex::new(alerts::Alerts::default()),
     });
     campaigns::start(&shared);
     tokio::spawn(forward_events(events, Arc::downgrade(&shared)));
@@ -351,6 +363,16 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
             "/api/campaigns/{id}/{action}",
             axum::routing::post(campaigns::control),
         )
+        .route(
+            "/api/alerts/rules",
+            get(alerts::list_rules).post(alerts::create_rule),
+        )
+        .route(
+            "/api/alerts/rules/{id}",
+            get(alerts::get_rule).delete(alerts::delete_rule),
+        )
+        .route("/api/alerts", get(alerts::list))
+        .route("/api/alerts/{id}/ack", axum::routing::post(alerts::ack))
         .route("/api/jobs", get(firmware::list_jobs))
         .route("/api/jobs/{id}", get(firmware::get_job))
         .route(
@@ -401,6 +423,7 @@ async fn forward_events(
                 s.metrics.registration(R::Registered);
                 let data = s.registration_json(&registration);
                 s.publish("REGISTRATION", &registration.endpoint, &data);
+                alerts::on_presence(&s, &registration.endpoint, false);
                 watch_sleep(&s, &registration);
             }
             ServerEvent::Updated { registration } => {
@@ -416,6 +439,7 @@ async fn forward_events(
             ServerEvent::Expired { registration } => {
                 s.metrics.registration(R::Expired);
                 deregistered(&s, &registration, true);
+                alerts::on_presence(&s, &registration.endpoint, true);
             }
             ServerEvent::Notification {
                 id,
@@ -441,6 +465,9 @@ async fn forward_events(
                             .unwrap_or(JsonValue::Null);
                         data["status"] = r["status"].clone();
                         data["code"] = r["code"].clone();
+                        if let Some(p) = &path {
+                            alerts::on_value(&s, &endpoint, p, &data["val"]);
+                        }
                     }
                     Err(e) => data["error"] = json!(e.to_string()),
                 }
@@ -458,6 +485,11 @@ async fn forward_events(
                     "values": json::values_json(&values),
                 });
                 s.publish("SEND", &endpoint, &data);
+                for v in data["values"].as_array().into_iter().flatten() {
+                    if let Some(p) = v["path"].as_str() {
+                        alerts::on_value(&s, &endpoint, p, &v["value"]);
+                    }
+                }
             }
             ServerEvent::Response { .. } | ServerEvent::StoreFailed { .. } => {}
         }
@@ -825,7 +857,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(registered),
+        s.metrics.render(registered) + &alerts::render_metrics(&s),
     )
 }
 
