@@ -409,7 +409,7 @@ pub(super) struct ListQuery {
 pub(super) async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Json<JsonValue> {
     let a = alerts(&s);
     let mut out: Vec<&Alert> = a.active.values().collect();
-    out.sort_by(|x, y| y.raised_at.cmp(&x.raised_at));
+    out.sort_by_key(|a| std::cmp::Reverse(a.raised_at));
     if q.all {
         out.extend(a.cleared.iter());
     }
@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].0, "raised");
         assert!(a.value("dev1", "/3/0/9", 5.0).is_empty(), "raised once");
-        assert_eq!(a.ack(&c[0].1.id).unwrap().1.acked, true);
+        assert!(a.ack(&c[0].1.id).unwrap().1.acked);
         let c = a.value("dev1", "/3/0/9", 60.0);
         assert_eq!(c[0].0, "cleared");
         assert!(a.active.is_empty());

@@ -465,13 +465,14 @@ async fn forward_events(
                             .unwrap_or(JsonValue::Null);
                         data["status"] = r["status"].clone();
                         data["code"] = r["code"].clone();
-                        if let Some(p) = &path {
-                            alerts::on_value(&s, &endpoint, p, &data["val"]);
-                        }
                     }
                     Err(e) => data["error"] = json!(e.to_string()),
                 }
                 s.publish("NOTIFICATION", &endpoint, &data);
+                // After the NOTIFICATION, so a watcher sees the value before its alert.
+                if let (Ok(_), Some(p)) = (&result, &path) {
+                    alerts::on_value(&s, &endpoint, p, &data["val"]);
+                }
             }
             ServerEvent::Send {
                 endpoint,
