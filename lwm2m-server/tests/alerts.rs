@@ -91,16 +91,55 @@ async fn notify(d: &Device, events: &mut Events, value: &str) {
     assert_eq!(n["val"]["value"].to_string(), value);
 }
 
+/// Accepts one webhook POST on `listener`, answers 200: its request line and JSON body.
+async fn webhook(listener: &tokio::net::TcpListener) -> (String, Json) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut conn, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("webhook POST in time")
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let (head, body) = loop {
+        let n = tokio::time::timeout(WAIT, conn.read(&mut chunk))
+            .await
+            .expect("request in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "request ended early: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .expect("Content-Length")
+                .parse()
+                .unwrap();
+            if body.len() >= len {
+                break (head.to_string(), body.to_string());
+            }
+        }
+    };
+    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let line = head.lines().next().unwrap().to_string();
+    (line, serde_json::from_str(&body).unwrap())
+}
+
 #[tokio::test]
 async fn battery_threshold_raises_once_clears_and_acks() {
     let (server, app) = fixture(ServerConfig::default()).await;
-    let (s, rule) = call(
-        &app,
-        "POST",
-        "/api/alerts/rules",
-        Some(r#"{"name":"low battery","kind":"threshold","path":"/3/0/9","op":"<","value":20}"#),
-    )
-    .await;
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rule = format!(
+        r#"{{"name":"low battery","kind":"threshold","path":"/3/0/9","op":"<","value":20,"webhook":"http://{}/hook"}}"#,
+        hook.local_addr().unwrap()
+    );
+    let (s, rule) = call(&app, "POST", "/api/alerts/rules", Some(&rule)).await;
     assert_eq!(s, StatusCode::CREATED, "{rule}");
     let id = rule["id"].as_str().unwrap().to_string();
     let (s, one) = call(&app, "GET", &format!("/api/alerts/rules/{id}"), None).await;
@@ -124,6 +163,10 @@ async fn battery_threshold_raises_once_clears_and_acks() {
     assert_eq!(a["endpoint"], "dev1");
     assert_eq!(a["rule"], id.as_str());
     assert_eq!(a["value"], 10.0);
+    let (line, posted) = webhook(&hook).await;
+    assert_eq!(line, "POST /hook HTTP/1.1");
+    assert_eq!(posted["change"], "raised");
+    assert_eq!(posted["id"], a["id"]);
     let (_, active) = call(&app, "GET", "/api/alerts", None).await;
     assert_eq!(active.as_array().unwrap().len(), 1);
     assert_eq!(active[0]["state"], "active");
@@ -143,9 +186,15 @@ async fn battery_threshold_raises_once_clears_and_acks() {
         "{m}"
     );
     assert!(m.contains("\nlwm2m_alerts_raised_total 1\n"), "{m}");
+    assert!(
+        m.contains("\nlwm2m_alert_webhook_failures_total 0\n"),
+        "{m}"
+    );
 
     notify(&d, &mut events, "60").await;
     assert_eq!(events.next("ALERT").await["change"], "cleared");
+    let (_, posted) = webhook(&hook).await;
+    assert_eq!(posted["change"], "cleared");
     let (_, active) = call(&app, "GET", "/api/alerts", None).await;
     assert_eq!(active, serde_json::json!([]));
     let (_, all) = call(&app, "GET", "/api/alerts?all=true", None).await;

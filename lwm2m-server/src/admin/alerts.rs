@@ -79,6 +79,9 @@ pub struct RuleSpec {
     /// Only endpoints whose name starts with this.
     #[serde(default)]
     pub endpoint_prefix: Option<String>,
+    /// `http://host:port/path` to POST each raised/cleared alert to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
     /// The condition.
     #[serde(flatten)]
     pub kind: RuleKind,
@@ -103,6 +106,8 @@ pub enum RuleError {
     Path(String),
     /// `value` is NaN or infinite.
     Value,
+    /// `webhook` is not `http://host:port/path`.
+    Webhook(String),
 }
 
 impl std::fmt::Display for RuleError {
@@ -117,6 +122,10 @@ impl std::fmt::Display for RuleError {
                 "rule path {p:?}: expected a resource path like /3/0/9"
             ),
             RuleError::Value => f.write_str("rule value: expected a finite number"),
+            RuleError::Webhook(w) => write!(
+                f,
+                "rule webhook {w:?}: expected http://host:port/path (https is not supported)"
+            ),
         }
     }
 }
@@ -134,7 +143,73 @@ pub fn parse_rule(body: &[u8]) -> Result<RuleSpec, RuleError> {
             return Err(RuleError::Value);
         }
     }
+    if let Some(w) = &spec.webhook {
+        if split_url(w).is_none() {
+            return Err(RuleError::Webhook(w.clone()));
+        }
+    }
     Ok(spec)
+}
+
+/// `http://host:port/path` → (`host:port`, `/path`).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let ok = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+    let path_ok = path.chars().all(|c| c.is_ascii_graphic());
+    (!authority.is_empty() && authority.chars().all(ok) && path_ok && url.len() <= 2048)
+        .then_some((authority, path))
+}
+
+/// POSTs `body` to `url` (HTTP/1.1, one request per connection, 5 s for
+/// the whole exchange): whether a 2xx status came back.
+async fn post_webhook(url: &str, body: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (authority, path) = split_url(url).ok_or("not an http:// URL")?;
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        // The status line is all we need; bound what the peer can send.
+        let mut head = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let m = conn
+                .read(&mut head[n..])
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if m == 0 {
+                break;
+            }
+            n += m;
+        }
+        let line = String::from_utf8_lossy(&head[..n]).into_owned();
+        match line.get(9..10) {
+            Some("2") if line.starts_with("HTTP/1.") => Ok(()),
+            _ => Err(format!(
+                "answer {:?}, expected a 2xx status",
+                line.lines().next().unwrap_or("")
+            )),
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())?
 }
 
 impl RuleSpec {
@@ -198,6 +273,8 @@ pub struct Alerts {
     active: BTreeMap<(String, String), Alert>,
     cleared: VecDeque<Alert>,
     raised_total: u64,
+    /// Webhook POSTs that failed (counted from their tasks).
+    webhook_failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A change to publish.
@@ -324,6 +401,26 @@ fn publish(s: &Shared, changes: Vec<Change>) {
     for (change, alert) in changes {
         let mut data = json!(alert);
         data["change"] = json!(change);
+        if change != "acked" {
+            let (hook, failures) = {
+                let a = alerts(s);
+                let hook = a
+                    .rules
+                    .get(&alert.rule)
+                    .and_then(|r| r.spec.webhook.clone());
+                (hook, a.webhook_failures.clone())
+            };
+            if let Some(url) = hook {
+                // Its own task: a slow or dead receiver never holds up events.
+                let body = data.to_string();
+                tokio::spawn(async move {
+                    if let Err(e) = post_webhook(&url, &body).await {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!("alert webhook {url}: {e}");
+                    }
+                });
+            }
+        }
         s.publish("ALERT", &alert.endpoint, &data);
     }
 }
@@ -355,6 +452,10 @@ pub(super) fn render_metrics(s: &Shared) -> String {
     o.push_str(&format!(
         "# HELP lwm2m_alerts_raised_total Alerts raised.\n# TYPE lwm2m_alerts_raised_total counter\nlwm2m_alerts_raised_total {}\n",
         a.raised_total()
+    ));
+    o.push_str(&format!(
+        "# HELP lwm2m_alert_webhook_failures_total Alert webhook POSTs that failed.\n# TYPE lwm2m_alert_webhook_failures_total counter\nlwm2m_alert_webhook_failures_total {}\n",
+        a.webhook_failures.load(std::sync::atomic::Ordering::Relaxed)
     ));
     o
 }

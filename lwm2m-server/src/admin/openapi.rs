@@ -168,6 +168,7 @@ fn alerts_document() -> (Value, Value) {
             "kind": {"type": "string", "enum": ["threshold", "offline"]},
             "path": {"type": "string"}, "op": {"type": "string", "enum": ["<", "<=", ">", ">="]},
             "value": {"type": "number"}, "endpoint_prefix": {"type": "string"},
+            "webhook": {"type": "string", "description": "http://host:port/path: each raised/cleared alert is POSTed there as JSON (5 s timeout)."},
         }},
         "Alert": {"type": "object", "properties": {
             "id": {"type": "string"}, "rule": {"type": "string"}, "kind": {"type": "string"},
