@@ -694,6 +694,8 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
     admin_config.campaign_store = campaigns.clone();
+    // Alert rules stay in this node's data directory, also with --redis.
+    admin_config.alerts_dir = Some(args.data_dir.clone());
     admin_config.firmware_uris = lwm2m_server::fota::FirmwareUris {
         coap_addr: Some(server.local_addr()),
         coaps_addr: server.secure_addr(),

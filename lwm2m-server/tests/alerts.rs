@@ -252,3 +252,48 @@ async fn offline_rule_raises_on_expiry() {
     assert_eq!(a["endpoint"], "short");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn rules_survive_a_restart_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig::default();
+    let open = |server: &Server| {
+        let mut c = AdminConfig::for_server(&config);
+        c.alerts_dir = Some(dir.path().to_path_buf());
+        admin::router(
+            server.handle(),
+            Arc::new(lwm2m_objects::Registry::standard()),
+            c,
+        )
+    };
+    let server = loopback_server(config.clone()).await;
+    let app = open(&server);
+    let body = r#"{"kind":"threshold","path":"/3/0/9","op":">=","value":90}"#;
+    let (_, a) = call(&app, "POST", "/api/alerts/rules", Some(body)).await;
+    let (_, b) = call(
+        &app,
+        "POST",
+        "/api/alerts/rules",
+        Some(r#"{"kind":"offline"}"#),
+    )
+    .await;
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/alerts/rules/{}", a["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    drop(app);
+    server.shutdown().await;
+    assert!(dir.path().join("alerts.sqlite3").exists());
+
+    let server = loopback_server(config.clone()).await;
+    let app = open(&server);
+    let (_, rules) = call(&app, "GET", "/api/alerts/rules", None).await;
+    assert_eq!(rules, serde_json::json!([b]));
+    let (_, c) = call(&app, "POST", "/api/alerts/rules", Some(body)).await;
+    assert_ne!(c["id"], b["id"], "ids are not reused");
+    server.shutdown().await;
+}

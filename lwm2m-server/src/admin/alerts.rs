@@ -275,6 +275,70 @@ pub struct Alerts {
     raised_total: u64,
     /// Webhook POSTs that failed (counted from their tasks).
     webhook_failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where rules persist (`alerts.sqlite3`); `None`: memory only.
+    #[cfg(feature = "sqlite")]
+    db: Option<rusqlite::Connection>,
+}
+
+/// The rules file in a data directory.
+#[cfg(feature = "sqlite")]
+pub const ALERTS_FILE: &str = "alerts.sqlite3";
+
+impl Alerts {
+    /// Rules kept in `dir/alerts.sqlite3` (created if missing), loaded now.
+    #[cfg(feature = "sqlite")]
+    pub fn open(dir: &std::path::Path) -> Result<Alerts, String> {
+        let db = rusqlite::Connection::open(dir.join(ALERTS_FILE))
+            .map_err(|e| format!("{}: {e}", dir.join(ALERTS_FILE).display()))?;
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS rules (n INTEGER PRIMARY KEY, json TEXT NOT NULL)",
+            [],
+        )
+        .map_err(|e| format!("alert rules table: {e}"))?;
+        let mut alerts = Alerts::default();
+        {
+            let mut st = db
+                .prepare("SELECT n, json FROM rules ORDER BY n")
+                .map_err(|e| format!("alert rules: {e}"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(|e| format!("alert rules: {e}"))?;
+            for row in rows {
+                let (n, text) = row.map_err(|e| format!("alert rules: {e}"))?;
+                // A row this version cannot read is skipped, not fatal.
+                match parse_rule(text.as_bytes()) {
+                    Ok(spec) => {
+                        let n = u64::try_from(n).unwrap_or(0);
+                        let id = format!("rule{n}");
+                        alerts.rules.insert(id.clone(), Rule { id, spec });
+                        alerts.next_rule = alerts.next_rule.max(n);
+                    }
+                    Err(e) => tracing::warn!("alert rule {n} skipped: {e}"),
+                }
+            }
+        }
+        alerts.db = Some(db);
+        Ok(alerts)
+    }
+
+    fn persist(&self, n: u64, spec: Option<&RuleSpec>) {
+        #[cfg(feature = "sqlite")]
+        if let Some(db) = &self.db {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            let r = match spec {
+                Some(spec) => db.execute(
+                    "INSERT OR REPLACE INTO rules (n, json) VALUES (?1, ?2)",
+                    rusqlite::params![n, json!(spec).to_string()],
+                ),
+                None => db.execute("DELETE FROM rules WHERE n = ?1", [n]),
+            };
+            if let Err(e) = r {
+                tracing::error!("alert rule {n} not saved: {e}");
+            }
+        }
+        #[cfg(not(feature = "sqlite"))]
+        let _ = (n, spec);
+    }
 }
 
 /// A change to publish.
@@ -292,12 +356,16 @@ impl Alerts {
             spec,
         };
         self.rules.insert(rule.id.clone(), rule.clone());
+        self.persist(self.next_rule, Some(&rule.spec));
         Some(rule)
     }
 
     /// Removes a rule and its active alerts (cleared).
     pub fn remove_rule(&mut self, id: &str) -> Option<(Rule, Vec<Change>)> {
         let rule = self.rules.remove(id)?;
+        if let Some(n) = id.strip_prefix("rule").and_then(|n| n.parse().ok()) {
+            self.persist(n, None);
+        }
         let keys: Vec<_> = self.active.keys().filter(|k| k.0 == id).cloned().collect();
         let changes = keys.into_iter().filter_map(|k| self.clear(&k)).collect();
         Some((rule, changes))

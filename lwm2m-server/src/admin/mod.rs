@@ -128,6 +128,8 @@ pub struct AdminConfig {
     pub firmware_uris: FirmwareUris,
     /// Where `/api/campaigns` keeps campaigns (empty: in memory).
     pub campaign_store: CampaignStoreSlot,
+    /// Directory whose `alerts.sqlite3` keeps the alert rules (`None`: in memory).
+    pub alerts_dir: Option<std::path::PathBuf>,
 }
 
 pub use crate::firmware::SharedFirmwareStore;
@@ -151,6 +153,7 @@ impl AdminConfig {
             max_firmware_size: DEFAULT_MAX_FIRMWARE_SIZE,
             firmware_uris: FirmwareUris::default(),
             campaign_store: CampaignStoreSlot::default(),
+            alerts_dir: None,
         }
     }
 
@@ -305,6 +308,14 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
     let (sse, _) = broadcast::channel(1024);
     let events = server.events();
     let upload_limit = axum::extract::DefaultBodyLimit::max(config.max_firmware_size);
+    let alerts = match &config.alerts_dir {
+        #[cfg(feature = "sqlite")]
+        Some(dir) => alerts::Alerts::open(dir).unwrap_or_else(|e| {
+            tracing::error!("alert rules kept in memory only: {e}");
+            alerts::Alerts::default()
+        }),
+        _ => alerts::Alerts::default(),
+    };
     let shared = Arc::new(Shared {
         server,
         models,
@@ -316,7 +327,7 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
         next_request: AtomicU64::new(1),
         jobs: Mutex::new(firmware::Jobs::default()),
         campaigns: std::sync::OnceLock::new(),
-        alerts: Mutex::new(alerts::Alerts::default()),
+        alerts: Mutex::new(alerts),
     });
     campaigns::start(&shared);
     tokio::spawn(forward_events(events, Arc::downgrade(&shared)));
