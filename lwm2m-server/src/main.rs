@@ -70,6 +70,8 @@
 //! Redis with `--redis`); a restart resumes those that were running or
 //! paused. With `--redis` each campaign runs on one node at a time, the
 //! one holding its lease (see [`lwm2m_server::campaign`]).
+//! Alert rules (`/api/alerts/rules`) live in `alerts.sqlite3` there (per
+//! node, also with `--redis`).
 //! Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
 //! `info` (`--verbose` for `debug`).

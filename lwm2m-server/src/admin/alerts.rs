@@ -6,7 +6,9 @@
 //! De-register). An alert is raised once per (rule, endpoint) while its
 //! condition holds and cleared when it stops holding (a threshold value back
 //! on the good side, an offline device registering again). Every change is
-//! an `ALERT` event on `/api/events`. Rules and alerts are kept in memory.
+//! an `ALERT` event on `/api/events`, and POSTed to the rule's `webhook`
+//! (raised/cleared). Rules persist in `alerts.sqlite3` when
+//! [`super::AdminConfig::alerts_dir`] is set; alerts are kept in memory.
 
 use std::collections::{BTreeMap, VecDeque};
 
