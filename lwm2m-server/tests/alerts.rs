@@ -293,7 +293,21 @@ async fn rules_survive_a_restart_in_sqlite() {
     let app = open(&server);
     let (_, rules) = call(&app, "GET", "/api/alerts/rules", None).await;
     assert_eq!(rules, serde_json::json!([b]));
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/alerts/rules/{}", b["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    drop(app);
+    server.shutdown().await;
+
+    // Every rule deleted: a new one still gets a fresh id.
+    let server = loopback_server(config.clone()).await;
+    let app = open(&server);
     let (_, c) = call(&app, "POST", "/api/alerts/rules", Some(body)).await;
-    assert_ne!(c["id"], b["id"], "ids are not reused");
+    assert_eq!(c["id"], "rule3", "ids are not reused");
     server.shutdown().await;
 }

@@ -293,7 +293,7 @@ impl Alerts {
         let db = rusqlite::Connection::open(dir.join(ALERTS_FILE))
             .map_err(|e| format!("{}: {e}", dir.join(ALERTS_FILE).display()))?;
         db.execute(
-            "CREATE TABLE IF NOT EXISTS rules (n INTEGER PRIMARY KEY, json TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS rules (n INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL)",
             [],
         )
         .map_err(|e| format!("alert rules table: {e}"))?;
@@ -319,6 +319,17 @@ impl Alerts {
                 }
             }
         }
+        // AUTOINCREMENT keeps the highest number ever used: a deleted
+        // rule's id is not handed out again after a restart.
+        let seq: Option<i64> = db
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'rules'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        let seq = seq.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        alerts.next_rule = alerts.next_rule.max(seq);
         alerts.db = Some(db);
         Ok(alerts)
     }
