@@ -28,7 +28,9 @@
 //! | `GET /api/jobs`, `GET /api/jobs/{id}` | firmware update jobs and their status |
 //! | `GET`/`POST /api/campaigns`, `GET /api/campaigns/{id}` | firmware update campaigns in waves, per-device status |
 //! | `POST /api/campaigns/{id}/pause\|resume\|cancel` | control a campaign |
-//! | `GET /api/events[?ep=]` | SSE: `FIRMWARE` (job status), `CAMPAIGN`, `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
+//! | `GET`/`POST /api/alerts/rules`, `GET`/`DELETE /api/alerts/rules/{id}` | alert rules (`threshold`, `offline`) |
+//! | `GET /api/alerts[?all=true]`, `POST /api/alerts/{id}/ack` | active (and cleared) alerts, acknowledge |
+//! | `GET /api/events[?ep=]` | SSE: `ALERT`, `FIRMWARE` (job status), `CAMPAIGN`, `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |
 //! | `GET /api/openapi.json` | OpenAPI 3 document |
 //! | `GET /metrics` | Prometheus text format |
@@ -63,6 +65,7 @@
 //! the new instance. An observation is cancelled by path: the admin API keeps
 //! the newest observation per (endpoint, path).
 
+mod alerts;
 mod campaigns;
 mod firmware;
 mod json;
@@ -125,6 +128,8 @@ pub struct AdminConfig {
     pub firmware_uris: FirmwareUris,
     /// Where `/api/campaigns` keeps campaigns (empty: in memory).
     pub campaign_store: CampaignStoreSlot,
+    /// Directory whose `alerts.sqlite3` keeps the alert rules (`None`: in memory).
+    pub alerts_dir: Option<std::path::PathBuf>,
 }
 
 pub use crate::firmware::SharedFirmwareStore;
@@ -148,6 +153,7 @@ impl AdminConfig {
             max_firmware_size: DEFAULT_MAX_FIRMWARE_SIZE,
             firmware_uris: FirmwareUris::default(),
             campaign_store: CampaignStoreSlot::default(),
+            alerts_dir: None,
         }
     }
 
@@ -215,6 +221,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/campaigns/{id}/pause"),
     ("post", "/api/campaigns/{id}/resume"),
     ("post", "/api/campaigns/{id}/cancel"),
+    ("get", "/api/alerts/rules"),
+    ("post", "/api/alerts/rules"),
+    ("get", "/api/alerts/rules/{id}"),
+    ("delete", "/api/alerts/rules/{id}"),
+    ("get", "/api/alerts"),
+    ("post", "/api/alerts/{id}/ack"),
 ];
 
 #[derive(Clone, Debug)]
@@ -240,6 +252,8 @@ struct Shared {
     /// Firmware update campaigns (set once the router is made; unset
     /// without a firmware store).
     campaigns: std::sync::OnceLock<crate::campaign::CampaignManager>,
+    /// Alert rules and alerts.
+    alerts: Mutex<alerts::Alerts>,
 }
 
 type AppState = Arc<Shared>;
@@ -294,6 +308,14 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
     let (sse, _) = broadcast::channel(1024);
     let events = server.events();
     let upload_limit = axum::extract::DefaultBodyLimit::max(config.max_firmware_size);
+    let alerts = match &config.alerts_dir {
+        #[cfg(feature = "sqlite")]
+        Some(dir) => alerts::Alerts::open(dir).unwrap_or_else(|e| {
+            tracing::error!("alert rules kept in memory only: {e}");
+            alerts::Alerts::default()
+        }),
+        _ => alerts::Alerts::default(),
+    };
     let shared = Arc::new(Shared {
         server,
         models,
@@ -305,6 +327,7 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
         next_request: AtomicU64::new(1),
         jobs: Mutex::new(firmware::Jobs::default()),
         campaigns: std::sync::OnceLock::new(),
+        alerts: Mutex::new(alerts),
     });
     campaigns::start(&shared);
     tokio::spawn(forward_events(events, Arc::downgrade(&shared)));
@@ -351,6 +374,16 @@ pub fn router(server: ServerHandle, models: Arc<Registry>, config: AdminConfig) 
             "/api/campaigns/{id}/{action}",
             axum::routing::post(campaigns::control),
         )
+        .route(
+            "/api/alerts/rules",
+            get(alerts::list_rules).post(alerts::create_rule),
+        )
+        .route(
+            "/api/alerts/rules/{id}",
+            get(alerts::get_rule).delete(alerts::delete_rule),
+        )
+        .route("/api/alerts", get(alerts::list))
+        .route("/api/alerts/{id}/ack", axum::routing::post(alerts::ack))
         .route("/api/jobs", get(firmware::list_jobs))
         .route("/api/jobs/{id}", get(firmware::get_job))
         .route(
@@ -401,6 +434,7 @@ async fn forward_events(
                 s.metrics.registration(R::Registered);
                 let data = s.registration_json(&registration);
                 s.publish("REGISTRATION", &registration.endpoint, &data);
+                alerts::on_presence(&s, &registration.endpoint, false);
                 watch_sleep(&s, &registration);
             }
             ServerEvent::Updated { registration } => {
@@ -416,6 +450,7 @@ async fn forward_events(
             ServerEvent::Expired { registration } => {
                 s.metrics.registration(R::Expired);
                 deregistered(&s, &registration, true);
+                alerts::on_presence(&s, &registration.endpoint, true);
             }
             ServerEvent::Notification {
                 id,
@@ -445,6 +480,10 @@ async fn forward_events(
                     Err(e) => data["error"] = json!(e.to_string()),
                 }
                 s.publish("NOTIFICATION", &endpoint, &data);
+                // After the NOTIFICATION, so a watcher sees the value before its alert.
+                if let (Ok(_), Some(p)) = (&result, &path) {
+                    alerts::on_value(&s, &endpoint, p, &data["val"]);
+                }
             }
             ServerEvent::Send {
                 endpoint,
@@ -458,6 +497,11 @@ async fn forward_events(
                     "values": json::values_json(&values),
                 });
                 s.publish("SEND", &endpoint, &data);
+                for v in data["values"].as_array().into_iter().flatten() {
+                    if let Some(p) = v["path"].as_str() {
+                        alerts::on_value(&s, &endpoint, p, &v["value"]);
+                    }
+                }
             }
             ServerEvent::Response { .. } | ServerEvent::StoreFailed { .. } => {}
         }
@@ -825,7 +869,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(registered),
+        s.metrics.render(registered) + &alerts::render_metrics(&s),
     )
 }
 

@@ -105,14 +105,79 @@ fn node_body() -> Value {
 /// The document.
 pub fn openapi() -> Value {
     let mut doc = base_document();
-    let (paths, schemas) = firmware_document();
-    for (target, extra) in [
-        ("paths", paths),
-        ("components", json!({"schemas": schemas})),
-    ] {
-        merge(&mut doc[target], extra);
+    for (paths, schemas) in [firmware_document(), alerts_document()] {
+        for (target, extra) in [
+            ("paths", paths),
+            ("components", json!({"schemas": schemas})),
+        ] {
+            merge(&mut doc[target], extra);
+        }
     }
     doc
+}
+
+/// The alert routes: rules, alerts, acknowledgement (paths, schemas).
+fn alerts_document() -> (Value, Value) {
+    let id = |what: &str| param("id", "path", true, what);
+    let paths = json!({
+        "/api/alerts/rules": {
+            "get": {
+                "summary": "Every alert rule.",
+                "responses": {"200": {"description": "The rules.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AlertRule"}}}}}},
+            },
+            "post": {
+                "summary": "Create an alert rule: {\"kind\":\"threshold\",\"path\":\"/3/0/9\",\"op\":\"<\",\"value\":20} or {\"kind\":\"offline\"}; optional name, endpoint_prefix.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlertRule"}}}},
+                "responses": {
+                    "201": json_response("The rule with its id.", "AlertRule"),
+                    "400": json_response("Not a valid rule.", "Error"),
+                    "409": json_response("Too many rules.", "Error"),
+                },
+            },
+        },
+        "/api/alerts/rules/{id}": {
+            "get": {
+                "summary": "One alert rule.",
+                "parameters": [id("Rule id.")],
+                "responses": {"200": json_response("The rule.", "AlertRule"), "404": json_response("No such rule.", "Error")},
+            },
+            "delete": {
+                "summary": "Delete an alert rule (its active alerts are cleared).",
+                "parameters": [id("Rule id.")],
+                "responses": {"204": {"description": "Deleted."}, "404": json_response("No such rule.", "Error")},
+            },
+        },
+        "/api/alerts": {
+            "get": {
+                "summary": "Active alerts, newest first; with all=true also the last 1000 cleared ones.",
+                "parameters": [param("all", "query", false, "true: include cleared alerts.")],
+                "responses": {"200": {"description": "The alerts.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}}},
+            },
+        },
+        "/api/alerts/{id}/ack": {
+            "post": {
+                "summary": "Acknowledge an active alert (an ALERT event with change acked).",
+                "parameters": [id("Alert id.")],
+                "responses": {"200": json_response("The alert.", "Alert"), "404": json_response("No such active alert.", "Error")},
+            },
+        },
+    });
+    let schemas = json!({
+        "AlertRule": {"type": "object", "required": ["kind"], "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["threshold", "offline"]},
+            "path": {"type": "string"}, "op": {"type": "string", "enum": ["<", "<=", ">", ">="]},
+            "value": {"type": "number"}, "endpoint_prefix": {"type": "string"},
+            "webhook": {"type": "string", "description": "http://host:port/path: each raised/cleared alert is POSTed there as JSON (5 s timeout)."},
+        }},
+        "Alert": {"type": "object", "properties": {
+            "id": {"type": "string"}, "rule": {"type": "string"}, "kind": {"type": "string"},
+            "endpoint": {"type": "string"}, "value": {"type": "number"},
+            "state": {"type": "string", "enum": ["active", "cleared"]}, "acked": {"type": "boolean"},
+            "raised_at": {"type": "integer"}, "cleared_at": {"type": "integer"},
+        }},
+    });
+    (paths, schemas)
 }
 
 /// Adds the members of `extra` to `into`, recursively for objects.
