@@ -70,8 +70,8 @@
 //! Redis with `--redis`); a restart resumes those that were running or
 //! paused. With `--redis` each campaign runs on one node at a time, the
 //! one holding its lease (see [`lwm2m_server::campaign`]).
-//! Alert rules (`/api/alerts/rules`) live in `alerts.sqlite3` there (per
-//! node, also with `--redis`).
+//! Alert rules (`/api/alerts/rules`) live in `alerts.sqlite3` there (with
+//! `--redis`, in each node's memory only).
 //! Flags win over environment variables.
 //! Logs go to stderr; `RUST_LOG`-style filtering is not wired in, the level is
 //! `info` (`--verbose` for `debug`).
@@ -696,8 +696,10 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
     admin_config.campaign_store = campaigns.clone();
-    // Alert rules stay in this node's data directory, also with --redis.
-    admin_config.alerts_dir = Some(args.data_dir.clone());
+    // Alert rules are kept in the data directory; with --redis, which
+    // writes nothing there, they stay in this node's memory (no Redis
+    // store for them yet).
+    admin_config.alerts_dir = args.redis.is_none().then(|| args.data_dir.clone());
     admin_config.firmware_uris = lwm2m_server::fota::FirmwareUris {
         coap_addr: Some(server.local_addr()),
         coaps_addr: server.secure_addr(),

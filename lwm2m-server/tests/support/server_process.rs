@@ -120,7 +120,13 @@ impl Running {
         assert!(status.success());
         self.expect_line("server stopped");
         let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "{exit:?}");
+        if !exit.success() {
+            // The rest of the log (a panic during shutdown says why).
+            while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+                self.seen.push(line);
+            }
+            panic!("{exit:?} after SIGTERM; log:\n{}", self.seen.join("\n"));
+        }
     }
 }
 
