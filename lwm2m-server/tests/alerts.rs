@@ -5,79 +5,25 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request as HttpRequest, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
-use http_body_util::BodyExt;
 use lwm2m_core::coap::{Code, Response};
 use lwm2m_server::admin::{self, AdminConfig};
 use lwm2m_server::{Server, ServerConfig};
 use serde_json::Value as Json;
-use tower::ServiceExt;
 
 mod udp_device;
 use udp_device::{Cmd, Device, WAIT};
 
 #[path = "support/loopback.rs"]
 mod loopback;
-use loopback::{call, loopback_server};
+use loopback::{call, loopback_server, Events};
 
 async fn fixture(config: ServerConfig) -> (Server, Router) {
     let models = Arc::new(lwm2m_objects::Registry::standard());
     let server = loopback_server(config.clone()).await;
     let app = admin::router(server.handle(), models, AdminConfig::for_server(&config));
     (server, app)
-}
-
-/// An open `/api/events` stream.
-struct Events {
-    body: Body,
-    buf: String,
-}
-
-impl Events {
-    async fn open(app: &Router) -> Events {
-        let req = HttpRequest::builder()
-            .uri("/api/events")
-            .body(Body::empty())
-            .unwrap();
-        let resp = app.clone().oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        Events {
-            body: resp.into_body(),
-            buf: String::new(),
-        }
-    }
-
-    /// The next event called `name` (others are skipped): its data as JSON.
-    async fn next(&mut self, name: &str) -> Json {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut ev = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(e) = line.strip_prefix("event: ") {
-                        ev = Some(e.to_string());
-                    } else if let Some(d) = line.strip_prefix("data: ") {
-                        data.push_str(d);
-                    }
-                }
-                if ev.as_deref() == Some(name) {
-                    return serde_json::from_str(&data).unwrap();
-                }
-            }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame())
-                .await
-                .unwrap_or_else(|_| panic!("no {name} event in time"))
-                .expect("stream open")
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                self.buf.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
-    }
 }
 
 async fn notify(d: &Device, events: &mut Events, value: &str) {
@@ -146,7 +92,7 @@ async fn battery_threshold_raises_once_clears_and_acks() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(one["op"], "<");
 
-    let mut events = Events::open(&app).await;
+    let mut events = Events::open(&app, "").await;
     let d = Device::spawn(7).await;
     d.register(server.local_addr(), "ep=dev1&lt=300&lwm2m=1.1")
         .await;
@@ -243,7 +189,7 @@ async fn offline_rule_raises_on_expiry() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
-    let mut events = Events::open(&app).await;
+    let mut events = Events::open(&app, "").await;
     let d = Device::spawn(15).await;
     d.register(server.local_addr(), "ep=short&lt=1").await;
     let a = events.next("ALERT").await;

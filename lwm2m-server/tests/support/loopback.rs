@@ -67,3 +67,59 @@ pub async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> 
     };
     (status, json)
 }
+
+/// An open `/api/events` stream.
+pub struct Events {
+    body: Body,
+    buf: String,
+}
+
+impl Events {
+    pub async fn open(app: &Router, query: &str) -> Events {
+        let req = HttpRequest::builder()
+            .uri(format!("/api/events{query}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "text/event-stream"
+        );
+        Events {
+            body: resp.into_body(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event called `name` (others are skipped): its data as JSON.
+    pub async fn next(&mut self, name: &str) -> Json {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            // Events are separated by a blank line.
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event: ") {
+                        ev = Some(e.to_string());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push_str(d);
+                    }
+                }
+                if ev.as_deref() == Some(name) {
+                    return serde_json::from_str(&data).unwrap();
+                }
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} event in time"))
+                .expect("stream open")
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                self.buf.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    }
+}
