@@ -245,6 +245,34 @@ fn push_coap_pull_and_http_pull_reach_update_result_1() {
     }
 }
 
+/// Creates a `firmware_failed` alert rule for the endpoints starting with
+/// `prefix` (no alert is active before).
+fn firmware_failed_rule(http: SocketAddr, prefix: &str) {
+    let (status, rule) = admin_http(
+        http,
+        "POST",
+        "/api/alerts/rules",
+        &format!(r#"{{"kind":"firmware_failed","endpoint_prefix":"{prefix}"}}"#),
+    );
+    assert_eq!(status, 201, "{rule}");
+    assert_eq!(json_of(http, "/api/alerts"), serde_json::json!([]));
+}
+
+/// The active alerts once there are `n` (they are raised right after a
+/// job's or device's final phase is recorded: polled, bounded).
+fn active_alerts(http: SocketAddr, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alerts = json_of(http, "/api/alerts");
+        let alerts = alerts.as_array().unwrap().clone();
+        if alerts.len() >= n || Instant::now() > deadline {
+            assert_eq!(alerts.len(), n, "{alerts:?}");
+            return alerts;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_failing_update_is_recorded_with_its_reason() {
     let demo = DemoServer::new();
@@ -253,12 +281,18 @@ fn a_failing_update_is_recorded_with_its_reason() {
     let ep = "fw-broken";
     let client = demo_client(&addrs, ep, &["--firmware-update-fails"]);
     wait_registered(&mut server, &client, ep);
+    firmware_failed_rule(http, "fw-");
     let bytes = package_bytes(3000, 9);
     let package = upload(http, &bytes, "9");
     let before = read_value(http, ep, "3/0/3");
     let job = start_job(http, ep, package["id"].as_str().unwrap(), "coap");
     let done = finished(http, &job, &[&client, &server]);
     assert_eq!(done["status"], "failed", "{done}");
+    // The failure raised the rule's alert for this device.
+    let alerts = active_alerts(http, 1);
+    assert_eq!(alerts[0]["kind"], "firmware_failed");
+    assert_eq!(alerts[0]["endpoint"], ep);
+    assert_eq!(alerts[0]["state"], "active");
     let reason = done["reason"].as_str().unwrap();
     assert!(
         reason.contains("Update Result 8") && reason.contains("firmware update failed"),
@@ -459,6 +493,7 @@ fn the_failure_threshold_halts_a_campaign_before_its_next_wave() {
     let http = addrs.http;
     // Device 0 fails its update; devices 2 and 3 are the second wave.
     let fleet = devices(&mut server, &addrs, "halt", 4, |i| i == 0);
+    firmware_failed_rule(http, "halt");
     let package = upload(http, &package_bytes(3000, 4), "4.0");
     let targets: Vec<&str> = fleet.iter().map(|(ep, _)| ep.as_str()).collect();
     let c = create_campaign(
@@ -484,6 +519,15 @@ fn the_failure_threshold_halts_a_campaign_before_its_next_wave() {
     assert_eq!(states[0].2, "failed");
     let why = done["devices"][0]["reason"].as_str().unwrap();
     assert!(why.contains("Update Result 8"), "{why}");
+    // Only the failed device has a firmware_failed alert.
+    let alerts = active_alerts(http, 1);
+    assert_eq!(
+        (&alerts[0]["kind"], &alerts[0]["endpoint"]),
+        (
+            &serde_json::json!("firmware_failed"),
+            &serde_json::json!(states[0].0)
+        )
+    );
     for (ep, wave, status) in &states[2..] {
         assert_eq!((*wave, status.as_str()), (1, "pending"), "{ep}");
         // Never touched: no Package, no Package URI, state machine at rest.

@@ -70,6 +70,20 @@ pub enum RuleKind {
     },
     /// A registration that expired without De-register.
     Offline,
+    /// A firmware update (one-device job or campaign device) that ended in
+    /// failure; cleared by the endpoint's next successful update.
+    FirmwareFailed,
+}
+
+impl RuleKind {
+    /// The kind's name in the API and the metrics.
+    fn name(&self) -> &'static str {
+        match self {
+            RuleKind::Threshold { .. } => "threshold",
+            RuleKind::Offline => "offline",
+            RuleKind::FirmwareFailed => "firmware_failed",
+        }
+    }
 }
 
 /// A rule as posted (without id).
@@ -117,7 +131,7 @@ impl std::fmt::Display for RuleError {
         match self {
             RuleError::Json(e) => write!(
                 f,
-                "rule JSON: {e}; expected {{\"kind\":\"threshold\",\"path\":\"/3/0/9\",\"op\":\"<\"|\"<=\"|\">\"|\">=\",\"value\":20}} or {{\"kind\":\"offline\"}}, optional \"name\", \"endpoint_prefix\""
+                "rule JSON: {e}; expected {{\"kind\":\"threshold\",\"path\":\"/3/0/9\",\"op\":\"<\"|\"<=\"|\">\"|\">=\",\"value\":20}} or {{\"kind\":\"offline\"}} or {{\"kind\":\"firmware_failed\"}}, optional \"name\", \"endpoint_prefix\""
             ),
             RuleError::Path(p) => write!(
                 f,
@@ -394,10 +408,7 @@ impl Alerts {
         let alert = Alert {
             id: format!("a{}", self.next_alert),
             rule: rule.id.clone(),
-            kind: match rule.spec.kind {
-                RuleKind::Threshold { .. } => "threshold",
-                RuleKind::Offline => "offline",
-            },
+            kind: rule.spec.kind.name(),
             endpoint: endpoint.to_string(),
             value,
             state: "active",
@@ -432,15 +443,26 @@ impl Alerts {
 
     /// `endpoint`'s registration expired (`true`) or it registered (`false`).
     pub fn offline(&mut self, endpoint: &str, offline: bool) -> Vec<Change> {
+        self.condition(&RuleKind::Offline, endpoint, offline)
+    }
+
+    /// A firmware update of `endpoint` ended: failed (`true`) or succeeded.
+    pub fn firmware(&mut self, endpoint: &str, failed: bool) -> Vec<Change> {
+        self.condition(&RuleKind::FirmwareFailed, endpoint, failed)
+    }
+
+    /// Raises (`holds`) or clears the alerts of the rules of `kind` that
+    /// apply to `endpoint`.
+    fn condition(&mut self, kind: &RuleKind, endpoint: &str, holds: bool) -> Vec<Change> {
         let rules: Vec<Rule> = self
             .rules
             .values()
-            .filter(|r| r.spec.kind == RuleKind::Offline && r.spec.applies_to(endpoint))
+            .filter(|r| r.spec.kind == *kind && r.spec.applies_to(endpoint))
             .cloned()
             .collect();
         rules
             .iter()
-            .filter_map(|r| match offline {
+            .filter_map(|r| match holds {
                 true => self.raise(r, endpoint, None),
                 false => self.clear(&(r.id.clone(), endpoint.to_string())),
             })
@@ -456,7 +478,7 @@ impl Alerts {
 
     /// Active alerts per kind (for the metrics).
     pub fn active_by_kind(&self) -> BTreeMap<&'static str, u64> {
-        let mut m = BTreeMap::from([("offline", 0), ("threshold", 0)]);
+        let mut m = BTreeMap::from([("firmware_failed", 0), ("offline", 0), ("threshold", 0)]);
         for a in self.active.values() {
             *m.entry(a.kind).or_insert(0) += 1;
         }
@@ -518,6 +540,19 @@ pub(super) fn on_value(s: &Shared, endpoint: &str, path: &str, node: &JsonValue)
 /// A registration expired (`true`) or registered (`false`).
 pub(super) fn on_presence(s: &Shared, endpoint: &str, offline: bool) {
     let changes = alerts(s).offline(endpoint, offline);
+    publish(s, changes);
+}
+
+/// A firmware update of `endpoint` reached `phase` (only a final phase
+/// matters: failed raises, succeeded clears).
+pub(super) fn on_firmware(s: &Shared, endpoint: &str, phase: crate::fota::Phase) {
+    use crate::fota::Phase;
+    let failed = match phase {
+        Phase::Failed => true,
+        Phase::Succeeded => false,
+        _ => return,
+    };
+    let changes = alerts(s).firmware(endpoint, failed);
     publish(s, changes);
 }
 
@@ -673,5 +708,22 @@ mod tests {
         assert_eq!(a.offline("d", true)[0].0, "raised");
         assert_eq!(a.active_by_kind()["offline"], 1);
         assert_eq!(a.offline("d", false)[0].0, "cleared");
+    }
+
+    #[test]
+    fn firmware_failed_raised_by_a_failure_and_cleared_by_a_success() {
+        let mut a = Alerts::default();
+        let spec = parse_rule(br#"{"kind":"firmware_failed","endpoint_prefix":"fw-"}"#).unwrap();
+        assert_eq!(spec.kind, RuleKind::FirmwareFailed);
+        a.add_rule(spec).unwrap();
+        assert!(a.firmware("other", true).is_empty(), "prefix filter");
+        assert!(a.firmware("fw-1", false).is_empty(), "nothing to clear");
+        let c = a.firmware("fw-1", true);
+        assert_eq!((c[0].0, c[0].1.kind), ("raised", "firmware_failed"));
+        assert!(a.firmware("fw-1", true).is_empty(), "raised once");
+        assert!(a.offline("fw-1", false).is_empty(), "other kinds untouched");
+        assert_eq!(a.active_by_kind()["firmware_failed"], 1);
+        assert_eq!(a.firmware("fw-1", false)[0].0, "cleared");
+        assert_eq!(a.active_by_kind()["firmware_failed"], 0);
     }
 }

@@ -116,6 +116,11 @@ fn changed(s: &Shared, c: &Campaign, change: CampaignChange) {
         }
     }
     s.publish("CAMPAIGN", endpoint, &data);
+    if let CampaignChange::Device(i) = change {
+        if let Some(d) = c.devices.get(i) {
+            super::alerts::on_firmware(s, &d.endpoint, d.status);
+        }
+    }
 }
 
 /// The campaign without its device list, with counts per status.

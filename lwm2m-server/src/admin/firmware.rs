@@ -278,6 +278,7 @@ fn set_phase(s: &super::Shared, n: u64, phase: Phase, reason: Option<String>) {
         s.metrics.firmware_update(job.delivery.name(), phase.name());
     }
     s.publish("FIRMWARE", &job.endpoint, &json!(job));
+    super::alerts::on_firmware(s, &job.endpoint, phase);
 }
 
 #[derive(serde::Deserialize)]

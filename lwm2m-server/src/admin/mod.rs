@@ -28,7 +28,7 @@
 //! | `GET /api/jobs`, `GET /api/jobs/{id}` | firmware update jobs and their status |
 //! | `GET`/`POST /api/campaigns`, `GET /api/campaigns/{id}` | firmware update campaigns in waves, per-device status |
 //! | `POST /api/campaigns/{id}/pause\|resume\|cancel` | control a campaign |
-//! | `GET`/`POST /api/alerts/rules`, `GET`/`DELETE /api/alerts/rules/{id}` | alert rules (`threshold`, `offline`) |
+//! | `GET`/`POST /api/alerts/rules`, `GET`/`DELETE /api/alerts/rules/{id}` | alert rules (`threshold`, `offline`, `firmware_failed`) |
 //! | `GET /api/alerts[?all=true]`, `POST /api/alerts/{id}/ack` | active (and cleared) alerts, acknowledge |
 //! | `GET /api/events[?ep=]` | SSE: `ALERT`, `FIRMWARE` (job status), `CAMPAIGN`, `REGISTRATION`, `UPDATED`, `DEREGISTRATION`, `NOTIFICATION`, `SEND`, `REQUEST_RESULT`, `AWAKE`, `SLEEPING` |
 //! | `GET /api/objectspecs` | object models (names of objects and resources) |

@@ -126,7 +126,7 @@ fn alerts_document() -> (Value, Value) {
                 "responses": {"200": {"description": "The rules.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AlertRule"}}}}}},
             },
             "post": {
-                "summary": "Create an alert rule: {\"kind\":\"threshold\",\"path\":\"/3/0/9\",\"op\":\"<\",\"value\":20} or {\"kind\":\"offline\"}; optional name, endpoint_prefix.",
+                "summary": "Create an alert rule: {\"kind\":\"threshold\",\"path\":\"/3/0/9\",\"op\":\"<\",\"value\":20} or {\"kind\":\"offline\"} or {\"kind\":\"firmware_failed\"}; optional name, endpoint_prefix.",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlertRule"}}}},
                 "responses": {
                     "201": json_response("The rule with its id.", "AlertRule"),
@@ -165,7 +165,7 @@ fn alerts_document() -> (Value, Value) {
     let schemas = json!({
         "AlertRule": {"type": "object", "required": ["kind"], "properties": {
             "id": {"type": "string"}, "name": {"type": "string"},
-            "kind": {"type": "string", "enum": ["threshold", "offline"]},
+            "kind": {"type": "string", "enum": ["threshold", "offline", "firmware_failed"]},
             "path": {"type": "string"}, "op": {"type": "string", "enum": ["<", "<=", ">", ">="]},
             "value": {"type": "number"}, "endpoint_prefix": {"type": "string"},
             "webhook": {"type": "string", "description": "http://host:port/path: each raised/cleared alert is POSTed there as JSON (5 s timeout)."},
