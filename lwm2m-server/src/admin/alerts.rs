@@ -431,10 +431,18 @@ impl Alerts {
 
     /// A value of `path` reported by `endpoint`.
     pub fn value(&mut self, endpoint: &str, path: &str, value: f64) -> Vec<Change> {
-        let rules: Vec<Rule> = self.rules.values().cloned().collect();
-        rules
-            .iter()
-            .filter_map(|r| match r.spec.evaluate(endpoint, path, value)? {
+        // Evaluated before cloning: a notification usually concerns none
+        // of the rules, and it comes for every notified value.
+        let hits: Vec<(Rule, bool)> = self
+            .rules
+            .values()
+            .filter_map(|r| {
+                let holds = r.spec.evaluate(endpoint, path, value)?;
+                Some((r.clone(), holds))
+            })
+            .collect();
+        hits.iter()
+            .filter_map(|(r, holds)| match holds {
                 true => self.raise(r, endpoint, Some(value)),
                 false => self.clear(&(r.id.clone(), endpoint.to_string())),
             })
